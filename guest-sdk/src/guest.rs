@@ -1,0 +1,81 @@
+//! Glue between the generated bindings and [`Transform`]; used by [`export!`](crate::export).
+
+use crate::{Config, Header, Record, Transform, Writer};
+use std::any::Any;
+use std::cell::RefCell;
+
+#[allow(missing_docs, clippy::all)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        path: "../wit",
+        world: "transformer",
+        pub_export_macro: true,
+        runtime_path: "::sluice_sdk::guest::wit_bindgen::rt",
+    });
+}
+
+pub use wit_bindgen;
+
+use bindings::sluice::transform::types::{InputBatch, OutputBatch, RecordError, Span};
+
+thread_local! {
+    /// The instance's transform. A component instance is single-threaded and hosts exactly one
+    /// transform type, which `process` downcasts to.
+    static TRANSFORM: RefCell<Option<Box<dyn Any>>> = const { RefCell::new(None) };
+}
+
+/// The `init` export: builds the transform and keeps it for later batches.
+pub fn init<T: Transform>(config: Vec<(String, String)>) -> Result<(), String> {
+    let transform = T::init(&Config::new(config))?;
+    TRANSFORM.with(|slot| *slot.borrow_mut() = Some(Box::new(transform)));
+    Ok(())
+}
+
+/// The `process` export: runs the transform over every record of the batch.
+pub fn process<T: Transform>(batch: InputBatch) -> OutputBatch {
+    TRANSFORM.with(|slot| {
+        let mut slot = slot.borrow_mut();
+        let transform = slot
+            .as_mut()
+            .and_then(|t| t.downcast_mut::<T>())
+            .expect("the host calls init before process");
+        process_with(transform, &batch)
+    })
+}
+
+/// Runs `transform` over every record of `batch`; shared by the export and [`crate::testing`].
+pub(crate) fn process_with<T: Transform>(transform: &mut T, batch: &InputBatch) -> OutputBatch {
+    let data = batch.data.as_slice();
+    let bytes = |span: Span| &data[span.start as usize..(span.start + span.len) as usize];
+    let headers: Vec<Header<'_>> = batch
+        .headers
+        .iter()
+        .map(|h| Header {
+            // The host only passes header names that are UTF-8.
+            name: std::str::from_utf8(bytes(h.name)).unwrap_or_default(),
+            value: h.value.map(bytes),
+        })
+        .collect();
+
+    let mut out = Writer::with_capacity(data.len() + data.len() / 4, batch.records.len());
+    let mut errors = Vec::new();
+    for (index, r) in batch.records.iter().enumerate() {
+        let first = r.first_header as usize;
+        let record = Record {
+            topic: &batch.topic,
+            partition: batch.partition,
+            offset: r.offset,
+            timestamp: r.timestamp,
+            key: r.key.map(bytes),
+            value: r.value.map(bytes),
+            headers: &headers[first..first + r.header_count as usize],
+        };
+        out.begin(index as u32, record);
+        let mark = out.mark();
+        if let Err(e) = transform.process(&record, &mut out) {
+            out.rollback(mark);
+            errors.push(RecordError { input: index as u32, message: e.into() });
+        }
+    }
+    OutputBatch { data: out.data, headers: out.headers, records: out.records, errors }
+}

@@ -1,0 +1,113 @@
+//! Write [Sluice](https://github.com/) stream transforms in Rust.
+//!
+//! A transform is a type that implements [`Transform`]: it is built once per instance from the
+//! deployment's [`Config`], then called once per record with the record and a [`Writer`] for its
+//! outputs. One line, [`export!`], turns it into a WebAssembly component for the Sluice runtime.
+//! The generated bindings stay inside this crate; the same code runs natively, so transform logic
+//! is unit-tested with plain `cargo test` through the [`testing`] module.
+//!
+//! ```
+//! use sluice_sdk::{Config, Error, Record, Transform, Writer};
+//!
+//! /// Upper-cases the `name` field of JSON records; drops records marked `"skip": true`.
+//! struct Shout {
+//!     field: String,
+//! }
+//!
+//! impl Transform for Shout {
+//!     fn init(config: &Config) -> Result<Self, Error> {
+//!         config.allow_only(&["field"])?;
+//!         Ok(Shout { field: config.get("field").unwrap_or("name").to_string() })
+//!     }
+//!
+//!     fn process(&mut self, record: &Record<'_>, out: &mut Writer<'_>) -> Result<(), Error> {
+//!         let mut value: serde_json::Value = record.json()?;
+//!         if value["skip"] == true {
+//!             return Ok(()); // no output: the record is filtered out
+//!         }
+//!         let name = value[&self.field]
+//!             .as_str()
+//!             .ok_or_else(|| Error::new(format!("field `{}` is missing or not a string", self.field)))?;
+//!         value[&self.field] = name.to_uppercase().into();
+//!         out.write_json(&value)
+//!     }
+//! }
+//!
+//! sluice_sdk::export!(Shout);
+//!
+//! // Unit-test natively, without building WebAssembly:
+//! let mut shout = sluice_sdk::testing::init::<Shout>(&[]).unwrap();
+//! let outputs = sluice_sdk::testing::process(&mut shout, &Record::from_value(br#"{"name":"ada"}"#)).unwrap();
+//! assert_eq!(outputs[0].value_str(), Some(r#"{"name":"ADA"}"#));
+//! let failed = sluice_sdk::testing::process(&mut shout, &Record::from_value(b"{}")).unwrap_err();
+//! assert_eq!(failed.to_string(), "field `name` is missing or not a string");
+//! ```
+//!
+//! Build the component with `cargo build --release --target wasm32-wasip2`; the crate must be a
+//! `cdylib` (and an `rlib` too, for its native tests).
+#![deny(missing_docs)]
+
+// Generated code names its runtime by absolute path, which must resolve here too.
+extern crate self as sluice_sdk;
+
+mod config;
+mod error;
+#[doc(hidden)]
+pub mod guest;
+pub mod log;
+mod record;
+pub mod testing;
+mod writer;
+
+pub use config::Config;
+pub use error::Error;
+pub use record::{Header, Record};
+pub use writer::{OutputRecord, Writer};
+
+/// A stream transform: built once per instance, then called for every record.
+///
+/// An instance lives as long as its partition worker, so state kept in `self` (counters, caches)
+/// persists across batches, but not across restarts or redeployments.
+pub trait Transform: Sized + 'static {
+    /// Builds the transform from the deployment's configuration. Return an error that names the
+    /// key and says what is wrong with it; the deployment is then refused with that message.
+    fn init(config: &Config) -> Result<Self, Error>;
+
+    /// Handles one record: write zero or more outputs to `out`, or return an error. On error the
+    /// outputs already written for this record are discarded and the record goes to the
+    /// pipeline's dead-letter topic with the error's message.
+    fn process(&mut self, record: &Record<'_>, out: &mut Writer<'_>) -> Result<(), Error>;
+}
+
+/// Exports a [`Transform`] as the component's implementation of the Sluice contract.
+///
+/// Use it once per crate, at the top level: `sluice_sdk::export!(MyTransform);`. It does nothing
+/// when the crate is built for the host, so native unit tests need no special set-up.
+#[macro_export]
+macro_rules! export {
+    ($transform:ty) => {
+        #[cfg(target_arch = "wasm32")]
+        const _: () = {
+            struct SluiceExport;
+            impl $crate::guest::bindings::exports::sluice::transform::transform::Guest
+                for SluiceExport
+            {
+                fn init(config: ::std::vec::Vec<(::std::string::String, ::std::string::String)>)
+                    -> ::std::result::Result<(), ::std::string::String>
+                {
+                    $crate::guest::init::<$transform>(config)
+                }
+                fn process(
+                    batch: $crate::guest::bindings::sluice::transform::types::InputBatch,
+                ) -> $crate::guest::bindings::sluice::transform::types::OutputBatch {
+                    $crate::guest::process::<$transform>(batch)
+                }
+            }
+            $crate::guest::bindings::export!(SluiceExport with_types_in $crate::guest::bindings);
+        };
+        // Natively, the type is still checked to be a transform (and counts as used).
+        #[cfg(not(target_arch = "wasm32"))]
+        const _: fn(&$crate::Config) -> ::std::result::Result<$transform, $crate::Error> =
+            <$transform as $crate::Transform>::init;
+    };
+}

@@ -1,0 +1,215 @@
+//! Run a transform natively in unit tests, through the same batch encoding the runtime uses.
+//!
+//! ```
+//! # use sluice_sdk::{Config, Error, Record, Transform, Writer};
+//! struct Echo;
+//! impl Transform for Echo {
+//!     fn init(_: &Config) -> Result<Self, Error> { Ok(Echo) }
+//!     fn process(&mut self, r: &Record<'_>, out: &mut Writer<'_>) -> Result<(), Error> {
+//!         out.write(r.value.unwrap_or_default())
+//!     }
+//! }
+//! let mut echo = sluice_sdk::testing::init::<Echo>(&[]).unwrap();
+//! let out = sluice_sdk::testing::process(&mut echo, &Record::from_value(b"hi")).unwrap();
+//! assert_eq!(out[0].value.as_deref(), Some(&b"hi"[..]));
+//! ```
+
+use crate::guest::bindings::sluice::transform::types::{
+    Header as WireHeader, InputBatch, InputRecord, OutputBatch, Span,
+};
+use crate::{Config, Error, Record, Transform};
+
+/// An output as a test sees it: owned, with spans resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Output {
+    /// The topic it is routed to; `None` for the pipeline's default output.
+    pub topic: Option<String>,
+    /// Its key.
+    pub key: Option<Vec<u8>>,
+    /// Its value.
+    pub value: Option<Vec<u8>>,
+    /// Its headers, in order.
+    pub headers: Vec<(String, Option<Vec<u8>>)>,
+    /// Its timestamp.
+    pub timestamp: Option<i64>,
+}
+
+impl Output {
+    /// The value as UTF-8 text, if it is.
+    pub fn value_str(&self) -> Option<&str> {
+        self.value.as_deref().and_then(|v| std::str::from_utf8(v).ok())
+    }
+
+    /// The value parsed as JSON; panics if it is not, as a test assertion would.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(self.value.as_deref().expect("output has a value"))
+            .expect("output value is JSON")
+    }
+}
+
+/// Builds a transform from configuration pairs, as the runtime's `init` would.
+pub fn init<T: Transform>(config: &[(&str, &str)]) -> Result<T, Error> {
+    T::init(&Config::new(config.iter().copied()))
+}
+
+/// Runs one record through the transform: its outputs, or its error.
+pub fn process<T: Transform>(transform: &mut T, record: &Record<'_>) -> Result<Vec<Output>, Error> {
+    process_batch(transform, std::slice::from_ref(record)).pop().expect("one result per record")
+}
+
+/// Runs records through the transform as one batch (with the first record's topic and
+/// partition): per record, its outputs or its error.
+pub fn process_batch<T: Transform>(
+    transform: &mut T,
+    records: &[Record<'_>],
+) -> Vec<Result<Vec<Output>, Error>> {
+    let batch = encode(records);
+    let output = crate::guest::process_with(transform, &batch);
+    decode(records.len(), output)
+}
+
+fn encode(records: &[Record<'_>]) -> InputBatch {
+    let mut data = Vec::new();
+    let mut push = |bytes: &[u8]| {
+        let span = Span { start: data.len() as u32, len: bytes.len() as u32 };
+        data.extend_from_slice(bytes);
+        span
+    };
+    let mut headers = Vec::new();
+    let mut wire_records = Vec::new();
+    for r in records {
+        let first_header = headers.len() as u32;
+        for h in r.headers {
+            headers.push(WireHeader { name: push(h.name.as_bytes()), value: h.value.map(&mut push) });
+        }
+        wire_records.push(InputRecord {
+            offset: r.offset,
+            timestamp: r.timestamp,
+            key: r.key.map(&mut push),
+            value: r.value.map(&mut push),
+            first_header,
+            header_count: r.headers.len() as u32,
+        });
+    }
+    let first = records.first().copied().unwrap_or_default();
+    InputBatch {
+        topic: first.topic.to_string(),
+        partition: first.partition,
+        data,
+        headers,
+        records: wire_records,
+    }
+}
+
+fn decode(inputs: usize, batch: OutputBatch) -> Vec<Result<Vec<Output>, Error>> {
+    let bytes = |span: Span| batch.data[span.start as usize..(span.start + span.len) as usize].to_vec();
+    let text = |span: Span| String::from_utf8(bytes(span)).expect("SDK writes UTF-8 names");
+    let mut results: Vec<Result<Vec<Output>, Error>> = (0..inputs).map(|_| Ok(Vec::new())).collect();
+    for o in &batch.records {
+        let headers = &batch.headers[o.first_header as usize..(o.first_header + o.header_count) as usize];
+        let output = Output {
+            topic: o.topic.map(text),
+            key: o.key.map(bytes),
+            value: o.value.map(bytes),
+            headers: headers.iter().map(|h| (text(h.name), h.value.map(bytes))).collect(),
+            timestamp: o.timestamp,
+        };
+        results[o.input as usize].as_mut().expect("no outputs for a failed record").push(output);
+    }
+    for e in batch.errors {
+        results[e.input as usize] = Err(Error::new(e.message));
+    }
+    results
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Header, OutputRecord, Writer};
+
+    /// Exercises every writer path: plain, routed, JSON, explicit record, filter and error.
+    struct Router;
+
+    impl Transform for Router {
+        fn init(config: &Config) -> Result<Self, Error> {
+            config.allow_only(&[])?;
+            Ok(Router)
+        }
+
+        fn process(&mut self, r: &Record<'_>, out: &mut Writer<'_>) -> Result<(), Error> {
+            match r.value_str()? {
+                "drop" => Ok(()),
+                "fail" => {
+                    out.write("partial output, discarded on error")?;
+                    Err(Error::new("failed on purpose"))
+                }
+                "route" => out.write_to("other", "routed"),
+                "json" => out.write_json(&serde_json::json!({"offset": r.offset})),
+                "twice" => {
+                    out.write("one")?;
+                    out.write("two")
+                }
+                "custom" => out.write_record(
+                    OutputRecord::new(None)
+                        .key(Some(b"k2"))
+                        .timestamp(None)
+                        .without_input_headers()
+                        .header("h", Some(b"v")),
+                ),
+                other => out.write(other),
+            }
+        }
+    }
+
+    #[test]
+    fn every_writer_path_round_trips_through_the_batch_encoding() {
+        let mut t = init::<Router>(&[]).unwrap();
+        let headers = [Header { name: "trace", value: Some(b"abc") }, Header { name: "null", value: None }];
+        let base = Record {
+            topic: "in",
+            partition: 2,
+            offset: 7,
+            timestamp: Some(1_000),
+            key: Some(b"key"),
+            value: None,
+            headers: &headers,
+        };
+        let values: [&[u8]; 7] = [b"plain", b"drop", b"fail", b"route", b"json", b"twice", b"custom"];
+        let records: Vec<Record<'_>> = values.iter().map(|v| Record { value: Some(v), ..base }).collect();
+        let results = process_batch(&mut t, &records);
+
+        let plain = &results[0].as_ref().unwrap()[0];
+        assert_eq!(plain.value_str(), Some("plain"));
+        assert_eq!(plain.key.as_deref(), Some(&b"key"[..]));
+        assert_eq!(plain.timestamp, Some(1_000));
+        assert_eq!(plain.topic, None);
+        assert_eq!(
+            plain.headers,
+            vec![("trace".to_string(), Some(b"abc".to_vec())), ("null".to_string(), None)]
+        );
+        assert_eq!(results[1], Ok(vec![]));
+        assert_eq!(results[2], Err(Error::new("failed on purpose")));
+        assert_eq!(results[3].as_ref().unwrap()[0].topic.as_deref(), Some("other"));
+        assert_eq!(results[4].as_ref().unwrap()[0].json(), serde_json::json!({"offset": 7}));
+        let twice: Vec<_> = results[5].as_ref().unwrap().iter().map(|o| o.value_str().unwrap()).collect();
+        assert_eq!(twice, ["one", "two"]);
+        let custom = &results[6].as_ref().unwrap()[0];
+        assert_eq!(custom.value, None);
+        assert_eq!(custom.key.as_deref(), Some(&b"k2"[..]));
+        assert_eq!(custom.timestamp, None);
+        assert_eq!(custom.headers, vec![("h".to_string(), Some(b"v".to_vec()))]);
+    }
+
+    #[test]
+    fn bad_values_are_per_record_errors_not_panics() {
+        let mut t = init::<Router>(&[]).unwrap();
+        let tombstone = Record::default();
+        assert_eq!(process(&mut t, &tombstone), Err(Error::new("record has no value")));
+        let invalid = Record::from_value(&[0xff, 0xfe]);
+        assert!(process(&mut t, &invalid).unwrap_err().message().starts_with("value is not UTF-8"));
+        assert_eq!(
+            init::<Router>(&[("x", "1")]).err(),
+            Some(Error::new("unknown config key `x`; known keys: "))
+        );
+    }
+}

@@ -1,0 +1,33 @@
+//! The `sluice` command line.
+
+pub mod try_cmd;
+
+use clap::{Parser, Subcommand};
+
+/// Sluice runs WebAssembly transforms over Kafka topics.
+#[derive(Debug, Parser)]
+#[command(name = "sluice", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+    /// Log as JSON lines instead of human-readable text.
+    #[arg(long, global = true)]
+    pub log_json: bool,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a transform over records without Kafka: one record value per input line.
+    #[command(after_help = try_cmd::EXAMPLES)]
+    Try(try_cmd::TryArgs),
+}
+
+/// Parses `KEY=VALUE`.
+pub fn key_value(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("expected KEY=VALUE, got `{s}`")),
+    }
+}

@@ -1,0 +1,251 @@
+//! The Wasm engine: loads transform components, checks them against the contract, and runs them
+//! in sandboxed instances with a memory cap and a CPU budget per batch.
+//!
+//! Compiling a component is slow (milliseconds to seconds) and happens once per module, off the
+//! hot path; each partition worker then owns one long-lived [`Instance`] and calls it with
+//! batches.
+
+mod batch;
+mod host;
+mod instance;
+
+pub use batch::{InputBatchBuilder, OutputRef};
+pub use instance::{Failure, FailureKind, Instance, InstantiateError, Processed};
+
+use host::HostState;
+use sha2::{Digest, Sha256};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use wasmtime::component::{Component, Linker, types::ComponentItem};
+
+/// Host bindings for the `sluice:transform` world: the single place `bindgen!` runs.
+pub(crate) mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "transformer",
+    });
+}
+
+pub use bindings::sluice::transform::types::{InputBatch, OutputBatch};
+
+/// The contract's package and version this runtime implements.
+pub const CONTRACT: &str = "sluice:transform@0.1.0";
+/// The interface a transform must export, with its version.
+pub const EXPORT: &str = "sluice:transform/transform@0.1.0";
+
+/// Resource limits applied to every instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest linear memory an instance may grow to, in bytes.
+    pub memory_bytes: usize,
+    /// Longest a single call (`init`, or `process` for one batch) may run.
+    pub cpu_budget: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { memory_bytes: 64 << 20, cpu_budget: Duration::from_secs(2) }
+    }
+}
+
+/// How often the epoch advances: the resolution of the CPU budget.
+const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Why a file could not be loaded as a transform. Each message says what is wrong and, where
+/// it can, what to do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The bytes are not WebAssembly at all.
+    #[error("not a WebAssembly file: it should start with the bytes \\0asm, but starts with {0:?}")]
+    NotWasm(String),
+    /// A core module, which predates the component model.
+    #[error(
+        "this is a core WebAssembly module, not a component: build the transform with \
+         `cargo build --target wasm32-wasip2` and sluice-sdk"
+    )]
+    CoreModule,
+    /// WebAssembly, but not a layout wasmtime understands.
+    #[error("not a valid WebAssembly component: {0}")]
+    Invalid(String),
+    /// A component for another version of the contract.
+    #[error("the component targets {found}, but this runtime implements {CONTRACT}; rebuild it against sluice-sdk {expected_sdk}")]
+    WrongVersion {
+        /// The export found, with its version.
+        found: String,
+        /// The SDK version to rebuild with.
+        expected_sdk: &'static str,
+    },
+    /// A component for some other world.
+    #[error(
+        "the component does not export `{EXPORT}`, so it is not a Sluice transform (it exports: {exports}); \
+         build it with sluice-sdk and `sluice_sdk::export!`"
+    )]
+    WrongWorld {
+        /// What it exports instead, comma-separated.
+        exports: String,
+    },
+    /// It imports something the host does not grant.
+    #[error("the component imports {0}, which Sluice does not grant to transforms")]
+    UnsupportedImport(String),
+    /// The export exists but its functions have other types.
+    #[error("the component's `{EXPORT}` export does not match the contract: {0}")]
+    BadExport(String),
+}
+
+/// A compiled, validated transform, cheap to clone and to instantiate.
+#[derive(Clone)]
+pub struct Module {
+    pub(crate) pre: bindings::TransformerPre<HostState>,
+    /// Hex SHA-256 of the component's bytes.
+    pub sha256: String,
+    /// Size of the component's bytes.
+    pub size: usize,
+}
+
+impl std::fmt::Debug for Module {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Module").field("sha256", &self.sha256).field("size", &self.size).finish()
+    }
+}
+
+/// Compiles and instantiates transforms. One per process; clones share everything.
+#[derive(Clone)]
+pub struct Engine {
+    engine: wasmtime::Engine,
+    linker: Arc<Linker<HostState>>,
+    limits: Limits,
+    _ticker: Arc<EpochTicker>,
+}
+
+impl Engine {
+    /// An engine whose instances get `limits`.
+    pub fn new(limits: Limits) -> anyhow::Result<Self> {
+        let mut config = wasmtime::Config::new();
+        config
+            .wasm_component_model(true)
+            .epoch_interruption(true)
+            // Concurrency support (component-model async) roughly triples the cost of a call and
+            // transforms are synchronous.
+            .concurrency_support(false)
+            .max_wasm_stack(1 << 20);
+        let engine = wasmtime::Engine::new(&config)?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        bindings::Transformer::add_to_linker::<_, wasmtime::component::HasSelf<HostState>>(&mut linker, |s| s)?;
+        let ticker = EpochTicker::start(&engine);
+        Ok(Engine { engine, linker: Arc::new(linker), limits, _ticker: ticker })
+    }
+
+    /// The limits every instance gets.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// Validates and compiles a transform component.
+    pub fn load(&self, bytes: &[u8]) -> Result<Module, LoadError> {
+        check_header(bytes)?;
+        let component = Component::new(&self.engine, bytes).map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
+        let ty = component.component_type();
+        if let Some((name, _)) = ty.imports(&self.engine).find(|(name, _)| !is_granted(name)) {
+            return Err(LoadError::UnsupportedImport(format!("`{name}`")));
+        }
+        self.check_exports(&component)?;
+        let instance_pre =
+            self.linker.instantiate_pre(&component).map_err(|e| LoadError::UnsupportedImport(format!("{e:#}")))?;
+        let pre = bindings::TransformerPre::new(instance_pre).map_err(|e| LoadError::BadExport(format!("{e:#}")))?;
+        Ok(Module { pre, sha256: hex_sha256(bytes), size: bytes.len() })
+    }
+
+    fn check_exports(&self, component: &Component) -> Result<(), LoadError> {
+        let ty = component.component_type();
+        let exports: Vec<(String, bool)> = ty
+            .exports(&self.engine)
+            .map(|(name, item)| (name.to_string(), matches!(item.ty, ComponentItem::ComponentInstance(_))))
+            .collect();
+        if exports.iter().any(|(name, is_instance)| name == EXPORT && *is_instance) {
+            return Ok(());
+        }
+        if let Some((found, _)) = exports.iter().find(|(name, _)| name.starts_with("sluice:transform/transform@")) {
+            return Err(LoadError::WrongVersion { found: found.clone(), expected_sdk: env!("CARGO_PKG_VERSION") });
+        }
+        let names: Vec<&str> = exports.iter().map(|(n, _)| n.as_str()).collect();
+        Err(LoadError::WrongWorld { exports: if names.is_empty() { "nothing".into() } else { names.join(", ") } })
+    }
+
+    /// Creates an instance of `module` and calls its `init` with `config`.
+    pub fn instantiate(
+        &self,
+        module: &Module,
+        label: &str,
+        config: &[(String, String)],
+    ) -> Result<Instance, InstantiateError> {
+        Instance::new(self.clone(), module.clone(), label.to_string(), config.to_vec())
+    }
+
+    pub(crate) fn wasmtime(&self) -> &wasmtime::Engine {
+        &self.engine
+    }
+}
+
+/// Whether the host links `import`. WASI is linked in full but sandboxed (see `host`): no
+/// files, sockets, environment or clock.
+fn is_granted(import: &str) -> bool {
+    import.starts_with("wasi:") || import == "sluice:transform/log@0.1.0" || import == "sluice:transform/types@0.1.0"
+}
+
+fn check_header(bytes: &[u8]) -> Result<(), LoadError> {
+    if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
+        let start = &bytes[..bytes.len().min(8)];
+        return Err(LoadError::NotWasm(String::from_utf8_lossy(start).into_owned()));
+    }
+    // Bytes 4..8 are the version (core modules: 1) and the layer (components: 1).
+    if bytes[4..8] == [1, 0, 0, 0] {
+        return Err(LoadError::CoreModule);
+    }
+    Ok(())
+}
+
+fn hex_sha256(bytes: &[u8]) -> String {
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Advances the engine's epoch every [`EPOCH_TICK`], so that `set_epoch_deadline` enforces CPU
+/// budgets. Stops when the engine is dropped.
+struct EpochTicker {
+    stop: Arc<AtomicBool>,
+}
+
+impl EpochTicker {
+    fn start(engine: &wasmtime::Engine) -> Arc<Self> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (thread_stop, engine) = (stop.clone(), engine.weak());
+        std::thread::Builder::new()
+            .name("sluice-epoch".into())
+            .spawn(move || {
+                while !thread_stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    match engine.upgrade() {
+                        Some(engine) => engine.increment_epoch(),
+                        None => break,
+                    }
+                }
+            })
+            .expect("spawn epoch thread");
+        Arc::new(EpochTicker { stop })
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Ticks of the epoch that make up `budget`, at least one.
+fn budget_ticks(budget: Duration) -> u64 {
+    (budget.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64
+}
+
+#[cfg(test)]
+mod tests;

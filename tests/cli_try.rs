@@ -1,0 +1,109 @@
+//! `sluice try`: the seed's sample lines through the real tz normaliser component.
+
+mod support;
+
+use std::io::Write;
+use std::process::{Output, Stdio};
+use support::{data, sluice, wasm};
+
+fn try_with_stdin(args: &[&str], stdin: &str) -> Output {
+    let mut child = sluice()
+        .arg("try")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8(bytes.to_vec()).unwrap()
+}
+
+#[test]
+fn seed_lines_come_out_in_the_seed_shape() {
+    let tz = wasm("tz_normaliser");
+    let input = data("seed-000.jsonl");
+    let out = sluice().arg("try").arg(&tz).arg("--input").arg(&input).output().unwrap();
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    let expected = std::fs::read_to_string(data("seed-000.expected.jsonl")).unwrap();
+    assert_eq!(text(&out.stdout), expected);
+    assert_eq!(text(&out.stderr), "");
+}
+
+#[test]
+fn stdin_works_and_small_batches_keep_order() {
+    let tz = wasm("tz_normaliser");
+    let input = std::fs::read_to_string(data("seed-000.jsonl")).unwrap();
+    let out = try_with_stdin(&[tz.to_str().unwrap(), "--batch-size", "4"], &input);
+    assert!(out.status.success());
+    assert_eq!(text(&out.stdout), std::fs::read_to_string(data("seed-000.expected.jsonl")).unwrap());
+}
+
+#[test]
+fn failed_lines_are_reported_by_number_and_the_rest_still_flows() {
+    let tz = wasm("tz_normaliser");
+    let input = "{\"date\": \"2024-02-05 10:01:52.884548 -0500\", \"message\": \"0\"}\n\
+                 \n\
+                 {\"date\": \"nonsense\", \"message\": \"1\"}\n\
+                 not json\n\
+                 {\"date\": \"2024-02-05 16:02:34.934749 +0100\", \"message\": \"2\"}\n";
+    let out = try_with_stdin(&[tz.to_str().unwrap()], input);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stdout),
+        "{\"timestamp\":1707145312884.548,\"message\":\"0\"}\n{\"timestamp\":1707145354934.749,\"message\":\"2\"}\n"
+    );
+    let stderr = text(&out.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 2, "{stderr}");
+    assert!(lines[0].starts_with("line 3: field `date`: cannot parse `nonsense`"), "{stderr}");
+    assert!(lines[1].starts_with("line 4: value is not valid JSON"), "{stderr}");
+}
+
+#[test]
+fn config_and_envelope() {
+    let tz = wasm("tz_normaliser");
+    let line = "{\"date\": \"2024-02-05 10:01:52.884548 -0500\"}\n";
+    let out = try_with_stdin(&[tz.to_str().unwrap(), "--config", "unit=s", "-c", "output_field=ts", "--envelope"], line);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let envelope: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        envelope,
+        serde_json::json!({"topic": null, "key": null, "headers": [], "timestamp": null, "value": "{\"ts\":1707145312.884548}"})
+    );
+}
+
+#[test]
+fn refused_modules_and_configs_exit_2_with_the_reason() {
+    let tz = wasm("tz_normaliser");
+    let out = try_with_stdin(&[tz.to_str().unwrap(), "--config", "timezone=Mars/Olympus"], "");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("unknown IANA time zone `Mars/Olympus`"), "{}", text(&out.stderr));
+
+    let not_wasm = data("seed-000.jsonl");
+    let out = try_with_stdin(&[not_wasm.to_str().unwrap()], "");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("not a WebAssembly file"), "{}", text(&out.stderr));
+
+    let out = try_with_stdin(&["/nonexistent.wasm"], "");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("cannot read the file"), "{}", text(&out.stderr));
+
+    let out = try_with_stdin(&[tz.to_str().unwrap(), "--config", "novalue"], "");
+    assert_eq!(out.status.code(), Some(2), "clap usage errors exit 2");
+    assert!(text(&out.stderr).contains("expected KEY=VALUE, got `novalue`"));
+}
+
+#[test]
+fn a_panicking_record_is_reported_and_neighbours_pass() {
+    let guest = wasm("test_guest");
+    let out = try_with_stdin(&[guest.to_str().unwrap(), "-c", "panic_on=boom"], "a\nboom\nc\n");
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(text(&out.stdout), "a\nc\n");
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("line 2: transform panicked:") && stderr.contains("guest panicked on purpose"), "{stderr}");
+}

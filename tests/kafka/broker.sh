@@ -1,0 +1,310 @@
+#!/usr/bin/env bash
+# A real single-node Apache Kafka broker (KRaft, broker+controller in one JVM)
+# for Sluice's tests, bound to 127.0.0.1 only.
+#
+# Kafka is assembled from Maven Central jars (the apache.org tarballs are not
+# reachable from our machines), cached in <repo>/.cache/kafka/<version>/libs.
+#
+#   broker.sh install                     fetch the jars once (no-op afterwards)
+#   broker.sh start [DIR]                 fresh broker; prints "127.0.0.1:PORT"
+#   broker.sh stop [DIR]                  stop it (fine if it is not running)
+#   broker.sh topic-create NAME PARTS [DIR]  create a topic unless it exists
+#
+# DIR defaults to <repo>/.cache/kafka/run and is wiped by every start. It holds
+# server.properties, data/, broker.log, broker.pid and bootstrap (the address).
+#
+# Environment:
+#   SLUICE_KAFKA_PORT           broker port (default: 19092, or the next free one)
+#   SLUICE_KAFKA_START_TIMEOUT  seconds to wait for the broker (default 90)
+#   JAVA                        java binary (default: java on PATH)
+set -euo pipefail
+
+KAFKA_VERSION=4.3.1 # keep in step with kafka.version in pom.xml
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+CACHE=$ROOT/.cache/kafka
+KAFKA_HOME=$CACHE/$KAFKA_VERSION
+LIBS=$KAFKA_HOME/libs
+DEFAULT_DIR=$CACHE/run
+JAVA=${JAVA:-java}
+# Marks a directory as ours, so `start` never wipes anything else.
+STATE_MARK=.sluice-kafka-state
+
+die() {
+	echo "broker.sh: $*" >&2
+	exit 1
+}
+
+# Options for short-lived CLI tools: start fast, log only warnings.
+tool_java() {
+	"$JAVA" -XX:TieredStopAtLevel=1 -XX:+UseSerialGC -Xshare:auto -Xmx256m \
+		-Djava.awt.headless=true \
+		-Dlog4j2.configurationFile="$HERE/log4j2.yaml" -Dsluice.kafka.loglevel=WARN \
+		-cp "$LIBS/*" "$@"
+}
+
+# ---------------------------------------------------------------- install
+
+pom_hash() { sha256sum "$HERE/pom.xml" | cut -d' ' -f1; }
+
+installed() {
+	# The marker holds the pom's hash: editing pom.xml triggers a reinstall.
+	[[ -f $KAFKA_HOME/.installed && $(<"$KAFKA_HOME/.installed") == "$(pom_hash)" ]]
+}
+
+cmd_install() {
+	installed && return 0
+	command -v mvn >/dev/null || die "mvn not found (bash tests/setup.sh installs it)"
+	command -v "$JAVA" >/dev/null || die "java not found (bash tests/setup.sh installs it)"
+	mkdir -p "$KAFKA_HOME"
+	# Serialise concurrent installs (e.g. parallel test processes).
+	if command -v flock >/dev/null; then
+		exec 9>"$CACHE/install.lock"
+		flock 9
+		installed && return 0
+	fi
+	local log=$CACHE/install.log tmp=$KAFKA_HOME/libs.tmp
+	rm -rf "$tmp"
+	# Runtime scope = exactly what a Kafka distribution's libs/ needs.
+	if ! mvn -B -ntp -Dstyle.color=never -f "$HERE/pom.xml" \
+		dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$tmp" \
+		>"$log" 2>&1; then
+		# (Debian's mvn emits stray colour resets even in batch mode.)
+		tail -n 40 "$log" | sed 's/\x1b\[[0-9;]*m//g' >&2
+		die "installing Kafka $KAFKA_VERSION from Maven Central failed (full log: $log)"
+	fi
+	[[ -f $tmp/kafka_2.13-$KAFKA_VERSION.jar ]] ||
+		die "maven succeeded but kafka_2.13-$KAFKA_VERSION.jar is missing (see $log)"
+	rm -rf "$LIBS"
+	mv "$tmp" "$LIBS"
+	pom_hash >"$KAFKA_HOME/.installed"
+	echo "broker.sh: Kafka $KAFKA_VERSION installed ($(find "$LIBS" -name '*.jar' | wc -l) jars)" >&2
+}
+
+# ---------------------------------------------------------------- helpers
+
+state_dir() {
+	local d=${1:-$DEFAULT_DIR}
+	[[ $d == /* ]] || d=$PWD/$d
+	echo "${d%/}"
+}
+
+# True if something accepts TCP connections on 127.0.0.1:$1.
+port_busy() { (: <>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# First free port >= $1, skipping $2 (the port already picked).
+free_port_from() {
+	local p=$1
+	while ((p < 65535)); do
+		if [[ $p != "${2:-}" ]] && ! port_busy "$p"; then
+			echo "$p"
+			return 0
+		fi
+		p=$((p + 1))
+	done
+	die "no free port found from $1"
+}
+
+# Kafka cluster ids are 16 random bytes in unpadded base64url (Uuid.toString).
+# Made here rather than with `StorageTool random-uuid` to save a JVM start;
+# like Kafka we avoid a leading '-', which CLI parsers take for an option.
+new_cluster_id() {
+	local id
+	while :; do
+		id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')
+		[[ $id != -* ]] && break
+	done
+	echo "$id"
+}
+
+# The pid in DIR/broker.pid if it is alive and really our Kafka JVM (pids get
+# reused, and we must never signal somebody else's process).
+broker_pid() {
+	local pidfile=$1/broker.pid pid
+	[[ -f $pidfile ]] || return 1
+	pid=$(<"$pidfile")
+	[[ $pid =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null || return 1
+	if [[ -r /proc/$pid/cmdline ]]; then
+		tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q 'kafka\.Kafka' || return 1
+	fi
+	echo "$pid"
+}
+
+stop_dir() {
+	local dir=$1 pid i
+	if pid=$(broker_pid "$dir"); then
+		kill -TERM "$pid" 2>/dev/null || true
+		# Controlled shutdown of a single node takes a few seconds.
+		for ((i = 0; i < 200; i++)); do
+			kill -0 "$pid" 2>/dev/null || break
+			sleep 0.1
+		done
+		if kill -0 "$pid" 2>/dev/null; then
+			kill -KILL "$pid" 2>/dev/null || true
+			for ((i = 0; i < 50; i++)); do
+				kill -0 "$pid" 2>/dev/null || break
+				sleep 0.1
+			done
+		fi
+	fi
+	rm -f "$dir/broker.pid" "$dir/bootstrap"
+}
+
+# Does the broker answer Kafka requests (not merely accept TCP)?
+probe() {
+	local bootstrap=$1 dir=$2
+	if command -v kcat >/dev/null; then
+		# A metadata reply comes only once the broker is unfenced and serving.
+		kcat -b "$bootstrap" -L -m 3 -q >/dev/null 2>&1
+	else
+		tool_java org.apache.kafka.tools.TopicCommand --bootstrap-server "$bootstrap" \
+			--command-config "$dir/tools.properties" --list >/dev/null 2>&1
+	fi
+}
+
+# ---------------------------------------------------------------- commands
+
+cmd_start() {
+	local dir bport cport cid bootstrap
+	dir=$(state_dir "${1:-}")
+	cmd_install
+
+	# A broker left running from an earlier start on this dir goes first.
+	stop_dir "$dir"
+	if [[ -e $dir ]]; then
+		if [[ -f $dir/$STATE_MARK ]] || [[ -d $dir && -z $(ls -A "$dir") ]]; then
+			rm -rf "$dir"
+		else
+			die "refusing to wipe $dir: not a broker.sh state dir"
+		fi
+	fi
+	mkdir -p "$dir/data"
+	: >"$dir/$STATE_MARK"
+
+	if [[ -n ${SLUICE_KAFKA_PORT:-} ]]; then
+		bport=$SLUICE_KAFKA_PORT
+		port_busy "$bport" && die "SLUICE_KAFKA_PORT=$bport is already in use"
+	else
+		bport=$(free_port_from 19092)
+	fi
+	cport=$(free_port_from $((bport + 1)) "$bport")
+	bootstrap=127.0.0.1:$bport
+
+	# Single-node KRaft, as in Kafka's config/server.properties, shrunk for tests.
+	cat >"$dir/server.properties" <<EOF
+process.roles=broker,controller
+node.id=1
+controller.quorum.bootstrap.servers=127.0.0.1:$cport
+listeners=PLAINTEXT://127.0.0.1:$bport,CONTROLLER://127.0.0.1:$cport
+advertised.listeners=PLAINTEXT://127.0.0.1:$bport,CONTROLLER://127.0.0.1:$cport
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+log.dirs=$dir/data
+
+# Topics: tests rely on auto-creation.
+auto.create.topics.enable=true
+num.partitions=3
+default.replication.factor=1
+min.insync.replicas=1
+delete.topic.enable=true
+
+# Internal topics on one node: replication 1, fewer partitions (faster first
+# group join / first transaction than the default 50).
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=10
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+transaction.state.log.num.partitions=10
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+
+# Tests should not wait 3 s for the first consumer group rebalance.
+group.initial.rebalance.delay.ms=0
+
+# Small machine, small data.
+num.network.threads=2
+num.io.threads=4
+log.segment.bytes=16777216
+log.cleaner.dedupe.buffer.size=16777216
+EOF
+	# For TopicCommand: fail fast instead of the admin client's 60 s default.
+	cat >"$dir/tools.properties" <<EOF
+request.timeout.ms=5000
+default.api.timeout.ms=10000
+EOF
+
+	cid=$(new_cluster_id)
+	if ! tool_java kafka.tools.StorageTool format --standalone -t "$cid" \
+		-c "$dir/server.properties" >"$dir/format.log" 2>&1; then
+		cat "$dir/format.log" >&2
+		die "formatting $dir/data failed"
+	fi
+
+	# nohup + stdin from /dev/null + all output to the log: the broker holds
+	# none of our descriptors, so `addr=$(broker.sh start)` returns at once.
+	nohup "$JAVA" -Xms256m -Xmx1g -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
+		-XX:InitiatingHeapOccupancyPercent=35 -XX:+ExplicitGCInvokesConcurrent \
+		-Djava.awt.headless=true \
+		-Dlog4j2.configurationFile="$HERE/log4j2.yaml" -Dsluice.kafka.loglevel=INFO \
+		-Dkafka.logs.dir="$dir" \
+		-cp "$LIBS/*" kafka.Kafka "$dir/server.properties" \
+		>"$dir/broker.log" 2>&1 </dev/null &
+	local pid=$!
+	echo "$pid" >"$dir/broker.pid"
+
+	local deadline=$((SECONDS + ${SLUICE_KAFKA_START_TIMEOUT:-90})) why=""
+	while :; do
+		if ! kill -0 "$pid" 2>/dev/null; then
+			why="the broker exited during start-up"
+			break
+		fi
+		# Cheap TCP check first; the real Kafka probe only once it listens.
+		if port_busy "$bport" && probe "$bootstrap" "$dir"; then
+			echo "$bootstrap" >"$dir/bootstrap"
+			echo "$bootstrap"
+			return 0
+		fi
+		if ((SECONDS >= deadline)); then
+			why="the broker did not answer on $bootstrap within ${SLUICE_KAFKA_START_TIMEOUT:-90} s"
+			break
+		fi
+		sleep 0.3
+	done
+	echo "---- tail of $dir/broker.log" >&2
+	tail -n 60 "$dir/broker.log" >&2 || true
+	echo "----" >&2
+	stop_dir "$dir"
+	die "$why"
+}
+
+cmd_stop() {
+	stop_dir "$(state_dir "${1:-}")"
+}
+
+cmd_topic_create() {
+	(($# >= 2)) || die "usage: broker.sh topic-create NAME PARTITIONS [DIR]"
+	local name=$1 parts=$2 dir out
+	dir=$(state_dir "${3:-}")
+	[[ -f $dir/bootstrap ]] || die "no running broker in $dir (run: broker.sh start)"
+	cmd_install
+	if ! out=$(tool_java org.apache.kafka.tools.TopicCommand \
+		--bootstrap-server "$(<"$dir/bootstrap")" --command-config "$dir/tools.properties" \
+		--create --if-not-exists --topic "$name" --partitions "$parts" \
+		--replication-factor 1 2>&1); then
+		echo "$out" >&2
+		die "creating topic $name failed"
+	fi
+}
+
+case ${1:-} in
+install) cmd_install ;;
+start) cmd_start "${2:-}" ;;
+stop) cmd_stop "${2:-}" ;;
+topic-create) shift && cmd_topic_create "$@" ;;
+*)
+	sed -n '2,/^set -euo/{/^#/s/^# \{0,1\}//p}' "${BASH_SOURCE[0]}" >&2
+	exit 2
+	;;
+esac
