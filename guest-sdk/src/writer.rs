@@ -109,10 +109,18 @@ impl<'a> Writer<'a> {
 
     /// Serialises `value` as JSON and writes it like [`Writer::write`].
     pub fn write_json<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
+        self.write_with(|buf| {
+            serde_json::to_writer(buf, value).map_err(|e| Error::new(format!("cannot serialise output as JSON: {e}")))
+        })
+    }
+
+    /// Writes a value that `build` appends to the buffer it is given, like [`Writer::write`]
+    /// but without an intermediate copy. If `build` fails, nothing is written.
+    pub fn write_with(&mut self, build: impl FnOnce(&mut Vec<u8>) -> Result<(), Error>) -> Result<(), Error> {
         let start = self.data.len();
-        if let Err(e) = serde_json::to_writer(&mut self.data, value) {
+        if let Err(e) = build(&mut self.data) {
             self.data.truncate(start);
-            return Err(Error::new(format!("cannot serialise output as JSON: {e}")));
+            return Err(e);
         }
         let value = Span { start: start as u32, len: (self.data.len() - start) as u32 };
         self.finish(None, Some(value), None, None, true, &[]);

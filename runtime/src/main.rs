@@ -1,5 +1,5 @@
 use clap::Parser;
-use sluice::cli::{Cli, Command, try_cmd};
+use sluice::cli::{Cli, Command, run, try_cmd};
 use tracing_subscriber::EnvFilter;
 
 fn main() {
@@ -12,6 +12,7 @@ fn main() {
         logs.init();
     }
     let result = match cli.command {
+        Command::Run(args) => run::run(args),
         Command::Try(args) => try_cmd::run(args),
     };
     match result {

@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests under `tests/`.
 #![allow(dead_code)]
 
+pub mod kafka;
+
 use std::path::PathBuf;
 
 /// The repository's root.

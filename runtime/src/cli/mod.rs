@@ -1,5 +1,6 @@
 //! The `sluice` command line.
 
+pub mod run;
 pub mod try_cmd;
 
 use clap::{Parser, Subcommand};
@@ -19,6 +20,9 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the pipelines of a configuration file against Kafka.
+    #[command(after_help = run::EXAMPLES)]
+    Run(run::RunArgs),
     /// Run a transform over records without Kafka: one record value per input line.
     #[command(after_help = try_cmd::EXAMPLES)]
     Try(try_cmd::TryArgs),

@@ -154,6 +154,76 @@ pub(crate) fn append(dst: &mut OutputBatch, src: OutputBatch, input: u32) {
     }));
 }
 
+/// Record `index` of an input batch, borrowing its bytes.
+pub struct InputRef<'a> {
+    batch: &'a InputBatch,
+    record: &'a InputRecord,
+}
+
+impl<'a> InputRef<'a> {
+    /// Record `index` of `batch`.
+    pub fn new(batch: &'a InputBatch, index: usize) -> Self {
+        InputRef { batch, record: &batch.records[index] }
+    }
+
+    fn bytes(&self, span: Span) -> &'a [u8] {
+        &self.batch.data[range(span)]
+    }
+
+    /// Its offset.
+    pub fn offset(&self) -> i64 {
+        self.record.offset
+    }
+
+    /// Its timestamp.
+    pub fn timestamp(&self) -> Option<i64> {
+        self.record.timestamp
+    }
+
+    /// Its key.
+    pub fn key(&self) -> Option<&'a [u8]> {
+        self.record.key.map(|s| self.bytes(s))
+    }
+
+    /// Its value.
+    pub fn value(&self) -> Option<&'a [u8]> {
+        self.record.value.map(|s| self.bytes(s))
+    }
+
+    /// Its headers, in order.
+    pub fn headers(&self) -> impl Iterator<Item = (&'a str, Option<&'a [u8]>)> + 'a {
+        let batch = self.batch;
+        let bytes = move |span: Span| &batch.data[range(span)];
+        let first = self.record.first_header as usize;
+        batch.headers[first..first + self.record.header_count as usize]
+            .iter()
+            .map(move |h| (std::str::from_utf8(bytes(h.name)).unwrap_or_default(), h.value.map(bytes)))
+    }
+}
+
+/// The outputs of a transform that copies every record as it is.
+pub(crate) fn passthrough(batch: &InputBatch) -> OutputBatch {
+    OutputBatch {
+        data: batch.data.clone(),
+        headers: batch.headers.clone(),
+        records: batch
+            .records
+            .iter()
+            .enumerate()
+            .map(|(i, r)| OutputRecord {
+                input: i as u32,
+                topic: None,
+                key: r.key,
+                value: r.value,
+                first_header: r.first_header,
+                header_count: r.header_count,
+                timestamp: r.timestamp,
+            })
+            .collect(),
+        errors: Vec::new(),
+    }
+}
+
 /// One output of a processed batch, borrowing its bytes.
 #[derive(Clone, Copy)]
 pub struct OutputRef<'a> {

@@ -9,7 +9,7 @@ mod batch;
 mod host;
 mod instance;
 
-pub use batch::{InputBatchBuilder, OutputRef};
+pub use batch::{InputBatchBuilder, InputRef, OutputRef};
 pub use instance::{Failure, FailureKind, Instance, InstantiateError, Processed};
 
 use host::HostState;

@@ -8,7 +8,11 @@
 use chrono::format::{Item, Parsed, StrftimeItems};
 use chrono::{DateTime, FixedOffset, LocalResult, NaiveDateTime, SecondsFormat, TimeZone, Utc};
 use chrono_tz::Tz;
-use serde_json::{Map, Value};
+use serde::Deserialize;
+use serde::de::{MapAccess, Visitor};
+use serde_json::Value;
+use serde_json::value::RawValue;
+use std::borrow::Cow;
 use sluice_sdk::{Config, Error, Record, Transform, Writer};
 
 /// Configuration keys, with their defaults in [`Normaliser::from_config`].
@@ -177,43 +181,97 @@ impl Normaliser {
         Value::from(exact.parse::<f64>().expect("a decimal number parses"))
     }
 
-    /// Replaces the date field of a JSON object with the normalised instant, in place.
-    pub fn normalise(&self, object: &mut Map<String, Value>) -> Result<(), Error> {
-        let Some(index) = object.keys().position(|k| *k == self.field) else {
+    /// Normalises one JSON object: writes it to `out` with the date field replaced by the
+    /// instant. Every other field keeps its position and its exact bytes. The whole per-record
+    /// work, native or in Wasm.
+    pub fn normalise_value(&self, value: &[u8], out: &mut Vec<u8>) -> Result<(), Error> {
+        let fields = parse_object(value)?;
+        let Some((_, date)) = fields.0.iter().find(|(k, _)| *k == self.field) else {
             return Err(Error::new(format!("field `{}` is missing", self.field)));
         };
-        let date = object.shift_remove(&self.field).expect("key found above");
-        let Value::String(text) = &date else {
-            let found = date.to_string();
-            object.shift_insert(index, self.field.clone(), date);
-            return Err(Error::new(format!("field `{}` is not a string: {found}", self.field)));
-        };
-        let instant = match self.parse(text) {
-            Ok(instant) => instant,
-            Err(e) => {
-                object.shift_insert(index, self.field.clone(), date);
-                return Err(e);
+        let text: Cow<'_, str> = serde_json::from_str(date.get())
+            .map_err(|_| Error::new(format!("field `{}` is not a string: {}", self.field, truncate(date.get()))))?;
+        let instant = self.parse(&text)?;
+        out.push(b'{');
+        let mut first = true;
+        for (key, raw) in &fields.0 {
+            // The output field replaces any field of the same name.
+            if *key == self.output_field && *key != self.field {
+                continue;
             }
-        };
-        let index = index.min(object.len());
-        object.shift_insert(index, self.output_field.clone(), self.render(instant));
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+            if *key == self.field {
+                serde_json::to_writer(&mut *out, &self.output_field)?;
+                out.push(b':');
+                serde_json::to_writer(&mut *out, &self.render(instant))?;
+            } else {
+                serde_json::to_writer(&mut *out, key)?;
+                out.push(b':');
+                out.extend_from_slice(raw.get().as_bytes());
+            }
+        }
+        out.push(b'}');
         Ok(())
-    }
-
-    /// Normalises one JSON record value: the whole per-record work, native or in Wasm.
-    pub fn normalise_value(&self, value: &[u8], out: &mut Vec<u8>) -> Result<(), Error> {
-        let mut object = parse_object(value)?;
-        self.normalise(&mut object)?;
-        serde_json::to_writer(out, &object).map_err(Error::from)
     }
 }
 
-fn parse_object(value: &[u8]) -> Result<Map<String, Value>, Error> {
-    match serde_json::from_slice::<Value>(value) {
-        Ok(Value::Object(object)) => Ok(object),
-        Ok(other) => Err(Error::new(format!("value is not a JSON object: {}", truncate(&other.to_string())))),
-        Err(e) => Err(Error::new(format!("value is not valid JSON: {e}"))),
+/// A JSON object's fields in order, borrowing their raw values.
+struct Fields<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+
+impl<'de> Deserialize<'de> for Fields<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> Visitor<'de> for Visit {
+            type Value = Fields<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Fields<'de>, M::Error> {
+                let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(4));
+                while let Some((key, value)) = map.next_entry::<Key<'de>, &'de RawValue>()? {
+                    fields.push((key.0, value));
+                }
+                Ok(Fields(fields))
+            }
+        }
+        deserializer.deserialize_map(Visit)
     }
+}
+
+/// An object key, borrowed unless it has escapes.
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> Visitor<'de> for Visit {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v.to_string())))
+            }
+        }
+        deserializer.deserialize_str(Visit)
+    }
+}
+
+fn parse_object(value: &[u8]) -> Result<Fields<'_>, Error> {
+    let text = std::str::from_utf8(value).map_err(|e| Error::new(format!("value is not valid JSON: {e}")))?;
+    if !text.trim_start().starts_with('{') {
+        return match serde_json::from_str::<&RawValue>(text) {
+            Ok(other) => Err(Error::new(format!("value is not a JSON object: {}", truncate(other.get())))),
+            Err(e) => Err(Error::new(format!("value is not valid JSON: {e}"))),
+        };
+    }
+    serde_json::from_str(text).map_err(|e| Error::new(format!("value is not valid JSON: {e}")))
 }
 
 fn truncate(text: &str) -> &str {
@@ -278,9 +336,7 @@ impl Transform for TzNormaliser {
 
     fn process(&mut self, record: &Record<'_>, out: &mut Writer<'_>) -> Result<(), Error> {
         let value = record.value.ok_or_else(|| Error::new("record has no value"))?;
-        let mut object = parse_object(value)?;
-        self.0.normalise(&mut object)?;
-        out.write_json(&object)
+        out.write_with(|buf| self.0.normalise_value(value, buf))
     }
 }
 

@@ -167,3 +167,18 @@ fn instants_before_the_epoch() {
     assert_eq!(date(&[], "1969-12-31 23:59:59.250123 +0000").unwrap(), "-749.877");
     assert_eq!(date(&[("unit", "s")], "1969-12-31 23:59:59.250123 +0000").unwrap(), "-0.749877");
 }
+
+#[test]
+fn other_values_keep_their_exact_bytes() {
+    let input = r#"{"date":"1970-01-01 00:00:00.000000 +0000","amount":1.0,"big":1e5,"s":"caf\u00e9","n":{"a": [1, 2]}}"#;
+    assert_eq!(
+        run(&[], input).unwrap(),
+        r#"{"timestamp":0,"amount":1.0,"big":1e5,"s":"caf\u00e9","n":{"a": [1, 2]}}"#
+    );
+}
+
+#[test]
+fn the_output_field_replaces_a_field_of_that_name() {
+    let input = r#"{"timestamp":"old","date":"1970-01-01 00:00:01.000000 +0000","x":1}"#;
+    assert_eq!(run(&[], input).unwrap(), r#"{"timestamp":1000,"x":1}"#);
+}

@@ -1,0 +1,95 @@
+//! `sluice run`: the main job.
+
+use crate::config::{Config, Scalar};
+use crate::engine::{Engine, Limits};
+use crate::pipeline::{self, metrics::Status};
+use anyhow::Context;
+use clap::Args;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// Examples shown by `sluice run --help`.
+pub const EXAMPLES: &str = "\
+Examples:
+  sluice run --config sluice.toml
+  sluice run --config sluice.toml --bootstrap-servers kafka-1:9092,kafka-2:9092
+  SLUICE_BOOTSTRAP_SERVERS=127.0.0.1:9092 sluice run -c sluice.toml
+  sluice run --config sluice.toml --check      # validate the file and the modules, then exit
+
+SIGTERM or SIGINT drains in-flight batches, commits, and exits 0.";
+
+/// Arguments of `sluice run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The configuration file.
+    #[arg(short, long, value_name = "FILE", default_value = "sluice.toml")]
+    pub config: PathBuf,
+    /// Kafka bootstrap servers, overriding `bootstrap.servers` in the file.
+    #[arg(long, env = "SLUICE_BOOTSTRAP_SERVERS", value_name = "HOST:PORT,...")]
+    pub bootstrap_servers: Option<String>,
+    /// Check the configuration and load every module, then exit.
+    #[arg(long)]
+    pub check: bool,
+}
+
+/// Runs `sluice run`; returns the exit status.
+pub fn run(args: RunArgs) -> anyhow::Result<i32> {
+    let mut config = Config::load(&args.config)?;
+    if let Some(servers) = args.bootstrap_servers {
+        config.kafka.common.insert("bootstrap.servers".into(), Scalar(servers));
+    }
+    let limits = Limits {
+        memory_bytes: config.limits.memory_mb as usize * 1024 * 1024,
+        cpu_budget: Duration::from_millis(config.limits.cpu_budget_ms),
+    };
+    let engine = Engine::new(limits)?;
+    if args.check {
+        for (index, p) in config.pipeline.iter().enumerate() {
+            pipeline::load_stages(&engine, index, p)?;
+        }
+        println!("{}: OK ({} pipelines)", args.config.display(), config.pipeline.len());
+        return Ok(0);
+    }
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let pipelines = pipeline::start_all(&config, &engine, stop.clone())?;
+    for p in &pipelines {
+        tracing::info!(pipeline = %p.metrics.name, "pipeline started");
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .context("cannot listen for SIGTERM")?;
+        let mut tick = tokio::time::interval(Duration::from_millis(200));
+        loop {
+            tokio::select! {
+                _ = terminate.recv() => break,
+                _ = tokio::signal::ctrl_c() => break,
+                _ = tick.tick() => if pipelines.iter().all(|p| p.is_finished()) { break },
+            }
+        }
+        anyhow::Ok(())
+    })?;
+
+    stop.store(true, Ordering::Relaxed);
+    tracing::info!("stopping: draining in-flight batches and committing");
+    let deadline = Instant::now() + Duration::from_millis(config.shutdown_timeout_ms);
+    while !pipelines.iter().all(|p| p.is_finished()) {
+        if Instant::now() > deadline {
+            tracing::error!("graceful stop took longer than {} ms; exiting without it", config.shutdown_timeout_ms);
+            return Ok(1);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut failed = false;
+    for p in pipelines {
+        if let Status::Failed(error) = p.metrics.status() {
+            tracing::error!(pipeline = %p.metrics.name, %error, "pipeline failed");
+            failed = true;
+        }
+        p.join();
+    }
+    Ok(if failed { 1 } else { 0 })
+}

@@ -1,0 +1,101 @@
+//! Per-pipeline counters, kept in-process for logs, the metrics endpoint and the dashboard.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+/// Upper bounds of the batch latency histogram, in microseconds.
+pub const LATENCY_BUCKETS_US: [u64; 12] =
+    [100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 1_000_000];
+
+/// Where a pipeline is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Status {
+    /// Joining its consumer group.
+    Starting,
+    /// Consuming and writing.
+    Running,
+    /// Draining in-flight batches before it stops.
+    Stopping,
+    /// Stopped after a graceful stop.
+    Stopped,
+    /// Stopped because of this error.
+    Failed(String),
+}
+
+/// Counters of one pipeline. All are totals since the process started.
+#[derive(Debug)]
+pub struct PipelineMetrics {
+    /// The pipeline's name.
+    pub name: String,
+    /// Records consumed from the inputs.
+    pub records_in: AtomicU64,
+    /// Records written to the outputs (acknowledged or not yet).
+    pub records_out: AtomicU64,
+    /// Records whose transform failed.
+    pub records_failed: AtomicU64,
+    /// Failed records written to the dead-letter topic.
+    pub dead_lettered: AtomicU64,
+    /// Failed records skipped (`on_error = "skip"`).
+    pub skipped: AtomicU64,
+    /// Batches run through the chain.
+    pub batches: AtomicU64,
+    /// Sum of batch latencies, in microseconds.
+    pub batch_latency_us_sum: AtomicU64,
+    /// Batch latency histogram: counts per bucket of [`LATENCY_BUCKETS_US`], plus one for more.
+    pub batch_latency_buckets: [AtomicU64; LATENCY_BUCKETS_US.len() + 1],
+    /// Trapped instances that were started afresh.
+    pub instance_restarts: AtomicU64,
+    /// Consumer lag per input partition, from librdkafka's statistics.
+    pub lag: Mutex<BTreeMap<(String, i32), i64>>,
+    /// Where the pipeline is.
+    pub status: Mutex<Status>,
+}
+
+impl PipelineMetrics {
+    /// Zeroed counters for pipeline `name`.
+    pub fn new(name: &str) -> Self {
+        PipelineMetrics {
+            name: name.to_string(),
+            records_in: AtomicU64::new(0),
+            records_out: AtomicU64::new(0),
+            records_failed: AtomicU64::new(0),
+            dead_lettered: AtomicU64::new(0),
+            skipped: AtomicU64::new(0),
+            batches: AtomicU64::new(0),
+            batch_latency_us_sum: AtomicU64::new(0),
+            batch_latency_buckets: Default::default(),
+            instance_restarts: AtomicU64::new(0),
+            lag: Mutex::new(BTreeMap::new()),
+            status: Mutex::new(Status::Starting),
+        }
+    }
+
+    /// Records one batch's latency.
+    pub fn observe_batch(&self, latency: Duration) {
+        let us = latency.as_micros() as u64;
+        self.batches.fetch_add(1, Relaxed);
+        self.batch_latency_us_sum.fetch_add(us, Relaxed);
+        let bucket = LATENCY_BUCKETS_US.iter().position(|&b| us <= b).unwrap_or(LATENCY_BUCKETS_US.len());
+        self.batch_latency_buckets[bucket].fetch_add(1, Relaxed);
+    }
+
+    /// Sets the status, unless the pipeline already failed (the first error is the one to keep).
+    pub fn set_status(&self, status: Status) {
+        let mut current = self.status.lock().unwrap();
+        if !matches!(*current, Status::Failed(_)) {
+            *current = status;
+        }
+    }
+
+    /// The current status.
+    pub fn status(&self) -> Status {
+        self.status.lock().unwrap().clone()
+    }
+
+    /// Total consumer lag over every input partition.
+    pub fn total_lag(&self) -> i64 {
+        self.lag.lock().unwrap().values().sum()
+    }
+}

@@ -1,0 +1,261 @@
+//! `sluice run` against a real Apache Kafka broker (`tests/with-kafka.sh`), with kcat on the
+//! other side: the seed scenario, a crash, poison records, fan-out and a graceful stop.
+
+mod support;
+
+use chrono::{DateTime, FixedOffset};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::Duration;
+use support::kafka::{Sluice, consume_at_least, create_topic, produce, unique, write_config};
+use support::wasm;
+
+const WAIT: Duration = Duration::from_secs(90);
+
+fn temp_dir() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
+}
+
+/// Seed-000 records: `(value, expected timestamp)`, New York or Paris at random.
+fn seed_records(n: usize) -> Vec<(String, f64, bool)> {
+    let mut state: u64 = 0x2545F4914F6CDD1D;
+    (0..n)
+        .map(|i| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let utc_us = 1_707_217_868_355_006i64 + i as i64 * 1_003_457 + (state % 1000) as i64;
+            let new_york = state % 2 == 0;
+            let offset = if new_york { FixedOffset::west_opt(5 * 3600) } else { FixedOffset::east_opt(3600) }.unwrap();
+            let local = DateTime::from_timestamp_micros(utc_us).unwrap().with_timezone(&offset);
+            let value = serde_json::json!({
+                "date": local.format("%Y-%m-%d %H:%M:%S.%6f %z").to_string(),
+                "message": i.to_string(),
+            });
+            let expected: f64 = format!("{}.{:03}", utc_us / 1000, utc_us % 1000).parse().unwrap();
+            (value.to_string(), expected, new_york)
+        })
+        .collect()
+}
+
+fn ids(records: &[support::kafka::Consumed], field: &str) -> Vec<u64> {
+    records
+        .iter()
+        .map(|r| {
+            let v: serde_json::Value = serde_json::from_str(&r.value).unwrap();
+            match &v[field] {
+                serde_json::Value::String(s) => s.parse().unwrap(),
+                other => other.as_u64().unwrap(),
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn seed_000_two_timezones_merge_into_unified_timestamps() {
+    let (tz1, tz2, out) = (unique("timezone1"), unique("timezone2"), unique("unified_timestamps"));
+    create_topic(&tz1, 3);
+    create_topic(&tz2, 3);
+    let records = seed_records(3000);
+    let (ny, paris): (Vec<_>, Vec<_>) = records.iter().partition(|r| r.2);
+    produce(&tz1, &ny.iter().map(|r| r.0.clone()).collect::<Vec<_>>());
+    produce(&tz2, &paris.iter().map(|r| r.0.clone()).collect::<Vec<_>>());
+
+    let dir = temp_dir();
+    let config = write_config(
+        dir.path(),
+        &format!(
+            r#"
+[[pipeline]]
+name = "{}"
+inputs = ["{tz1}", "{tz2}"]
+outputs = ["{out}"]
+dead_letter = "{out}.dlq"
+
+[[pipeline.transform]]
+module = "{}"
+config = {{ field = "date" }}
+"#,
+            unique("unify"),
+            wasm("tz_normaliser").display()
+        ),
+    );
+    let mut sluice = Sluice::start(&config);
+    let output = consume_at_least(&out, records.len(), WAIT);
+    assert_eq!(output.len(), records.len(), "log:\n{}", sluice.log());
+
+    let expected: HashMap<u64, f64> = records.iter().enumerate().map(|(i, r)| (i as u64, r.1)).collect();
+    for record in &output {
+        let v: serde_json::Value = serde_json::from_str(&record.value).unwrap();
+        // `timestamp` takes `date`'s place, before `message`.
+        let shape = record.value.starts_with(r#"{"timestamp":"#) && record.value.contains(r#","message":""#);
+        assert!(shape && v.as_object().unwrap().len() == 2, "{}", record.value);
+        let id: u64 = v["message"].as_str().unwrap().parse().unwrap();
+        assert_eq!(v["timestamp"].as_f64().unwrap(), expected[&id], "{}", record.value);
+    }
+    let unique_ids: HashSet<u64> = ids(&output, "message").into_iter().collect();
+    assert_eq!(unique_ids.len(), records.len());
+
+    sluice.signal("TERM");
+    let status = sluice.wait(Duration::from_secs(30)).expect("exits within 30 s of SIGTERM");
+    assert!(status.success(), "exit {status:?}; log:\n{}", sluice.log());
+}
+
+/// A pipeline of the test guest: copies JSON records `{"id": n, ...}`, with extra guest config.
+fn guest_pipeline(name: &str, input: &str, outputs: &[&str], extra: &str, guest_config: &str) -> String {
+    let outputs = outputs.iter().map(|o| format!("\"{o}\"")).collect::<Vec<_>>().join(", ");
+    format!(
+        r#"
+[[pipeline]]
+name = "{name}"
+inputs = ["{input}"]
+outputs = [{outputs}]
+{extra}
+
+[[pipeline.transform]]
+module = "{}"
+config = {{ {guest_config} }}
+"#,
+        wasm("test_guest").display()
+    )
+}
+
+fn numbered(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!(r#"{{"id":{i},"payload":"{}"}}"#, "x".repeat(64))).collect()
+}
+
+/// Consumes `topic` until ids 0..n are all there (duplicates allowed) or the wait runs out.
+fn consume_until_all_ids(topic: &str, n: usize) -> Vec<support::kafka::Consumed> {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let records = consume_at_least(topic, n, WAIT);
+        let unique: HashSet<u64> = ids(&records, "id").into_iter().collect();
+        if unique.len() >= n || std::time::Instant::now() > deadline {
+            return records;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+#[test]
+fn a_crash_loses_nothing() {
+    let (input, out) = (unique("crash-in"), unique("crash-out"));
+    create_topic(&input, 3);
+    let n = 30_000;
+    produce(&input, &numbered(n));
+    let dir = temp_dir();
+    let name = unique("crash");
+    // A rate limit keeps the first run mid-stream when it is killed.
+    let config = write_config(dir.path(), &guest_pipeline(&name, &input, &[&out], "max_records_per_second = 6000", ""));
+
+    let mut first = Sluice::start(&config);
+    let partial = consume_at_least(&out, 3_000, WAIT);
+    assert!(partial.len() >= 3_000 && partial.len() < n, "{} records before the kill; log:\n{}", partial.len(), first.log());
+    first.signal("KILL");
+    first.wait(Duration::from_secs(10)).expect("killed");
+
+    std::fs::write(&config, std::fs::read_to_string(&config).unwrap().replace("max_records_per_second = 6000", "")).unwrap();
+    let second = Sluice::start(&config);
+    let output = consume_until_all_ids(&out, n);
+    let seen: HashSet<u64> = ids(&output, "id").into_iter().collect();
+    let missing: Vec<u64> = (0..n as u64).filter(|i| !seen.contains(i)).take(10).collect();
+    assert!(missing.is_empty(), "missing ids (first 10): {missing:?}; log:\n{}", second.log());
+}
+
+#[test]
+fn poison_records_go_to_the_dead_letter_topic_with_context() {
+    let (input, out, dlq) = (unique("poison-in"), unique("poison-out"), unique("poison-dlq"));
+    create_topic(&input, 3);
+    let mut values = numbered(500);
+    values[17] = r#"{"id":17,"payload":"poison"}"#.into();
+    values[250] = r#"{"id":250,"payload":"boom"}"#.into();
+    values[499] = "not even json poison".into();
+    produce(&input, &values);
+    let dir = temp_dir();
+    let name = unique("poison");
+    let config = write_config(
+        dir.path(),
+        &guest_pipeline(&name, &input, &[&out], &format!("dead_letter = \"{dlq}\""), r#"fail_on = "poison", panic_on = "boom""#),
+    );
+    let sluice = Sluice::start(&config);
+    let output = consume_at_least(&out, 497, WAIT);
+    let dead = consume_at_least(&dlq, 3, WAIT);
+    assert_eq!(output.len(), 497, "log:\n{}", sluice.log());
+    let good: HashSet<u64> = ids(&output, "id").into_iter().collect();
+    assert!((0..499u64).filter(|i| ![17, 250].contains(i)).all(|i| good.contains(&i)));
+
+    assert_eq!(dead.len(), 3, "log:\n{}", sluice.log());
+    let by_value: BTreeMap<&str, &support::kafka::Consumed> = dead.iter().map(|d| (d.value.as_str(), d)).collect();
+    let poison = by_value[r#"{"id":17,"payload":"poison"}"#];
+    assert_eq!(poison.headers["sluice.error.message"], format!("rejected record at offset {}", poison.headers["sluice.source.offset"]));
+    assert_eq!(poison.headers["sluice.error.kind"], "rejected");
+    assert_eq!(poison.headers["sluice.source.topic"], input);
+    assert_eq!(poison.headers["sluice.pipeline"], name);
+    assert_eq!(poison.headers["sluice.transform.module"], "test_guest");
+    assert_eq!(poison.headers["sluice.transform.stage"], "0");
+    assert_eq!(poison.headers["sluice.transform.version"].len(), 12);
+    assert!(poison.headers["sluice.source.partition"].parse::<i32>().unwrap() < 3);
+    let boom = by_value[r#"{"id":250,"payload":"boom"}"#];
+    assert_eq!(boom.headers["sluice.error.kind"], "panic");
+    assert!(boom.headers["sluice.error.message"].contains("guest panicked on purpose"), "{:?}", boom.headers);
+    assert!(by_value.contains_key("not even json poison"));
+}
+
+#[test]
+fn a_routing_transform_fans_out_to_two_topics() {
+    let (input, even, odd, dlq) = (unique("route-in"), unique("even"), unique("odd"), unique("route-dlq"));
+    create_topic(&input, 3);
+    let mut values: Vec<String> = (0..1000)
+        .map(|i| format!(r#"{{"id":{i},"route":"{}"}}"#, if i % 2 == 0 { &even } else { &odd }))
+        .collect();
+    values.push(r#"{"id":1000,"route":"elsewhere"}"#.into());
+    produce(&input, &values);
+    let dir = temp_dir();
+    let config = write_config(
+        dir.path(),
+        &guest_pipeline(&unique("route"), &input, &[&even, &odd], &format!("dead_letter = \"{dlq}\""), r#"route_field = "route""#),
+    );
+    let sluice = Sluice::start(&config);
+    let evens = consume_at_least(&even, 500, WAIT);
+    let odds = consume_at_least(&odd, 500, WAIT);
+    let dead = consume_at_least(&dlq, 1, WAIT);
+    let mut even_ids = ids(&evens, "id");
+    even_ids.sort();
+    assert_eq!(even_ids, (0..1000).step_by(2).collect::<Vec<u64>>(), "log:\n{}", sluice.log());
+    let mut odd_ids = ids(&odds, "id");
+    odd_ids.sort();
+    assert_eq!(odd_ids, (1..1000).step_by(2).collect::<Vec<u64>>());
+    assert_eq!(dead.len(), 1);
+    assert!(dead[0].headers["sluice.error.message"].starts_with("routed an output to `elsewhere`, which is not one of the pipeline's outputs"));
+}
+
+#[test]
+fn sigterm_drains_and_a_restart_loses_nothing() {
+    let (input, out) = (unique("term-in"), unique("term-out"));
+    create_topic(&input, 3);
+    let n = 30_000;
+    produce(&input, &numbered(n));
+    let dir = temp_dir();
+    let name = unique("term");
+    let batch_size = 256;
+    let limit = format!("max_records_per_second = 6000\nbatch_size = {batch_size}");
+    let config = write_config(dir.path(), &guest_pipeline(&name, &input, &[&out], &limit, ""));
+
+    let mut first = Sluice::start(&config);
+    let partial = consume_at_least(&out, 3_000, WAIT);
+    assert!(partial.len() < n, "stream finished before SIGTERM");
+    first.signal("TERM");
+    let status = first.wait(Duration::from_secs(30)).expect("a graceful stop is bounded");
+    assert!(status.success(), "exit {status:?}; log:\n{}", first.log());
+    assert!(first.log().contains("pipeline stopped"), "log:\n{}", first.log());
+
+    std::fs::write(&config, std::fs::read_to_string(&config).unwrap().replace("max_records_per_second = 6000", "")).unwrap();
+    let second = Sluice::start(&config);
+    let output = consume_until_all_ids(&out, n);
+    let all = ids(&output, "id");
+    let seen: HashSet<u64> = all.iter().copied().collect();
+    assert_eq!(seen.len(), n, "missing ids; log:\n{}", second.log());
+    let duplicates = all.len() - seen.len();
+    assert!(duplicates <= batch_size, "{duplicates} duplicates: more than one in-flight batch");
+    // The consumer group resumed where the drain committed, not from the beginning.
+    assert!(duplicates < n / 10);
+}

@@ -1,0 +1,159 @@
+//! A real Kafka broker for tests (started by `tests/with-kafka.sh`), driven with kcat, and a
+//! `sluice run` process to test against it.
+
+use super::sluice;
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// The broker's address.
+pub fn bootstrap() -> String {
+    std::env::var("SLUICE_TEST_KAFKA")
+        .expect("SLUICE_TEST_KAFKA is not set: run these tests with `make test` or `tests/with-kafka.sh cargo test`")
+}
+
+/// A name no other test uses.
+pub fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    format!("{prefix}-{}-{nanos}", std::process::id())
+}
+
+/// Creates `topic` with `partitions` partitions.
+pub fn create_topic(topic: &str, partitions: u32) {
+    let status = std::process::Command::new("bash")
+        .arg(super::repo().join("tests/kafka/broker.sh"))
+        .args(["topic-create", topic, &partitions.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "cannot create topic {topic}");
+}
+
+/// Produces one record per value to `topic`, with kcat, on random partitions.
+pub fn produce(topic: &str, values: &[String]) {
+    let mut kcat = std::process::Command::new("kcat")
+        .args(["-P", "-b", &bootstrap(), "-t", topic, "-z", "lz4"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("kcat is installed by tests/setup.sh");
+    {
+        let mut stdin = std::io::BufWriter::new(kcat.stdin.take().unwrap());
+        for v in values {
+            stdin.write_all(v.as_bytes()).unwrap();
+            stdin.write_all(b"\n").unwrap();
+        }
+    }
+    assert!(kcat.wait().unwrap().success(), "kcat could not produce to {topic}");
+}
+
+/// A record read back with kcat.
+#[derive(Debug, Clone)]
+pub struct Consumed {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<String>,
+    pub value: String,
+    pub headers: BTreeMap<String, String>,
+}
+
+/// Everything in `topic` now.
+pub fn consume(topic: &str) -> Vec<Consumed> {
+    let out = std::process::Command::new("kcat")
+        .args(["-C", "-b", &bootstrap(), "-t", topic, "-o", "beginning", "-e", "-q", "-J"])
+        .stderr(Stdio::null())
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|line| {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+            let headers = v["headers"]
+                .as_array()
+                .map(|h| h.chunks(2).map(|kv| (kv[0].as_str().unwrap().to_string(), kv[1].as_str().unwrap_or("").to_string())).collect())
+                .unwrap_or_default();
+            Consumed {
+                partition: v["partition"].as_i64().unwrap() as i32,
+                offset: v["offset"].as_i64().unwrap(),
+                key: v["key"].as_str().map(str::to_string),
+                value: v["payload"].as_str().unwrap_or("").to_string(),
+                headers,
+            }
+        })
+        .collect()
+}
+
+/// Consumes `topic` until it holds at least `count` records or `timeout` passes.
+pub fn consume_at_least(topic: &str, count: usize, timeout: Duration) -> Vec<Consumed> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let records = consume(topic);
+        if records.len() >= count || Instant::now() > deadline {
+            return records;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// A `sluice run` process, killed if the test ends without stopping it.
+pub struct Sluice {
+    child: Child,
+    pub log: PathBuf,
+}
+
+impl Sluice {
+    /// Starts `sluice run --config <config>`, logging to a file beside the config.
+    pub fn start(config: &Path) -> Sluice {
+        let log = config.with_extension("log");
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap();
+        let child = sluice()
+            .args(["run", "--config"])
+            .arg(config)
+            .env("SLUICE_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .unwrap();
+        Sluice { child, log }
+    }
+
+    /// Sends `signal` (e.g. "TERM", "KILL").
+    pub fn signal(&self, signal: &str) {
+        let status = std::process::Command::new("kill").arg(format!("-{signal}")).arg(self.child.id().to_string()).status();
+        assert!(status.unwrap().success());
+    }
+
+    /// Waits for the process to exit, at most `timeout`.
+    pub fn wait(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
+    /// The log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Sluice {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Writes a configuration file for one pipeline into a fresh temporary folder.
+pub fn write_config(dir: &Path, body: &str) -> PathBuf {
+    let path = dir.join("sluice.toml");
+    let text = format!("[kafka]\n\"bootstrap.servers\" = \"{}\"\n\n{body}", bootstrap());
+    std::fs::write(&path, text).unwrap();
+    path
+}
