@@ -68,6 +68,25 @@ pub fn process_batch<T: Transform>(
     decode(records.len(), output)
 }
 
+/// A batch run natively through exactly the code a component runs (the SDK's batch decoding,
+/// the transform, the output encoding): the native reference for benchmarks.
+pub struct NativeBatch {
+    batch: InputBatch,
+}
+
+impl NativeBatch {
+    /// Encodes `records` as one batch.
+    pub fn new(records: &[Record<'_>]) -> Self {
+        NativeBatch { batch: encode(records) }
+    }
+
+    /// Runs the transform over the batch; returns how many outputs and errors it produced.
+    pub fn run<T: Transform>(&self, transform: &mut T) -> (usize, usize) {
+        let output = crate::guest::process_with(transform, &self.batch);
+        (output.records.len(), output.errors.len())
+    }
+}
+
 fn encode(records: &[Record<'_>]) -> InputBatch {
     let mut data = Vec::new();
     let mut push = |bytes: &[u8]| {

@@ -129,6 +129,11 @@ impl Engine {
             // transforms are synchronous.
             .concurrency_support(false)
             .max_wasm_stack(1 << 20);
+        // `SLUICE_WASM_PROFILER=perfmap` writes /tmp/perf-PID.map so that `perf` names the
+        // functions of transforms.
+        if std::env::var("SLUICE_WASM_PROFILER").as_deref() == Ok("perfmap") {
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         let engine = wasmtime::Engine::new(&config)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;

@@ -10,7 +10,6 @@ use chrono::{DateTime, FixedOffset, LocalResult, NaiveDateTime, SecondsFormat, T
 use chrono_tz::Tz;
 use serde::Deserialize;
 use serde::de::{MapAccess, Visitor};
-use serde_json::Value;
 use serde_json::value::RawValue;
 use std::borrow::Cow;
 use sluice_sdk::{Config, Error, Record, Transform, Writer};
@@ -161,83 +160,143 @@ impl Normaliser {
         Error::new(format!("field `{}`: cannot parse `{text}` with format `{}`: {why}", self.field, self.format))
     }
 
-    /// Writes `instant` as configured.
-    pub fn render(&self, instant: DateTime<Utc>) -> Value {
+    /// Appends `instant` to `out` as configured: a JSON number or string.
+    pub fn render(&self, instant: DateTime<Utc>, out: &mut Vec<u8>) {
         let (secs, nanos) = (instant.timestamp(), instant.timestamp_subsec_nanos());
         // Whole units, and the rest in nanoseconds with the number of digits it has.
         let (whole, rest, digits) = match self.output {
-            OutputFormat::Rfc3339 => return Value::String(instant.to_rfc3339_opts(SecondsFormat::AutoSi, true)),
+            OutputFormat::Rfc3339 => {
+                let text = instant.to_rfc3339_opts(SecondsFormat::AutoSi, true);
+                out.push(b'"');
+                out.extend_from_slice(text.as_bytes());
+                out.push(b'"');
+                return;
+            }
             OutputFormat::Epoch(Unit::Seconds) => (secs, nanos, 9),
             OutputFormat::Epoch(Unit::Millis) => (secs * 1_000 + (nanos / 1_000_000) as i64, nanos % 1_000_000, 6),
             OutputFormat::Epoch(Unit::Micros) => (secs * 1_000_000 + (nanos / 1_000) as i64, nanos % 1_000, 3),
         };
+        // The exact decimal value: a double's shortest form could drop digits, and integer
+        // formatting is much cheaper than float formatting, above all in Wasm.
+        let mut digits_buf = itoa::Buffer::new();
         if rest == 0 {
-            return Value::from(whole);
+            out.extend_from_slice(digits_buf.format(whole).as_bytes());
+            return;
         }
-        // The double nearest to the exact decimal value, which `add` of two doubles is not.
-        let sign = if whole < 0 { "-" } else { "" };
-        let (whole, rest) = if whole < 0 { (-whole - 1, 10u32.pow(digits) - rest) } else { (whole, rest) };
-        let exact = format!("{sign}{whole}.{rest:0width$}", width = digits as usize);
-        Value::from(exact.parse::<f64>().expect("a decimal number parses"))
+        let (whole, rest) = if whole < 0 {
+            out.push(b'-');
+            (-whole - 1, 10u32.pow(digits) - rest)
+        } else {
+            (whole, rest)
+        };
+        out.extend_from_slice(digits_buf.format(whole).as_bytes());
+        out.push(b'.');
+        let fraction = digits_buf.format(rest);
+        out.extend(std::iter::repeat_n(b'0', digits as usize - fraction.len()));
+        out.extend_from_slice(fraction.trim_end_matches('0').as_bytes());
     }
 
     /// Normalises one JSON object: writes it to `out` with the date field replaced by the
     /// instant. Every other field keeps its position and its exact bytes. The whole per-record
-    /// work, native or in Wasm.
+    /// work, native or in Wasm, in one pass without allocating.
     pub fn normalise_value(&self, value: &[u8], out: &mut Vec<u8>) -> Result<(), Error> {
-        let fields = parse_object(value)?;
-        let Some((_, date)) = fields.0.iter().find(|(k, _)| *k == self.field) else {
-            return Err(Error::new(format!("field `{}` is missing", self.field)));
-        };
-        let text: Cow<'_, str> = serde_json::from_str(date.get())
-            .map_err(|_| Error::new(format!("field `{}` is not a string: {}", self.field, truncate(date.get()))))?;
-        let instant = self.parse(&text)?;
-        out.push(b'{');
-        let mut first = true;
-        for (key, raw) in &fields.0 {
+        let text = std::str::from_utf8(value).map_err(|e| Error::new(format!("value is not valid JSON: {e}")))?;
+        if value.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return match serde_json::from_str::<&RawValue>(text) {
+                Ok(other) => Err(Error::new(format!("value is not a JSON object: {}", truncate(other.get())))),
+                Err(e) => Err(Error::new(format!("value is not valid JSON: {e}"))),
+            };
+        }
+        let mut deserializer = serde_json::Deserializer::from_str(text);
+        let mut failure = None;
+        let rewrite = Rewrite { normaliser: self, out, failure: &mut failure };
+        let result = serde::Deserializer::deserialize_map(&mut deserializer, rewrite).and_then(|()| deserializer.end());
+        match (failure, result) {
+            // The date field's own problem, which stopped the pass.
+            (Some(error), _) => Err(error),
+            (None, Ok(())) => Ok(()),
+            (None, Err(e)) => Err(Error::new(format!("value is not valid JSON: {e}"))),
+        }
+    }
+}
+
+/// Copies a JSON object field by field into `out`, replacing the date field as it passes.
+struct Rewrite<'a> {
+    normaliser: &'a Normaliser,
+    out: &'a mut Vec<u8>,
+    /// Where a problem with the date field goes; serde's error then only stops the pass.
+    failure: &'a mut Option<Error>,
+}
+
+impl Rewrite<'_> {
+    fn fail<E: serde::de::Error>(&mut self, error: Error) -> E {
+        *self.failure = Some(error);
+        E::custom("the date field cannot be normalised")
+    }
+}
+
+impl<'de> Visitor<'de> for Rewrite<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<M: MapAccess<'de>>(mut self, mut map: M) -> Result<(), M::Error> {
+        let n = self.normaliser;
+        let (mut first, mut found) = (true, false);
+        self.out.push(b'{');
+        while let Some(key) = map.next_key::<Key<'de>>()? {
+            let raw: &RawValue = map.next_value()?;
+            let key = key.0;
             // The output field replaces any field of the same name.
-            if *key == self.output_field && *key != self.field {
+            if key == n.output_field && key != n.field {
                 continue;
             }
-            if !first {
-                out.push(b',');
+            if !std::mem::take(&mut first) {
+                self.out.push(b',');
             }
-            first = false;
-            if *key == self.field {
-                serde_json::to_writer(&mut *out, &self.output_field)?;
-                out.push(b':');
-                serde_json::to_writer(&mut *out, &self.render(instant))?;
+            if key == n.field && !found {
+                found = true;
+                write_key(self.out, &n.output_field);
+                let instant = field_text(n, raw).and_then(|text| n.parse(&text)).map_err(|e| self.fail::<M::Error>(e))?;
+                n.render(instant, self.out);
             } else {
-                serde_json::to_writer(&mut *out, key)?;
-                out.push(b':');
-                out.extend_from_slice(raw.get().as_bytes());
+                copy_key(self.out, &key);
+                self.out.extend_from_slice(raw.get().as_bytes());
             }
         }
-        out.push(b'}');
+        self.out.push(b'}');
+        if !found {
+            return Err(self.fail(Error::new(format!("field `{}` is missing", n.field))));
+        }
         Ok(())
     }
 }
 
-/// A JSON object's fields in order, borrowing their raw values.
-struct Fields<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+fn write_key(out: &mut Vec<u8>, key: &str) {
+    serde_json::to_writer(&mut *out, key).expect("writing a string to a Vec cannot fail");
+    out.push(b':');
+}
 
-impl<'de> Deserialize<'de> for Fields<'de> {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Visit;
-        impl<'de> Visitor<'de> for Visit {
-            type Value = Fields<'de>;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Fields<'de>, M::Error> {
-                let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(4));
-                while let Some((key, value)) = map.next_entry::<Key<'de>, &'de RawValue>()? {
-                    fields.push((key.0, value));
-                }
-                Ok(Fields(fields))
-            }
+/// Writes a key as it was read: a borrowed key had no escapes, so needs none.
+fn copy_key(out: &mut Vec<u8>, key: &Cow<'_, str>) {
+    match key {
+        Cow::Borrowed(key) => {
+            out.push(b'"');
+            out.extend_from_slice(key.as_bytes());
+            out.extend_from_slice(b"\":");
         }
-        deserializer.deserialize_map(Visit)
+        Cow::Owned(key) => write_key(out, key),
+    }
+}
+
+/// The date field's text, borrowed unless it has escapes.
+fn field_text<'a>(n: &Normaliser, raw: &'a RawValue) -> Result<Cow<'a, str>, Error> {
+    let not_a_string = || Error::new(format!("field `{}` is not a string: {}", n.field, truncate(raw.get())));
+    match serde_json::from_str::<&str>(raw.get()) {
+        Ok(text) => Ok(Cow::Borrowed(text)),
+        Err(_) => serde_json::from_str::<String>(raw.get()).map(Cow::Owned).map_err(|_| not_a_string()),
     }
 }
 
@@ -261,17 +320,6 @@ impl<'de> Deserialize<'de> for Key<'de> {
         }
         deserializer.deserialize_str(Visit)
     }
-}
-
-fn parse_object(value: &[u8]) -> Result<Fields<'_>, Error> {
-    let text = std::str::from_utf8(value).map_err(|e| Error::new(format!("value is not valid JSON: {e}")))?;
-    if !text.trim_start().starts_with('{') {
-        return match serde_json::from_str::<&RawValue>(text) {
-            Ok(other) => Err(Error::new(format!("value is not a JSON object: {}", truncate(other.get())))),
-            Err(e) => Err(Error::new(format!("value is not valid JSON: {e}"))),
-        };
-    }
-    serde_json::from_str(text).map_err(|e| Error::new(format!("value is not valid JSON: {e}")))
 }
 
 fn truncate(text: &str) -> &str {

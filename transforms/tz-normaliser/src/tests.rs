@@ -19,7 +19,7 @@ fn run(config: &[(&str, &str)], value: &str) -> Result<String, String> {
 fn date(config: &[(&str, &str)], text: &str) -> Result<String, String> {
     let value = serde_json::json!({ "date": text }).to_string();
     run(config, &value).map(|out| {
-        let v: Value = serde_json::from_str(&out).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
         v.get("timestamp").unwrap().to_string()
     })
 }
@@ -181,4 +181,12 @@ fn other_values_keep_their_exact_bytes() {
 fn the_output_field_replaces_a_field_of_that_name() {
     let input = r#"{"timestamp":"old","date":"1970-01-01 00:00:01.000000 +0000","x":1}"#;
     assert_eq!(run(&[], input).unwrap(), r#"{"timestamp":1000,"x":1}"#);
+}
+
+#[test]
+fn epoch_numbers_are_exact_decimals() {
+    let out = run(&[], r#"{"date":"2024-02-05 10:01:52.884548123 -0500"}"#).unwrap();
+    assert_eq!(out, r#"{"timestamp":1707145312884.548123}"#);
+    let out = run(&[("unit", "s")], r#"{"date":"2024-02-05 10:01:52.000000001 -0500"}"#).unwrap();
+    assert_eq!(out, r#"{"timestamp":1707145312.000000001}"#);
 }
