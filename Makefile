@@ -17,9 +17,10 @@ wasm: toolchain
 test: setup wasm
 	bash tests/with-kafka.sh $(CARGO) test --workspace
 
-## bench: engine boundary cost and Wasm-versus-native figures (release build)
-bench: wasm
-	$(CARGO) run --quiet --release -p sluice-bench
+## bench: engine boundary cost, Wasm versus native, and end to end on a real broker (release)
+bench: setup wasm
+	$(CARGO) build --quiet --release -p sluice-bench
+	bash tests/with-kafka.sh target/release/sluice-bench
 
 ## toolchain: the wasm32-wasip2 target (rustup, or the bundled copy beside the repo)
 toolchain:

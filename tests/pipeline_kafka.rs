@@ -6,7 +6,7 @@ mod support;
 use chrono::{DateTime, FixedOffset};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
-use support::kafka::{Sluice, consume_at_least, create_topic, produce, unique, write_config};
+use support::kafka::{Sluice, consume_at_least, count, create_topic, produce, unique, write_config};
 use support::wasm;
 
 const WAIT: Duration = Duration::from_secs(90);
@@ -24,7 +24,7 @@ fn seed_records(n: usize) -> Vec<(String, f64, bool)> {
             state ^= state >> 7;
             state ^= state << 17;
             let utc_us = 1_707_217_868_355_006i64 + i as i64 * 1_003_457 + (state % 1000) as i64;
-            let new_york = state % 2 == 0;
+            let new_york = state.is_multiple_of(2);
             let offset = if new_york { FixedOffset::west_opt(5 * 3600) } else { FixedOffset::east_opt(3600) }.unwrap();
             let local = DateTime::from_timestamp_micros(utc_us).unwrap().with_timezone(&offset);
             let value = serde_json::json!({
@@ -127,7 +127,7 @@ fn numbered(n: usize) -> Vec<String> {
 fn consume_until_all_ids(topic: &str, n: usize) -> Vec<support::kafka::Consumed> {
     let deadline = std::time::Instant::now() + WAIT;
     loop {
-        let records = consume_at_least(topic, n, WAIT);
+        let records = consume_at_least(topic, n, deadline.saturating_duration_since(std::time::Instant::now()));
         let unique: HashSet<u64> = ids(&records, "id").into_iter().collect();
         if unique.len() >= n || std::time::Instant::now() > deadline {
             return records;
@@ -258,4 +258,75 @@ fn sigterm_drains_and_a_restart_loses_nothing() {
     assert!(duplicates <= batch_size, "{duplicates} duplicates: more than one in-flight batch");
     // The consumer group resumed where the drain committed, not from the beginning.
     assert!(duplicates < n / 10);
+}
+
+#[test]
+fn without_a_dead_letter_topic_stop_halts_before_the_failed_record_and_skip_skips_it() {
+    let (input, out_stop, out_skip) = (unique("policy-in"), unique("stop-out"), unique("skip-out"));
+    create_topic(&input, 1);
+    let mut values = numbered(300);
+    values[150] = r#"{"id":150,"payload":"poison"}"#.into();
+    produce(&input, &values);
+
+    // stop: the process exits 1 naming the record, and the record is not committed past.
+    let dir = temp_dir();
+    let name = unique("stop");
+    let config = write_config(dir.path(), &guest_pipeline(&name, &input, &[&out_stop], "", r#"fail_on = "poison""#));
+    let mut stopping = Sluice::start(&config);
+    let status = stopping.wait(WAIT).expect("a stopped pipeline ends the process");
+    assert_eq!(status.code(), Some(1), "log:\n{}", stopping.log());
+    assert!(stopping.log().contains("the pipeline has no dead_letter and on_error = \\\"stop\\\""), "log:\n{}", stopping.log());
+    // Restarted without the failure, the same group resumes at or before the poison record.
+    std::fs::write(&config, std::fs::read_to_string(&config).unwrap().replace(r#"fail_on = "poison""#, "")).unwrap();
+    let resumed = Sluice::start(&config);
+    let output = consume_until_all_ids(&out_stop, 300);
+    assert!(ids(&output, "id").contains(&150), "log:\n{}", resumed.log());
+
+    // skip: everything but the poison record comes through, and the skip is logged.
+    let dir = temp_dir();
+    let config = write_config(
+        dir.path(),
+        &guest_pipeline(&unique("skip"), &input, &[&out_skip], "on_error = \"skip\"", r#"fail_on = "poison""#),
+    );
+    let skipping = Sluice::start(&config);
+    let output = consume_at_least(&out_skip, 299, WAIT);
+    let seen: HashSet<u64> = ids(&output, "id").into_iter().collect();
+    assert_eq!(seen.len(), 299, "log:\n{}", skipping.log());
+    assert!(!seen.contains(&150));
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(skipping.log().contains("skipping failed record"), "log:\n{}", skipping.log());
+}
+
+#[test]
+fn a_second_instance_joining_mid_stream_takes_partitions_without_loss() {
+    let (input, out) = (unique("rebalance-in"), unique("rebalance-out"));
+    create_topic(&input, 4);
+    let n = 40_000;
+    produce(&input, &numbered(n));
+    let dir = temp_dir();
+    let name = unique("rebalance");
+    // Slow enough that the stream is far from done when the second instance joins.
+    let config = write_config(dir.path(), &guest_pipeline(&name, &input, &[&out], "max_records_per_second = 1000", ""));
+
+    let mut first = Sluice::start(&config);
+    consume_at_least(&out, 1_000, WAIT);
+    // The second instance joins the same group: the first must drain and commit what it gives up.
+    let mut second = Sluice::start(&config);
+    let deadline = std::time::Instant::now() + WAIT;
+    while !second.log().contains("partition assigned") && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(count(&out) < n, "the stream ended before the second instance joined; first:\n{}\nsecond:\n{}", first.log(), second.log());
+    let output = consume_until_all_ids(&out, n);
+    let all = ids(&output, "id");
+    let seen: HashSet<u64> = all.iter().copied().collect();
+    assert_eq!(seen.len(), n, "missing ids; first log:\n{}\nsecond log:\n{}", first.log(), second.log());
+    assert!(first.log().contains("partitions revoked after draining"), "log:\n{}", first.log());
+    // Revoked partitions were committed after draining, so the new owner resumed where they
+    // stopped.
+    assert_eq!(all.len() - seen.len(), 0, "duplicates after a clean rebalance");
+    for sluice in [&mut first, &mut second] {
+        sluice.signal("TERM");
+        assert!(sluice.wait(Duration::from_secs(30)).expect("stops").success());
+    }
 }

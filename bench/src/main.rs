@@ -6,8 +6,13 @@
 //!     through the same SDK batch code (encode, process, write outputs), records/s and the
 //!     ratio; and against the bare per-record function, which skips all batch framing.
 //!
+//! (c) With a broker (`SLUICE_TEST_KAFKA`, as `make bench` provides): end to end on Kafka, see
+//!     [`e2e`].
+//!
 //! Rounds of each measurement are interleaved and the median is reported, so that drift on a
 //! shared machine hits both sides of a ratio alike.
+
+mod e2e;
 
 use anyhow::Result;
 use sluice::engine::{Engine, InputBatchBuilder, Instance, Limits};
@@ -135,6 +140,14 @@ fn main() -> Result<()> {
             "wasm_to_native_function": (wasm_rate / function_rate * 100.0).round() / 100.0,
         },
     });
+    let mut results = results;
+    match std::env::var("SLUICE_TEST_KAFKA") {
+        Ok(bootstrap) => {
+            let n = std::env::var("SLUICE_BENCH_RECORDS").ok().and_then(|n| n.parse().ok()).unwrap_or(1_000_000);
+            results["kafka"] = e2e::run(&bootstrap, &engine, n)?;
+        }
+        Err(_) => println!("\n(c) skipped: no broker (SLUICE_TEST_KAFKA); `make bench` starts one"),
+    }
     println!("\n{}", serde_json::to_string(&results)?);
     Ok(())
 }

@@ -2,7 +2,7 @@
 //!
 //! - [`engine`]: loads transform components and runs them sandboxed, in batches.
 //! - [`pipeline`]: consumes Kafka partitions, runs the chain, writes outputs, commits.
-//! - [`config`]: `sluice.toml`.
+//! - [`config`]: the `sluice.toml` file.
 //! - [`cli`]: the `sluice` command's subcommands.
 
 pub mod cli;

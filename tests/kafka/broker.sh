@@ -213,10 +213,10 @@ delete.topic.enable=true
 # Internal topics on one node: replication 1, fewer partitions (faster first
 # group join / first transaction than the default 50).
 offsets.topic.replication.factor=1
-offsets.topic.num.partitions=10
+offsets.topic.num.partitions=1
 transaction.state.log.replication.factor=1
 transaction.state.log.min.isr=1
-transaction.state.log.num.partitions=10
+transaction.state.log.num.partitions=1
 share.coordinator.state.topic.replication.factor=1
 share.coordinator.state.topic.min.isr=1
 
@@ -262,6 +262,7 @@ EOF
 		fi
 		# Cheap TCP check first; the real Kafka probe only once it listens.
 		if port_busy "$bport" && probe "$bootstrap" "$dir"; then
+			warm_up "$bootstrap" "$dir"
 			echo "$bootstrap" >"$dir/bootstrap"
 			echo "$bootstrap"
 			return 0
@@ -277,6 +278,16 @@ EOF
 	echo "----" >&2
 	stop_dir "$dir"
 	die "$why"
+}
+
+# The first idempotent producer makes the broker create and load __transaction_state, which can
+# take tens of seconds; do it now so that no test's timing depends on it.
+warm_up() {
+	local bootstrap=$1 dir=$2
+	if command -v kcat >/dev/null; then
+		echo warm-up | timeout 120 kcat -P -b "$bootstrap" -t __sluice_warm_up \
+			-X enable.idempotence=true -X message.timeout.ms=110000 >>"$dir/warm-up.log" 2>&1 || true
+	fi
 }
 
 cmd_stop() {

@@ -85,16 +85,39 @@ pub fn consume(topic: &str) -> Vec<Consumed> {
         .collect()
 }
 
-/// Consumes `topic` until it holds at least `count` records or `timeout` passes.
+/// How many records `topic` holds: the sum of its partitions' high watermarks (cheap, unlike
+/// reading it).
+pub fn count(topic: &str) -> usize {
+    let kcat = |args: &[&str]| {
+        let out = std::process::Command::new("kcat").args(args).stderr(Stdio::null()).output().unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let metadata: serde_json::Value =
+        serde_json::from_str(&kcat(&["-L", "-J", "-b", &bootstrap(), "-t", topic])).unwrap_or_default();
+    let partitions: Vec<String> = metadata["topics"][0]["partitions"]
+        .as_array()
+        .map(|ps| ps.iter().map(|p| format!("{topic}:{}:-1", p["partition"])).collect())
+        .unwrap_or_default();
+    if partitions.is_empty() {
+        return 0;
+    }
+    let mut args = vec!["-Q", "-b"];
+    let address = bootstrap();
+    args.push(&address);
+    for p in &partitions {
+        args.extend(["-t", p.as_str()]);
+    }
+    // Lines of the form `topic [partition] offset N`.
+    kcat(&args).lines().filter_map(|l| l.rsplit(' ').next()?.parse::<usize>().ok()).sum()
+}
+
+/// Consumes `topic` once it holds at least `count` records, or when `timeout` passes.
 pub fn consume_at_least(topic: &str, count: usize, timeout: Duration) -> Vec<Consumed> {
     let deadline = Instant::now() + timeout;
-    loop {
-        let records = consume(topic);
-        if records.len() >= count || Instant::now() > deadline {
-            return records;
-        }
-        std::thread::sleep(Duration::from_millis(500));
+    while self::count(topic) < count && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
     }
+    consume(topic)
 }
 
 /// A `sluice run` process, killed if the test ends without stopping it.
@@ -106,7 +129,9 @@ pub struct Sluice {
 impl Sluice {
     /// Starts `sluice run --config <config>`, logging to a file beside the config.
     pub fn start(config: &Path) -> Sluice {
-        let log = config.with_extension("log");
+        static STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let log = config.with_extension(format!("{n}.log"));
         let file = std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap();
         let child = sluice()
             .args(["run", "--config"])

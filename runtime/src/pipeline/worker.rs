@@ -249,7 +249,7 @@ fn send<'a>(
     record.timestamp = timestamp;
     let mut owned: Option<OwnedHeaders> = None;
     for (name, value) in headers {
-        owned = Some(owned.unwrap_or_else(OwnedHeaders::new).insert(Header { key: name, value }));
+        owned = Some(owned.unwrap_or_default().insert(Header { key: name, value }));
     }
     record.headers = owned;
     acks.expect();

@@ -280,6 +280,7 @@ fn write_key(out: &mut Vec<u8>, key: &str) {
 }
 
 /// Writes a key as it was read: a borrowed key had no escapes, so needs none.
+#[allow(clippy::ptr_arg)] // whether it is borrowed is the point
 fn copy_key(out: &mut Vec<u8>, key: &Cow<'_, str>) {
     match key {
         Cow::Borrowed(key) => {

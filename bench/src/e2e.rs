@@ -1,0 +1,200 @@
+//! End to end on a real Kafka broker: the pipe's limit (the same consume-then-produce path with
+//! no transform) against the tz pipeline over the same seed-000 records, and latency from
+//! produce to output at half the tz pipeline's peak rate.
+
+use anyhow::{Context, Result};
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use sluice::config::Config;
+use sluice::engine::Engine;
+use sluice::pipeline;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+const PARTITIONS: i32 = 3;
+
+fn client(bootstrap: &str) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", bootstrap);
+    c
+}
+
+fn create_topics(bootstrap: &str, topics: &[&str]) -> Result<()> {
+    let admin: AdminClient<DefaultClientContext> = client(bootstrap).create()?;
+    let new: Vec<NewTopic<'_>> = topics.iter().map(|t| NewTopic::new(t, PARTITIONS, TopicReplication::Fixed(1))).collect();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    for result in runtime.block_on(admin.create_topics(&new, &AdminOptions::new()))? {
+        result.map_err(|(topic, e)| anyhow::anyhow!("cannot create {topic}: {e}"))?;
+    }
+    Ok(())
+}
+
+fn producer(bootstrap: &str) -> Result<ThreadedProducer<DefaultProducerContext>> {
+    Ok(client(bootstrap)
+        .set("linger.ms", "5")
+        .set("compression.type", "lz4")
+        .set("queue.buffering.max.messages", "1000000")
+        .create()?)
+}
+
+fn send(producer: &ThreadedProducer<DefaultProducerContext>, topic: &str, value: &[u8]) {
+    let mut record = BaseRecord::<(), [u8]>::to(topic).payload(value);
+    loop {
+        match producer.send(record) {
+            Ok(()) => return,
+            Err((_, returned)) => {
+                record = returned;
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+    }
+}
+
+/// Records currently on `topic`: the sum of its partitions' high watermarks.
+fn count(consumer: &BaseConsumer, topic: &str) -> i64 {
+    (0..PARTITIONS)
+        .map(|p| consumer.fetch_watermarks(topic, p, Duration::from_secs(5)).map(|(_, high)| high).unwrap_or(0))
+        .sum()
+}
+
+fn pipeline_config(bootstrap: &str, name: &str, inputs: [&str; 2], output: &str, module: Option<&Path>, start: &str) -> Result<Config> {
+    let transform = module
+        .map(|m| format!("[[pipeline.transform]]\nmodule = \"{}\"\n", m.display()))
+        .unwrap_or_default();
+    let text = format!(
+        "[kafka]\n\"bootstrap.servers\" = \"{bootstrap}\"\n\n[[pipeline]]\nname = \"{name}\"\ninputs = [\"{}\", \"{}\"]\n\
+         outputs = [\"{output}\"]\nstart = \"{start}\"\n{transform}",
+        inputs[0], inputs[1]
+    );
+    Config::parse(&text).map_err(|e| anyhow::anyhow!(e))
+}
+
+/// Starts `config`'s pipeline and waits until it has its partitions.
+fn start_running(config: &Config, engine: &Engine, stop: &Arc<AtomicBool>) -> Result<Vec<pipeline::Pipeline>> {
+    let pipelines = pipeline::start_all(config, engine, stop.clone())?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while pipelines[0].metrics.status() != pipeline::metrics::Status::Running {
+        anyhow::ensure!(Instant::now() < deadline, "pipeline did not start: {:?}", pipelines[0].metrics.status());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Ok(pipelines)
+}
+
+/// Runs one pipeline over the preloaded inputs; returns records/s from the moment it has its
+/// partitions to the last output acknowledged on the broker (group join time is the broker's,
+/// not the pipeline's, and would swamp a few seconds of work).
+fn throughput(bootstrap: &str, engine: &Engine, config: &Config, output: &str, n: i64) -> Result<f64> {
+    let watcher: BaseConsumer = client(bootstrap).create()?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let pipelines = start_running(config, engine, &stop)?;
+    let started = Instant::now();
+    while count(&watcher, output) < n {
+        anyhow::ensure!(started.elapsed() < Duration::from_secs(600), "{output}: timed out");
+        anyhow::ensure!(!pipelines.iter().any(|p| p.is_finished()), "pipeline stopped: {:?}", pipelines[0].metrics.status());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let elapsed = started.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    pipelines.into_iter().for_each(|p| p.join());
+    Ok(n as f64 / elapsed.as_secs_f64())
+}
+
+/// Feeds the tz pipeline at `rate` records/s for `seconds`; returns latency percentiles in ms
+/// from produce to output (outputs keep their input's timestamp).
+fn latency(bootstrap: &str, engine: &Engine, module: &Path, rate: f64, seconds: u64, id: &str) -> Result<(f64, f64, usize)> {
+    let (in1, in2, out) = (format!("lat-tz1-{id}"), format!("lat-tz2-{id}"), format!("lat-out-{id}"));
+    create_topics(bootstrap, &[&in1, &in2, &out])?;
+    let config = pipeline_config(bootstrap, &format!("lat-{id}"), [&in1, &in2], &out, Some(module), "earliest")?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let pipelines = start_running(&config, engine, &stop)?;
+    std::thread::sleep(Duration::from_secs(1));
+
+    let reader: BaseConsumer = client(bootstrap).set("group.id", format!("lat-reader-{id}")).set("auto.offset.reset", "earliest").create()?;
+    reader.subscribe(&[&out])?;
+    let producer = producer(bootstrap)?;
+    let records = crate::seed_records((rate * seconds as f64) as usize);
+    let started = Instant::now();
+    let mut latencies = Vec::with_capacity(records.len());
+    for (i, value) in records.iter().enumerate() {
+        let due = started + Duration::from_secs_f64(i as f64 / rate);
+        while Instant::now() < due {
+            drain_latencies(&reader, &mut latencies, Duration::ZERO);
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        send(&producer, if i % 2 == 0 { &in1 } else { &in2 }, value);
+    }
+    producer.flush(Duration::from_secs(30))?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while latencies.len() < records.len() && Instant::now() < deadline {
+        drain_latencies(&reader, &mut latencies, Duration::from_millis(100));
+    }
+    stop.store(true, Ordering::Relaxed);
+    pipelines.into_iter().for_each(|p| p.join());
+    anyhow::ensure!(latencies.len() >= records.len(), "only {} of {} outputs arrived", latencies.len(), records.len());
+    latencies.sort_unstable();
+    let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize] as f64;
+    Ok((at(0.50), at(0.99), latencies.len()))
+}
+
+fn drain_latencies(reader: &BaseConsumer, latencies: &mut Vec<i64>, wait: Duration) {
+    let mut wait = wait;
+    while let Some(Ok(message)) = reader.poll(wait) {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64;
+        if let Some(produced) = message.timestamp().to_millis() {
+            latencies.push(now - produced);
+        }
+        wait = Duration::ZERO;
+    }
+}
+
+/// Runs the end-to-end benchmark; prints figures and returns them as JSON.
+pub fn run(bootstrap: &str, engine: &Engine, n: usize) -> Result<serde_json::Value> {
+    let module = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/wasm32-wasip2/release/tz_normaliser.wasm");
+    let module = module.canonicalize().context("build the transforms first (make wasm)")?;
+    let id = format!("{}", SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs());
+    let (tz1, tz2) = (format!("bench-tz1-{id}"), format!("bench-tz2-{id}"));
+    let outputs: Vec<String> = (0..4).map(|i| format!("bench-out{i}-{id}")).collect();
+    let mut topics = vec![tz1.as_str(), tz2.as_str()];
+    topics.extend(outputs.iter().map(String::as_str));
+    create_topics(bootstrap, &topics)?;
+
+    println!("\n(c) end to end on Apache Kafka: {n} seed-000 records over 2 topics x {PARTITIONS} partitions");
+    let producer = producer(bootstrap)?;
+    for (i, value) in crate::seed_records(n).iter().enumerate() {
+        send(&producer, if i % 2 == 0 { &tz1 } else { &tz2 }, value);
+    }
+    producer.flush(Duration::from_secs(60))?;
+
+    // Alternate the two systems, twice each, and keep each one's best run.
+    let (mut limit, mut tz_rate) = (0f64, 0f64);
+    for (round, output) in outputs.iter().enumerate() {
+        let with_tz = round % 2 == 1;
+        let name = format!("run{round}-{id}");
+        let module = with_tz.then_some(module.as_path());
+        let config = pipeline_config(bootstrap, &name, [&tz1, &tz2], output, module, "earliest")?;
+        let rate = throughput(bootstrap, engine, &config, output, n as i64)?;
+        if with_tz { tz_rate = tz_rate.max(rate) } else { limit = limit.max(rate) }
+    }
+    println!("    passthrough (no transform): {limit:>10.0} records/s");
+    println!("    tz normaliser in Wasm:      {tz_rate:>10.0} records/s");
+    println!("    tz / passthrough: {:.2}", tz_rate / limit);
+
+    let rate = (tz_rate / 2.0).min(200_000.0);
+    let (p50, p99, samples) = latency(bootstrap, engine, &module, rate, 5, &id)?;
+    println!("    latency at {rate:.0} records/s (half the tz peak): p50 {p50:.0} ms, p99 {p99:.0} ms ({samples} records)");
+    Ok(serde_json::json!({
+        "records": n,
+        "passthrough_records_per_s": limit.round(),
+        "tz_records_per_s": tz_rate.round(),
+        "tz_to_passthrough": (tz_rate / limit * 100.0).round() / 100.0,
+        "latency_rate": rate.round(),
+        "latency_p50_ms": p50,
+        "latency_p99_ms": p99,
+    }))
+}
