@@ -1,7 +1,7 @@
 # Sluice: `make test` is what CI runs; `make bench` prints the performance figures.
 CARGO       ?= cargo
 WASM_TARGET := wasm32-wasip2
-GUESTS      := -p tz-normaliser -p test-guest
+GUESTS      := -p tz-normaliser -p pii-stripper -p enricher -p test-guest
 
 .PHONY: build wasm test bench toolchain setup
 

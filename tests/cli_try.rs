@@ -107,3 +107,43 @@ fn a_panicking_record_is_reported_and_neighbours_pass() {
     let stderr = text(&out.stderr);
     assert!(stderr.contains("line 2: transform panicked:") && stderr.contains("guest panicked on purpose"), "{stderr}");
 }
+
+#[test]
+fn the_enricher_joins_the_seed_orders_with_a_table_file() {
+    let out = sluice()
+        .arg("try")
+        .arg(wasm("enricher"))
+        .arg("--table")
+        .arg(format!("customers={}", data("seed-004-customers.jsonl").display()))
+        .args(["-c", "table=customers", "-c", "key_field=customer_id", "-c", "fields=name:customer_name,age:customer_age"])
+        .arg("--input")
+        .arg(data("seed-004-orders.jsonl"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        concat!(
+            r#"{"customer_id":"2","order_id":"13","price":50.50,"currency":"usd","ts":"2020-04-03T11:20:00","customer_name":"bill","customer_age":51}"#, "\n",
+            r#"{"customer_id":"7","order_id":"29","price":15.00,"currency":"aud","ts":"2020-04-02T12:36:00","customer_name":"sue","customer_age":25}"#, "\n",
+            r#"{"customer_id":"5","order_id":"17","price":25.25,"currency":"eur","ts":"2020-04-02T17:22:00","customer_name":"fred","customer_age":34}"#, "\n",
+            r#"{"customer_id":"5","order_id":"15","price":13.75,"currency":"usd","ts":"2020-04-03T02:55:00","customer_name":"fred","customer_age":34}"#, "\n",
+            r#"{"customer_id":"7","order_id":"22","price":29.71,"currency":"aud","ts":"2020-04-04T00:12:00","customer_name":"sue","customer_age":25}"#, "\n",
+        )
+    );
+}
+
+#[test]
+fn missing_tables_and_bad_table_files_are_named() {
+    // Without --table, every record fails with the lookup's error, and the rest still flows.
+    let out = try_with_stdin(
+        &[wasm("enricher").to_str().unwrap(), "-c", "table=customers", "-c", "key_field=customer_id"],
+        "{\"customer_id\": \"5\"}\n",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("declares no table named `customers`"), "{}", text(&out.stderr));
+
+    let out = try_with_stdin(&[wasm("enricher").to_str().unwrap(), "--table", "customers=/nonexistent.jsonl"], "");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("table `customers`: cannot read /nonexistent.jsonl"), "{}", text(&out.stderr));
+}

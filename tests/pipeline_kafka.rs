@@ -136,16 +136,35 @@ fn consume_until_all_ids(topic: &str, n: usize) -> Vec<support::kafka::Consumed>
     }
 }
 
-#[test]
-fn a_crash_loses_nothing() {
-    let (input, out) = (unique("crash-in"), unique("crash-out"));
-    create_topic(&input, 3);
-    let n = 30_000;
+/// A topic of `n` numbered records, an output topic, and a test-guest pipeline between them with
+/// `extra` pipeline settings.
+struct NumberedStream {
+    out: String,
+    config: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+fn numbered_stream(prefix: &str, partitions: u32, n: usize, extra: &str) -> NumberedStream {
+    let (input, out) = (unique(&format!("{prefix}-in")), unique(&format!("{prefix}-out")));
+    create_topic(&input, partitions);
     produce(&input, &numbered(n));
     let dir = temp_dir();
-    let name = unique("crash");
+    let config = write_config(dir.path(), &guest_pipeline(&unique(prefix), &input, &[&out], extra, ""));
+    NumberedStream { out, config, _dir: dir }
+}
+
+/// Rewrites a configuration without its rate limit, for the run that finishes the stream.
+fn remove_rate_limit(config: &std::path::Path) {
+    let text = std::fs::read_to_string(config).unwrap();
+    let text: String = text.lines().filter(|l| !l.starts_with("max_records_per_second")).map(|l| format!("{l}\n")).collect();
+    std::fs::write(config, text).unwrap();
+}
+
+#[test]
+fn a_crash_loses_nothing() {
+    let n = 30_000;
     // A rate limit keeps the first run mid-stream when it is killed.
-    let config = write_config(dir.path(), &guest_pipeline(&name, &input, &[&out], "max_records_per_second = 6000", ""));
+    let NumberedStream { out, config, .. } = &numbered_stream("crash", 3, n, "max_records_per_second = 6000");
 
     let mut first = Sluice::start(&config);
     let partial = consume_at_least(&out, 3_000, WAIT);
@@ -153,7 +172,7 @@ fn a_crash_loses_nothing() {
     first.signal("KILL");
     first.wait(Duration::from_secs(10)).expect("killed");
 
-    std::fs::write(&config, std::fs::read_to_string(&config).unwrap().replace("max_records_per_second = 6000", "")).unwrap();
+    remove_rate_limit(config);
     let second = Sluice::start(&config);
     let output = consume_until_all_ids(&out, n);
     let seen: HashSet<u64> = ids(&output, "id").into_iter().collect();
@@ -230,15 +249,9 @@ fn a_routing_transform_fans_out_to_two_topics() {
 
 #[test]
 fn sigterm_drains_and_a_restart_loses_nothing() {
-    let (input, out) = (unique("term-in"), unique("term-out"));
-    create_topic(&input, 3);
-    let n = 30_000;
-    produce(&input, &numbered(n));
-    let dir = temp_dir();
-    let name = unique("term");
-    let batch_size = 256;
+    let (n, batch_size) = (30_000, 256);
     let limit = format!("max_records_per_second = 6000\nbatch_size = {batch_size}");
-    let config = write_config(dir.path(), &guest_pipeline(&name, &input, &[&out], &limit, ""));
+    let NumberedStream { out, config, .. } = &numbered_stream("term", 3, n, &limit);
 
     let mut first = Sluice::start(&config);
     let partial = consume_at_least(&out, 3_000, WAIT);
@@ -248,7 +261,7 @@ fn sigterm_drains_and_a_restart_loses_nothing() {
     assert!(status.success(), "exit {status:?}; log:\n{}", first.log());
     assert!(first.log().contains("pipeline stopped"), "log:\n{}", first.log());
 
-    std::fs::write(&config, std::fs::read_to_string(&config).unwrap().replace("max_records_per_second = 6000", "")).unwrap();
+    remove_rate_limit(config);
     let second = Sluice::start(&config);
     let output = consume_until_all_ids(&out, n);
     let all = ids(&output, "id");
@@ -299,14 +312,9 @@ fn without_a_dead_letter_topic_stop_halts_before_the_failed_record_and_skip_skip
 
 #[test]
 fn a_second_instance_joining_mid_stream_takes_partitions_without_loss() {
-    let (input, out) = (unique("rebalance-in"), unique("rebalance-out"));
-    create_topic(&input, 4);
     let n = 40_000;
-    produce(&input, &numbered(n));
-    let dir = temp_dir();
-    let name = unique("rebalance");
     // Slow enough that the stream is far from done when the second instance joins.
-    let config = write_config(dir.path(), &guest_pipeline(&name, &input, &[&out], "max_records_per_second = 1000", ""));
+    let NumberedStream { out, config, .. } = &numbered_stream("rebalance", 4, n, "max_records_per_second = 1000");
 
     let mut first = Sluice::start(&config);
     consume_at_least(&out, 1_000, WAIT);
@@ -329,4 +337,134 @@ fn a_second_instance_joining_mid_stream_takes_partitions_without_loss() {
         sluice.signal("TERM");
         assert!(sluice.wait(Duration::from_secs(30)).expect("stops").success());
     }
+}
+
+/// The seed-004 orders, each with a contact detail the PII stripper must mask.
+fn seed_004_orders(orders: &[(&str, &str, &str, &str, &str)]) -> Vec<String> {
+    orders
+        .iter()
+        .map(|(customer, order, price, currency, ts)| {
+            format!(
+                r#"{{"customer_id": "{customer}", "order_id": "{order}", "price": {price}, "currency": "{currency}", "ts": "{ts}", "contact": "customer{customer}@example.com"}}"#
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn pii_then_enrich_joins_orders_with_a_live_customers_table() {
+    let (customers, orders, out) = (unique("customers"), unique("orders"), unique("enriched"));
+    create_topic(&customers, 1);
+    create_topic(&orders, 1);
+    support::kafka::produce_keyed(
+        &customers,
+        &[
+            ("5", Some(r#"{"id":"5","name":"fred","age":34}"#)),
+            ("7", Some(r#"{"id":"7","name":"sue","age":25}"#)),
+            ("2", Some(r#"{"id":"2","name":"bill","age":51}"#)),
+        ],
+    );
+    produce(
+        &orders,
+        &seed_004_orders(&[
+            ("2", "13", "50.50", "usd", "2020-04-03T11:20:00"),
+            ("7", "29", "15.00", "aud", "2020-04-02T12:36:00"),
+            ("5", "17", "25.25", "eur", "2020-04-02T17:22:00"),
+            ("5", "15", "13.75", "usd", "2020-04-03T02:55:00"),
+            ("7", "22", "29.71", "aud", "2020-04-04T00:12:00"),
+        ]),
+    );
+    let dir = temp_dir();
+    let config = write_config(
+        dir.path(),
+        &format!(
+            r#"
+[[pipeline]]
+name = "{}"
+inputs = ["{orders}"]
+outputs = ["{out}"]
+dead_letter = "{out}.dlq"
+
+[[pipeline.table]]
+name = "customers"
+topic = "{customers}"
+
+[[pipeline.transform]]
+module = "{}"
+
+[[pipeline.transform]]
+module = "{}"
+config = {{ table = "customers", key_field = "customer_id", fields = "name:customer_name,age:customer_age" }}
+"#,
+            unique("etl"),
+            wasm("pii_stripper").display(),
+            wasm("enricher").display()
+        ),
+    );
+    let sluice = Sluice::start(&config);
+    let first = consume_at_least(&out, 5, WAIT);
+    assert_eq!(first.len(), 5, "log:\n{}", sluice.log());
+    let by_order = |records: &[support::kafka::Consumed]| -> BTreeMap<String, serde_json::Value> {
+        records
+            .iter()
+            .map(|r| {
+                let v: serde_json::Value = serde_json::from_str(&r.value).unwrap();
+                (v["order_id"].as_str().unwrap().to_string(), v)
+            })
+            .collect()
+    };
+    let enriched = by_order(&first);
+    for (order, name, age, price) in
+        [("13", "bill", 51, 50.5), ("29", "sue", 25, 15.0), ("17", "fred", 34, 25.25), ("15", "fred", 34, 13.75), ("22", "sue", 25, 29.71)]
+    {
+        let v = &enriched[order];
+        assert_eq!((v["customer_name"].as_str(), v["customer_age"].as_i64()), (Some(name), Some(age)), "{v}");
+        assert_eq!(v["price"].as_f64(), Some(price));
+        assert!(!v["contact"].as_str().unwrap().contains("@example.com"), "PII left in {v}");
+    }
+    // Prices keep their exact text through both transforms.
+    assert!(first.iter().any(|r| r.value.contains(r#""price": 15.00"#) || r.value.contains(r#""price":15.00"#)), "{first:?}");
+
+    // Mid-stream: fred is renamed, sue is deleted by a tombstone; later orders see both.
+    support::kafka::produce_keyed(&customers, &[("5", Some(r#"{"id":"5","name":"frederick","age":35}"#)), ("7", None)]);
+    std::thread::sleep(Duration::from_secs(3));
+    produce(
+        &orders,
+        &seed_004_orders(&[("5", "31", "9.99", "usd", "2020-04-05T10:00:00"), ("7", "32", "1.00", "aud", "2020-04-05T11:00:00")]),
+    );
+    let all = consume_at_least(&out, 7, WAIT);
+    let enriched = by_order(&all);
+    assert_eq!(enriched["31"]["customer_name"], "frederick", "log:\n{}", sluice.log());
+    assert_eq!(enriched["31"]["customer_age"], 35);
+    assert_eq!(enriched["32"]["customer_name"], serde_json::Value::Null, "LEFT JOIN after a tombstone");
+    assert_eq!(enriched["32"]["customer_age"], serde_json::Value::Null);
+    // Orders enriched before the update keep what they were given.
+    assert_eq!(enriched["17"]["customer_name"], "fred");
+}
+
+#[test]
+fn health_readiness_and_metrics_describe_a_running_pipeline() {
+    let NumberedStream { out, config, .. } = &numbered_stream("observe", 2, 500, "dead_letter = \"observe-dlq\"");
+    let sluice = Sluice::start(config);
+    assert_eq!(sluice.http_get("/healthz"), (200, "ok\n".to_string()));
+    consume_at_least(out, 500, WAIT);
+    let (status, body) = sluice.http_get("/readyz");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(r#""ready":true"#), "{body}");
+    // Counters are read at scrape time; the last batch may still be awaiting its commit.
+    let deadline = std::time::Instant::now() + WAIT;
+    let metrics = loop {
+        let (status, body) = sluice.http_get("/metrics");
+        assert_eq!(status, 200);
+        if body.contains("sluice_records_produced_total{pipeline=") && body.contains("} 500\n") || std::time::Instant::now() > deadline {
+            break body;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let line = |name: &str| metrics.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("no {name} in:\n{metrics}"));
+    assert!(line("sluice_records_consumed_total{").ends_with(" 500"), "{metrics}");
+    assert!(line("sluice_records_produced_total{").ends_with(" 500"), "{metrics}");
+    assert!(line("sluice_pipeline_running{").ends_with(" 1"));
+    assert!(line("sluice_module_info{").contains(r#"module="test_guest""#));
+    assert!(line("sluice_batch_duration_seconds_count{").split(' ').nth(1).unwrap().parse::<u64>().unwrap() >= 1);
 }

@@ -72,7 +72,7 @@ fn main() -> Result<()> {
 
     // (a) Boundary cost.
     let noop = engine.load(&wasm("test_guest")?)?;
-    let mut instance = engine.instantiate(&noop, "noop", &[])?;
+    let mut instance = engine.instantiate(&noop, "noop", &[], &Default::default())?;
     let records: Vec<Vec<u8>> = (0..100_000).map(|i| format!("{i:0100}").into_bytes()).collect();
     println!("\n(a) no-op transform, 100-byte records");
     let mut boundary = serde_json::Map::new();
@@ -89,7 +89,7 @@ fn main() -> Result<()> {
 
     // (b) tz normaliser, Wasm against native.
     let tz = engine.load(&wasm("tz_normaliser")?)?;
-    let mut instance = engine.instantiate(&tz, "tz", &[])?;
+    let mut instance = engine.instantiate(&tz, "tz", &[], &Default::default())?;
     let native = tz_normaliser::Normaliser::from_config(&Config::default()).map_err(|e| anyhow::anyhow!("{e}"))?;
     let records = seed_records(200_000);
     let run_native = |records: &[Vec<u8>]| -> Result<Duration> {

@@ -56,6 +56,7 @@ mod error;
 pub mod guest;
 pub mod log;
 mod record;
+pub mod tables;
 pub mod testing;
 mod writer;
 

@@ -19,6 +19,36 @@ use crate::guest::bindings::sluice::transform::types::{
 };
 use crate::{Config, Error, Record, Transform};
 
+thread_local! {
+    static TABLES: std::cell::RefCell<std::collections::HashMap<String, std::collections::HashMap<Vec<u8>, Vec<u8>>>> =
+        Default::default();
+}
+
+/// Declares table `table` for this test thread (empty if it was not declared yet) and sets `key`
+/// to `value` in it; `None` deletes the key, as a tombstone does.
+pub fn set_table(table: &str, key: &[u8], value: Option<&[u8]>) {
+    TABLES.with(|tables| {
+        let mut tables = tables.borrow_mut();
+        let entries = tables.entry(table.to_string()).or_default();
+        match value {
+            Some(value) => entries.insert(key.to_vec(), value.to_vec()),
+            None => entries.remove(key),
+        };
+    });
+}
+
+/// Forgets every table of this test thread.
+pub fn clear_tables() {
+    TABLES.with(|tables| tables.borrow_mut().clear());
+}
+
+pub(crate) fn fake_lookup(table: &str, key: &[u8]) -> Result<Option<Vec<u8>>, String> {
+    TABLES.with(|tables| match tables.borrow().get(table) {
+        Some(entries) => Ok(entries.get(key).cloned()),
+        None => Err(format!("this pipeline declares no table named `{table}`")),
+    })
+}
+
 /// An output as a test sees it: owned, with spans resolved.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Output {
@@ -217,6 +247,23 @@ mod tests {
         assert_eq!(custom.key.as_deref(), Some(&b"k2"[..]));
         assert_eq!(custom.timestamp, None);
         assert_eq!(custom.headers, vec![("h".to_string(), Some(b"v".to_vec()))]);
+    }
+
+    #[test]
+    fn fake_tables_behave_like_the_hosts() {
+        set_table("customers", b"1", Some(br#"{"name":"ada"}"#));
+        assert_eq!(crate::tables::lookup("customers", b"1").unwrap().as_deref(), Some(&br#"{"name":"ada"}"#[..]));
+        let value: serde_json::Value = crate::tables::lookup_json("customers", b"1").unwrap().unwrap();
+        assert_eq!(value["name"], "ada");
+        assert_eq!(crate::tables::lookup("customers", b"2").unwrap(), None);
+        set_table("customers", b"1", None);
+        assert_eq!(crate::tables::lookup("customers", b"1").unwrap(), None);
+        assert_eq!(
+            crate::tables::lookup("orders", b"1").unwrap_err().message(),
+            "this pipeline declares no table named `orders`"
+        );
+        clear_tables();
+        assert!(crate::tables::lookup("customers", b"1").is_err());
     }
 
     #[test]

@@ -33,6 +33,9 @@ pub struct Config {
     /// Sandbox limits for every transform instance.
     #[serde(default)]
     pub limits: LimitsConfig,
+    /// The HTTP endpoint: health, readiness, metrics.
+    #[serde(default)]
+    pub api: ApiConfig,
     /// How long a graceful stop (SIGTERM, SIGINT) may take before the process exits anyway.
     #[serde(default = "defaults::shutdown_timeout_ms")]
     pub shutdown_timeout_ms: u64,
@@ -126,6 +129,22 @@ pub struct PipelineConfig {
     /// are.
     #[serde(default)]
     pub transform: Vec<TransformConfig>,
+    /// Lookup tables the transforms may read.
+    #[serde(default)]
+    pub table: Vec<TableConfig>,
+}
+
+/// A lookup table: the latest value per key of a topic.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TableConfig {
+    /// The name transforms look it up by.
+    pub name: String,
+    /// The topic that feeds it (compacted, typically): latest value per key, tombstones delete.
+    pub topic: String,
+    /// The most memory it may use, in MiB; past it the pipeline stops with an error.
+    #[serde(default = "defaults::table_max_mb")]
+    pub max_mb: u32,
 }
 
 /// One transform of a chain.
@@ -137,6 +156,23 @@ pub struct TransformConfig {
     /// Key/value configuration passed to the transform's `init`.
     #[serde(default)]
     pub config: BTreeMap<String, Scalar>,
+}
+
+/// The HTTP endpoint.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Address to listen on; loopback unless a token is set. Port 0 picks a free port.
+    #[serde(default = "defaults::listen")]
+    pub listen: std::net::SocketAddr,
+    /// Bearer token required by routes that change anything; required to listen beyond loopback.
+    pub token: Option<String>,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig { listen: defaults::listen(), token: None }
+    }
 }
 
 /// Sandbox limits for transform instances.
@@ -172,6 +208,12 @@ mod defaults {
     }
     pub fn cpu_budget_ms() -> u64 {
         2_000
+    }
+    pub fn listen() -> std::net::SocketAddr {
+        ([127, 0, 0, 1], 8080).into()
+    }
+    pub fn table_max_mb() -> u32 {
+        64
     }
 }
 
@@ -227,9 +269,25 @@ impl Config {
             if p.batch_size == 0 || p.batch_size > 100_000 {
                 return Err(format!("{at}.batch_size: {} is out of range 1..=100000", p.batch_size));
             }
+            let mut tables = std::collections::HashSet::new();
+            for (t, table) in p.table.iter().enumerate() {
+                if table.name.is_empty() || !tables.insert(&table.name) {
+                    return Err(format!("{at}.table[{t}].name: `{}` is empty or declared twice", table.name));
+                }
+                check_topic(&table.topic).map_err(|e| format!("{at}.table[{t}].topic `{}`: {e}", table.topic))?;
+                if table.max_mb == 0 {
+                    return Err(format!("{at}.table[{t}].max_mb: must be at least 1"));
+                }
+            }
             if p.max_records_per_second == Some(0) {
                 return Err(format!("{at}.max_records_per_second: must be at least 1 (omit it for no limit)"));
             }
+        }
+        if !self.api.listen.ip().is_loopback() && self.api.token.as_deref().unwrap_or("").is_empty() {
+            return Err(format!(
+                "api.listen: {} is not a loopback address; set api.token so that only holders of it can change pipelines",
+                self.api.listen
+            ));
         }
         if self.limits.memory_mb == 0 || self.limits.cpu_budget_ms == 0 {
             return Err("limits: memory_mb and cpu_budget_ms must be positive".into());

@@ -47,6 +47,22 @@ pub fn produce(topic: &str, values: &[String]) {
     assert!(kcat.wait().unwrap().success(), "kcat could not produce to {topic}");
 }
 
+/// Produces keyed records to `topic`; a `None` value is a tombstone.
+pub fn produce_keyed(topic: &str, records: &[(&str, Option<&str>)]) {
+    let mut kcat = std::process::Command::new("kcat")
+        .args(["-P", "-b", &bootstrap(), "-t", topic, "-K", "\t", "-Z"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("kcat is installed by tests/setup.sh");
+    {
+        let mut stdin = std::io::BufWriter::new(kcat.stdin.take().unwrap());
+        for (key, value) in records {
+            writeln!(stdin, "{key}\t{}", value.unwrap_or("")).unwrap();
+        }
+    }
+    assert!(kcat.wait().unwrap().success(), "kcat could not produce to {topic}");
+}
+
 /// A record read back with kcat.
 #[derive(Debug, Clone)]
 pub struct Consumed {
@@ -166,6 +182,35 @@ impl Sluice {
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
+
+    /// The address its API listens on, once it has logged it.
+    pub fn api_address(&self) -> String {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let log = self.log();
+            let found = log.lines().find(|l| l.contains("api listening")).and_then(|l| {
+                let l = l.split("address=").nth(1)?;
+                Some(l.split_whitespace().next()?.trim_matches(|c: char| !c.is_ascii_digit()).to_string())
+            });
+            if let Some(address) = found {
+                return address;
+            }
+            assert!(Instant::now() < deadline, "no api address in the log:\n{log}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// GETs `path` from its API: status code and body.
+    pub fn http_get(&self, path: &str) -> (u16, String) {
+        use std::io::Read;
+        let mut stream = std::net::TcpStream::connect(self.api_address()).unwrap();
+        write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        let status = response.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+        let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+        (status, body)
+    }
 }
 
 impl Drop for Sluice {
@@ -178,7 +223,8 @@ impl Drop for Sluice {
 /// Writes a configuration file for one pipeline into a fresh temporary folder.
 pub fn write_config(dir: &Path, body: &str) -> PathBuf {
     let path = dir.join("sluice.toml");
-    let text = format!("[kafka]\n\"bootstrap.servers\" = \"{}\"\n\n{body}", bootstrap());
+    // Port 0: tests run several instances at once; each logs the address it got.
+    let text = format!("[api]\nlisten = \"127.0.0.1:0\"\n\n[kafka]\n\"bootstrap.servers\" = \"{}\"\n\n{body}", bootstrap());
     std::fs::write(&path, text).unwrap();
     path
 }

@@ -1,5 +1,6 @@
 //! `sluice run`: the main job.
 
+use crate::api::{AppState, PipelineView};
 use crate::config::{Config, Scalar};
 use crate::engine::{Engine, Limits};
 use crate::pipeline::{self, metrics::Status};
@@ -47,7 +48,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     let engine = Engine::new(limits)?;
     if args.check {
         for (index, p) in config.pipeline.iter().enumerate() {
-            pipeline::load_stages(&engine, index, p)?;
+            pipeline::load_stages(&engine, index, p, &pipeline::declared_tables(p))?;
         }
         println!("{}: OK ({} pipelines)", args.config.display(), config.pipeline.len());
         return Ok(0);
@@ -58,7 +59,22 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     for p in &pipelines {
         tracing::info!(pipeline = %p.metrics.name, "pipeline started");
     }
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
+    let views: Vec<PipelineView> = pipelines
+        .iter()
+        .map(|p| PipelineView { metrics: p.metrics.clone(), tables: p.tables.clone(), stages: p.stages.clone() })
+        .collect();
+    let state = AppState { pipelines: Arc::new(views) };
+    let (stop_api, api_stopped) = tokio::sync::oneshot::channel::<()>();
+    let api = runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(config.api.listen)
+            .await
+            .with_context(|| format!("api.listen: cannot listen on {}", config.api.listen))?;
+        tracing::info!(address = %listener.local_addr()?, "api listening");
+        anyhow::Ok(tokio::spawn(crate::api::serve(listener, state, async {
+            let _ = api_stopped.await;
+        })))
+    })?;
     runtime.block_on(async {
         let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .context("cannot listen for SIGTERM")?;
@@ -72,6 +88,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
         }
         anyhow::Ok(())
     })?;
+    let _ = stop_api.send(());
+    let _ = runtime.block_on(api);
 
     stop.store(true, Ordering::Relaxed);
     tracing::info!("stopping: draining in-flight batches and committing");

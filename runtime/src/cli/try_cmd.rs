@@ -1,6 +1,7 @@
 //! `sluice try`: the transform author's inner loop, without Kafka.
 
 use crate::engine::{Engine, InputBatchBuilder, Instance, Limits, OutputRef};
+use crate::tables::Tables;
 use anyhow::Context;
 use clap::Args;
 use std::io::{BufRead, Write};
@@ -14,6 +15,7 @@ Examples:
     | sluice try target/wasm32-wasip2/release/tz_normaliser.wasm
   sluice try tz_normaliser.wasm --config unit=s --config output_field=ts --input logs.jsonl
   sluice try my_transform.wasm --envelope < sample.jsonl
+  sluice try enricher.wasm --table customers=customers.jsonl -c table=customers -c key_field=customer_id < orders.jsonl
 
 Each output value is printed on its own line, in input order. A failed record prints
 `line N: <error>` on stderr. Exit status: 0 if every record succeeded, 1 if any failed,
@@ -30,6 +32,10 @@ pub struct TryArgs {
     /// Read record values from this file, one per line, instead of standard input.
     #[arg(short, long, value_name = "FILE")]
     pub input: Option<PathBuf>,
+    /// A lookup table for the transform: NAME=FILE, the file holding one JSON object per line
+    /// with `key` and `value` (a null value deletes the key). Repeatable.
+    #[arg(short, long = "table", value_name = "NAME=FILE", value_parser = super::key_value)]
+    pub table: Vec<(String, String)>,
     /// Print each output as a JSON object with its topic, key, headers and value.
     #[arg(long)]
     pub envelope: bool,
@@ -55,10 +61,18 @@ pub fn run(args: TryArgs) -> anyhow::Result<i32> {
     };
     let engine = Engine::new(limits)?;
     let label = args.module.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let files: Vec<(String, PathBuf)> = args.table.iter().map(|(name, file)| (name.clone(), PathBuf::from(file))).collect();
+    let tables = match Tables::from_files(&files, 1 << 30) {
+        Ok(tables) => tables,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return Ok(EXIT_REFUSED);
+        }
+    };
     let loaded = std::fs::read(&args.module)
         .context("cannot read the file")
         .and_then(|bytes| Ok(engine.load(&bytes)?))
-        .and_then(|module| Ok(engine.instantiate(&module, &label, &args.config)?));
+        .and_then(|module| Ok(engine.instantiate(&module, &label, &args.config, &tables)?));
     let mut instance = match loaded {
         Ok(instance) => instance,
         Err(e) => {

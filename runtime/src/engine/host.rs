@@ -6,6 +6,7 @@
 //! that a panic's message can be reported with the failure.
 
 use super::bindings::sluice::transform::log::{self, Level};
+use crate::tables::Tables;
 use bytes::Bytes;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -22,6 +23,8 @@ pub struct HostState {
     /// The module and slot this instance serves, for log lines.
     label: String,
     stderr: StderrTail,
+    /// The lookup tables its pipeline declares.
+    tables: Tables,
 }
 
 /// Returned by the limiter when a guest grows its memory past the cap; recognised by
@@ -34,7 +37,7 @@ pub struct MemoryLimitExceeded {
 }
 
 impl HostState {
-    pub fn new(label: String, memory_limit: usize) -> Self {
+    pub fn new(label: String, memory_limit: usize, tables: Tables) -> Self {
         let stderr = StderrTail::default();
         let wasi = WasiCtx::builder()
             .stderr(stderr.clone())
@@ -44,7 +47,7 @@ impl HostState {
             .allow_udp(false)
             .allow_ip_name_lookup(false)
             .build();
-        HostState { wasi, table: ResourceTable::new(), memory_limit, label, stderr }
+        HostState { wasi, table: ResourceTable::new(), memory_limit, label, stderr, tables }
     }
 
     /// The last lines the guest wrote to standard error, e.g. a panic message.
@@ -91,6 +94,12 @@ impl log::Host for HostState {
 }
 
 impl super::bindings::sluice::transform::types::Host for HostState {}
+
+impl super::bindings::sluice::transform::tables::Host for HostState {
+    fn lookup(&mut self, table: String, key: Vec<u8>) -> Result<Option<Vec<u8>>, String> {
+        self.tables.lookup(&table, &key)
+    }
+}
 
 /// Transforms get no clock: a record's own timestamp is the time that matters, and replays must
 /// give the same outputs.

@@ -5,6 +5,7 @@ use super::bindings::Transformer;
 use super::bindings::sluice::transform::types::{InputBatch, OutputBatch};
 use super::host::{HostState, MemoryLimitExceeded};
 use super::{Engine, Module, budget_ticks};
+use crate::tables::Tables;
 use std::fmt;
 use wasmtime::Store;
 
@@ -108,6 +109,7 @@ pub struct Instance {
     module: Module,
     label: String,
     config: Vec<(String, String)>,
+    tables: Tables,
     store: Store<HostState>,
     bindings: Transformer,
     restarts: u64,
@@ -119,9 +121,10 @@ impl Instance {
         module: Module,
         label: String,
         config: Vec<(String, String)>,
+        tables: Tables,
     ) -> Result<Self, InstantiateError> {
-        let (store, bindings) = start(&engine, &module, &label, &config)?;
-        Ok(Instance { engine, module, label, config, store, bindings, restarts: 0 })
+        let (store, bindings) = start(&engine, &module, &label, &config, &tables)?;
+        Ok(Instance { engine, module, label, config, tables, store, bindings, restarts: 0 })
     }
 
     /// The module this instance runs.
@@ -184,7 +187,7 @@ impl Instance {
     }
 
     fn restart(&mut self) -> Result<(), InstantiateError> {
-        let (store, bindings) = start(&self.engine, &self.module, &self.label, &self.config)?;
+        let (store, bindings) = start(&self.engine, &self.module, &self.label, &self.config, &self.tables)?;
         self.store = store;
         self.bindings = bindings;
         self.restarts += 1;
@@ -198,9 +201,11 @@ fn start(
     module: &Module,
     label: &str,
     config: &[(String, String)],
+    tables: &Tables,
 ) -> Result<(Store<HostState>, Transformer), InstantiateError> {
     let limits = engine.limits();
-    let mut store = Store::new(engine.wasmtime(), HostState::new(label.to_string(), limits.memory_bytes));
+    let state = HostState::new(label.to_string(), limits.memory_bytes, tables.clone());
+    let mut store = Store::new(engine.wasmtime(), state);
     store.limiter(|state| state);
     store.epoch_deadline_trap();
     store.set_epoch_deadline(budget_ticks(limits.cpu_budget));

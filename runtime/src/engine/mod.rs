@@ -12,6 +12,7 @@ mod instance;
 pub use batch::{InputBatchBuilder, InputRef, OutputRef};
 pub use instance::{Failure, FailureKind, Instance, InstantiateError, Processed};
 
+use crate::tables::Tables;
 use host::HostState;
 use sha2::{Digest, Sha256};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -178,14 +179,15 @@ impl Engine {
         Err(LoadError::WrongWorld { exports: if names.is_empty() { "nothing".into() } else { names.join(", ") } })
     }
 
-    /// Creates an instance of `module` and calls its `init` with `config`.
+    /// Creates an instance of `module`, granted `tables`, and calls its `init` with `config`.
     pub fn instantiate(
         &self,
         module: &Module,
         label: &str,
         config: &[(String, String)],
+        tables: &Tables,
     ) -> Result<Instance, InstantiateError> {
-        Instance::new(self.clone(), module.clone(), label.to_string(), config.to_vec())
+        Instance::new(self.clone(), module.clone(), label.to_string(), config.to_vec(), tables.clone())
     }
 
     pub(crate) fn wasmtime(&self) -> &wasmtime::Engine {
@@ -196,7 +198,8 @@ impl Engine {
 /// Whether the host links `import`. WASI is linked in full but sandboxed (see `host`): no
 /// files, sockets, environment or clock.
 fn is_granted(import: &str) -> bool {
-    import.starts_with("wasi:") || import == "sluice:transform/log@0.1.0" || import == "sluice:transform/types@0.1.0"
+    import.starts_with("wasi:")
+        || ["log", "tables", "types"].iter().any(|i| import == format!("sluice:transform/{i}@0.1.0"))
 }
 
 fn check_header(bytes: &[u8]) -> Result<(), LoadError> {

@@ -19,7 +19,7 @@ fn engine(limits: Limits) -> Engine {
 fn test_guest(engine: &Engine, config: &[(&str, &str)]) -> Instance {
     let module = engine.load(&guest_bytes("test_guest")).unwrap();
     let config: Vec<(String, String)> = config.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-    engine.instantiate(&module, "test_guest", &config).unwrap()
+    engine.instantiate(&module, "test_guest", &config, &Tables::default()).unwrap()
 }
 
 fn batch(values: &[&str]) -> InputBatchBuilder {
@@ -109,10 +109,10 @@ fn init_errors_refuse_the_instance_with_the_guests_message() {
     let engine = engine(Limits::default());
     let module = engine.load(&guest_bytes("test_guest")).unwrap();
     let config = [("init_error".to_string(), "key `x` is wrong".to_string())];
-    let err = engine.instantiate(&module, "t", &config).err().unwrap();
+    let err = engine.instantiate(&module, "t", &config, &Tables::default()).err().unwrap();
     assert_eq!(err.to_string(), "the transform refused its configuration: key `x` is wrong");
     let config = [("nope".to_string(), "1".to_string())];
-    let err = engine.instantiate(&module, "t", &config).err().unwrap();
+    let err = engine.instantiate(&module, "t", &config, &Tables::default()).err().unwrap();
     assert!(err.to_string().contains("unknown config key `nope`"), "{err}");
 }
 
@@ -156,7 +156,7 @@ fn the_tz_normaliser_loads_and_hashes() {
     let module = engine.load(&bytes).unwrap();
     assert_eq!(module.size, bytes.len());
     assert_eq!(module.sha256.len(), 64);
-    let mut instance = engine.instantiate(&module, "tz", &[]).unwrap();
+    let mut instance = engine.instantiate(&module, "tz", &[], &Tables::default()).unwrap();
     let p = instance
         .process(batch(&[r#"{"date": "2024-02-05 10:01:52.884548 -0500", "message": "0"}"#]).batch())
         .unwrap();

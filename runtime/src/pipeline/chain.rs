@@ -8,10 +8,11 @@ use crate::engine::{
     Engine, FailureKind, InputBatch, InputBatchBuilder, InputRef, Instance, InstantiateError, Module, OutputRef,
     Processed,
 };
+use crate::tables::Tables;
 use std::sync::Arc;
 
 /// What a pipeline slot runs: a loaded module and its configuration.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct StageSpec {
     /// The module's name (its file name without `.wasm`).
     pub name: String,
@@ -68,11 +69,16 @@ pub struct Chain {
 }
 
 impl Chain {
-    /// Instantiates every stage.
-    pub fn new(engine: &Engine, specs: &[Arc<StageSpec>], outputs: Arc<Vec<String>>) -> Result<Self, InstantiateError> {
+    /// Instantiates every stage, granting each the pipeline's `tables`.
+    pub fn new(
+        engine: &Engine,
+        specs: &[Arc<StageSpec>],
+        outputs: Arc<Vec<String>>,
+        tables: &Tables,
+    ) -> Result<Self, InstantiateError> {
         let stages = specs
             .iter()
-            .map(|spec| Ok((spec.clone(), engine.instantiate(&spec.module, &spec.name, &spec.config)?)))
+            .map(|spec| Ok((spec.clone(), engine.instantiate(&spec.module, &spec.name, &spec.config, tables)?)))
             .collect::<Result<_, InstantiateError>>()?;
         Ok(Chain { stages, outputs, scratch: InputBatchBuilder::new("", 0) })
     }

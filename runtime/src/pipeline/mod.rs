@@ -10,10 +10,12 @@
 pub mod chain;
 pub mod kafka;
 pub mod metrics;
+pub mod table_loader;
 pub mod worker;
 
 use crate::config::{Config, OnError, PipelineConfig};
 use crate::engine::{Engine, InputBatchBuilder};
+use crate::tables::{Table, Tables};
 use chain::{Chain, StageSpec};
 use kafka::AckContext;
 use metrics::{PipelineMetrics, Status};
@@ -49,6 +51,8 @@ pub struct PipelineSpec {
     pub stages: Vec<Arc<StageSpec>>,
     /// The engine that runs them.
     pub engine: Engine,
+    /// The lookup tables the transforms may read.
+    pub tables: Tables,
     /// The producer for outputs and dead letters.
     pub producer: ThreadedProducer<AckContext>,
     /// Counters.
@@ -61,7 +65,13 @@ pub struct PipelineSpec {
 pub struct Pipeline {
     /// Its counters and status.
     pub metrics: Arc<PipelineMetrics>,
+    /// Its lookup tables.
+    pub tables: Tables,
+    /// Its transform chain.
+    pub stages: Vec<Arc<StageSpec>>,
     thread: std::thread::JoinHandle<()>,
+    /// Keep the tables current while the pipeline runs; stopped when it is dropped.
+    _loaders: Vec<table_loader::TableLoader>,
 }
 
 impl Pipeline {
@@ -76,9 +86,19 @@ impl Pipeline {
     }
 }
 
+/// The tables `pipeline` declares, empty: enough to check that its transforms start.
+pub fn declared_tables(pipeline: &PipelineConfig) -> Tables {
+    Tables::new(pipeline.table.iter().map(|t| Arc::new(Table::new(&t.name, t.max_mb as usize * 1024 * 1024))))
+}
+
 /// Loads every transform of `pipeline` and checks that it starts with its configuration, so
 /// that mistakes surface at start-up with the key that holds them.
-pub fn load_stages(engine: &Engine, index: usize, pipeline: &PipelineConfig) -> anyhow::Result<Vec<Arc<StageSpec>>> {
+pub fn load_stages(
+    engine: &Engine,
+    index: usize,
+    pipeline: &PipelineConfig,
+    tables: &Tables,
+) -> anyhow::Result<Vec<Arc<StageSpec>>> {
     let mut stages = Vec::new();
     for (t, transform) in pipeline.transform.iter().enumerate() {
         let at = format!("pipeline[{index}] ({}).transform[{t}].module `{}`", pipeline.name, transform.module.display());
@@ -86,7 +106,7 @@ pub fn load_stages(engine: &Engine, index: usize, pipeline: &PipelineConfig) -> 
         let module = engine.load(&bytes).map_err(|e| anyhow::anyhow!("{at}: {e}"))?;
         let name = transform.module.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
         let config: Vec<(String, String)> = transform.config.iter().map(|(k, v)| (k.clone(), v.0.clone())).collect();
-        engine.instantiate(&module, &name, &config).map_err(|e| anyhow::anyhow!("{at}: {e}"))?;
+        engine.instantiate(&module, &name, &config, tables).map_err(|e| anyhow::anyhow!("{at}: {e}"))?;
         let version = module.sha256[..12].to_string();
         stages.push(Arc::new(StageSpec { name, version, module, config }));
     }
@@ -97,8 +117,20 @@ pub fn load_stages(engine: &Engine, index: usize, pipeline: &PipelineConfig) -> 
 pub fn start_all(config: &Config, engine: &Engine, stop: Arc<AtomicBool>) -> anyhow::Result<Vec<Pipeline>> {
     let mut pipelines = Vec::new();
     for (index, pipeline) in config.pipeline.iter().enumerate() {
-        let stages = load_stages(engine, index, pipeline)?;
-        pipelines.push(start(config, pipeline, engine, stages, stop.clone())?);
+        let loaders = pipeline
+            .table
+            .iter()
+            .map(|t| table_loader::TableLoader::start(&config.kafka, t, &pipeline.name))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let tables = Tables::new(loaders.iter().map(|l| l.table.clone()));
+        let stages = load_stages(engine, index, pipeline, &tables)?;
+        // Tables are read from their beginning before the pipeline processes anything.
+        for loader in &loaders {
+            loader
+                .wait_ready(Duration::from_secs(120))
+                .map_err(|e| anyhow::anyhow!("pipeline[{index}] ({}): {e}", pipeline.name))?;
+        }
+        pipelines.push(start(config, pipeline, engine, stages, tables, loaders, stop.clone())?);
     }
     Ok(pipelines)
 }
@@ -108,6 +140,8 @@ fn start(
     pipeline: &PipelineConfig,
     engine: &Engine,
     stages: Vec<Arc<StageSpec>>,
+    tables: Tables,
+    loaders: Vec<table_loader::TableLoader>,
     stop: Arc<AtomicBool>,
 ) -> anyhow::Result<Pipeline> {
     let at = |e: rdkafka::error::KafkaError| anyhow::anyhow!("pipeline `{}`: Kafka client: {e}", pipeline.name);
@@ -123,8 +157,9 @@ fn start(
         batch_size: pipeline.batch_size,
         linger: Duration::from_millis(pipeline.linger_ms),
         max_records_per_second: pipeline.max_records_per_second,
-        stages,
+        stages: stages.clone(),
         engine: engine.clone(),
+        tables: tables.clone(),
         producer,
         metrics: metrics.clone(),
         failed: AtomicBool::new(false),
@@ -138,7 +173,7 @@ fn start(
     let thread = std::thread::Builder::new()
         .name(format!("sluice-poll-{}", pipeline.name))
         .spawn(move || PollLoop { spec, consumer, partitions, stop }.run())?;
-    Ok(Pipeline { metrics, thread })
+    Ok(Pipeline { metrics, tables, stages, thread, _loaders: loaders })
 }
 
 /// Per assigned partition: the batch being filled and the worker that will run it.
@@ -162,7 +197,7 @@ impl Partitions {
         let index = match self.entries.iter().position(|e| e.partition == partition && e.topic == topic) {
             Some(index) => index,
             None => {
-                let chain = Chain::new(&spec.engine, &spec.stages, spec.outputs.clone())
+                let chain = Chain::new(&spec.engine, &spec.stages, spec.outputs.clone(), &spec.tables)
                     .map_err(|e| format!("cannot start the transforms for {topic}/{partition}: {e}"))?;
                 let worker = worker::spawn(spec.clone(), chain, topic, partition)
                     .map_err(|e| format!("cannot start a worker thread: {e}"))?;
@@ -357,6 +392,11 @@ impl PollLoop {
             if last_store.elapsed() >= Duration::from_millis(100) {
                 partitions.store_offsets(&self.consumer);
                 last_store = Instant::now();
+                if let Some(error) = spec.tables.failure() {
+                    tracing::error!(pipeline = %spec.name, %error, "pipeline stopping");
+                    spec.metrics.set_status(Status::Failed(error));
+                    spec.failed.store(true, Relaxed);
+                }
             }
         }
         self.shut_down();
