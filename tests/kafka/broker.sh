@@ -85,7 +85,7 @@ cmd_install() {
 # ---------------------------------------------------------------- helpers
 
 state_dir() {
-	local d=${1:-$DEFAULT_DIR}
+	local d=${1:-${SLUICE_KAFKA_DIR:-$DEFAULT_DIR}}
 	[[ $d == /* ]] || d=$PWD/$d
 	echo "${d%/}"
 }
