@@ -54,6 +54,7 @@ mod config;
 mod error;
 #[doc(hidden)]
 pub mod guest;
+pub mod json;
 pub mod log;
 mod record;
 pub mod tables;

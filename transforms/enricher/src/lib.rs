@@ -10,6 +10,7 @@
 //! the crate's README for the configuration.
 
 use serde_json::value::RawValue;
+use sluice_sdk::json::excerpt;
 use sluice_sdk::{Config, Error, Record, Transform, Writer, tables};
 use std::borrow::Cow;
 
@@ -116,7 +117,7 @@ impl Enricher {
                         "field `{}`: `{}` is not an object: {}",
                         self.key_field,
                         self.key_path[..depth].join("."),
-                        truncate(raw)
+                        excerpt(raw)
                     )));
                 }
             }
@@ -135,13 +136,13 @@ impl Enricher {
             Some(b'"') => match decode_string(raw) {
                 Some(Cow::Borrowed(text)) => Ok(Some(Cow::Borrowed(text.as_bytes()))),
                 Some(Cow::Owned(text)) => Ok(Some(Cow::Owned(text.into_bytes()))),
-                None => Err(Error::new(format!("field `{}` is not a valid string: {}", self.key_field, truncate(raw)))),
+                None => Err(Error::new(format!("field `{}` is not a valid string: {}", self.key_field, excerpt(raw)))),
             },
             Some(b'-' | b'0'..=b'9') => Ok(Some(Cow::Borrowed(raw.as_bytes()))),
             _ => Err(Error::new(format!(
                 "field `{}` is not a string or a number: {}",
                 self.key_field,
-                truncate(raw)
+                excerpt(raw)
             ))),
         }
     }
@@ -343,7 +344,7 @@ fn parse_object<'v>(value: &'v [u8], fields: &mut Vec<Field>) -> Result<&'v str,
         _ => Err(match serde_json::from_str::<&RawValue>(text) {
             // serde_json says what is wrong, and where, in the words users know.
             Err(e) => NotAnObject::Invalid(e.to_string()),
-            Ok(raw) if !raw.get().starts_with('{') => NotAnObject::Other(truncate(raw.get()).to_string()),
+            Ok(raw) if !raw.get().starts_with('{') => NotAnObject::Other(excerpt(raw.get()).to_string()),
             Ok(_) => NotAnObject::Invalid("malformed object".to_string()),
         }),
     }
@@ -410,13 +411,6 @@ fn decode_string(raw: &str) -> Option<Cow<'_, str>> {
 
 fn json_string(text: &str) -> String {
     serde_json::to_string(text).expect("a string always serialises")
-}
-
-fn truncate(text: &str) -> &str {
-    match text.char_indices().nth(80) {
-        Some((at, _)) => &text[..at],
-        None => text,
-    }
 }
 
 #[cfg(test)]

@@ -8,10 +8,10 @@
 use chrono::format::{Item, Parsed, StrftimeItems};
 use chrono::{DateTime, FixedOffset, LocalResult, NaiveDateTime, SecondsFormat, TimeZone, Utc};
 use chrono_tz::Tz;
-use serde::Deserialize;
 use serde::de::{MapAccess, Visitor};
 use serde_json::value::RawValue;
 use std::borrow::Cow;
+use sluice_sdk::json::{ObjectKey, excerpt, write_key};
 use sluice_sdk::{Config, Error, Record, Transform, Writer};
 
 /// Configuration keys, with their defaults in [`Normaliser::from_config`].
@@ -203,7 +203,7 @@ impl Normaliser {
         let text = std::str::from_utf8(value).map_err(|e| Error::new(format!("value is not valid JSON: {e}")))?;
         if value.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
             return match serde_json::from_str::<&RawValue>(text) {
-                Ok(other) => Err(Error::new(format!("value is not a JSON object: {}", truncate(other.get())))),
+                Ok(other) => Err(Error::new(format!("value is not a JSON object: {}", excerpt(other.get())))),
                 Err(e) => Err(Error::new(format!("value is not valid JSON: {e}"))),
             };
         }
@@ -246,23 +246,23 @@ impl<'de> Visitor<'de> for Rewrite<'_> {
         let n = self.normaliser;
         let (mut first, mut found) = (true, false);
         self.out.push(b'{');
-        while let Some(key) = map.next_key::<Key<'de>>()? {
+        while let Some(key) = map.next_key::<ObjectKey<'de>>()? {
             let raw: &RawValue = map.next_value()?;
-            let key = key.0;
             // The output field replaces any field of the same name.
-            if key == n.output_field && key != n.field {
+            let name = key.as_str();
+            if name == n.output_field && name != n.field {
                 continue;
             }
             if !std::mem::take(&mut first) {
                 self.out.push(b',');
             }
-            if key == n.field && !found {
+            if name == n.field && !found {
                 found = true;
                 write_key(self.out, &n.output_field);
                 let instant = field_text(n, raw).and_then(|text| n.parse(&text)).map_err(|e| self.fail::<M::Error>(e))?;
                 n.render(instant, self.out);
             } else {
-                copy_key(self.out, &key);
+                key.write(self.out);
                 self.out.extend_from_slice(raw.get().as_bytes());
             }
         }
@@ -274,59 +274,12 @@ impl<'de> Visitor<'de> for Rewrite<'_> {
     }
 }
 
-fn write_key(out: &mut Vec<u8>, key: &str) {
-    serde_json::to_writer(&mut *out, key).expect("writing a string to a Vec cannot fail");
-    out.push(b':');
-}
-
-/// Writes a key as it was read: a borrowed key had no escapes, so needs none.
-#[allow(clippy::ptr_arg)] // whether it is borrowed is the point
-fn copy_key(out: &mut Vec<u8>, key: &Cow<'_, str>) {
-    match key {
-        Cow::Borrowed(key) => {
-            out.push(b'"');
-            out.extend_from_slice(key.as_bytes());
-            out.extend_from_slice(b"\":");
-        }
-        Cow::Owned(key) => write_key(out, key),
-    }
-}
-
 /// The date field's text, borrowed unless it has escapes.
 fn field_text<'a>(n: &Normaliser, raw: &'a RawValue) -> Result<Cow<'a, str>, Error> {
-    let not_a_string = || Error::new(format!("field `{}` is not a string: {}", n.field, truncate(raw.get())));
+    let not_a_string = || Error::new(format!("field `{}` is not a string: {}", n.field, excerpt(raw.get())));
     match serde_json::from_str::<&str>(raw.get()) {
         Ok(text) => Ok(Cow::Borrowed(text)),
         Err(_) => serde_json::from_str::<String>(raw.get()).map(Cow::Owned).map_err(|_| not_a_string()),
-    }
-}
-
-/// An object key, borrowed unless it has escapes.
-struct Key<'a>(Cow<'a, str>);
-
-impl<'de> Deserialize<'de> for Key<'de> {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Visit;
-        impl<'de> Visitor<'de> for Visit {
-            type Value = Key<'de>;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a string")
-            }
-            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Borrowed(v)))
-            }
-            fn visit_str<E>(self, v: &str) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Owned(v.to_string())))
-            }
-        }
-        deserializer.deserialize_str(Visit)
-    }
-}
-
-fn truncate(text: &str) -> &str {
-    match text.char_indices().nth(80) {
-        Some((at, _)) => &text[..at],
-        None => text,
     }
 }
 
