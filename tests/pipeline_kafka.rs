@@ -166,15 +166,15 @@ fn a_crash_loses_nothing() {
     // A rate limit keeps the first run mid-stream when it is killed.
     let NumberedStream { out, config, .. } = &numbered_stream("crash", 3, n, "max_records_per_second = 6000");
 
-    let mut first = Sluice::start(&config);
-    let partial = consume_at_least(&out, 3_000, WAIT);
+    let mut first = Sluice::start(config);
+    let partial = consume_at_least(out, 3_000, WAIT);
     assert!(partial.len() >= 3_000 && partial.len() < n, "{} records before the kill; log:\n{}", partial.len(), first.log());
     first.signal("KILL");
     first.wait(Duration::from_secs(10)).expect("killed");
 
     remove_rate_limit(config);
-    let second = Sluice::start(&config);
-    let output = consume_until_all_ids(&out, n);
+    let second = Sluice::start(config);
+    let output = consume_until_all_ids(out, n);
     let seen: HashSet<u64> = ids(&output, "id").into_iter().collect();
     let missing: Vec<u64> = (0..n as u64).filter(|i| !seen.contains(i)).take(10).collect();
     assert!(missing.is_empty(), "missing ids (first 10): {missing:?}; log:\n{}", second.log());
@@ -253,8 +253,8 @@ fn sigterm_drains_and_a_restart_loses_nothing() {
     let limit = format!("max_records_per_second = 6000\nbatch_size = {batch_size}");
     let NumberedStream { out, config, .. } = &numbered_stream("term", 3, n, &limit);
 
-    let mut first = Sluice::start(&config);
-    let partial = consume_at_least(&out, 3_000, WAIT);
+    let mut first = Sluice::start(config);
+    let partial = consume_at_least(out, 3_000, WAIT);
     assert!(partial.len() < n, "stream finished before SIGTERM");
     first.signal("TERM");
     let status = first.wait(Duration::from_secs(30)).expect("a graceful stop is bounded");
@@ -262,8 +262,8 @@ fn sigterm_drains_and_a_restart_loses_nothing() {
     assert!(first.log().contains("pipeline stopped"), "log:\n{}", first.log());
 
     remove_rate_limit(config);
-    let second = Sluice::start(&config);
-    let output = consume_until_all_ids(&out, n);
+    let second = Sluice::start(config);
+    let output = consume_until_all_ids(out, n);
     let all = ids(&output, "id");
     let seen: HashSet<u64> = all.iter().copied().collect();
     assert_eq!(seen.len(), n, "missing ids; log:\n{}", second.log());
@@ -316,16 +316,16 @@ fn a_second_instance_joining_mid_stream_takes_partitions_without_loss() {
     // Slow enough that the stream is far from done when the second instance joins.
     let NumberedStream { out, config, .. } = &numbered_stream("rebalance", 4, n, "max_records_per_second = 1000");
 
-    let mut first = Sluice::start(&config);
-    consume_at_least(&out, 1_000, WAIT);
+    let mut first = Sluice::start(config);
+    consume_at_least(out, 1_000, WAIT);
     // The second instance joins the same group: the first must drain and commit what it gives up.
-    let mut second = Sluice::start(&config);
+    let mut second = Sluice::start(config);
     let deadline = std::time::Instant::now() + WAIT;
     while !second.log().contains("partition assigned") && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(200));
     }
-    assert!(count(&out) < n, "the stream ended before the second instance joined; first:\n{}\nsecond:\n{}", first.log(), second.log());
-    let output = consume_until_all_ids(&out, n);
+    assert!(count(out) < n, "the stream ended before the second instance joined; first:\n{}\nsecond:\n{}", first.log(), second.log());
+    let output = consume_until_all_ids(out, n);
     let all = ids(&output, "id");
     let seen: HashSet<u64> = all.iter().copied().collect();
     assert_eq!(seen.len(), n, "missing ids; first log:\n{}\nsecond log:\n{}", first.log(), second.log());

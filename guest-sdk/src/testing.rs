@@ -19,9 +19,11 @@ use crate::guest::bindings::sluice::transform::types::{
 };
 use crate::{Config, Error, Record, Transform};
 
+/// Fake tables of this test thread: name, then key to value.
+type FakeTables = std::collections::HashMap<String, std::collections::HashMap<Vec<u8>, Vec<u8>>>;
+
 thread_local! {
-    static TABLES: std::cell::RefCell<std::collections::HashMap<String, std::collections::HashMap<Vec<u8>, Vec<u8>>>> =
-        Default::default();
+    static TABLES: std::cell::RefCell<FakeTables> = Default::default();
 }
 
 /// Declares table `table` for this test thread (empty if it was not declared yet) and sets `key`
@@ -42,6 +44,7 @@ pub fn clear_tables() {
     TABLES.with(|tables| tables.borrow_mut().clear());
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 pub(crate) fn fake_lookup(table: &str, key: &[u8]) -> Result<Option<Vec<u8>>, String> {
     TABLES.with(|tables| match tables.borrow().get(table) {
         Some(entries) => Ok(entries.get(key).cloned()),

@@ -84,11 +84,11 @@ impl Run {
             match self.consumer.poll(Duration::from_millis(100)) {
                 Some(Ok(message)) => {
                     // Records without a key cannot be looked up.
-                    if let Some(key) = message.key() {
-                        if self.table.apply(key, message.payload()).is_err() {
-                            tracing::error!(table = %name, error = ?self.table.failure(), "table stopped");
-                            return;
-                        }
+                    if let Some(key) = message.key()
+                        && self.table.apply(key, message.payload()).is_err()
+                    {
+                        tracing::error!(table = %name, error = ?self.table.failure(), "table stopped");
+                        return;
                     }
                 }
                 Some(Err(error)) => tracing::warn!(table = %name, %error, "table consumer error"),
