@@ -2,9 +2,10 @@
 //!
 //! (a) Boundary cost: a no-op transform (copies each value) over 100-byte records at batch sizes
 //!     1, 64 and 1024, in ns per record.
-//! (b) The tz normaliser as a Wasm component against the same transform compiled natively, run
-//!     through the same SDK batch code (encode, process, write outputs), records/s and the
-//!     ratio; and against the bare per-record function, which skips all batch framing.
+//! (b) Each shipped transform as a Wasm component against the same transform compiled natively,
+//!     run through the same SDK batch code (decode, process, write outputs), records/s and the
+//!     ratio; the tz normaliser also against its bare per-record function, which skips all batch
+//!     framing.
 //!
 //! (c) With a broker (`SLUICE_TEST_KAFKA`, as `make bench` provides): end to end on Kafka, see
 //!     [`e2e`].
@@ -16,7 +17,9 @@ mod e2e;
 
 use anyhow::Result;
 use sluice::engine::{Engine, InputBatchBuilder, Instance, Limits};
-use sluice_sdk::{Config, Record};
+use sluice::tables::{Table, Tables};
+use sluice_sdk::{Config, Record, Transform};
+use std::sync::Arc;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -49,6 +52,75 @@ fn run_wasm(instance: &mut Instance, records: &[Vec<u8>], batch_size: usize) -> 
     let elapsed = started.elapsed();
     anyhow::ensure!(outputs == records.len(), "{outputs} outputs for {} records", records.len());
     Ok(elapsed)
+}
+
+/// Seed-004 style orders, a third of them with an email and a phone number to strip.
+fn order_records(n: usize) -> Vec<Vec<u8>> {
+    (0..n)
+        .map(|i| {
+            let contact = match i % 3 {
+                0 => format!(r#","email":"customer{i}@example.com","phone":"+1 555 123 {:04}""#, i % 10_000),
+                _ => String::new(),
+            };
+            format!(
+                r#"{{"customer_id":"{}","order_id":"{i}","price":{}.{:02},"currency":"usd","ts":"2020-04-03T11:20:00"{contact}}}"#,
+                i % 1200,
+                i % 90,
+                i % 100
+            )
+            .into_bytes()
+        })
+        .collect()
+}
+
+/// Runs `records` through transform `T` as the Wasm component `name` and natively through the
+/// same SDK batch code, interleaved; prints and returns records/s and the ratio.
+fn compare<T: Transform>(
+    engine: &Engine,
+    name: &str,
+    config: &[(&str, &str)],
+    tables: &Tables,
+    records: &[Vec<u8>],
+    bare_function: Option<&dyn Fn(&[Vec<u8>]) -> Result<Duration>>,
+) -> Result<serde_json::Value> {
+    let owned: Vec<(String, String)> = config.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let module = engine.load(&wasm(name)?)?;
+    let mut instance = engine.instantiate(&module, name, &owned, tables)?;
+    let run_native = |records: &[Vec<u8>]| -> Result<Duration> {
+        let mut transform = sluice_sdk::testing::init::<T>(config).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let started = Instant::now();
+        for chunk in records.chunks(1024) {
+            let chunk: Vec<Record<'_>> = chunk.iter().map(|v| Record::from_value(v)).collect();
+            let (outputs, errors) = sluice_sdk::testing::NativeBatch::new(&chunk).run(&mut transform);
+            anyhow::ensure!(outputs == chunk.len() && errors == 0, "{name}: native batch failed");
+        }
+        Ok(started.elapsed())
+    };
+    run_native(&records[..10_000])?;
+    run_wasm(&mut instance, &records[..10_000], 1024)?;
+    let n = records.len() as f64;
+    let (mut wasm_rates, mut native_rates, mut function_rates) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        wasm_rates.push(n / run_wasm(&mut instance, records, 1024)?.as_secs_f64());
+        native_rates.push(n / run_native(records)?.as_secs_f64());
+        if let Some(function) = bare_function {
+            function_rates.push(n / function(records)?.as_secs_f64());
+        }
+    }
+    let (wasm_rate, native_rate) = (median(wasm_rates), median(native_rates));
+    println!("    {name:<14} native {native_rate:>10.0} records/s, wasm {wasm_rate:>10.0} records/s, wasm / native {:.2}", wasm_rate / native_rate);
+    let mut result = serde_json::json!({
+        "native_records_per_s": native_rate.round(),
+        "wasm_records_per_s": wasm_rate.round(),
+        "wasm_to_native": (wasm_rate / native_rate * 100.0).round() / 100.0,
+    });
+    if !function_rates.is_empty() {
+        let function_rate = median(function_rates);
+        println!("    {:<14} bare native function {function_rate:>10.0} records/s, wasm / function {:.2}", "", wasm_rate / function_rate);
+        result["native_function_records_per_s"] = function_rate.round().into();
+        result["wasm_to_native_function"] = ((wasm_rate / function_rate * 100.0).round() / 100.0).into();
+    }
+    Ok(result)
 }
 
 fn seed_records(n: usize) -> Vec<Vec<u8>> {
@@ -87,58 +159,41 @@ fn main() -> Result<()> {
         boundary.insert(format!("batch_{batch_size}_ns_per_record"), ns.into());
     }
 
-    // (b) tz normaliser, Wasm against native.
-    let tz = engine.load(&wasm("tz_normaliser")?)?;
-    let mut instance = engine.instantiate(&tz, "tz", &[], &Default::default())?;
-    let native = tz_normaliser::Normaliser::from_config(&Config::default()).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let records = seed_records(200_000);
-    let run_native = |records: &[Vec<u8>]| -> Result<Duration> {
+    // (b) Each shipped transform, Wasm against native; the tz normaliser also against its bare
+    // per-record function.
+    let native_fn = tz_normaliser::Normaliser::from_config(&Config::default()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let run_function = |records: &[Vec<u8>]| -> Result<Duration> {
         let mut out = Vec::with_capacity(128);
         let started = Instant::now();
         for value in records {
             out.clear();
-            native.normalise_value(value, &mut out).map_err(|e| anyhow::anyhow!("{e}"))?;
+            native_fn.normalise_value(value, &mut out).map_err(|e| anyhow::anyhow!("{e}"))?;
             std::hint::black_box(&out);
         }
         Ok(started.elapsed())
     };
-    let run_native_batches = |records: &[Vec<u8>]| -> Result<Duration> {
-        let mut transform = sluice_sdk::testing::init::<tz_normaliser::TzNormaliser>(&[]).map_err(|e| anyhow::anyhow!("{e}"))?;
-        let started = Instant::now();
-        for chunk in records.chunks(1024) {
-            let chunk: Vec<Record<'_>> = chunk.iter().map(|v| Record::from_value(v)).collect();
-            let (outputs, errors) = sluice_sdk::testing::NativeBatch::new(&chunk).run(&mut transform);
-            anyhow::ensure!(outputs == chunk.len() && errors == 0, "native batch failed");
-        }
-        Ok(started.elapsed())
-    };
-    run_native(&records[..10_000])?;
-    run_native_batches(&records[..10_000])?;
-    run_wasm(&mut instance, &records[..10_000], 1024)?;
-    let (mut wasm_rates, mut native_rates, mut function_rates) = (Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..ROUNDS {
-        let n = records.len() as f64;
-        wasm_rates.push(n / run_wasm(&mut instance, &records, 1024)?.as_secs_f64());
-        native_rates.push(n / run_native_batches(&records)?.as_secs_f64());
-        function_rates.push(n / run_native(&records)?.as_secs_f64());
+    let seed = seed_records(200_000);
+    println!("\n(b) shipped transforms, batch 1024: Wasm component against the same transform compiled natively");
+    println!("    (native runs the same SDK batch code: decode, process, encode outputs)");
+    let tz = compare::<tz_normaliser::TzNormaliser>(&engine, "tz_normaliser", &[], &Tables::default(), &seed, Some(&run_function))?;
+
+    let orders = order_records(200_000);
+    let pii = compare::<pii_stripper::PiiStripper>(&engine, "pii_stripper", &[], &Tables::default(), &orders, None)?;
+
+    let customers = Arc::new(Table::new("customers", 1 << 30));
+    for id in 0..1000 {
+        let value = format!(r#"{{"id":"{id}","name":"customer {id}","age":{}}}"#, 20 + id % 60);
+        customers.apply(id.to_string().as_bytes(), Some(value.as_bytes())).map_err(|e| anyhow::anyhow!(e))?;
+        sluice_sdk::testing::set_table("customers", id.to_string().as_bytes(), Some(value.as_bytes()));
     }
-    let (wasm_rate, native_rate, function_rate) = (median(wasm_rates), median(native_rates), median(function_rates));
-    println!("\n(b) tz normaliser, seed-000 records, batch 1024");
-    println!("    native, same SDK batch path: {native_rate:>12.0} records/s");
-    println!("    native, bare function:       {function_rate:>12.0} records/s");
-    println!("    wasm component:              {wasm_rate:>12.0} records/s");
-    println!("    wasm / native (SDK batch path): {:.2}", wasm_rate / native_rate);
-    println!("    wasm / native (bare function):  {:.2}", wasm_rate / function_rate);
+    let enrich_config = [("table", "customers"), ("key_field", "customer_id"), ("fields", "name:customer_name,age:customer_age")];
+    let enricher = compare::<enricher::Enricher>(&engine, "enricher", &enrich_config, &Tables::new([customers]), &orders, None)?;
 
     let results = serde_json::json!({
         "boundary": boundary,
-        "tz_normaliser": {
-            "native_sdk_records_per_s": native_rate.round(),
-            "native_function_records_per_s": function_rate.round(),
-            "wasm_records_per_s": wasm_rate.round(),
-            "wasm_to_native_sdk": (wasm_rate / native_rate * 100.0).round() / 100.0,
-            "wasm_to_native_function": (wasm_rate / function_rate * 100.0).round() / 100.0,
-        },
+        "tz_normaliser": tz,
+        "pii_stripper": pii,
+        "enricher": enricher,
     });
     let mut results = results;
     match std::env::var("SLUICE_TEST_KAFKA") {
