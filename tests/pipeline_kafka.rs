@@ -213,6 +213,9 @@ fn poison_records_go_to_the_dead_letter_topic_with_context() {
     assert_eq!(poison.headers["sluice.transform.stage"], "0");
     assert_eq!(poison.headers["sluice.transform.version"].len(), 12);
     assert!(poison.headers["sluice.source.partition"].parse::<i32>().unwrap() < 3);
+    let (_, metrics) = sluice.http_get("/metrics");
+    let restarts = metrics.lines().find(|l| l.starts_with("sluice_instance_restarts_total{")).unwrap_or_default();
+    assert!(restarts.ends_with(" 2"), "the panic restarts the instance twice (batch, then alone): {restarts}");
     let boom = by_value[r#"{"id":250,"payload":"boom"}"#];
     assert_eq!(boom.headers["sluice.error.kind"], "panic");
     assert!(boom.headers["sluice.error.message"].contains("guest panicked on purpose"), "{:?}", boom.headers);

@@ -83,6 +83,11 @@ impl Chain {
         Ok(Chain { stages, outputs, scratch: InputBatchBuilder::new("", 0) })
     }
 
+    /// How many times a trap made one of its instances start afresh.
+    pub fn restarts(&self) -> u64 {
+        self.stages.iter().map(|(_, instance)| instance.restarts()).sum()
+    }
+
     /// The stage at `index`.
     pub fn stage(&self, index: usize) -> &StageSpec {
         &self.stages[index].0

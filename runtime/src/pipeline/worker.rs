@@ -164,8 +164,10 @@ impl Worker {
         let metrics = self.spec.metrics.clone();
         metrics.records_in.fetch_add(batch.records.len() as u64, Relaxed);
         let started = Instant::now();
+        let restarts = self.chain.restarts();
         let result = self.chain.run(batch).map_err(|e| format!("cannot restart a trapped transform: {e}"))?;
         metrics.observe_batch(started.elapsed());
+        metrics.instance_restarts.fetch_add(self.chain.restarts() - restarts, Relaxed);
 
         let acks = Acks::new();
         if !result.failures.is_empty() {
