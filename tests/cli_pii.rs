@@ -2,27 +2,15 @@
 
 mod support;
 
-use std::io::Write;
-use std::process::{Output, Stdio};
-use support::{sluice, wasm};
+use std::process::Output;
+use support::{text, wasm};
 
+/// `sluice try pii_stripper.wasm ARGS...` over `stdin`.
 fn try_with_stdin(args: &[&str], stdin: &str) -> Output {
     let pii = wasm("pii_stripper");
-    let mut child = sluice()
-        .arg("try")
-        .arg(&pii)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
-    child.wait_with_output().unwrap()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8(bytes.to_vec()).unwrap()
+    let mut all = vec![pii.to_str().unwrap()];
+    all.extend_from_slice(args);
+    support::try_with_stdin(&all, stdin)
 }
 
 /// Emails, phone numbers and a card number, next to ids, prices, dates, epoch times, SKUs,

@@ -2,26 +2,7 @@
 
 mod support;
 
-use std::io::Write;
-use std::process::{Output, Stdio};
-use support::{data, sluice, wasm};
-
-fn try_with_stdin(args: &[&str], stdin: &str) -> Output {
-    let mut child = sluice()
-        .arg("try")
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
-    child.wait_with_output().unwrap()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8(bytes.to_vec()).unwrap()
-}
+use support::{data, sluice, text, try_with_stdin, wasm};
 
 #[test]
 fn seed_lines_come_out_in_the_seed_shape() {

@@ -31,3 +31,18 @@ pub fn sluice() -> std::process::Command {
     command.env("SLUICE_LOG", "warn");
     command
 }
+
+/// Runs `sluice try ARGS...` with `stdin` as its input; its status and output.
+pub fn try_with_stdin(args: &[&str], stdin: &str) -> std::process::Output {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child =
+        sluice().arg("try").args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// Bytes as UTF-8 text; panics if they are not, as a test assertion would.
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8(bytes.to_vec()).unwrap()
+}
