@@ -3,24 +3,39 @@ CARGO       ?= cargo
 WASM_TARGET := wasm32-wasip2
 GUESTS      := -p tz-normaliser -p pii-stripper -p enricher -p test-guest
 
-.PHONY: build wasm test bench toolchain setup
+.PHONY: build ui wasm test bench bench-peers demo toolchain setup
 
-## build: the `sluice` binary (release) and every transform component
-build: wasm
+## build: the `sluice` binary (release, dashboard embedded) and every transform component
+build: ui wasm
 	$(CARGO) build --release -p sluice
+
+## ui: the dashboard (TypeScript) into web-ui/dist, which the `sluice` binary embeds
+ui: setup
+	@bash web-ui/build.sh
+
+## demo: everything in one process: an embedded broker, generators, pipelines, the dashboard
+demo: build
+	target/release/sluice demo
 
 ## wasm: every transform and test guest, for wasm32-wasip2, into target/wasm32-wasip2/release
 wasm: toolchain
 	$(CARGO) build --quiet --release --target $(WASM_TARGET) $(GUESTS)
 
 ## test: all tests, against a real Apache Kafka broker started for the run
-test: setup wasm
+test: setup ui wasm
 	bash tests/with-kafka.sh $(CARGO) test --workspace
 
 ## bench: engine boundary cost, Wasm versus native, and end to end on a real broker (release)
-bench: setup wasm
+bench: setup ui wasm
 	$(CARGO) build --quiet --release -p sluice-bench
 	bash tests/with-kafka.sh target/release/sluice-bench
+
+## bench-peers: Sluice against its limit, Kafka Streams, Pathway and plain Python on one real
+## broker; writes bench/peers/results/peers.json and peers.md (installs the peers under .cache/)
+bench-peers: setup ui wasm
+	$(CARGO) build --quiet --release -p sluice
+	@bash bench/peers/setup.sh
+	bash tests/with-kafka.sh .cache/bench-peers/venv/bin/python bench/peers/harness.py
 
 ## toolchain: the wasm32-wasip2 target (rustup, or the bundled copy beside the repo)
 toolchain:

@@ -51,15 +51,25 @@ fn hashing_is_deterministic_and_depends_on_the_salt() {
     let other = try_with_stdin(&["--config", "action=hash", "--config", "salt=t"], input);
     assert!(other.status.success());
     assert_ne!(text(&other.stdout), text(&first.stdout));
-    assert!(text(&other.stdout).contains("[EMAIL:ee39d518de8c0bc4]"), "{}", text(&other.stdout));
+    assert!(
+        text(&other.stdout).contains("[EMAIL:ee39d518de8c0bc4]"),
+        "{}",
+        text(&other.stdout)
+    );
 }
 
 #[test]
 fn drop_action_and_field_lists() {
     let input = "{\"id\":7,\"name\":\"Ada\",\"ssn\":\"n/a\",\"note\":\"mail a@b.com\",\"tags\":[\"vip\",\"555-123-4567\"]}\n";
-    let out = try_with_stdin(&["-c", "action=drop", "-c", "drop=ssn", "-c", "mask=name"], input);
+    let out = try_with_stdin(
+        &["-c", "action=drop", "-c", "drop=ssn", "-c", "mask=name"],
+        input,
+    );
     assert!(out.status.success(), "stderr: {}", text(&out.stderr));
-    assert_eq!(text(&out.stdout), "{\"id\":7,\"name\":\"[REDACTED]\",\"tags\":[\"vip\"]}\n");
+    assert_eq!(
+        text(&out.stdout),
+        "{\"id\":7,\"name\":\"[REDACTED]\",\"tags\":[\"vip\"]}\n"
+    );
 }
 
 #[test]
@@ -67,7 +77,10 @@ fn a_line_that_is_not_json_fails_alone() {
     let input = "{\"email\":\"a@b.com\"}\nnot json\n\n\"mail c@d.com\"\n{\"broken\":\n";
     let out = try_with_stdin(&[], input);
     assert_eq!(out.status.code(), Some(1));
-    assert_eq!(text(&out.stdout), "{\"email\":\"[EMAIL]\"}\n\"mail [EMAIL]\"\n");
+    assert_eq!(
+        text(&out.stdout),
+        "{\"email\":\"[EMAIL]\"}\n\"mail [EMAIL]\"\n"
+    );
     assert_eq!(
         text(&out.stderr),
         "line 2: value is not valid JSON: expected ident at line 1 column 2\n\
@@ -79,9 +92,17 @@ fn a_line_that_is_not_json_fails_alone() {
 fn bad_configs_are_refused_with_exit_2() {
     let out = try_with_stdin(&["--config", "action=hash"], "");
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("config key `salt` is required when action = hash"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("config key `salt` is required when action = hash"),
+        "{}",
+        text(&out.stderr)
+    );
 
     let out = try_with_stdin(&["--config", "emial=false"], "");
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("unknown config key `emial`"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("unknown config key `emial`"),
+        "{}",
+        text(&out.stderr)
+    );
 }

@@ -6,7 +6,9 @@ mod support;
 use chrono::{DateTime, FixedOffset};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
-use support::kafka::{Sluice, consume_at_least, count, create_topic, produce, unique, write_config};
+use support::kafka::{
+    Sluice, consume_at_least, count, create_topic, produce, unique, write_config,
+};
 use support::wasm;
 
 const WAIT: Duration = Duration::from_secs(90);
@@ -25,13 +27,22 @@ fn seed_records(n: usize) -> Vec<(String, f64, bool)> {
             state ^= state << 17;
             let utc_us = 1_707_217_868_355_006i64 + i as i64 * 1_003_457 + (state % 1000) as i64;
             let new_york = state.is_multiple_of(2);
-            let offset = if new_york { FixedOffset::west_opt(5 * 3600) } else { FixedOffset::east_opt(3600) }.unwrap();
-            let local = DateTime::from_timestamp_micros(utc_us).unwrap().with_timezone(&offset);
+            let offset = if new_york {
+                FixedOffset::west_opt(5 * 3600)
+            } else {
+                FixedOffset::east_opt(3600)
+            }
+            .unwrap();
+            let local = DateTime::from_timestamp_micros(utc_us)
+                .unwrap()
+                .with_timezone(&offset);
             let value = serde_json::json!({
                 "date": local.format("%Y-%m-%d %H:%M:%S.%6f %z").to_string(),
                 "message": i.to_string(),
             });
-            let expected: f64 = format!("{}.{:03}", utc_us / 1000, utc_us % 1000).parse().unwrap();
+            let expected: f64 = format!("{}.{:03}", utc_us / 1000, utc_us % 1000)
+                .parse()
+                .unwrap();
             (value.to_string(), expected, new_york)
         })
         .collect()
@@ -52,7 +63,11 @@ fn ids(records: &[support::kafka::Consumed], field: &str) -> Vec<u64> {
 
 #[test]
 fn seed_000_two_timezones_merge_into_unified_timestamps() {
-    let (tz1, tz2, out) = (unique("timezone1"), unique("timezone2"), unique("unified_timestamps"));
+    let (tz1, tz2, out) = (
+        unique("timezone1"),
+        unique("timezone2"),
+        unique("unified_timestamps"),
+    );
     create_topic(&tz1, 3);
     create_topic(&tz2, 3);
     let records = seed_records(3000);
@@ -83,26 +98,52 @@ config = {{ field = "date" }}
     let output = consume_at_least(&out, records.len(), WAIT);
     assert_eq!(output.len(), records.len(), "log:\n{}", sluice.log());
 
-    let expected: HashMap<u64, f64> = records.iter().enumerate().map(|(i, r)| (i as u64, r.1)).collect();
+    let expected: HashMap<u64, f64> = records
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (i as u64, r.1))
+        .collect();
     for record in &output {
         let v: serde_json::Value = serde_json::from_str(&record.value).unwrap();
         // `timestamp` takes `date`'s place, before `message`.
-        let shape = record.value.starts_with(r#"{"timestamp":"#) && record.value.contains(r#","message":""#);
-        assert!(shape && v.as_object().unwrap().len() == 2, "{}", record.value);
+        let shape = record.value.starts_with(r#"{"timestamp":"#)
+            && record.value.contains(r#","message":""#);
+        assert!(
+            shape && v.as_object().unwrap().len() == 2,
+            "{}",
+            record.value
+        );
         let id: u64 = v["message"].as_str().unwrap().parse().unwrap();
-        assert_eq!(v["timestamp"].as_f64().unwrap(), expected[&id], "{}", record.value);
+        assert_eq!(
+            v["timestamp"].as_f64().unwrap(),
+            expected[&id],
+            "{}",
+            record.value
+        );
     }
     let unique_ids: HashSet<u64> = ids(&output, "message").into_iter().collect();
     assert_eq!(unique_ids.len(), records.len());
 
     sluice.signal("TERM");
-    let status = sluice.wait(Duration::from_secs(30)).expect("exits within 30 s of SIGTERM");
+    let status = sluice
+        .wait(Duration::from_secs(30))
+        .expect("exits within 30 s of SIGTERM");
     assert!(status.success(), "exit {status:?}; log:\n{}", sluice.log());
 }
 
 /// A pipeline of the test guest: copies JSON records `{"id": n, ...}`, with extra guest config.
-fn guest_pipeline(name: &str, input: &str, outputs: &[&str], extra: &str, guest_config: &str) -> String {
-    let outputs = outputs.iter().map(|o| format!("\"{o}\"")).collect::<Vec<_>>().join(", ");
+fn guest_pipeline(
+    name: &str,
+    input: &str,
+    outputs: &[&str],
+    extra: &str,
+    guest_config: &str,
+) -> String {
+    let outputs = outputs
+        .iter()
+        .map(|o| format!("\"{o}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
     format!(
         r#"
 [[pipeline]]
@@ -120,14 +161,20 @@ config = {{ {guest_config} }}
 }
 
 fn numbered(n: usize) -> Vec<String> {
-    (0..n).map(|i| format!(r#"{{"id":{i},"payload":"{}"}}"#, "x".repeat(64))).collect()
+    (0..n)
+        .map(|i| format!(r#"{{"id":{i},"payload":"{}"}}"#, "x".repeat(64)))
+        .collect()
 }
 
 /// Consumes `topic` until ids 0..n are all there (duplicates allowed) or the wait runs out.
 fn consume_until_all_ids(topic: &str, n: usize) -> Vec<support::kafka::Consumed> {
     let deadline = std::time::Instant::now() + WAIT;
     loop {
-        let records = consume_at_least(topic, n, deadline.saturating_duration_since(std::time::Instant::now()));
+        let records = consume_at_least(
+            topic,
+            n,
+            deadline.saturating_duration_since(std::time::Instant::now()),
+        );
         let unique: HashSet<u64> = ids(&records, "id").into_iter().collect();
         if unique.len() >= n || std::time::Instant::now() > deadline {
             return records;
@@ -145,18 +192,32 @@ struct NumberedStream {
 }
 
 fn numbered_stream(prefix: &str, partitions: u32, n: usize, extra: &str) -> NumberedStream {
-    let (input, out) = (unique(&format!("{prefix}-in")), unique(&format!("{prefix}-out")));
+    let (input, out) = (
+        unique(&format!("{prefix}-in")),
+        unique(&format!("{prefix}-out")),
+    );
     create_topic(&input, partitions);
     produce(&input, &numbered(n));
     let dir = temp_dir();
-    let config = write_config(dir.path(), &guest_pipeline(&unique(prefix), &input, &[&out], extra, ""));
-    NumberedStream { out, config, _dir: dir }
+    let config = write_config(
+        dir.path(),
+        &guest_pipeline(&unique(prefix), &input, &[&out], extra, ""),
+    );
+    NumberedStream {
+        out,
+        config,
+        _dir: dir,
+    }
 }
 
 /// Rewrites a configuration without its rate limit, for the run that finishes the stream.
 fn remove_rate_limit(config: &std::path::Path) {
     let text = std::fs::read_to_string(config).unwrap();
-    let text: String = text.lines().filter(|l| !l.starts_with("max_records_per_second")).map(|l| format!("{l}\n")).collect();
+    let text: String = text
+        .lines()
+        .filter(|l| !l.starts_with("max_records_per_second"))
+        .map(|l| format!("{l}\n"))
+        .collect();
     std::fs::write(config, text).unwrap();
 }
 
@@ -164,11 +225,17 @@ fn remove_rate_limit(config: &std::path::Path) {
 fn a_crash_loses_nothing() {
     let n = 30_000;
     // A rate limit keeps the first run mid-stream when it is killed.
-    let NumberedStream { out, config, .. } = &numbered_stream("crash", 3, n, "max_records_per_second = 6000");
+    let NumberedStream { out, config, .. } =
+        &numbered_stream("crash", 3, n, "max_records_per_second = 6000");
 
     let mut first = Sluice::start(config);
     let partial = consume_at_least(out, 3_000, WAIT);
-    assert!(partial.len() >= 3_000 && partial.len() < n, "{} records before the kill; log:\n{}", partial.len(), first.log());
+    assert!(
+        partial.len() >= 3_000 && partial.len() < n,
+        "{} records before the kill; log:\n{}",
+        partial.len(),
+        first.log()
+    );
     first.signal("KILL");
     first.wait(Duration::from_secs(10)).expect("killed");
 
@@ -176,13 +243,24 @@ fn a_crash_loses_nothing() {
     let second = Sluice::start(config);
     let output = consume_until_all_ids(out, n);
     let seen: HashSet<u64> = ids(&output, "id").into_iter().collect();
-    let missing: Vec<u64> = (0..n as u64).filter(|i| !seen.contains(i)).take(10).collect();
-    assert!(missing.is_empty(), "missing ids (first 10): {missing:?}; log:\n{}", second.log());
+    let missing: Vec<u64> = (0..n as u64)
+        .filter(|i| !seen.contains(i))
+        .take(10)
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "missing ids (first 10): {missing:?}; log:\n{}",
+        second.log()
+    );
 }
 
 #[test]
 fn poison_records_go_to_the_dead_letter_topic_with_context() {
-    let (input, out, dlq) = (unique("poison-in"), unique("poison-out"), unique("poison-dlq"));
+    let (input, out, dlq) = (
+        unique("poison-in"),
+        unique("poison-out"),
+        unique("poison-dlq"),
+    );
     create_topic(&input, 3);
     let mut values = numbered(500);
     values[17] = r#"{"id":17,"payload":"poison"}"#.into();
@@ -193,48 +271,97 @@ fn poison_records_go_to_the_dead_letter_topic_with_context() {
     let name = unique("poison");
     let config = write_config(
         dir.path(),
-        &guest_pipeline(&name, &input, &[&out], &format!("dead_letter = \"{dlq}\""), r#"fail_on = "poison", panic_on = "boom""#),
+        &guest_pipeline(
+            &name,
+            &input,
+            &[&out],
+            &format!("dead_letter = \"{dlq}\""),
+            r#"fail_on = "poison", panic_on = "boom""#,
+        ),
     );
     let sluice = Sluice::start(&config);
     let output = consume_at_least(&out, 497, WAIT);
     let dead = consume_at_least(&dlq, 3, WAIT);
     assert_eq!(output.len(), 497, "log:\n{}", sluice.log());
     let good: HashSet<u64> = ids(&output, "id").into_iter().collect();
-    assert!((0..499u64).filter(|i| ![17, 250].contains(i)).all(|i| good.contains(&i)));
+    assert!(
+        (0..499u64)
+            .filter(|i| ![17, 250].contains(i))
+            .all(|i| good.contains(&i))
+    );
 
     assert_eq!(dead.len(), 3, "log:\n{}", sluice.log());
-    let by_value: BTreeMap<&str, &support::kafka::Consumed> = dead.iter().map(|d| (d.value.as_str(), d)).collect();
+    let by_value: BTreeMap<&str, &support::kafka::Consumed> =
+        dead.iter().map(|d| (d.value.as_str(), d)).collect();
     let poison = by_value[r#"{"id":17,"payload":"poison"}"#];
-    assert_eq!(poison.headers["sluice.error.message"], format!("rejected record at offset {}", poison.headers["sluice.source.offset"]));
+    assert_eq!(
+        poison.headers["sluice.error.message"],
+        format!(
+            "rejected record at offset {}",
+            poison.headers["sluice.source.offset"]
+        )
+    );
     assert_eq!(poison.headers["sluice.error.kind"], "rejected");
     assert_eq!(poison.headers["sluice.source.topic"], input);
     assert_eq!(poison.headers["sluice.pipeline"], name);
     assert_eq!(poison.headers["sluice.transform.module"], "test_guest");
     assert_eq!(poison.headers["sluice.transform.stage"], "0");
-    assert_eq!(poison.headers["sluice.transform.version"].len(), 12);
-    assert!(poison.headers["sluice.source.partition"].parse::<i32>().unwrap() < 3);
+    assert_eq!(poison.headers["sluice.transform.version"], "1");
+    assert_eq!(poison.headers["sluice.transform.sha256"].len(), 64);
+    assert!(
+        poison.headers["sluice.source.partition"]
+            .parse::<i32>()
+            .unwrap()
+            < 3
+    );
     let (_, metrics) = sluice.http_get("/metrics");
-    let restarts = metrics.lines().find(|l| l.starts_with("sluice_instance_restarts_total{")).unwrap_or_default();
-    assert!(restarts.ends_with(" 2"), "the panic restarts the instance twice (batch, then alone): {restarts}");
+    let restarts = metrics
+        .lines()
+        .find(|l| l.starts_with("sluice_instance_restarts_total{"))
+        .unwrap_or_default();
+    assert!(
+        restarts.ends_with(" 2"),
+        "the panic restarts the instance twice (batch, then alone): {restarts}"
+    );
     let boom = by_value[r#"{"id":250,"payload":"boom"}"#];
     assert_eq!(boom.headers["sluice.error.kind"], "panic");
-    assert!(boom.headers["sluice.error.message"].contains("guest panicked on purpose"), "{:?}", boom.headers);
+    assert!(
+        boom.headers["sluice.error.message"].contains("guest panicked on purpose"),
+        "{:?}",
+        boom.headers
+    );
     assert!(by_value.contains_key("not even json poison"));
 }
 
 #[test]
 fn a_routing_transform_fans_out_to_two_topics() {
-    let (input, even, odd, dlq) = (unique("route-in"), unique("even"), unique("odd"), unique("route-dlq"));
+    let (input, even, odd, dlq) = (
+        unique("route-in"),
+        unique("even"),
+        unique("odd"),
+        unique("route-dlq"),
+    );
     create_topic(&input, 3);
     let mut values: Vec<String> = (0..1000)
-        .map(|i| format!(r#"{{"id":{i},"route":"{}"}}"#, if i % 2 == 0 { &even } else { &odd }))
+        .map(|i| {
+            format!(
+                r#"{{"id":{i},"route":"{}"}}"#,
+                if i % 2 == 0 { &even } else { &odd }
+            )
+        })
         .collect();
     values.push(r#"{"id":1000,"route":"elsewhere"}"#.into());
     produce(&input, &values);
     let dir = temp_dir();
     let config = write_config(
         dir.path(),
-        &guest_pipeline(&unique("route"), &input, &[&even, &odd], &format!("dead_letter = \"{dlq}\""), r#"route_field = "route""#),
+        &guest_pipeline(
+            &unique("route"),
+            &input,
+            &[&even, &odd],
+            &format!("dead_letter = \"{dlq}\""),
+            r#"route_field = "route""#,
+        ),
     );
     let sluice = Sluice::start(&config);
     let evens = consume_at_least(&even, 500, WAIT);
@@ -242,12 +369,19 @@ fn a_routing_transform_fans_out_to_two_topics() {
     let dead = consume_at_least(&dlq, 1, WAIT);
     let mut even_ids = ids(&evens, "id");
     even_ids.sort();
-    assert_eq!(even_ids, (0..1000).step_by(2).collect::<Vec<u64>>(), "log:\n{}", sluice.log());
+    assert_eq!(
+        even_ids,
+        (0..1000).step_by(2).collect::<Vec<u64>>(),
+        "log:\n{}",
+        sluice.log()
+    );
     let mut odd_ids = ids(&odds, "id");
     odd_ids.sort();
     assert_eq!(odd_ids, (1..1000).step_by(2).collect::<Vec<u64>>());
     assert_eq!(dead.len(), 1);
-    assert!(dead[0].headers["sluice.error.message"].starts_with("routed an output to `elsewhere`, which is not one of the pipeline's outputs"));
+    assert!(dead[0].headers["sluice.error.message"].starts_with(
+        "routed an output to `elsewhere`, which is not one of the pipeline's outputs"
+    ));
 }
 
 #[test]
@@ -260,9 +394,15 @@ fn sigterm_drains_and_a_restart_loses_nothing() {
     let partial = consume_at_least(out, 3_000, WAIT);
     assert!(partial.len() < n, "stream finished before SIGTERM");
     first.signal("TERM");
-    let status = first.wait(Duration::from_secs(30)).expect("a graceful stop is bounded");
+    let status = first
+        .wait(Duration::from_secs(30))
+        .expect("a graceful stop is bounded");
     assert!(status.success(), "exit {status:?}; log:\n{}", first.log());
-    assert!(first.log().contains("pipeline stopped"), "log:\n{}", first.log());
+    assert!(
+        first.log().contains("pipeline stopped"),
+        "log:\n{}",
+        first.log()
+    );
 
     remove_rate_limit(config);
     let second = Sluice::start(config);
@@ -271,7 +411,10 @@ fn sigterm_drains_and_a_restart_loses_nothing() {
     let seen: HashSet<u64> = all.iter().copied().collect();
     assert_eq!(seen.len(), n, "missing ids; log:\n{}", second.log());
     let duplicates = all.len() - seen.len();
-    assert!(duplicates <= batch_size, "{duplicates} duplicates: more than one in-flight batch");
+    assert!(
+        duplicates <= batch_size,
+        "{duplicates} duplicates: more than one in-flight batch"
+    );
     // The consumer group resumed where the drain committed, not from the beginning.
     assert!(duplicates < n / 10);
 }
@@ -287,13 +430,30 @@ fn without_a_dead_letter_topic_stop_halts_before_the_failed_record_and_skip_skip
     // stop: the process exits 1 naming the record, and the record is not committed past.
     let dir = temp_dir();
     let name = unique("stop");
-    let config = write_config(dir.path(), &guest_pipeline(&name, &input, &[&out_stop], "", r#"fail_on = "poison""#));
+    let config = write_config(
+        dir.path(),
+        &guest_pipeline(&name, &input, &[&out_stop], "", r#"fail_on = "poison""#),
+    );
     let mut stopping = Sluice::start(&config);
-    let status = stopping.wait(WAIT).expect("a stopped pipeline ends the process");
+    let status = stopping
+        .wait(WAIT)
+        .expect("a stopped pipeline ends the process");
     assert_eq!(status.code(), Some(1), "log:\n{}", stopping.log());
-    assert!(stopping.log().contains("the pipeline has no dead_letter and on_error = \\\"stop\\\""), "log:\n{}", stopping.log());
+    assert!(
+        stopping
+            .log()
+            .contains("the pipeline has no dead_letter and on_error = \\\"stop\\\""),
+        "log:\n{}",
+        stopping.log()
+    );
     // Restarted without the failure, the same group resumes at or before the poison record.
-    std::fs::write(&config, std::fs::read_to_string(&config).unwrap().replace(r#"fail_on = "poison""#, "")).unwrap();
+    std::fs::write(
+        &config,
+        std::fs::read_to_string(&config)
+            .unwrap()
+            .replace(r#"fail_on = "poison""#, ""),
+    )
+    .unwrap();
     let resumed = Sluice::start(&config);
     let output = consume_until_all_ids(&out_stop, 300);
     assert!(ids(&output, "id").contains(&150), "log:\n{}", resumed.log());
@@ -302,7 +462,13 @@ fn without_a_dead_letter_topic_stop_halts_before_the_failed_record_and_skip_skip
     let dir = temp_dir();
     let config = write_config(
         dir.path(),
-        &guest_pipeline(&unique("skip"), &input, &[&out_skip], "on_error = \"skip\"", r#"fail_on = "poison""#),
+        &guest_pipeline(
+            &unique("skip"),
+            &input,
+            &[&out_skip],
+            "on_error = \"skip\"",
+            r#"fail_on = "poison""#,
+        ),
     );
     let skipping = Sluice::start(&config);
     let output = consume_at_least(&out_skip, 299, WAIT);
@@ -310,14 +476,19 @@ fn without_a_dead_letter_topic_stop_halts_before_the_failed_record_and_skip_skip
     assert_eq!(seen.len(), 299, "log:\n{}", skipping.log());
     assert!(!seen.contains(&150));
     std::thread::sleep(Duration::from_millis(500));
-    assert!(skipping.log().contains("skipping failed record"), "log:\n{}", skipping.log());
+    assert!(
+        skipping.log().contains("skipping failed record"),
+        "log:\n{}",
+        skipping.log()
+    );
 }
 
 #[test]
 fn a_second_instance_joining_mid_stream_takes_partitions_without_loss() {
     let n = 40_000;
     // Slow enough that the stream is far from done when the second instance joins.
-    let NumberedStream { out, config, .. } = &numbered_stream("rebalance", 4, n, "max_records_per_second = 1000");
+    let NumberedStream { out, config, .. } =
+        &numbered_stream("rebalance", 4, n, "max_records_per_second = 1000");
 
     let mut first = Sluice::start(config);
     consume_at_least(out, 1_000, WAIT);
@@ -327,18 +498,42 @@ fn a_second_instance_joining_mid_stream_takes_partitions_without_loss() {
     while !second.log().contains("partition assigned") && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(200));
     }
-    assert!(count(out) < n, "the stream ended before the second instance joined; first:\n{}\nsecond:\n{}", first.log(), second.log());
+    assert!(
+        count(out) < n,
+        "the stream ended before the second instance joined; first:\n{}\nsecond:\n{}",
+        first.log(),
+        second.log()
+    );
     let output = consume_until_all_ids(out, n);
     let all = ids(&output, "id");
     let seen: HashSet<u64> = all.iter().copied().collect();
-    assert_eq!(seen.len(), n, "missing ids; first log:\n{}\nsecond log:\n{}", first.log(), second.log());
-    assert!(first.log().contains("partitions revoked after draining"), "log:\n{}", first.log());
+    assert_eq!(
+        seen.len(),
+        n,
+        "missing ids; first log:\n{}\nsecond log:\n{}",
+        first.log(),
+        second.log()
+    );
+    assert!(
+        first.log().contains("partitions revoked after draining"),
+        "log:\n{}",
+        first.log()
+    );
     // Revoked partitions were committed after draining, so the new owner resumed where they
     // stopped.
-    assert_eq!(all.len() - seen.len(), 0, "duplicates after a clean rebalance");
+    assert_eq!(
+        all.len() - seen.len(),
+        0,
+        "duplicates after a clean rebalance"
+    );
     for sluice in [&mut first, &mut second] {
         sluice.signal("TERM");
-        assert!(sluice.wait(Duration::from_secs(30)).expect("stops").success());
+        assert!(
+            sluice
+                .wait(Duration::from_secs(30))
+                .expect("stops")
+                .success()
+        );
     }
 }
 
@@ -417,29 +612,63 @@ config = {{ table = "customers", key_field = "customer_id", fields = "name:custo
             .collect()
     };
     let enriched = by_order(&first);
-    for (order, name, age, price) in
-        [("13", "bill", 51, 50.5), ("29", "sue", 25, 15.0), ("17", "fred", 34, 25.25), ("15", "fred", 34, 13.75), ("22", "sue", 25, 29.71)]
-    {
+    for (order, name, age, price) in [
+        ("13", "bill", 51, 50.5),
+        ("29", "sue", 25, 15.0),
+        ("17", "fred", 34, 25.25),
+        ("15", "fred", 34, 13.75),
+        ("22", "sue", 25, 29.71),
+    ] {
         let v = &enriched[order];
-        assert_eq!((v["customer_name"].as_str(), v["customer_age"].as_i64()), (Some(name), Some(age)), "{v}");
+        assert_eq!(
+            (v["customer_name"].as_str(), v["customer_age"].as_i64()),
+            (Some(name), Some(age)),
+            "{v}"
+        );
         assert_eq!(v["price"].as_f64(), Some(price));
-        assert!(!v["contact"].as_str().unwrap().contains("@example.com"), "PII left in {v}");
+        assert!(
+            !v["contact"].as_str().unwrap().contains("@example.com"),
+            "PII left in {v}"
+        );
     }
     // Prices keep their exact text through both transforms.
-    assert!(first.iter().any(|r| r.value.contains(r#""price": 15.00"#) || r.value.contains(r#""price":15.00"#)), "{first:?}");
+    assert!(
+        first
+            .iter()
+            .any(|r| r.value.contains(r#""price": 15.00"#) || r.value.contains(r#""price":15.00"#)),
+        "{first:?}"
+    );
 
     // Mid-stream: fred is renamed, sue is deleted by a tombstone; later orders see both.
-    support::kafka::produce_keyed(&customers, &[("5", Some(r#"{"id":"5","name":"frederick","age":35}"#)), ("7", None)]);
+    support::kafka::produce_keyed(
+        &customers,
+        &[
+            ("5", Some(r#"{"id":"5","name":"frederick","age":35}"#)),
+            ("7", None),
+        ],
+    );
     std::thread::sleep(Duration::from_secs(3));
     produce(
         &orders,
-        &seed_004_orders(&[("5", "31", "9.99", "usd", "2020-04-05T10:00:00"), ("7", "32", "1.00", "aud", "2020-04-05T11:00:00")]),
+        &seed_004_orders(&[
+            ("5", "31", "9.99", "usd", "2020-04-05T10:00:00"),
+            ("7", "32", "1.00", "aud", "2020-04-05T11:00:00"),
+        ]),
     );
     let all = consume_at_least(&out, 7, WAIT);
     let enriched = by_order(&all);
-    assert_eq!(enriched["31"]["customer_name"], "frederick", "log:\n{}", sluice.log());
+    assert_eq!(
+        enriched["31"]["customer_name"],
+        "frederick",
+        "log:\n{}",
+        sluice.log()
+    );
     assert_eq!(enriched["31"]["customer_age"], 35);
-    assert_eq!(enriched["32"]["customer_name"], serde_json::Value::Null, "LEFT JOIN after a tombstone");
+    assert_eq!(
+        enriched["32"]["customer_name"],
+        serde_json::Value::Null,
+        "LEFT JOIN after a tombstone"
+    );
     assert_eq!(enriched["32"]["customer_age"], serde_json::Value::Null);
     // Orders enriched before the update keep what they were given.
     assert_eq!(enriched["17"]["customer_name"], "fred");
@@ -447,7 +676,8 @@ config = {{ table = "customers", key_field = "customer_id", fields = "name:custo
 
 #[test]
 fn health_readiness_and_metrics_describe_a_running_pipeline() {
-    let NumberedStream { out, config, .. } = &numbered_stream("observe", 2, 500, "dead_letter = \"observe-dlq\"");
+    let NumberedStream { out, config, .. } =
+        &numbered_stream("observe", 2, 500, "dead_letter = \"observe-dlq\"");
     let sluice = Sluice::start(config);
     assert_eq!(sluice.http_get("/healthz"), (200, "ok\n".to_string()));
     consume_at_least(out, 500, WAIT);
@@ -459,15 +689,36 @@ fn health_readiness_and_metrics_describe_a_running_pipeline() {
     let metrics = loop {
         let (status, body) = sluice.http_get("/metrics");
         assert_eq!(status, 200);
-        if body.contains("sluice_records_produced_total{pipeline=") && body.contains("} 500\n") || std::time::Instant::now() > deadline {
+        if body.contains("sluice_records_produced_total{pipeline=") && body.contains("} 500\n")
+            || std::time::Instant::now() > deadline
+        {
             break body;
         }
         std::thread::sleep(Duration::from_millis(200));
     };
-    let line = |name: &str| metrics.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("no {name} in:\n{metrics}"));
-    assert!(line("sluice_records_consumed_total{").ends_with(" 500"), "{metrics}");
-    assert!(line("sluice_records_produced_total{").ends_with(" 500"), "{metrics}");
+    let line = |name: &str| {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("no {name} in:\n{metrics}"))
+    };
+    assert!(
+        line("sluice_records_consumed_total{").ends_with(" 500"),
+        "{metrics}"
+    );
+    assert!(
+        line("sluice_records_produced_total{").ends_with(" 500"),
+        "{metrics}"
+    );
     assert!(line("sluice_pipeline_running{").ends_with(" 1"));
     assert!(line("sluice_module_info{").contains(r#"module="test_guest""#));
-    assert!(line("sluice_batch_duration_seconds_count{").split(' ').nth(1).unwrap().parse::<u64>().unwrap() >= 1);
+    assert!(
+        line("sluice_batch_duration_seconds_count{")
+            .split(' ')
+            .nth(1)
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            >= 1
+    );
 }

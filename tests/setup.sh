@@ -10,6 +10,11 @@ set -euo pipefail
 PACKAGES=(
 	kcat # produce/consume from tests and shell; broker.sh's readiness probe
 )
+# tests/browser/dashboard.mjs drives Debian's Chromium headless with playwright-core (which
+# downloads no browser of its own); web-ui/build.sh needs Node.js and npm.
+PACKAGES+=(chromium)
+command -v node >/dev/null || PACKAGES+=(nodejs)
+command -v npm >/dev/null || PACKAGES+=(npm)
 # tests/kafka/broker.sh runs Kafka on a JVM and resolves its jars with Maven;
 # add them only when missing so a JDK installed some other way is left alone.
 command -v java >/dev/null || PACKAGES+=(openjdk-17-jre-headless)

@@ -77,10 +77,10 @@ fn pipeline_config(bootstrap: &str, name: &str, inputs: [&str; 2], output: &str,
 
 /// Starts `config`'s pipeline and waits until it has its partitions.
 fn start_running(config: &Config, engine: &Engine, stop: &Arc<AtomicBool>) -> Result<Vec<pipeline::Pipeline>> {
-    let pipelines = pipeline::start_all(config, engine, stop.clone())?;
+    let pipelines = pipeline::start_all(config, engine, stop.clone(), |i, p, t| pipeline::load_stages(engine, i, p, t))?;
     let deadline = Instant::now() + Duration::from_secs(60);
-    while pipelines[0].metrics.status() != pipeline::metrics::Status::Running {
-        anyhow::ensure!(Instant::now() < deadline, "pipeline did not start: {:?}", pipelines[0].metrics.status());
+    while pipelines[0].shared.metrics.status() != pipeline::metrics::Status::Running {
+        anyhow::ensure!(Instant::now() < deadline, "pipeline did not start: {:?}", pipelines[0].shared.metrics.status());
         std::thread::sleep(Duration::from_millis(5));
     }
     Ok(pipelines)
@@ -96,7 +96,7 @@ fn throughput(bootstrap: &str, engine: &Engine, config: &Config, output: &str, n
     let started = Instant::now();
     while count(&watcher, output) < n {
         anyhow::ensure!(started.elapsed() < Duration::from_secs(600), "{output}: timed out");
-        anyhow::ensure!(!pipelines.iter().any(|p| p.is_finished()), "pipeline stopped: {:?}", pipelines[0].metrics.status());
+        anyhow::ensure!(!pipelines.iter().any(|p| p.is_finished()), "pipeline stopped: {:?}", pipelines[0].shared.metrics.status());
         std::thread::sleep(Duration::from_millis(10));
     }
     let elapsed = started.elapsed();

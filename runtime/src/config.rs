@@ -39,6 +39,9 @@ pub struct Config {
     /// How long a graceful stop (SIGTERM, SIGINT) may take before the process exits anyway.
     #[serde(default = "defaults::shutdown_timeout_ms")]
     pub shutdown_timeout_ms: u64,
+    /// Where uploaded modules and deployments are kept, relative to the file's folder;
+    /// `sluice-state` beside the file by default.
+    pub state_dir: Option<PathBuf>,
 }
 
 /// librdkafka properties. Every key other than `consumer` and `producer` is a property.
@@ -167,11 +170,18 @@ pub struct ApiConfig {
     pub listen: std::net::SocketAddr,
     /// Bearer token required by routes that change anything; required to listen beyond loopback.
     pub token: Option<String>,
+    /// Largest module the API accepts for upload, in MiB.
+    #[serde(default = "defaults::max_module_mb")]
+    pub max_module_mb: u32,
 }
 
 impl Default for ApiConfig {
     fn default() -> Self {
-        ApiConfig { listen: defaults::listen(), token: None }
+        ApiConfig {
+            listen: defaults::listen(),
+            token: None,
+            max_module_mb: defaults::max_module_mb(),
+        }
     }
 }
 
@@ -189,7 +199,10 @@ pub struct LimitsConfig {
 
 impl Default for LimitsConfig {
     fn default() -> Self {
-        LimitsConfig { memory_mb: defaults::memory_mb(), cpu_budget_ms: defaults::cpu_budget_ms() }
+        LimitsConfig {
+            memory_mb: defaults::memory_mb(),
+            cpu_budget_ms: defaults::cpu_budget_ms(),
+        }
     }
 }
 
@@ -215,6 +228,9 @@ mod defaults {
     pub fn table_max_mb() -> u32 {
         64
     }
+    pub fn max_module_mb() -> u32 {
+        64
+    }
 }
 
 impl Config {
@@ -222,8 +238,17 @@ impl Config {
     pub fn load(path: &Path) -> anyhow::Result<Config> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| anyhow::anyhow!("cannot read configuration {}: {e}", path.display()))?;
-        let mut config = Config::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        let mut config =
+            Config::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         let base = path.parent().unwrap_or(Path::new("."));
+        config.state_dir = Some(
+            base.join(
+                config
+                    .state_dir
+                    .as_deref()
+                    .unwrap_or(Path::new("sluice-state")),
+            ),
+        );
         for pipeline in &mut config.pipeline {
             for transform in &mut pipeline.transform {
                 if transform.module.is_relative() {
@@ -236,7 +261,8 @@ impl Config {
 
     /// Parses and checks configuration text.
     pub fn parse(text: &str) -> Result<Config, String> {
-        let config: Config = toml::from_str(text).map_err(|e| e.to_string().trim_end().to_string())?;
+        let config: Config =
+            toml::from_str(text).map_err(|e| e.to_string().trim_end().to_string())?;
         config.check()?;
         Ok(config)
     }
@@ -248,11 +274,22 @@ impl Config {
         let mut names = std::collections::HashSet::new();
         for (i, p) in self.pipeline.iter().enumerate() {
             let at = format!("pipeline[{i}] ({})", p.name);
-            if p.name.is_empty() || !p.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
-                return Err(format!("pipeline[{i}].name `{}`: use letters, digits, `-`, `_` and `.` only", p.name));
+            if p.name.is_empty()
+                || !p
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            {
+                return Err(format!(
+                    "pipeline[{i}].name `{}`: use letters, digits, `-`, `_` and `.` only",
+                    p.name
+                ));
             }
             if !names.insert(&p.name) {
-                return Err(format!("{at}.name: another pipeline is already called `{}`", p.name));
+                return Err(format!(
+                    "{at}.name: another pipeline is already called `{}`",
+                    p.name
+                ));
             }
             if p.inputs.is_empty() {
                 return Err(format!("{at}.inputs: list at least one topic to consume"));
@@ -263,31 +300,51 @@ impl Config {
             for topic in p.inputs.iter().chain(&p.outputs).chain(&p.dead_letter) {
                 check_topic(topic).map_err(|e| format!("{at}: topic `{topic}`: {e}"))?;
             }
-            if let Some(topic) = p.outputs.iter().chain(&p.dead_letter).find(|t| p.inputs.contains(t)) {
-                return Err(format!("{at}: `{topic}` is both an input and an output, which would loop forever"));
+            if let Some(topic) = p
+                .outputs
+                .iter()
+                .chain(&p.dead_letter)
+                .find(|t| p.inputs.contains(t))
+            {
+                return Err(format!(
+                    "{at}: `{topic}` is both an input and an output, which would loop forever"
+                ));
             }
             if p.batch_size == 0 || p.batch_size > 100_000 {
-                return Err(format!("{at}.batch_size: {} is out of range 1..=100000", p.batch_size));
+                return Err(format!(
+                    "{at}.batch_size: {} is out of range 1..=100000",
+                    p.batch_size
+                ));
             }
             let mut tables = std::collections::HashSet::new();
             for (t, table) in p.table.iter().enumerate() {
                 if table.name.is_empty() || !tables.insert(&table.name) {
-                    return Err(format!("{at}.table[{t}].name: `{}` is empty or declared twice", table.name));
+                    return Err(format!(
+                        "{at}.table[{t}].name: `{}` is empty or declared twice",
+                        table.name
+                    ));
                 }
-                check_topic(&table.topic).map_err(|e| format!("{at}.table[{t}].topic `{}`: {e}", table.topic))?;
+                check_topic(&table.topic)
+                    .map_err(|e| format!("{at}.table[{t}].topic `{}`: {e}", table.topic))?;
                 if table.max_mb == 0 {
                     return Err(format!("{at}.table[{t}].max_mb: must be at least 1"));
                 }
             }
             if p.max_records_per_second == Some(0) {
-                return Err(format!("{at}.max_records_per_second: must be at least 1 (omit it for no limit)"));
+                return Err(format!(
+                    "{at}.max_records_per_second: must be at least 1 (omit it for no limit)"
+                ));
             }
         }
-        if !self.api.listen.ip().is_loopback() && self.api.token.as_deref().unwrap_or("").is_empty() {
+        if !self.api.listen.ip().is_loopback() && self.api.token.as_deref().unwrap_or("").is_empty()
+        {
             return Err(format!(
                 "api.listen: {} is not a loopback address; set api.token so that only holders of it can change pipelines",
                 self.api.listen
             ));
+        }
+        if self.api.max_module_mb == 0 {
+            return Err("api.max_module_mb: must be at least 1".into());
         }
         if self.limits.memory_mb == 0 || self.limits.cpu_budget_ms == 0 {
             return Err("limits: memory_mb and cpu_budget_ms must be positive".into());
@@ -304,7 +361,10 @@ fn check_topic(topic: &str) -> Result<(), &'static str> {
     if topic == "." || topic == ".." {
         return Err("`.` and `..` are not valid names");
     }
-    if !topic.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
+    if !topic
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+    {
         return Err("names use letters, digits, `.`, `_` and `-` only");
     }
     Ok(())
@@ -339,7 +399,10 @@ mod tests {
         assert_eq!(c.kafka.common["session.timeout.ms"].0, "6000");
         assert_eq!(c.kafka.producer["compression.type"].0, "zstd");
         let p = &c.pipeline[0];
-        assert_eq!((p.start, p.on_error, p.batch_size), (Start::Earliest, OnError::Stop, 1024));
+        assert_eq!(
+            (p.start, p.on_error, p.batch_size),
+            (Start::Earliest, OnError::Stop, 1024)
+        );
         assert_eq!(p.transform[0].config["strict"].0, "true");
     }
 
@@ -350,19 +413,49 @@ mod tests {
     #[test]
     fn mistakes_are_named() {
         let typo = MINIMAL.replace("dead_letter", "dead_leter");
-        assert!(error(&typo).contains("unknown field `dead_leter`"), "{}", error(&typo));
-        let start = MINIMAL.replace("name = \"unify\"", "name = \"unify\"\nstart = \"beginning\"");
-        assert!(error(&start).contains("unknown variant `beginning`, expected `earliest` or `latest`"));
+        assert!(
+            error(&typo).contains("unknown field `dead_leter`"),
+            "{}",
+            error(&typo)
+        );
+        let start = MINIMAL.replace(
+            "name = \"unify\"",
+            "name = \"unify\"\nstart = \"beginning\"",
+        );
+        assert!(
+            error(&start).contains("unknown variant `beginning`, expected `earliest` or `latest`")
+        );
         let table = MINIMAL.replace("strict = true", "strict = [1]");
-        assert!(error(&table).contains("expected a string, number or boolean, found array"), "{}", error(&table));
+        assert!(
+            error(&table).contains("expected a string, number or boolean, found array"),
+            "{}",
+            error(&table)
+        );
         let looping = MINIMAL.replace("[\"unified_timestamps\"]", "[\"timezone1\"]");
-        assert_eq!(error(&looping), "pipeline[0] (unify): `timezone1` is both an input and an output, which would loop forever");
+        assert_eq!(
+            error(&looping),
+            "pipeline[0] (unify): `timezone1` is both an input and an output, which would loop forever"
+        );
         let bad_topic = MINIMAL.replace("timezone2", "time zone");
-        assert_eq!(error(&bad_topic), "pipeline[0] (unify): topic `time zone`: names use letters, digits, `.`, `_` and `-` only");
-        assert_eq!(error("[kafka]\n"), "no [[pipeline]] is configured: add at least one");
+        assert_eq!(
+            error(&bad_topic),
+            "pipeline[0] (unify): topic `time zone`: names use letters, digits, `.`, `_` and `-` only"
+        );
+        assert_eq!(
+            error("[kafka]\n"),
+            "no [[pipeline]] is configured: add at least one"
+        );
         let no_inputs = MINIMAL.replace("[\"timezone1\", \"timezone2\"]", "[]");
-        assert_eq!(error(&no_inputs), "pipeline[0] (unify).inputs: list at least one topic to consume");
-        let twice = format!("{MINIMAL}\n[[pipeline]]\nname = \"unify\"\ninputs = [\"a\"]\noutputs = [\"b\"]\n");
-        assert_eq!(error(&twice), "pipeline[1] (unify).name: another pipeline is already called `unify`");
+        assert_eq!(
+            error(&no_inputs),
+            "pipeline[0] (unify).inputs: list at least one topic to consume"
+        );
+        let twice = format!(
+            "{MINIMAL}\n[[pipeline]]\nname = \"unify\"\ninputs = [\"a\"]\noutputs = [\"b\"]\n"
+        );
+        assert_eq!(
+            error(&twice),
+            "pipeline[1] (unify).name: another pipeline is already called `unify`"
+        );
     }
 }

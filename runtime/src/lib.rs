@@ -4,12 +4,16 @@
 //! - [`pipeline`]: consumes Kafka partitions, runs the chain, writes outputs, commits.
 //! - [`tables`]: lookup tables transforms read, materialised from Kafka topics.
 //! - [`config`]: the `sluice.toml` file.
-//! - [`api`]: health, readiness and Prometheus metrics over HTTP.
+//! - [`control`]: stored modules and deployments; deploy, roll back, pause.
+//! - [`api`]: the HTTP API, the dashboard, health, readiness and Prometheus metrics.
 //! - [`cli`]: the `sluice` command's subcommands.
+//! - [`generator`]: realistic test traffic (the seed scenarios) for `sluice gen` and `sluice demo`.
 
 pub mod api;
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod engine;
+pub mod generator;
 pub mod pipeline;
 pub mod tables;

@@ -1,5 +1,5 @@
 use clap::Parser;
-use sluice::cli::{Cli, Command, run, try_cmd};
+use sluice::cli::{Cli, Command, client, gen_cmd, peek, run, scaffold, try_cmd};
 use tracing_subscriber::EnvFilter;
 
 fn main() {
@@ -18,6 +18,11 @@ fn main() {
     let result = match cli.command {
         Command::Run(args) => run::run(args),
         Command::Try(args) => try_cmd::run(args),
+        Command::Gen(args) => gen_cmd::run(args),
+        Command::Peek(args) => peek::run(args),
+        Command::Transform(args) => scaffold::run(args),
+        Command::Modules(args) => client::modules(args),
+        Command::Deploy(args) => client::deploy(args),
     };
     match result {
         Ok(code) => std::process::exit(code),

@@ -43,7 +43,9 @@ impl Table {
     /// table, an update that would pass its memory cap.
     pub fn apply(&self, key: &[u8], value: Option<&[u8]>) -> Result<(), String> {
         let mut entries = self.entries.write().unwrap();
-        let old = entries.get(key).map_or(0, |v| v.len() + key.len() + ENTRY_OVERHEAD);
+        let old = entries
+            .get(key)
+            .map_or(0, |v| v.len() + key.len() + ENTRY_OVERHEAD);
         let new = value.map_or(0, |v| v.len() + key.len() + ENTRY_OVERHEAD);
         let bytes = self.bytes.load(Relaxed) - old + new;
         if bytes > self.max_bytes {
@@ -106,18 +108,25 @@ pub struct Tables(Arc<HashMap<String, Arc<Table>>>);
 impl Tables {
     /// These tables.
     pub fn new(tables: impl IntoIterator<Item = Arc<Table>>) -> Self {
-        Tables(Arc::new(tables.into_iter().map(|t| (t.name.clone(), t)).collect()))
+        Tables(Arc::new(
+            tables.into_iter().map(|t| (t.name.clone(), t)).collect(),
+        ))
     }
 
     /// What a transform's `lookup` gets: the value, none, or why the table cannot be read.
     pub fn lookup(&self, table: &str, key: &[u8]) -> Result<Option<Vec<u8>>, String> {
         match self.0.get(table) {
             Some(t) => Ok(t.get(key)),
-            None if self.0.is_empty() => Err(format!("this pipeline declares no table named `{table}` (it declares none)")),
+            None if self.0.is_empty() => Err(format!(
+                "this pipeline declares no table named `{table}` (it declares none)"
+            )),
             None => {
                 let mut names: Vec<&str> = self.0.keys().map(String::as_str).collect();
                 names.sort();
-                Err(format!("this pipeline declares no table named `{table}` (it declares: {})", names.join(", ")))
+                Err(format!(
+                    "this pipeline declares no table named `{table}` (it declares: {})",
+                    names.join(", ")
+                ))
             }
         }
     }
@@ -135,13 +144,21 @@ impl Tables {
     /// Tables read from files of JSON lines `{"key": ..., "value": ...}`, for `sluice try`. A
     /// string key or value is taken as its text; a null value deletes the key; any other value
     /// is stored as its JSON text.
-    pub fn from_files(files: &[(String, std::path::PathBuf)], max_bytes: usize) -> anyhow::Result<Tables> {
+    pub fn from_files(
+        files: &[(String, std::path::PathBuf)],
+        max_bytes: usize,
+    ) -> anyhow::Result<Tables> {
         let mut tables = Vec::new();
         for (name, path) in files {
             let table = Table::new(name, max_bytes);
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| anyhow::anyhow!("table `{name}`: cannot read {}: {e}", path.display()))?;
-            for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                anyhow::anyhow!("table `{name}`: cannot read {}: {e}", path.display())
+            })?;
+            for (n, line) in text
+                .lines()
+                .enumerate()
+                .filter(|(_, l)| !l.trim().is_empty())
+            {
                 let at = || format!("table `{name}`: {} line {}", path.display(), n + 1);
                 #[derive(serde::Deserialize)]
                 struct Entry<'a> {
@@ -150,9 +167,12 @@ impl Tables {
                     #[serde(borrow)]
                     value: Option<&'a serde_json::value::RawValue>,
                 }
-                let entry: Entry<'_> = serde_json::from_str(line).map_err(|e| anyhow::anyhow!("{}: {e}", at()))?;
+                let entry: Entry<'_> =
+                    serde_json::from_str(line).map_err(|e| anyhow::anyhow!("{}: {e}", at()))?;
                 // Strings are taken as their text, anything else as its exact JSON text.
-                let text = |raw: &serde_json::value::RawValue| match serde_json::from_str::<String>(raw.get()) {
+                let text = |raw: &serde_json::value::RawValue| match serde_json::from_str::<String>(
+                    raw.get(),
+                ) {
                     Ok(s) => s.into_bytes(),
                     Err(_) => raw.get().as_bytes().to_vec(),
                 };
@@ -161,7 +181,9 @@ impl Tables {
                     _ => anyhow::bail!("{}: needs a \"key\"", at()),
                 };
                 let value = entry.value.filter(|raw| raw.get() != "null").map(text);
-                table.apply(&key, value.as_deref()).map_err(|e| anyhow::anyhow!("{}: {e}", at()))?;
+                table
+                    .apply(&key, value.as_deref())
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", at()))?;
             }
             tables.push(Arc::new(table));
         }
@@ -191,7 +213,10 @@ mod tests {
         let t = Table::new("small", 200);
         t.apply(b"a", Some(&[0; 50])).unwrap();
         let error = t.apply(b"b", Some(&[0; 100])).unwrap_err();
-        assert!(error.starts_with("table `small` would grow past its cap"), "{error}");
+        assert!(
+            error.starts_with("table `small` would grow past its cap"),
+            "{error}"
+        );
         assert_eq!(t.failure(), Some(error));
         assert_eq!(t.get(b"b"), None, "the refused update is not applied");
     }
@@ -204,7 +229,12 @@ mod tests {
             tables.lookup("orders", b"1"),
             Err("this pipeline declares no table named `orders` (it declares: customers)".into())
         );
-        assert!(Tables::default().lookup("x", b"1").unwrap_err().ends_with("(it declares none)"));
+        assert!(
+            Tables::default()
+                .lookup("x", b"1")
+                .unwrap_err()
+                .ends_with("(it declares none)")
+        );
     }
 
     #[test]
@@ -217,11 +247,16 @@ mod tests {
         )
         .unwrap();
         let tables = Tables::from_files(&[("customers".into(), path.clone())], 1 << 20).unwrap();
-        assert_eq!(tables.lookup("customers", b"5").unwrap().unwrap(), br#"{"name":"fred","age":34}"#);
+        assert_eq!(
+            tables.lookup("customers", b"5").unwrap().unwrap(),
+            br#"{"name":"fred","age":34}"#
+        );
         assert_eq!(tables.lookup("customers", b"7").unwrap().unwrap(), b"sue");
         assert_eq!(tables.lookup("customers", b"9").unwrap(), None);
         std::fs::write(&path, "{\"value\": 1}\n").unwrap();
-        let error = Tables::from_files(&[("customers".into(), path)], 1 << 20).unwrap_err().to_string();
+        let error = Tables::from_files(&[("customers".into(), path)], 1 << 20)
+            .unwrap_err()
+            .to_string();
         assert!(error.ends_with("line 1: needs a \"key\""), "{error}");
     }
 }

@@ -16,18 +16,25 @@ pub fn bootstrap() -> String {
 
 /// A name no other test uses.
 pub fn unique(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
     format!("{prefix}-{}-{nanos}", std::process::id())
 }
 
 /// Creates `topic` with `partitions` partitions.
 pub fn create_topic(topic: &str, partitions: u32) {
-    let status = std::process::Command::new("bash")
-        .arg(super::repo().join("tests/kafka/broker.sh"))
-        .args(["topic-create", topic, &partitions.to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success(), "cannot create topic {topic}");
+    // The admin tool is a JVM that can time out on a loaded machine: try a few times.
+    let created = (0..3).any(|_| {
+        std::process::Command::new("bash")
+            .arg(super::repo().join("tests/kafka/broker.sh"))
+            .args(["topic-create", topic, &partitions.to_string()])
+            .status()
+            .unwrap()
+            .success()
+    });
+    assert!(created, "cannot create topic {topic}");
 }
 
 /// Produces one record per value to `topic`, with kcat, on random partitions.
@@ -44,7 +51,10 @@ pub fn produce(topic: &str, values: &[String]) {
             stdin.write_all(b"\n").unwrap();
         }
     }
-    assert!(kcat.wait().unwrap().success(), "kcat could not produce to {topic}");
+    assert!(
+        kcat.wait().unwrap().success(),
+        "kcat could not produce to {topic}"
+    );
 }
 
 /// Produces keyed records to `topic`; a `None` value is a tombstone.
@@ -60,7 +70,10 @@ pub fn produce_keyed(topic: &str, records: &[(&str, Option<&str>)]) {
             writeln!(stdin, "{key}\t{}", value.unwrap_or("")).unwrap();
         }
     }
-    assert!(kcat.wait().unwrap().success(), "kcat could not produce to {topic}");
+    assert!(
+        kcat.wait().unwrap().success(),
+        "kcat could not produce to {topic}"
+    );
 }
 
 /// A record read back with kcat.
@@ -76,7 +89,18 @@ pub struct Consumed {
 /// Everything in `topic` now.
 pub fn consume(topic: &str) -> Vec<Consumed> {
     let out = std::process::Command::new("kcat")
-        .args(["-C", "-b", &bootstrap(), "-t", topic, "-o", "beginning", "-e", "-q", "-J"])
+        .args([
+            "-C",
+            "-b",
+            &bootstrap(),
+            "-t",
+            topic,
+            "-o",
+            "beginning",
+            "-e",
+            "-q",
+            "-J",
+        ])
         .stderr(Stdio::null())
         .output()
         .unwrap();
@@ -85,10 +109,20 @@ pub fn consume(topic: &str) -> Vec<Consumed> {
         .lines()
         .filter(|l| !l.trim().is_empty())
         .map(|line| {
-            let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+            let v: serde_json::Value =
+                serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
             let headers = v["headers"]
                 .as_array()
-                .map(|h| h.chunks(2).map(|kv| (kv[0].as_str().unwrap().to_string(), kv[1].as_str().unwrap_or("").to_string())).collect())
+                .map(|h| {
+                    h.chunks(2)
+                        .map(|kv| {
+                            (
+                                kv[0].as_str().unwrap().to_string(),
+                                kv[1].as_str().unwrap_or("").to_string(),
+                            )
+                        })
+                        .collect()
+                })
                 .unwrap_or_default();
             Consumed {
                 partition: v["partition"].as_i64().unwrap() as i32,
@@ -105,14 +139,23 @@ pub fn consume(topic: &str) -> Vec<Consumed> {
 /// reading it).
 pub fn count(topic: &str) -> usize {
     let kcat = |args: &[&str]| {
-        let out = std::process::Command::new("kcat").args(args).stderr(Stdio::null()).output().unwrap();
+        let out = std::process::Command::new("kcat")
+            .args(args)
+            .stderr(Stdio::null())
+            .output()
+            .unwrap();
         String::from_utf8(out.stdout).unwrap()
     };
     let metadata: serde_json::Value =
-        serde_json::from_str(&kcat(&["-L", "-J", "-b", &bootstrap(), "-t", topic])).unwrap_or_default();
+        serde_json::from_str(&kcat(&["-L", "-J", "-b", &bootstrap(), "-t", topic]))
+            .unwrap_or_default();
     let partitions: Vec<String> = metadata["topics"][0]["partitions"]
         .as_array()
-        .map(|ps| ps.iter().map(|p| format!("{topic}:{}:-1", p["partition"])).collect())
+        .map(|ps| {
+            ps.iter()
+                .map(|p| format!("{topic}:{}:-1", p["partition"]))
+                .collect()
+        })
         .unwrap_or_default();
     if partitions.is_empty() {
         return 0;
@@ -124,7 +167,10 @@ pub fn count(topic: &str) -> usize {
         args.extend(["-t", p.as_str()]);
     }
     // Lines of the form `topic [partition] offset N`.
-    kcat(&args).lines().filter_map(|l| l.rsplit(' ').next()?.parse::<usize>().ok()).sum()
+    kcat(&args)
+        .lines()
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<usize>().ok())
+        .sum()
 }
 
 /// Consumes `topic` once it holds at least `count` records, or when `timeout` passes.
@@ -148,7 +194,11 @@ impl Sluice {
         static STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let log = config.with_extension(format!("{n}.log"));
-        let file = std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap();
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
         let child = sluice()
             .args(["run", "--config"])
             .arg(config)
@@ -162,7 +212,10 @@ impl Sluice {
 
     /// Sends `signal` (e.g. "TERM", "KILL").
     pub fn signal(&self, signal: &str) {
-        let status = std::process::Command::new("kill").arg(format!("-{signal}")).arg(self.child.id().to_string()).status();
+        let status = std::process::Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status();
         assert!(status.unwrap().success());
     }
 
@@ -188,27 +241,57 @@ impl Sluice {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let log = self.log();
-            let found = log.lines().find(|l| l.contains("api listening")).and_then(|l| {
-                let l = l.split("address=").nth(1)?;
-                Some(l.split_whitespace().next()?.trim_matches(|c: char| !c.is_ascii_digit()).to_string())
-            });
+            let found = log
+                .lines()
+                .find(|l| l.contains("api listening"))
+                .and_then(|l| {
+                    let l = l.split("address=").nth(1)?;
+                    Some(
+                        l.split_whitespace()
+                            .next()?
+                            .trim_matches(|c: char| !c.is_ascii_digit())
+                            .to_string(),
+                    )
+                });
             if let Some(address) = found {
                 return address;
             }
-            assert!(Instant::now() < deadline, "no api address in the log:\n{log}");
+            assert!(
+                Instant::now() < deadline,
+                "no api address in the log:\n{log}"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
 
     /// GETs `path` from its API: status code and body.
     pub fn http_get(&self, path: &str) -> (u16, String) {
+        self.http("GET", path, b"")
+    }
+
+    /// Sends `method path` with `body` to its API: status code and body.
+    pub fn http(&self, method: &str, path: &str, body: &[u8]) -> (u16, String) {
         use std::io::Read;
         let mut stream = std::net::TcpStream::connect(self.api_address()).unwrap();
-        write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
-        let mut response = String::new();
-        stream.read_to_string(&mut response).unwrap();
-        let status = response.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-        let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+        write!(
+            stream,
+            "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .unwrap();
+        stream.write_all(body).unwrap();
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).unwrap();
+        let response = String::from_utf8_lossy(&response);
+        let status = response
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let body = response
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default();
         (status, body)
     }
 }
@@ -224,7 +307,29 @@ impl Drop for Sluice {
 pub fn write_config(dir: &Path, body: &str) -> PathBuf {
     let path = dir.join("sluice.toml");
     // Port 0: tests run several instances at once; each logs the address it got.
-    let text = format!("[api]\nlisten = \"127.0.0.1:0\"\n\n[kafka]\n\"bootstrap.servers\" = \"{}\"\n\n{body}", bootstrap());
+    let text = format!(
+        "[api]\nlisten = \"127.0.0.1:0\"\n\n[kafka]\n\"bootstrap.servers\" = \"{}\"\n\n{body}",
+        bootstrap()
+    );
     std::fs::write(&path, text).unwrap();
     path
+}
+
+/// The names of every topic on the broker. Asks for all topics rather than one by name, which
+/// could create it on a broker that creates topics on first use.
+pub fn topics() -> Vec<String> {
+    let out = std::process::Command::new("kcat")
+        .args(["-L", "-J", "-b", &bootstrap()])
+        .stderr(Stdio::null())
+        .output()
+        .expect("kcat is installed by tests/setup.sh");
+    let metadata: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    metadata["topics"]
+        .as_array()
+        .map(|ts| {
+            ts.iter()
+                .filter_map(|t| t["topic"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
 }

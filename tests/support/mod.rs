@@ -16,7 +16,11 @@ pub fn wasm(name: &str) -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| repo().join("target/wasm32-wasip2/release"));
     let path = dir.join(format!("{name}.wasm"));
-    assert!(path.exists(), "{} is missing: build the guests first with `make wasm`", path.display());
+    assert!(
+        path.exists(),
+        "{} is missing: build the guests first with `make wasm`",
+        path.display()
+    );
     path
 }
 
@@ -36,9 +40,20 @@ pub fn sluice() -> std::process::Command {
 pub fn try_with_stdin(args: &[&str], stdin: &str) -> std::process::Output {
     use std::io::Write;
     use std::process::Stdio;
-    let mut child =
-        sluice().arg("try").args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    let mut child = sluice()
+        .arg("try")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
     child.wait_with_output().unwrap()
 }
 

@@ -1,50 +1,70 @@
-//! The HTTP side of `sluice run`: health, readiness and Prometheus metrics.
+//! The HTTP side of `sluice run`: the control API under `/api/v1`, the dashboard at `/`, health,
+//! readiness and Prometheus metrics.
 //!
 //! `app` builds the router from state and is tested without a server (`oneshot`); `serve` binds
-//! it. Counters are read at scrape time from the pipelines' own atomics, so metrics cost nothing
-//! on the record path.
+//! it. Every error is JSON `{"error": "..."}`; a 5xx hides its cause from the client and logs it.
 
-use crate::pipeline::chain::StageSpec;
-use crate::pipeline::metrics::{LATENCY_BUCKETS_US, PipelineMetrics, Status};
-use crate::tables::Tables;
+mod metrics;
+mod stats;
+mod ui;
+mod v1;
+
+use crate::config::KafkaConfig;
+use crate::control::{ControlError, ControlPlane, store::StoreError};
+use crate::pipeline::metrics::Status;
 use axum::Router;
-use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::extract::{Request, State};
+use axum::http::{Method, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
-use prometheus_client::metrics::counter::ConstCounter;
-use prometheus_client::metrics::gauge::ConstGauge;
-use prometheus_client::metrics::MetricType;
-use prometheus_client::registry::Registry;
 use std::sync::Arc;
-use std::sync::atomic::Ordering::Relaxed;
 
-/// What the API sees of one running pipeline.
-#[derive(Debug, Clone)]
-pub struct PipelineView {
-    /// Its counters and status.
-    pub metrics: Arc<PipelineMetrics>,
-    /// Its lookup tables.
-    pub tables: Tables,
-    /// Its transform chain.
-    pub stages: Vec<Arc<StageSpec>>,
-}
+pub use stats::{PipelineStats, Stats};
 
 /// Shared state of the handlers.
 #[derive(Debug, Clone)]
 pub struct AppState {
-    /// The pipelines, in configuration order.
-    pub pipelines: Arc<Vec<PipelineView>>,
+    /// Modules, deployments and the running pipelines.
+    pub control: Arc<ControlPlane>,
+    /// Bearer token that routes which change anything require, if set.
+    pub token: Option<Arc<str>>,
+    /// Kafka client properties, to read dead letters; `None` where there is no Kafka.
+    pub kafka: Option<Arc<KafkaConfig>>,
+    stats: tokio::sync::watch::Receiver<Arc<Stats>>,
 }
 
-/// The router: `/healthz`, `/readyz`, `/metrics`.
+impl AppState {
+    /// State for `control`'s pipelines; starts sampling their rates once a second, so it must
+    /// be called inside a Tokio runtime.
+    pub fn new(
+        control: Arc<ControlPlane>,
+        token: Option<String>,
+        kafka: Option<KafkaConfig>,
+    ) -> Self {
+        let stats = stats::start_sampling(control.clone());
+        let token = token.filter(|t| !t.is_empty()).map(Arc::from);
+        AppState {
+            control,
+            token,
+            kafka: kafka.map(Arc::new),
+            stats,
+        }
+    }
+}
+
+/// The router.
 pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
+        .route("/metrics", get(metrics::metrics))
+        .nest("/api/v1", v1::routes(&state))
+        .fallback(ui::serve)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            require_token,
+        ))
         .with_state(state)
 }
 
@@ -54,20 +74,67 @@ pub async fn serve(
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app(state)).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Requests that change anything (every method but GET, HEAD and OPTIONS) need the bearer
+/// token when one is configured.
+async fn require_token(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let Some(token) = &state.token else {
+        return next.run(request).await;
+    };
+    if [Method::GET, Method::HEAD, Method::OPTIONS].contains(request.method()) {
+        return next.run(request).await;
+    }
+    let given = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    match given.and_then(|v| v.strip_prefix("Bearer ")) {
+        Some(given) if constant_time_eq(given.as_bytes(), token.as_bytes()) => {
+            next.run(request).await
+        }
+        Some(_) => ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "the bearer token is not the one configured (api.token)",
+        )
+        .into_response(),
+        None => ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "this route changes the runtime: send `Authorization: Bearer <api.token>`",
+        )
+        .into_response(),
+    }
+}
+
+/// Compares without leaking, through timing, how much of a guess was right.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0, |diff, (x, y)| diff | (x ^ y)) == 0
 }
 
 /// Ready when every pipeline is running (connected, partitions assigned); otherwise 503 with
 /// each pipeline's status.
 async fn readyz(State(state): State<AppState>) -> Response {
-    let statuses: Vec<serde_json::Value> = state
-        .pipelines
+    let pipelines = state.control.pipelines();
+    let statuses: Vec<serde_json::Value> = pipelines
         .iter()
-        .map(|p| serde_json::json!({ "pipeline": p.metrics.name, "status": status_text(&p.metrics.status()) }))
+        .map(|p| serde_json::json!({ "pipeline": p.name, "status": status_text(&p.metrics.status()) }))
         .collect();
-    let ready = state.pipelines.iter().all(|p| p.metrics.status() == Status::Running);
-    let code = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (code, axum::Json(serde_json::json!({ "ready": ready, "pipelines": statuses }))).into_response()
+    let ready = pipelines
+        .iter()
+        .all(|p| p.metrics.status() == Status::Running);
+    let code = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        code,
+        axum::Json(serde_json::json!({ "ready": ready, "pipelines": statuses })),
+    )
+        .into_response()
 }
 
 fn status_text(status: &Status) -> String {
@@ -80,117 +147,78 @@ fn status_text(status: &Status) -> String {
     }
 }
 
-async fn metrics(State(state): State<AppState>) -> Response {
-    let mut registry = Registry::with_prefix("sluice");
-    registry.register_collector(Box::new(Snapshot(state)));
-    let mut text = String::new();
-    match prometheus_client::encoding::text::encode(&mut text, &registry) {
-        Ok(()) => ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text).into_response(),
-        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
-    }
-}
-
-/// Reads every pipeline's counters at scrape time.
+/// An error answer: `{"error": message}` with a status. Internal errors (500) are logged and
+/// their cause is not shown to the client.
 #[derive(Debug)]
-struct Snapshot(AppState);
-
-type Labels = Vec<(&'static str, String)>;
-
-fn counter(encoder: &mut DescriptorEncoder, name: &str, help: &str, series: &[(Labels, u64)]) -> std::fmt::Result {
-    let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
-    for (labels, value) in series {
-        ConstCounter::new(*value).encode(family.encode_family(labels)?)?;
-    }
-    Ok(())
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
 }
 
-fn gauge(encoder: &mut DescriptorEncoder, name: &str, help: &str, series: &[(Labels, i64)]) -> std::fmt::Result {
-    let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
-    for (labels, value) in series {
-        ConstGauge::new(*value).encode(family.encode_family(labels)?)?;
+impl ApiError {
+    /// An error with `status` and `message`.
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            message: message.into(),
+        }
     }
-    Ok(())
+
+    /// A 400 Bad Request.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    /// A 500 whose cause goes to the log only.
+    pub fn internal(cause: impl std::fmt::Display) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, cause.to_string())
+    }
 }
 
-impl Collector for Snapshot {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
-        let pipelines = &self.0.pipelines;
-        let per_pipeline = |read: &dyn Fn(&PipelineMetrics) -> u64| -> Vec<(Labels, u64)> {
-            pipelines.iter().map(|p| (vec![("pipeline", p.metrics.name.clone())], read(&p.metrics))).collect()
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let message = if self.status == StatusCode::INTERNAL_SERVER_ERROR {
+            tracing::error!(status = %self.status, error = %self.message, "API request failed");
+            "internal error; the runtime's log has the details".to_string()
+        } else {
+            self.message
         };
-        counter(&mut encoder, "records_consumed", "Records consumed from the inputs.", &per_pipeline(&|m| m.records_in.load(Relaxed)))?;
-        counter(&mut encoder, "records_produced", "Records written to the outputs.", &per_pipeline(&|m| m.records_out.load(Relaxed)))?;
-        counter(&mut encoder, "records_failed", "Records whose transform failed.", &per_pipeline(&|m| m.records_failed.load(Relaxed)))?;
-        counter(&mut encoder, "dead_letters", "Failed records written to the dead-letter topic.", &per_pipeline(&|m| m.dead_lettered.load(Relaxed)))?;
-        counter(&mut encoder, "records_skipped", "Failed records skipped (on_error = skip).", &per_pipeline(&|m| m.skipped.load(Relaxed)))?;
-        counter(&mut encoder, "instance_restarts", "Transform instances started afresh after a trap.", &per_pipeline(&|m| m.instance_restarts.load(Relaxed)))?;
-        let up: Vec<(Labels, i64)> =
-            pipelines.iter().map(|p| (vec![("pipeline", p.metrics.name.clone())], (p.metrics.status() == Status::Running) as i64)).collect();
-        gauge(&mut encoder, "pipeline_running", "1 when the pipeline is consuming, 0 otherwise.", &up)?;
+        (
+            self.status,
+            axum::Json(serde_json::json!({ "error": message })),
+        )
+            .into_response()
+    }
+}
 
-        let mut lag = Vec::new();
-        for p in pipelines.iter() {
-            for ((topic, partition), value) in p.metrics.lag.lock().unwrap().iter() {
-                let labels = vec![("pipeline", p.metrics.name.clone()), ("topic", topic.clone()), ("partition", partition.to_string())];
-                lag.push((labels, *value));
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        let status = match &e {
+            StoreError::BadName(_) | StoreError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            StoreError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            StoreError::UnknownModule(_) | StoreError::UnknownVersion { .. } => {
+                StatusCode::NOT_FOUND
+            }
+            StoreError::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError::new(status, e.to_string())
+    }
+}
+
+impl From<ControlError> for ApiError {
+    fn from(e: ControlError) -> Self {
+        match e {
+            ControlError::Store(e) => e.into(),
+            ControlError::UnknownPipeline(_) | ControlError::UnknownSlot { .. } => {
+                ApiError::new(StatusCode::NOT_FOUND, e.to_string())
+            }
+            ControlError::InitFailed { .. } => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string())
+            }
+            ControlError::NothingToRollBack { .. } => {
+                ApiError::new(StatusCode::CONFLICT, e.to_string())
             }
         }
-        gauge(&mut encoder, "consumer_lag", "Records not yet consumed, per input partition.", &lag)?;
-
-        let mut modules = Vec::new();
-        for p in pipelines.iter() {
-            for (stage, spec) in p.stages.iter().enumerate() {
-                let labels = vec![
-                    ("pipeline", p.metrics.name.clone()),
-                    ("stage", stage.to_string()),
-                    ("module", spec.name.clone()),
-                    ("version", spec.version.clone()),
-                ];
-                modules.push((labels, 1));
-            }
-        }
-        gauge(&mut encoder, "module_info", "The module running in each transform slot.", &modules)?;
-
-        let (mut entries, mut bytes) = (Vec::new(), Vec::new());
-        for p in pipelines.iter() {
-            for table in p.tables.iter() {
-                let labels = vec![("pipeline", p.metrics.name.clone()), ("table", table.name.clone())];
-                entries.push((labels.clone(), table.len() as i64));
-                bytes.push((labels, table.bytes() as i64));
-            }
-        }
-        gauge(&mut encoder, "table_entries", "Keys held by each lookup table.", &entries)?;
-        gauge(&mut encoder, "table_bytes", "Memory counted against each lookup table's cap.", &bytes)?;
-
-        let mut histogram = encoder.encode_descriptor(
-            "batch_duration_seconds",
-            "Time to run one batch through the transform chain.",
-            None,
-            MetricType::Histogram,
-        )?;
-        for p in pipelines.iter() {
-            let m = &p.metrics;
-            let mut cumulative = 0;
-            let mut buckets: Vec<(f64, u64)> = LATENCY_BUCKETS_US
-                .iter()
-                .zip(&m.batch_latency_buckets)
-                .map(|(bound, count)| {
-                    cumulative += count.load(Relaxed);
-                    (*bound as f64 / 1e6, cumulative)
-                })
-                .collect();
-            cumulative += m.batch_latency_buckets[LATENCY_BUCKETS_US.len()].load(Relaxed);
-            buckets.push((f64::INFINITY, cumulative));
-            let sum = m.batch_latency_us_sum.load(Relaxed) as f64 / 1e6;
-            let labels: Labels = vec![("pipeline", m.name.clone())];
-            histogram.encode_family(&labels)?.encode_histogram::<prometheus_client::encoding::NoLabelSet>(
-                sum,
-                m.batches.load(Relaxed),
-                &buckets,
-                None,
-            )?;
-        }
-        Ok(())
     }
 }
 

@@ -1,69 +1,657 @@
-//! Router tests without a server.
+//! Router tests without a server: a real control plane and engine over a temporary state
+//! directory, and pipelines that are not connected to Kafka.
 
 use super::*;
-use crate::tables::Table;
+use crate::config::Config;
+use crate::engine::tests::guest_bytes;
+use crate::engine::{Engine, Limits};
+use crate::pipeline::PipelineShared;
+use crate::pipeline::metrics::PipelineMetrics;
+use crate::tables::{Table, Tables};
 use axum::body::Body;
 use axum::http::Request;
+use serde_json::{Value, json};
+use std::sync::atomic::Ordering::Relaxed;
 use tower::ServiceExt;
 
-fn state(status: Status) -> (AppState, Arc<PipelineMetrics>) {
-    let metrics = Arc::new(PipelineMetrics::new("unify"));
-    metrics.set_status(status);
-    metrics.records_in.store(10, Relaxed);
-    metrics.records_out.store(9, Relaxed);
-    metrics.dead_lettered.store(1, Relaxed);
-    metrics.observe_batch(std::time::Duration::from_micros(300));
-    metrics.lag.lock().unwrap().insert(("timezone1".into(), 0), 42);
-    let table = Arc::new(Table::new("customers", 1 << 20));
-    table.apply(b"5", Some(b"fred")).unwrap();
-    let view = PipelineView { metrics: metrics.clone(), tables: Tables::new([table]), stages: Vec::new() };
-    (AppState { pipelines: Arc::new(vec![view]) }, metrics)
+struct Fixture {
+    state: AppState,
+    pipeline: Arc<PipelineShared>,
+    _dir: tempfile::TempDir,
 }
 
-async fn get(state: AppState, path: &str) -> (StatusCode, String) {
-    let response = app(state).oneshot(Request::get(path).body(Body::empty()).unwrap()).await.unwrap();
+fn guest_path(name: &str) -> String {
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join(format!("../target/wasm32-wasip2/release/{name}.wasm"));
+    path.to_string_lossy().into_owned()
+}
+
+/// One pipeline `unify` whose only slot runs the test guest, as the configuration file says.
+fn fixture(token: Option<&str>, max_module_bytes: usize) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "[[pipeline]]\nname = \"unify\"\ninputs = [\"timezone1\"]\noutputs = [\"unified\"]\ndead_letter = \"unified.dlq\"\n\
+         [[pipeline.transform]]\nmodule = {:?}\n",
+        guest_path("test_guest")
+    );
+    let config = Config::parse(&text).unwrap();
+    let engine = Engine::new(Limits::default()).unwrap();
+    let control = Arc::new(ControlPlane::open(dir.path(), engine, max_module_bytes).unwrap());
+    let table = Arc::new(Table::new("customers", 1 << 20));
+    table.apply(b"5", Some(b"fred")).unwrap();
+    let tables = Tables::new([table]);
+    let stages = control.stages_for(0, &config.pipeline[0], &tables).unwrap();
+    let pipeline = Arc::new(PipelineShared::new(&config.pipeline[0], tables, stages));
+    control.attach(vec![pipeline.clone()]);
+    let state = AppState::new(control, token.map(str::to_string), None);
+    Fixture {
+        state,
+        pipeline,
+        _dir: dir,
+    }
+}
+
+fn running() -> Fixture {
+    let f = fixture(None, 64 << 20);
+    f.pipeline.metrics.set_status(Status::Running);
+    f
+}
+
+async fn send(state: &AppState, request: Request<Body>) -> (StatusCode, String) {
+    let response = app(state.clone()).oneshot(request).await.unwrap();
     let status = response.status();
-    let body = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
-    (status, String::from_utf8(body.to_vec()).unwrap())
+    let body = axum::body::to_bytes(response.into_body(), 1 << 24)
+        .await
+        .unwrap();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+async fn get(state: &AppState, path: &str) -> (StatusCode, String) {
+    send(state, Request::get(path).body(Body::empty()).unwrap()).await
+}
+
+async fn get_json(state: &AppState, path: &str) -> (StatusCode, Value) {
+    let (status, body) = get(state, path).await;
+    (
+        status,
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}")),
+    )
+}
+
+async fn call(
+    state: &AppState,
+    method: &str,
+    path: &str,
+    body: impl Into<Body>,
+    token: Option<&str>,
+) -> (StatusCode, Value) {
+    let mut request = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("content-type", "application/json");
+    if let Some(token) = token {
+        request = request.header("authorization", format!("Bearer {token}"));
+    }
+    let (status, body) = send(state, request.body(body.into()).unwrap()).await;
+    (
+        status,
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{method} {path}: {e}: {body}")),
+    )
+}
+
+async fn upload(state: &AppState, name: &str, bytes: Vec<u8>) -> (StatusCode, Value) {
+    let request = Request::post(format!("/api/v1/modules?name={name}"))
+        .header("content-type", "application/wasm");
+    let (status, body) = send(state, request.body(Body::from(bytes)).unwrap()).await;
+    (status, serde_json::from_str(&body).unwrap())
 }
 
 #[tokio::test]
 async fn healthz_is_always_ok() {
-    assert_eq!(get(state(Status::Starting).0, "/healthz").await, (StatusCode::OK, "ok\n".into()));
+    assert_eq!(
+        get(&fixture(None, 1 << 20).state, "/healthz").await,
+        (StatusCode::OK, "ok\n".into())
+    );
 }
 
 #[tokio::test]
 async fn readyz_follows_the_pipelines() {
-    let (status, body) = get(state(Status::Starting).0, "/readyz").await;
+    let f = fixture(None, 1 << 20);
+    let (status, body) = get(&f.state, "/readyz").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(body, r#"{"pipelines":[{"pipeline":"unify","status":"starting"}],"ready":false}"#);
-    let (status, _) = get(state(Status::Running).0, "/readyz").await;
-    assert_eq!(status, StatusCode::OK);
-    let (status, body) = get(state(Status::Failed("table `x` would grow".into())).0, "/readyz").await;
+    assert_eq!(
+        body,
+        r#"{"pipelines":[{"pipeline":"unify","status":"starting"}],"ready":false}"#
+    );
+    f.pipeline.metrics.set_status(Status::Running);
+    assert_eq!(get(&f.state, "/readyz").await.0, StatusCode::OK);
+    f.pipeline
+        .metrics
+        .set_status(Status::Failed("table `x` would grow".into()));
+    let (status, body) = get(&f.state, "/readyz").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(body.contains("failed: table `x` would grow"), "{body}");
 }
 
 #[tokio::test]
 async fn metrics_use_conventional_names_and_labels() {
-    let (status, body) = get(state(Status::Running).0, "/metrics").await;
+    let f = running();
+    let m: &PipelineMetrics = &f.pipeline.metrics;
+    m.records_in.store(10, Relaxed);
+    m.records_out.store(9, Relaxed);
+    m.dead_lettered.store(1, Relaxed);
+    m.observe_batch(std::time::Duration::from_micros(300));
+    m.lag.lock().unwrap().insert(("timezone1".into(), 0), 42);
+    let (status, body) = get(&f.state, "/metrics").await;
     assert_eq!(status, StatusCode::OK);
+    let sha = &f.pipeline.deployed.current().1[0].module.sha256;
     for line in [
-        r#"sluice_records_consumed_total{pipeline="unify"} 10"#,
-        r#"sluice_records_produced_total{pipeline="unify"} 9"#,
-        r#"sluice_dead_letters_total{pipeline="unify"} 1"#,
-        r#"sluice_pipeline_running{pipeline="unify"} 1"#,
-        r#"sluice_consumer_lag{pipeline="unify",topic="timezone1",partition="0"} 42"#,
-        r#"sluice_table_entries{pipeline="unify",table="customers"} 1"#,
-        r#"sluice_batch_duration_seconds_bucket{le="0.0005",pipeline="unify"} 1"#,
-        r#"sluice_batch_duration_seconds_count{pipeline="unify"} 1"#,
+        r#"sluice_records_consumed_total{pipeline="unify"} 10"#.to_string(),
+        r#"sluice_records_produced_total{pipeline="unify"} 9"#.into(),
+        r#"sluice_dead_letters_total{pipeline="unify"} 1"#.into(),
+        r#"sluice_pipeline_running{pipeline="unify"} 1"#.into(),
+        r#"sluice_consumer_lag{pipeline="unify",topic="timezone1",partition="0"} 42"#.into(),
+        r#"sluice_table_entries{pipeline="unify",table="customers"} 1"#.into(),
+        r#"sluice_batch_duration_seconds_bucket{le="0.0005",pipeline="unify"} 1"#.into(),
+        r#"sluice_batch_duration_seconds_count{pipeline="unify"} 1"#.into(),
+        format!(
+            r#"sluice_module_info{{pipeline="unify",stage="0",module="test_guest",version="1",sha256="{sha}"}} 1"#
+        ),
     ] {
-        assert!(body.lines().any(|l| l == line), "missing `{line}` in:\n{body}");
+        assert!(
+            body.lines().any(|l| l == line),
+            "missing `{line}` in:\n{body}"
+        );
     }
     assert!(body.ends_with("# EOF\n"));
 }
 
 #[tokio::test]
 async fn unknown_routes_are_404() {
-    assert_eq!(get(state(Status::Running).0, "/nope").await.0, StatusCode::NOT_FOUND);
+    let f = running();
+    assert_eq!(get(&f.state, "/nope").await.0, StatusCode::NOT_FOUND);
+    let (status, body) = get_json(&f.state, "/api/v1/nope").await;
+    assert_eq!(
+        (status, body["error"].as_str().unwrap()),
+        (
+            StatusCode::NOT_FOUND,
+            "no such route: see /api/v1/openapi.json"
+        )
+    );
+}
+
+#[tokio::test]
+async fn uploads_are_validated_stored_and_versioned() {
+    let f = fixture(None, 4 << 20);
+    let tz = guest_bytes("tz_normaliser");
+    let (status, body) = upload(&f.state, "tz", tz.clone()).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(
+        (
+            body["name"].as_str(),
+            body["version"].as_u64(),
+            body["size"].as_u64()
+        ),
+        (Some("tz"), Some(1), Some(tz.len() as u64))
+    );
+    assert_eq!(body["exports"], json!([crate::engine::EXPORT]));
+    assert_eq!(body["sha256"].as_str().unwrap().len(), 64);
+    // The same bytes again: the same version.
+    let (status, again) = upload(&f.state, "tz", tz).await;
+    assert_eq!((status, &again), (StatusCode::OK, &body));
+
+    let (status, body) = upload(
+        &f.state,
+        "broken",
+        b"this is a text file, not a component".to_vec(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("not a WebAssembly file"),
+        "{body}"
+    );
+    let core = wat::parse_str("(module)").unwrap();
+    let (status, body) = upload(&f.state, "core", core).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("core WebAssembly module, not a component"),
+        "{body}"
+    );
+    let (status, body) = upload(&f.state, "big", vec![0; (4 << 20) + 10]).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("more than the 4194304 bytes allowed"),
+        "{body}"
+    );
+    let (status, body) = upload(&f.state, "no%20spaces", b"\0asm".to_vec()).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("module name `no spaces`"),
+        "{body}"
+    );
+    let (status, body) = call(&f.state, "POST", "/api/v1/modules", Body::from("x"), None).await;
+    assert_eq!(
+        (status, body["error"].as_str().unwrap()),
+        (
+            StatusCode::BAD_REQUEST,
+            "name the module: POST /api/v1/modules?name=NAME"
+        )
+    );
+    let form = Request::post("/api/v1/modules?name=x")
+        .header("content-type", "multipart/form-data; boundary=b");
+    assert_eq!(
+        send(&f.state, form.body(Body::from("--b--")).unwrap())
+            .await
+            .0,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE
+    );
+
+    let (_, listed) = get_json(&f.state, "/api/v1/modules").await;
+    let names: Vec<&str> = listed["modules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["test_guest", "tz"]);
+    let (status, one) = get_json(&f.state, "/api/v1/modules/tz").await;
+    assert_eq!(
+        (status, one["versions"].as_array().unwrap().len()),
+        (StatusCode::OK, 1)
+    );
+    let (status, missing) = get_json(&f.state, "/api/v1/modules/nope").await;
+    assert_eq!(
+        (status, missing["error"].as_str().unwrap()),
+        (StatusCode::NOT_FOUND, "no module is called `nope`")
+    );
+}
+
+#[tokio::test]
+async fn changes_need_the_token_when_one_is_set() {
+    let f = fixture(Some("s3cret"), 64 << 20);
+    let (_, info) = get_json(&f.state, "/api/v1/info").await;
+    assert_eq!(info["auth_required"], json!(true));
+    let (status, body) = call(
+        &f.state,
+        "POST",
+        "/api/v1/pipelines/unify/pause",
+        Body::empty(),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("Authorization: Bearer"),
+        "{body}"
+    );
+    let (status, _) = call(
+        &f.state,
+        "POST",
+        "/api/v1/pipelines/unify/pause",
+        Body::empty(),
+        Some("guess"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(!f.pipeline.paused.load(Relaxed));
+    let (status, body) = call(
+        &f.state,
+        "POST",
+        "/api/v1/pipelines/unify/pause",
+        Body::empty(),
+        Some("s3cret"),
+    )
+    .await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (StatusCode::OK, Some("starting"))
+    );
+    assert!(f.pipeline.paused.load(Relaxed));
+    // Reading needs no token.
+    assert_eq!(get(&f.state, "/api/v1/pipelines").await.0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn deploy_roll_back_pause_and_resume() {
+    let f = running();
+    let state = &f.state;
+    upload(state, "test_guest", guest_bytes("pii_stripper")).await;
+    let (_, pipelines) = get_json(state, "/api/v1/pipelines").await;
+    let slot = &pipelines["pipelines"][0]["slots"][0];
+    assert_eq!(
+        (
+            slot["module"].as_str(),
+            slot["version"].as_u64(),
+            slot["can_rollback"].as_bool()
+        ),
+        (Some("test_guest"), Some(1), Some(false))
+    );
+
+    let deploy = |body: Value| Body::from(body.to_string());
+    let (status, p) = call(
+        state,
+        "PUT",
+        "/api/v1/pipelines/unify/transforms/0",
+        deploy(json!({"module": "test_guest", "version": 2})),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{p}");
+    assert_eq!(
+        (
+            p["slots"][0]["version"].as_u64(),
+            p["slots"][0]["can_rollback"].as_bool()
+        ),
+        (Some(2), Some(true))
+    );
+    assert_eq!(f.pipeline.deployed.current().1[0].version, 2);
+
+    // A module that does not start is refused, and the running one stays.
+    let bad = json!({"module": "test_guest", "version": 1, "config": {"init_error": "no thanks"}});
+    let (status, body) = call(
+        state,
+        "PUT",
+        "/api/v1/pipelines/unify/transforms/0",
+        deploy(bad),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("test_guest version 1 did not start, so the running version stays"),
+        "{body}"
+    );
+    assert!(
+        body["error"].as_str().unwrap().contains("no thanks"),
+        "{body}"
+    );
+    assert_eq!(f.pipeline.deployed.current().1[0].version, 2);
+
+    for (path, body, status, error) in [
+        (
+            "/api/v1/pipelines/nope/transforms/0",
+            json!({"module": "test_guest"}),
+            StatusCode::NOT_FOUND,
+            "no pipeline is called `nope`",
+        ),
+        (
+            "/api/v1/pipelines/unify/transforms/3",
+            json!({"module": "test_guest"}),
+            StatusCode::NOT_FOUND,
+            "pipeline `unify` has 1 transform slot(s), numbered from 0: there is no slot 3",
+        ),
+        (
+            "/api/v1/pipelines/unify/transforms/x",
+            json!({"module": "test_guest"}),
+            StatusCode::BAD_REQUEST,
+            "the transform index must be a non-negative integer, not `x`",
+        ),
+        (
+            "/api/v1/pipelines/unify/transforms/0",
+            json!({"module": "test_guest", "version": 9}),
+            StatusCode::NOT_FOUND,
+            "module `test_guest` has no version 9 (latest: 2)",
+        ),
+    ] {
+        let (got, answer) = call(state, "PUT", path, deploy(body), None).await;
+        assert_eq!(
+            (got, answer["error"].as_str().unwrap()),
+            (status, error),
+            "{path}"
+        );
+    }
+    let (status, body) = call(
+        state,
+        "PUT",
+        "/api/v1/pipelines/unify/transforms/0",
+        Body::from("{\"modul\": 1}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("unknown field `modul`"),
+        "{body}"
+    );
+
+    let (status, p) = call(
+        state,
+        "POST",
+        "/api/v1/pipelines/unify/transforms/0/rollback",
+        Body::empty(),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, p["slots"][0]["version"].as_u64()),
+        (StatusCode::OK, Some(1))
+    );
+    let (status, body) = call(
+        state,
+        "POST",
+        "/api/v1/pipelines/unify/transforms/0/rollback",
+        Body::empty(),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(
+        body["error"],
+        "slot 0 of pipeline `unify` has no earlier version to roll back to"
+    );
+
+    let (_, p) = call(
+        state,
+        "POST",
+        "/api/v1/pipelines/unify/pause",
+        Body::empty(),
+        None,
+    )
+    .await;
+    assert_eq!(p["status"], "paused");
+    let (_, p) = call(
+        state,
+        "POST",
+        "/api/v1/pipelines/unify/resume",
+        Body::empty(),
+        None,
+    )
+    .await;
+    assert_eq!(p["status"], "running");
+}
+
+#[tokio::test]
+async fn deployments_survive_a_restart() {
+    let f = running();
+    upload(&f.state, "test_guest", guest_bytes("pii_stripper")).await;
+    let body = Body::from(json!({"module": "test_guest", "version": 2}).to_string());
+    assert_eq!(
+        call(
+            &f.state,
+            "PUT",
+            "/api/v1/pipelines/unify/transforms/0",
+            body,
+            None
+        )
+        .await
+        .0,
+        StatusCode::OK
+    );
+    call(
+        &f.state,
+        "POST",
+        "/api/v1/pipelines/unify/pause",
+        Body::empty(),
+        None,
+    )
+    .await;
+
+    // A second runtime over the same state directory and configuration file.
+    let text = format!(
+        "[[pipeline]]\nname = \"unify\"\ninputs = [\"a\"]\noutputs = [\"b\"]\n[[pipeline.transform]]\nmodule = {:?}\n",
+        guest_path("test_guest")
+    );
+    let config = Config::parse(&text).unwrap();
+    let control = ControlPlane::open(
+        f._dir.path(),
+        Engine::new(Limits::default()).unwrap(),
+        64 << 20,
+    )
+    .unwrap();
+    let stages = control
+        .stages_for(0, &config.pipeline[0], &Tables::default())
+        .unwrap();
+    assert_eq!(
+        (stages[0].name.as_str(), stages[0].version),
+        ("test_guest", 2)
+    );
+    let pipeline = Arc::new(PipelineShared::new(
+        &config.pipeline[0],
+        Tables::default(),
+        stages,
+    ));
+    control.attach(vec![pipeline.clone()]);
+    assert!(pipeline.paused.load(Relaxed));
+    assert!(control.can_roll_back("unify", 0));
+}
+
+#[tokio::test]
+async fn try_runs_a_version_on_sample_records() {
+    let f = running();
+    upload(&f.state, "tz", guest_bytes("tz_normaliser")).await;
+    let records = json!({"records": [
+        "{\"date\": \"2024-02-05 10:01:52.884548 -0500\", \"message\": \"0\"}",
+        {"date": "yesterday"},
+    ], "config": {"unit": "s"}});
+    let (status, body) = call(
+        &f.state,
+        "POST",
+        "/api/v1/modules/tz/versions/1/try",
+        Body::from(records.to_string()),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let results = body["results"].as_array().unwrap();
+    assert_eq!(
+        results[0]["outputs"][0]["value"],
+        "{\"timestamp\":1707145312.884548,\"message\":\"0\"}"
+    );
+    assert_eq!(results[0]["error"], Value::Null);
+    assert_eq!(results[1]["outputs"], json!([]));
+    assert!(
+        results[1]["error"].as_str().unwrap().contains("yesterday"),
+        "{body}"
+    );
+
+    let bad = json!({"records": [], "config": {"unit": "fortnights"}});
+    let (status, body) = call(
+        &f.state,
+        "POST",
+        "/api/v1/modules/tz/versions/1/try",
+        Body::from(bad.to_string()),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        body["error"].as_str().unwrap().contains("fortnights"),
+        "{body}"
+    );
+    let (status, _) = call(
+        &f.state,
+        "POST",
+        "/api/v1/modules/tz/versions/2/try",
+        Body::from("{\"records\": []}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn the_live_feed_sends_stats_events() {
+    let f = running();
+    f.pipeline.metrics.records_in.store(500, Relaxed);
+    let response = app(f.state.clone())
+        .oneshot(Request::get("/api/v1/events").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let mut body = response.into_body().into_data_stream();
+    let mut text = String::new();
+    while !text.contains("\"pipelines\":[{") {
+        use futures::StreamExt;
+        let chunk = tokio::time::timeout(std::time::Duration::from_secs(5), body.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(text.starts_with("event: stats\ndata: {\"time\":"), "{text}");
+    assert!(
+        text.contains("\"name\":\"unify\",\"status\":\"running\""),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn dead_letters_without_kafka_are_empty_and_openapi_lists_every_route() {
+    let f = running();
+    let (status, body) = get_json(&f.state, "/api/v1/pipelines/unify/dead-letters").await;
+    assert_eq!(
+        (status, body),
+        (
+            StatusCode::OK,
+            json!({"topic": "unified.dlq", "records": []})
+        )
+    );
+    let (status, doc) = get_json(&f.state, "/api/v1/openapi.json").await;
+    assert_eq!(status, StatusCode::OK);
+    let paths: Vec<&String> = doc["paths"].as_object().unwrap().keys().collect();
+    for route in [
+        "/info",
+        "/modules",
+        "/modules/{name}",
+        "/modules/{name}/versions/{version}/try",
+        "/pipelines",
+        "/pipelines/{pipeline}",
+        "/pipelines/{pipeline}/transforms/{index}",
+        "/pipelines/{pipeline}/transforms/{index}/rollback",
+        "/pipelines/{pipeline}/pause",
+        "/pipelines/{pipeline}/resume",
+        "/pipelines/{pipeline}/dead-letters",
+        "/events",
+    ] {
+        assert!(
+            paths.iter().any(|p| *p == route),
+            "{route} is not documented"
+        );
+    }
+    let (status, body) = get(&f.state, "/").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("<title>"), "{body}");
 }

@@ -1,6 +1,10 @@
 //! The `sluice` command line.
 
+pub mod client;
+pub mod gen_cmd;
+pub mod peek;
 pub mod run;
+pub mod scaffold;
 pub mod try_cmd;
 
 use clap::{Parser, Subcommand};
@@ -26,6 +30,21 @@ pub enum Command {
     /// Run a transform over records without Kafka: one record value per input line.
     #[command(after_help = try_cmd::EXAMPLES)]
     Try(try_cmd::TryArgs),
+    /// Send realistic test traffic (seed scenarios) to Kafka.
+    #[command(after_help = gen_cmd::EXAMPLES)]
+    Gen(gen_cmd::GenArgs),
+    /// Show records of a topic as a table, CSV or JSON lines.
+    #[command(after_help = peek::EXAMPLES)]
+    Peek(peek::PeekArgs),
+    /// List and upload modules of a running runtime (through its HTTP API).
+    #[command(after_help = client::MODULES_EXAMPLES)]
+    Modules(client::ModulesArgs),
+    /// Deploy a module version into a running pipeline, or roll back (through its HTTP API).
+    #[command(after_help = client::DEPLOY_EXAMPLES)]
+    Deploy(client::DeployArgs),
+    /// Work on transforms: `sluice transform new NAME` scaffolds a transform crate.
+    #[command(after_help = scaffold::EXAMPLES)]
+    Transform(scaffold::TransformArgs),
 }
 
 /// Parses `KEY=VALUE`.

@@ -1,7 +1,8 @@
 //! `sluice run`: the main job.
 
-use crate::api::{AppState, PipelineView};
+use crate::api::AppState;
 use crate::config::{Config, Scalar};
+use crate::control::ControlPlane;
 use crate::engine::{Engine, Limits};
 use crate::pipeline::{self, metrics::Status};
 use anyhow::Context;
@@ -18,6 +19,9 @@ Examples:
   sluice run --config sluice.toml --bootstrap-servers kafka-1:9092,kafka-2:9092
   SLUICE_BOOTSTRAP_SERVERS=127.0.0.1:9092 sluice run -c sluice.toml
   sluice run --config sluice.toml --check      # validate the file and the modules, then exit
+  sluice run --config sluice.toml --state-dir /var/lib/sluice
+
+The dashboard and the API are served on [api] listen (default http://127.0.0.1:8080/).
 
 SIGTERM or SIGINT drains in-flight batches, commits, and exits 0.";
 
@@ -30,6 +34,9 @@ pub struct RunArgs {
     /// Kafka bootstrap servers, overriding `bootstrap.servers` in the file.
     #[arg(long, env = "SLUICE_BOOTSTRAP_SERVERS", value_name = "HOST:PORT,...")]
     pub bootstrap_servers: Option<String>,
+    /// Where uploaded modules and deployments are kept, overriding `state_dir` in the file.
+    #[arg(long, env = "SLUICE_STATE_DIR", value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
     /// Check the configuration and load every module, then exit.
     #[arg(long)]
     pub check: bool,
@@ -39,7 +46,10 @@ pub struct RunArgs {
 pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     let mut config = Config::load(&args.config)?;
     if let Some(servers) = args.bootstrap_servers {
-        config.kafka.common.insert("bootstrap.servers".into(), Scalar(servers));
+        config
+            .kafka
+            .common
+            .insert("bootstrap.servers".into(), Scalar(servers));
     }
     let limits = Limits {
         memory_bytes: config.limits.memory_mb as usize * 1024 * 1024,
@@ -50,21 +60,42 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
         for (index, p) in config.pipeline.iter().enumerate() {
             pipeline::load_stages(&engine, index, p, &pipeline::declared_tables(p))?;
         }
-        println!("{}: OK ({} pipelines)", args.config.display(), config.pipeline.len());
+        println!(
+            "{}: OK ({} pipelines)",
+            args.config.display(),
+            config.pipeline.len()
+        );
         return Ok(0);
     }
 
+    let state_dir = args
+        .state_dir
+        .or(config.state_dir.clone())
+        .context("no state directory")?;
+    let max_module_bytes = config.api.max_module_mb as usize * 1024 * 1024;
+    let control = Arc::new(
+        ControlPlane::open(&state_dir, engine.clone(), max_module_bytes)
+            .with_context(|| format!("state directory {}", state_dir.display()))?,
+    );
     let stop = Arc::new(AtomicBool::new(false));
-    let pipelines = pipeline::start_all(&config, &engine, stop.clone())?;
+    let pipelines = pipeline::start_all(&config, &engine, stop.clone(), |index, p, tables| {
+        control.stages_for(index, p, tables)
+    })?;
     for p in &pipelines {
-        tracing::info!(pipeline = %p.metrics.name, "pipeline started");
+        tracing::info!(pipeline = %p.shared.name, "pipeline started");
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
-    let views: Vec<PipelineView> = pipelines
-        .iter()
-        .map(|p| PipelineView { metrics: p.metrics.clone(), tables: p.tables.clone(), stages: p.stages.clone() })
-        .collect();
-    let state = AppState { pipelines: Arc::new(views) };
+    control.attach(pipelines.iter().map(|p| p.shared.clone()).collect());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let state = runtime.block_on(async {
+        AppState::new(
+            control,
+            config.api.token.clone(),
+            Some(config.kafka.clone()),
+        )
+    });
     let (stop_api, api_stopped) = tokio::sync::oneshot::channel::<()>();
     let api = runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(config.api.listen)
@@ -76,8 +107,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
         })))
     })?;
     runtime.block_on(async {
-        let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .context("cannot listen for SIGTERM")?;
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .context("cannot listen for SIGTERM")?;
         let mut tick = tokio::time::interval(Duration::from_millis(200));
         loop {
             tokio::select! {
@@ -96,15 +128,18 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     let deadline = Instant::now() + Duration::from_millis(config.shutdown_timeout_ms);
     while !pipelines.iter().all(|p| p.is_finished()) {
         if Instant::now() > deadline {
-            tracing::error!("graceful stop took longer than {} ms; exiting without it", config.shutdown_timeout_ms);
+            tracing::error!(
+                "graceful stop took longer than {} ms; exiting without it",
+                config.shutdown_timeout_ms
+            );
             return Ok(1);
         }
         std::thread::sleep(Duration::from_millis(20));
     }
     let mut failed = false;
     for p in pipelines {
-        if let Status::Failed(error) = p.metrics.status() {
-            tracing::error!(pipeline = %p.metrics.name, %error, "pipeline failed");
+        if let Status::Failed(error) = p.shared.metrics.status() {
+            tracing::error!(pipeline = %p.shared.name, %error, "pipeline failed");
             failed = true;
         }
         p.join();

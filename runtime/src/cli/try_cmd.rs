@@ -1,6 +1,6 @@
 //! `sluice try`: the transform author's inner loop, without Kafka.
 
-use crate::engine::{Engine, InputBatchBuilder, Instance, Limits, OutputRef};
+use crate::engine::{Engine, InputBatchBuilder, Instance, Limits};
 use crate::tables::Tables;
 use anyhow::Context;
 use clap::Args;
@@ -60,8 +60,16 @@ pub fn run(args: TryArgs) -> anyhow::Result<i32> {
         cpu_budget: Duration::from_millis(args.cpu_budget_ms),
     };
     let engine = Engine::new(limits)?;
-    let label = args.module.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let files: Vec<(String, PathBuf)> = args.table.iter().map(|(name, file)| (name.clone(), PathBuf::from(file))).collect();
+    let label = args
+        .module
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let files: Vec<(String, PathBuf)> = args
+        .table
+        .iter()
+        .map(|(name, file)| (name.clone(), PathBuf::from(file)))
+        .collect();
     let tables = match Tables::from_files(&files, 1 << 30) {
         Ok(tables) => tables,
         Err(e) => {
@@ -103,10 +111,22 @@ pub fn run(args: TryArgs) -> anyhow::Result<i32> {
         batch.push(number as i64, None, None, Some(&line), []);
         lines.push(number + 1);
         if batch.len() >= args.batch_size as usize {
-            failed |= flush(&mut instance, &mut batch, &mut lines, &mut out, args.envelope)?;
+            failed |= flush(
+                &mut instance,
+                &mut batch,
+                &mut lines,
+                &mut out,
+                args.envelope,
+            )?;
         }
     }
-    failed |= flush(&mut instance, &mut batch, &mut lines, &mut out, args.envelope)?;
+    failed |= flush(
+        &mut instance,
+        &mut batch,
+        &mut lines,
+        &mut out,
+        args.envelope,
+    )?;
     out.flush()?;
     Ok(if failed { 1 } else { 0 })
 }
@@ -129,7 +149,7 @@ fn flush(
     for (index, line) in lines.iter().enumerate() {
         while let Some(o) = outputs.next_if(|o| o.input() == index) {
             if envelope {
-                serde_json::to_writer(&mut *out, &envelope_json(&o))?;
+                serde_json::to_writer(&mut *out, &o.to_json())?;
             } else {
                 out.write_all(o.value().unwrap_or_default())?;
             }
@@ -144,21 +164,4 @@ fn flush(
     batch.reset("try", 0);
     lines.clear();
     Ok(failed)
-}
-
-fn envelope_json(o: &OutputRef<'_>) -> serde_json::Value {
-    let bytes = |b: Option<&[u8]>| match b {
-        None => serde_json::Value::Null,
-        Some(b) => match std::str::from_utf8(b) {
-            Ok(text) => text.into(),
-            Err(_) => serde_json::json!({ "hex": b.iter().map(|x| format!("{x:02x}")).collect::<String>() }),
-        },
-    };
-    serde_json::json!({
-        "topic": bytes(o.topic()),
-        "key": bytes(o.key()),
-        "headers": o.headers().map(|(name, value)| serde_json::json!([name, bytes(value)])).collect::<Vec<_>>(),
-        "timestamp": o.timestamp(),
-        "value": bytes(o.value()),
-    })
 }

@@ -1,6 +1,8 @@
 //! Packing records into the contract's batch layout and reading outputs back out of it.
 
-use super::bindings::sluice::transform::types::{Header, InputBatch, InputRecord, OutputBatch, OutputRecord, Span};
+use super::bindings::sluice::transform::types::{
+    Header, InputBatch, InputRecord, OutputBatch, OutputRecord, Span,
+};
 use std::ops::Range;
 
 /// Builds an [`InputBatch`], reusing its buffers from one batch to the next.
@@ -81,7 +83,10 @@ impl InputBatchBuilder {
 }
 
 fn push(data: &mut Vec<u8>, bytes: &[u8]) -> Span {
-    let span = Span { start: data.len() as u32, len: bytes.len() as u32 };
+    let span = Span {
+        start: data.len() as u32,
+        len: bytes.len() as u32,
+    };
     data.extend_from_slice(bytes);
     span
 }
@@ -94,14 +99,20 @@ fn range(span: Span) -> Range<usize> {
 pub(crate) fn single(batch: &InputBatch, index: usize) -> InputBatch {
     let r = &batch.records[index];
     let mut one = InputBatchBuilder::new(&batch.topic, batch.partition);
-    let headers = &batch.headers[r.first_header as usize..(r.first_header + r.header_count) as usize];
+    let headers =
+        &batch.headers[r.first_header as usize..(r.first_header + r.header_count) as usize];
     let bytes = |span: Span| &batch.data[range(span)];
     one.push(
         r.offset,
         r.timestamp,
         r.key.map(bytes),
         r.value.map(bytes),
-        headers.iter().map(|h| (std::str::from_utf8(bytes(h.name)).unwrap_or_default(), h.value.map(bytes))),
+        headers.iter().map(|h| {
+            (
+                std::str::from_utf8(bytes(h.name)).unwrap_or_default(),
+                h.value.map(bytes),
+            )
+        }),
     );
     one.batch
 }
@@ -110,16 +121,26 @@ pub(crate) fn single(batch: &InputBatch, index: usize) -> InputBatch {
 /// outputs can never go out of bounds, and that outputs come in input order.
 pub(crate) fn validate(out: &OutputBatch, inputs: usize) -> Result<(), String> {
     let data = out.data.len();
-    let span_ok = |s: &Span| (s.start as usize).checked_add(s.len as usize).is_some_and(|end| end <= data);
+    let span_ok = |s: &Span| {
+        (s.start as usize)
+            .checked_add(s.len as usize)
+            .is_some_and(|end| end <= data)
+    };
     for h in &out.headers {
-        if !span_ok(&h.name) || !h.value.as_ref().is_none_or(span_ok) || std::str::from_utf8(&out.data[range(h.name)]).is_err() {
+        if !span_ok(&h.name)
+            || !h.value.as_ref().is_none_or(span_ok)
+            || std::str::from_utf8(&out.data[range(h.name)]).is_err()
+        {
             return Err("a header points outside the output data or has a non-UTF-8 name".into());
         }
     }
     let mut last_input = 0;
     for (i, r) in out.records.iter().enumerate() {
         if r.input as usize >= inputs {
-            return Err(format!("output {i} names input {} of a batch of {inputs}", r.input));
+            return Err(format!(
+                "output {i} names input {} of a batch of {inputs}",
+                r.input
+            ));
         }
         if r.input < last_input {
             return Err(format!("output {i} is out of input order"));
@@ -132,7 +153,10 @@ pub(crate) fn validate(out: &OutputBatch, inputs: usize) -> Result<(), String> {
         }
     }
     if let Some(e) = out.errors.iter().find(|e| e.input as usize >= inputs) {
-        return Err(format!("an error names input {} of a batch of {inputs}", e.input));
+        return Err(format!(
+            "an error names input {} of a batch of {inputs}",
+            e.input
+        ));
     }
     Ok(())
 }
@@ -140,18 +164,24 @@ pub(crate) fn validate(out: &OutputBatch, inputs: usize) -> Result<(), String> {
 /// Appends `src`'s outputs to `dst`, all attributed to input `input`.
 pub(crate) fn append(dst: &mut OutputBatch, src: OutputBatch, input: u32) {
     let (shift, header_shift) = (dst.data.len() as u32, dst.headers.len() as u32);
-    let moved = |s: Span| Span { start: s.start + shift, len: s.len };
+    let moved = |s: Span| Span {
+        start: s.start + shift,
+        len: s.len,
+    };
     dst.data.extend_from_slice(&src.data);
-    dst.headers
-        .extend(src.headers.into_iter().map(|h| Header { name: moved(h.name), value: h.value.map(moved) }));
-    dst.records.extend(src.records.into_iter().map(|r| OutputRecord {
-        input,
-        topic: r.topic.map(moved),
-        key: r.key.map(moved),
-        value: r.value.map(moved),
-        first_header: r.first_header + header_shift,
-        ..r
+    dst.headers.extend(src.headers.into_iter().map(|h| Header {
+        name: moved(h.name),
+        value: h.value.map(moved),
     }));
+    dst.records
+        .extend(src.records.into_iter().map(|r| OutputRecord {
+            input,
+            topic: r.topic.map(moved),
+            key: r.key.map(moved),
+            value: r.value.map(moved),
+            first_header: r.first_header + header_shift,
+            ..r
+        }));
 }
 
 /// Record `index` of an input batch, borrowing its bytes.
@@ -163,7 +193,10 @@ pub struct InputRef<'a> {
 impl<'a> InputRef<'a> {
     /// Record `index` of `batch`.
     pub fn new(batch: &'a InputBatch, index: usize) -> Self {
-        InputRef { batch, record: &batch.records[index] }
+        InputRef {
+            batch,
+            record: &batch.records[index],
+        }
     }
 
     fn bytes(&self, span: Span) -> &'a [u8] {
@@ -197,7 +230,12 @@ impl<'a> InputRef<'a> {
         let first = self.record.first_header as usize;
         batch.headers[first..first + self.record.header_count as usize]
             .iter()
-            .map(move |h| (std::str::from_utf8(bytes(h.name)).unwrap_or_default(), h.value.map(bytes)))
+            .map(move |h| {
+                (
+                    std::str::from_utf8(bytes(h.name)).unwrap_or_default(),
+                    h.value.map(bytes),
+                )
+            })
     }
 }
 
@@ -268,7 +306,37 @@ impl<'a> OutputRef<'a> {
         self.batch.headers[first..first + self.record.header_count as usize]
             .iter()
             // Names were checked to be UTF-8 by `validate`.
-            .map(move |h| (std::str::from_utf8(this.bytes(h.name)).unwrap_or_default(), h.value.map(|v| this.bytes(v))))
+            .map(move |h| {
+                (
+                    std::str::from_utf8(this.bytes(h.name)).unwrap_or_default(),
+                    h.value.map(|v| this.bytes(v)),
+                )
+            })
+    }
+
+    /// The output as JSON: `{"topic", "key", "headers": [[name, value], ...], "timestamp",
+    /// "value"}`, bytes as text when they are UTF-8 and as `{"hex": "..."}` otherwise.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "topic": bytes_json(self.topic()),
+            "key": bytes_json(self.key()),
+            "headers": self.headers().map(|(name, value)| serde_json::json!([name, bytes_json(value)])).collect::<Vec<_>>(),
+            "timestamp": self.timestamp(),
+            "value": bytes_json(self.value()),
+        })
+    }
+}
+
+/// Bytes as JSON: text when they are UTF-8, `{"hex": "..."}` otherwise, null when absent.
+pub fn bytes_json(bytes: Option<&[u8]>) -> serde_json::Value {
+    match bytes {
+        None => serde_json::Value::Null,
+        Some(b) => match std::str::from_utf8(b) {
+            Ok(text) => text.into(),
+            Err(_) => {
+                serde_json::json!({ "hex": b.iter().map(|x| format!("{x:02x}")).collect::<String>() })
+            }
+        },
     }
 }
 
@@ -281,23 +349,67 @@ mod tests {
     }
 
     fn output(input: u32, value: Span) -> OutputRecord {
-        OutputRecord { input, topic: None, key: None, value: Some(value), first_header: 0, header_count: 0, timestamp: None }
+        OutputRecord {
+            input,
+            topic: None,
+            key: None,
+            value: Some(value),
+            first_header: 0,
+            header_count: 0,
+            timestamp: None,
+        }
     }
 
     fn batch(records: Vec<OutputRecord>) -> OutputBatch {
-        OutputBatch { data: b"abcdef".to_vec(), headers: Vec::new(), records, errors: Vec::new() }
+        OutputBatch {
+            data: b"abcdef".to_vec(),
+            headers: Vec::new(),
+            records,
+            errors: Vec::new(),
+        }
     }
 
     #[test]
     fn hostile_outputs_are_caught_before_they_are_read() {
-        assert_eq!(validate(&batch(vec![output(0, span(0, 6)), output(1, span(2, 2))]), 2), Ok(()));
-        assert!(validate(&batch(vec![output(0, span(4, 3))]), 1).unwrap_err().contains("outside"));
-        assert!(validate(&batch(vec![output(0, span(u32::MAX, 2))]), 1).unwrap_err().contains("outside"));
-        assert!(validate(&batch(vec![output(3, span(0, 1))]), 2).unwrap_err().contains("names input 3"));
-        assert!(validate(&batch(vec![output(1, span(0, 1)), output(0, span(0, 1))]), 2).unwrap_err().contains("order"));
-        let mut bad_headers = batch(vec![OutputRecord { header_count: 1, ..output(0, span(0, 1)) }]);
+        assert_eq!(
+            validate(
+                &batch(vec![output(0, span(0, 6)), output(1, span(2, 2))]),
+                2
+            ),
+            Ok(())
+        );
+        assert!(
+            validate(&batch(vec![output(0, span(4, 3))]), 1)
+                .unwrap_err()
+                .contains("outside")
+        );
+        assert!(
+            validate(&batch(vec![output(0, span(u32::MAX, 2))]), 1)
+                .unwrap_err()
+                .contains("outside")
+        );
+        assert!(
+            validate(&batch(vec![output(3, span(0, 1))]), 2)
+                .unwrap_err()
+                .contains("names input 3")
+        );
+        assert!(
+            validate(
+                &batch(vec![output(1, span(0, 1)), output(0, span(0, 1))]),
+                2
+            )
+            .unwrap_err()
+            .contains("order")
+        );
+        let mut bad_headers = batch(vec![OutputRecord {
+            header_count: 1,
+            ..output(0, span(0, 1))
+        }]);
         assert!(validate(&bad_headers, 1).is_err());
-        bad_headers.headers.push(Header { name: span(0, 1), value: Some(span(5, 9)) });
+        bad_headers.headers.push(Header {
+            name: span(0, 1),
+            value: Some(span(5, 9)),
+        });
         assert!(validate(&bad_headers, 1).is_err());
     }
 
@@ -308,19 +420,35 @@ mod tests {
         b.push(11, Some(5), None, Some(b"v2"), [("b", None)]);
         let one = single(b.batch(), 1);
         assert_eq!(one.records.len(), 1);
-        assert_eq!((one.records[0].offset, one.records[0].timestamp, one.records[0].key.is_none()), (11, Some(5), true));
+        assert_eq!(
+            (
+                one.records[0].offset,
+                one.records[0].timestamp,
+                one.records[0].key.is_none()
+            ),
+            (11, Some(5), true)
+        );
         assert_eq!(&one.data[range(one.records[0].value.unwrap())], b"v2");
         assert_eq!(&one.data[range(one.headers[0].name)], b"b");
 
         let mut dst = batch(vec![output(0, span(0, 3))]);
         let src = OutputBatch {
             data: b"xyz".to_vec(),
-            headers: vec![Header { name: span(0, 1), value: None }],
-            records: vec![OutputRecord { header_count: 1, ..output(0, span(1, 2)) }],
+            headers: vec![Header {
+                name: span(0, 1),
+                value: None,
+            }],
+            records: vec![OutputRecord {
+                header_count: 1,
+                ..output(0, span(1, 2))
+            }],
             errors: Vec::new(),
         };
         append(&mut dst, src, 4);
-        let appended = OutputRef { batch: &dst, record: &dst.records[1] };
+        let appended = OutputRef {
+            batch: &dst,
+            record: &dst.records[1],
+        };
         assert_eq!((appended.input(), appended.value()), (4, Some(&b"yz"[..])));
         assert_eq!(appended.headers().collect::<Vec<_>>(), vec![("x", None)]);
     }

@@ -30,7 +30,9 @@ pub struct HostState {
 /// Returned by the limiter when a guest grows its memory past the cap; recognised by
 /// [`super::instance`] to report the failure as such.
 #[derive(Debug, thiserror::Error)]
-#[error("memory limit exceeded: the transform tried to grow its memory to {desired} bytes, over the cap of {limit} bytes")]
+#[error(
+    "memory limit exceeded: the transform tried to grow its memory to {desired} bytes, over the cap of {limit} bytes"
+)]
 pub struct MemoryLimitExceeded {
     pub desired: usize,
     pub limit: usize,
@@ -47,7 +49,14 @@ impl HostState {
             .allow_udp(false)
             .allow_ip_name_lookup(false)
             .build();
-        HostState { wasi, table: ResourceTable::new(), memory_limit, label, stderr, tables }
+        HostState {
+            wasi,
+            table: ResourceTable::new(),
+            memory_limit,
+            label,
+            stderr,
+            tables,
+        }
     }
 
     /// The last lines the guest wrote to standard error, e.g. a panic message.
@@ -58,19 +67,35 @@ impl HostState {
 
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
 impl wasmtime::ResourceLimiter for HostState {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         if desired > self.memory_limit {
-            return Err(wasmtime::Error::new(MemoryLimitExceeded { desired, limit: self.memory_limit }));
+            return Err(wasmtime::Error::new(MemoryLimitExceeded {
+                desired,
+                limit: self.memory_limit,
+            }));
         }
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         Ok(desired <= 1 << 20)
     }
 }
@@ -141,7 +166,9 @@ impl StderrTail {
     }
 
     fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).trim().to_string()
+        String::from_utf8_lossy(&self.0.lock().unwrap())
+            .trim()
+            .to_string()
     }
 }
 
@@ -187,7 +214,10 @@ impl tokio::io::AsyncWrite for StderrTail {
         self.append(buf);
         std::task::Poll::Ready(Ok(buf.len()))
     }
-    fn poll_flush(self: std::pin::Pin<&mut Self>, _: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
         std::task::Poll::Ready(Ok(()))
     }
     fn poll_shutdown(

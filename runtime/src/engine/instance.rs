@@ -89,7 +89,10 @@ pub struct Processed {
 impl Processed {
     /// The outputs, in the order to write them; outputs of failed records are already removed.
     pub fn outputs(&self) -> impl Iterator<Item = OutputRef<'_>> {
-        self.output.records.iter().map(|record| OutputRef { batch: &self.output, record })
+        self.output.records.iter().map(|record| OutputRef {
+            batch: &self.output,
+            record,
+        })
     }
 
     /// The records that failed, in input order.
@@ -99,7 +102,10 @@ impl Processed {
 
     /// Every record of `batch` as its own output, unchanged: an empty chain.
     pub fn passthrough(batch: &InputBatch) -> Processed {
-        Processed { output: batch::passthrough(batch), failures: Vec::new() }
+        Processed {
+            output: batch::passthrough(batch),
+            failures: Vec::new(),
+        }
     }
 }
 
@@ -124,7 +130,16 @@ impl Instance {
         tables: Tables,
     ) -> Result<Self, InstantiateError> {
         let (store, bindings) = start(&engine, &module, &label, &config, &tables)?;
-        Ok(Instance { engine, module, label, config, tables, store, bindings, restarts: 0 })
+        Ok(Instance {
+            engine,
+            module,
+            label,
+            config,
+            tables,
+            store,
+            bindings,
+            restarts: 0,
+        })
     }
 
     /// The module this instance runs.
@@ -157,22 +172,39 @@ impl Instance {
         }
     }
 
-    fn isolate(&mut self, batch: &InputBatch, first_trap: &Trap) -> Result<Processed, InstantiateError> {
+    fn isolate(
+        &mut self,
+        batch: &InputBatch,
+        first_trap: &Trap,
+    ) -> Result<Processed, InstantiateError> {
         tracing::warn!(module = %self.label, kind = %first_trap.kind, error = %first_trap.message,
             records = batch.records.len(), "transform trapped; replaying the batch one record at a time");
         let mut merged = Processed {
-            output: OutputBatch { data: Vec::new(), headers: Vec::new(), records: Vec::new(), errors: Vec::new() },
+            output: OutputBatch {
+                data: Vec::new(),
+                headers: Vec::new(),
+                records: Vec::new(),
+                errors: Vec::new(),
+            },
             failures: Vec::new(),
         };
         for index in 0..batch.records.len() {
             match self.call(&batch::single(batch, index)) {
                 Ok(output) => {
                     let one = into_processed(output, 1);
-                    merged.failures.extend(one.failures.into_iter().map(|f| Failure { input: index, ..f }));
+                    merged.failures.extend(
+                        one.failures
+                            .into_iter()
+                            .map(|f| Failure { input: index, ..f }),
+                    );
                     batch::append(&mut merged.output, one.output, index as u32);
                 }
                 Err(trap) => {
-                    merged.failures.push(Failure { input: index, kind: trap.kind, message: trap.message });
+                    merged.failures.push(Failure {
+                        input: index,
+                        kind: trap.kind,
+                        message: trap.message,
+                    });
                     self.restart()?;
                 }
             }
@@ -181,13 +213,23 @@ impl Instance {
     }
 
     fn call(&mut self, batch: &InputBatch) -> Result<OutputBatch, Trap> {
-        self.store.set_epoch_deadline(budget_ticks(self.engine.limits().cpu_budget));
-        let result = self.bindings.sluice_transform_transform().call_process(&mut self.store, batch);
+        self.store
+            .set_epoch_deadline(budget_ticks(self.engine.limits().cpu_budget));
+        let result = self
+            .bindings
+            .sluice_transform_transform()
+            .call_process(&mut self.store, batch);
         result.map_err(|e| classify(e, &self.store, &self.engine))
     }
 
     fn restart(&mut self) -> Result<(), InstantiateError> {
-        let (store, bindings) = start(&self.engine, &self.module, &self.label, &self.config, &self.tables)?;
+        let (store, bindings) = start(
+            &self.engine,
+            &self.module,
+            &self.label,
+            &self.config,
+            &self.tables,
+        )?;
         self.store = store;
         self.bindings = bindings;
         self.restarts += 1;
@@ -217,7 +259,10 @@ fn start(
         Ok(bindings) => bindings,
         Err(e) => return Err(trap(e, &store)),
     };
-    match bindings.sluice_transform_transform().call_init(&mut store, config) {
+    match bindings
+        .sluice_transform_transform()
+        .call_init(&mut store, config)
+    {
         Ok(Ok(())) => Ok((store, bindings)),
         Ok(Err(message)) => Err(InstantiateError::Init(message)),
         Err(e) => Err(trap(e, &store)),
@@ -226,7 +271,10 @@ fn start(
 
 fn classify(error: wasmtime::Error, store: &Store<HostState>, engine: &Engine) -> Trap {
     if let Some(limit) = error.downcast_ref::<MemoryLimitExceeded>() {
-        return Trap { kind: FailureKind::MemoryLimit, message: limit.to_string() };
+        return Trap {
+            kind: FailureKind::MemoryLimit,
+            message: limit.to_string(),
+        };
     }
     let stderr = store.data().stderr_tail();
     match error.downcast_ref::<wasmtime::Trap>() {
@@ -239,28 +287,49 @@ fn classify(error: wasmtime::Error, store: &Store<HostState>, engine: &Engine) -
         },
         Some(wasmtime::Trap::UnreachableCodeReached) if !stderr.is_empty() => {
             // Rust guests abort with `unreachable` after printing the panic message.
-            let message = stderr.lines().filter(|l| !l.trim().is_empty()).collect::<Vec<_>>().join(" | ");
-            Trap { kind: FailureKind::Panic, message: format!("transform panicked: {message}") }
+            let message = stderr
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .collect::<Vec<_>>()
+                .join(" | ");
+            Trap {
+                kind: FailureKind::Panic,
+                message: format!("transform panicked: {message}"),
+            }
         }
-        Some(trap) => Trap { kind: FailureKind::Trap, message: format!("transform trapped: {trap}") },
-        None => Trap { kind: FailureKind::Trap, message: format!("transform failed: {error:#}") },
+        Some(trap) => Trap {
+            kind: FailureKind::Trap,
+            message: format!("transform trapped: {trap}"),
+        },
+        None => Trap {
+            kind: FailureKind::Trap,
+            message: format!("transform failed: {error:#}"),
+        },
     }
 }
 
 fn into_processed(mut output: OutputBatch, inputs: usize) -> Processed {
     if let Err(why) = batch::validate(&output, inputs) {
-        let trap = Trap { kind: FailureKind::Malformed, message: format!("transform returned a malformed batch: {why}") };
+        let trap = Trap {
+            kind: FailureKind::Malformed,
+            message: format!("transform returned a malformed batch: {why}"),
+        };
         return failed_batch(&trap, inputs);
     }
     let mut failures: Vec<Failure> = std::mem::take(&mut output.errors)
         .into_iter()
-        .map(|e| Failure { input: e.input as usize, kind: FailureKind::Rejected, message: e.message })
+        .map(|e| Failure {
+            input: e.input as usize,
+            kind: FailureKind::Rejected,
+            message: e.message,
+        })
         .collect();
     failures.sort_by_key(|f| f.input);
     failures.dedup_by_key(|f| f.input);
     if !failures.is_empty() {
         // A failed record's outputs are never written.
-        let failed: std::collections::HashSet<u32> = failures.iter().map(|f| f.input as u32).collect();
+        let failed: std::collections::HashSet<u32> =
+            failures.iter().map(|f| f.input as u32).collect();
         output.records.retain(|r| !failed.contains(&r.input));
     }
     Processed { output, failures }
@@ -268,7 +337,18 @@ fn into_processed(mut output: OutputBatch, inputs: usize) -> Processed {
 
 fn failed_batch(trap: &Trap, inputs: usize) -> Processed {
     Processed {
-        output: OutputBatch { data: Vec::new(), headers: Vec::new(), records: Vec::new(), errors: Vec::new() },
-        failures: (0..inputs).map(|input| Failure { input, kind: trap.kind, message: trap.message.clone() }).collect(),
+        output: OutputBatch {
+            data: Vec::new(),
+            headers: Vec::new(),
+            records: Vec::new(),
+            errors: Vec::new(),
+        },
+        failures: (0..inputs)
+            .map(|input| Failure {
+                input,
+                kind: trap.kind,
+                message: trap.message.clone(),
+            })
+            .collect(),
     }
 }

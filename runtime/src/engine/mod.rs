@@ -9,14 +9,14 @@ mod batch;
 mod host;
 mod instance;
 
-pub use batch::{InputBatchBuilder, InputRef, OutputRef};
+pub use batch::{InputBatchBuilder, InputRef, OutputRef, bytes_json};
 pub use instance::{Failure, FailureKind, Instance, InstantiateError, Processed};
 
 use crate::tables::Tables;
 use host::HostState;
 use sha2::{Digest, Sha256};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use wasmtime::component::{Component, Linker, types::ComponentItem};
 
@@ -46,7 +46,10 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { memory_bytes: 64 << 20, cpu_budget: Duration::from_secs(2) }
+        Limits {
+            memory_bytes: 64 << 20,
+            cpu_budget: Duration::from_secs(2),
+        }
     }
 }
 
@@ -70,7 +73,9 @@ pub enum LoadError {
     #[error("not a valid WebAssembly component: {0}")]
     Invalid(String),
     /// A component for another version of the contract.
-    #[error("the component targets {found}, but this runtime implements {CONTRACT}; rebuild it against sluice-sdk {expected_sdk}")]
+    #[error(
+        "the component targets {found}, but this runtime implements {CONTRACT}; rebuild it against sluice-sdk {expected_sdk}"
+    )]
     WrongVersion {
         /// The export found, with its version.
         found: String,
@@ -102,11 +107,16 @@ pub struct Module {
     pub sha256: String,
     /// Size of the component's bytes.
     pub size: usize,
+    /// Names of the component's exports, e.g. `sluice:transform/transform@0.1.0`.
+    pub exports: Vec<String>,
 }
 
 impl std::fmt::Debug for Module {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Module").field("sha256", &self.sha256).field("size", &self.size).finish()
+        f.debug_struct("Module")
+            .field("sha256", &self.sha256)
+            .field("size", &self.size)
+            .finish()
     }
 }
 
@@ -138,9 +148,17 @@ impl Engine {
         let engine = wasmtime::Engine::new(&config)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
-        bindings::Transformer::add_to_linker::<_, wasmtime::component::HasSelf<HostState>>(&mut linker, |s| s)?;
+        bindings::Transformer::add_to_linker::<_, wasmtime::component::HasSelf<HostState>>(
+            &mut linker,
+            |s| s,
+        )?;
         let ticker = EpochTicker::start(&engine);
-        Ok(Engine { engine, linker: Arc::new(linker), limits, _ticker: ticker })
+        Ok(Engine {
+            engine,
+            linker: Arc::new(linker),
+            limits,
+            _ticker: ticker,
+        })
     }
 
     /// The limits every instance gets.
@@ -151,32 +169,62 @@ impl Engine {
     /// Validates and compiles a transform component.
     pub fn load(&self, bytes: &[u8]) -> Result<Module, LoadError> {
         check_header(bytes)?;
-        let component = Component::new(&self.engine, bytes).map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
+        let component = Component::new(&self.engine, bytes)
+            .map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
         let ty = component.component_type();
         if let Some((name, _)) = ty.imports(&self.engine).find(|(name, _)| !is_granted(name)) {
             return Err(LoadError::UnsupportedImport(format!("`{name}`")));
         }
-        self.check_exports(&component)?;
-        let instance_pre =
-            self.linker.instantiate_pre(&component).map_err(|e| LoadError::UnsupportedImport(format!("{e:#}")))?;
-        let pre = bindings::TransformerPre::new(instance_pre).map_err(|e| LoadError::BadExport(format!("{e:#}")))?;
-        Ok(Module { pre, sha256: hex_sha256(bytes), size: bytes.len() })
+        let exports = self.check_exports(&component)?;
+        let instance_pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| LoadError::UnsupportedImport(format!("{e:#}")))?;
+        let pre = bindings::TransformerPre::new(instance_pre)
+            .map_err(|e| LoadError::BadExport(format!("{e:#}")))?;
+        Ok(Module {
+            pre,
+            sha256: hex_sha256(bytes),
+            size: bytes.len(),
+            exports,
+        })
     }
 
-    fn check_exports(&self, component: &Component) -> Result<(), LoadError> {
+    /// Checks that `component` exports the contract's interface; returns the names it exports.
+    fn check_exports(&self, component: &Component) -> Result<Vec<String>, LoadError> {
         let ty = component.component_type();
         let exports: Vec<(String, bool)> = ty
             .exports(&self.engine)
-            .map(|(name, item)| (name.to_string(), matches!(item.ty, ComponentItem::ComponentInstance(_))))
+            .map(|(name, item)| {
+                (
+                    name.to_string(),
+                    matches!(item.ty, ComponentItem::ComponentInstance(_)),
+                )
+            })
             .collect();
-        if exports.iter().any(|(name, is_instance)| name == EXPORT && *is_instance) {
-            return Ok(());
+        if exports
+            .iter()
+            .any(|(name, is_instance)| name == EXPORT && *is_instance)
+        {
+            return Ok(exports.into_iter().map(|(name, _)| name).collect());
         }
-        if let Some((found, _)) = exports.iter().find(|(name, _)| name.starts_with("sluice:transform/transform@")) {
-            return Err(LoadError::WrongVersion { found: found.clone(), expected_sdk: env!("CARGO_PKG_VERSION") });
+        if let Some((found, _)) = exports
+            .iter()
+            .find(|(name, _)| name.starts_with("sluice:transform/transform@"))
+        {
+            return Err(LoadError::WrongVersion {
+                found: found.clone(),
+                expected_sdk: env!("CARGO_PKG_VERSION"),
+            });
         }
         let names: Vec<&str> = exports.iter().map(|(n, _)| n.as_str()).collect();
-        Err(LoadError::WrongWorld { exports: if names.is_empty() { "nothing".into() } else { names.join(", ") } })
+        Err(LoadError::WrongWorld {
+            exports: if names.is_empty() {
+                "nothing".into()
+            } else {
+                names.join(", ")
+            },
+        })
     }
 
     /// Creates an instance of `module`, granted `tables`, and calls its `init` with `config`.
@@ -187,7 +235,13 @@ impl Engine {
         config: &[(String, String)],
         tables: &Tables,
     ) -> Result<Instance, InstantiateError> {
-        Instance::new(self.clone(), module.clone(), label.to_string(), config.to_vec(), tables.clone())
+        Instance::new(
+            self.clone(),
+            module.clone(),
+            label.to_string(),
+            config.to_vec(),
+            tables.clone(),
+        )
     }
 
     pub(crate) fn wasmtime(&self) -> &wasmtime::Engine {
@@ -199,13 +253,17 @@ impl Engine {
 /// files, sockets, environment or clock.
 fn is_granted(import: &str) -> bool {
     import.starts_with("wasi:")
-        || ["log", "tables", "types"].iter().any(|i| import == format!("sluice:transform/{i}@0.1.0"))
+        || ["log", "tables", "types"]
+            .iter()
+            .any(|i| import == format!("sluice:transform/{i}@0.1.0"))
 }
 
 fn check_header(bytes: &[u8]) -> Result<(), LoadError> {
     if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
         let start = &bytes[..bytes.len().min(8)];
-        return Err(LoadError::NotWasm(String::from_utf8_lossy(start).into_owned()));
+        return Err(LoadError::NotWasm(
+            String::from_utf8_lossy(start).into_owned(),
+        ));
     }
     // Bytes 4..8 are the version (core modules: 1) and the layer (components: 1).
     if bytes[4..8] == [1, 0, 0, 0] {
@@ -214,8 +272,11 @@ fn check_header(bytes: &[u8]) -> Result<(), LoadError> {
     Ok(())
 }
 
-fn hex_sha256(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+pub(crate) fn hex_sha256(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Advances the engine's epoch every [`EPOCH_TICK`], so that `set_epoch_deadline` enforces CPU
@@ -256,4 +317,4 @@ fn budget_ticks(budget: Duration) -> u64 {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -5,11 +5,18 @@ use std::path::PathBuf;
 
 /// The bytes of a guest built for wasm32-wasip2 (`make wasm`).
 pub(crate) fn guest_bytes(name: &str) -> Vec<u8> {
-    let dir = std::env::var_os("SLUICE_WASM_DIR").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/wasm32-wasip2/release")
-    });
+    let dir = std::env::var_os("SLUICE_WASM_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/wasm32-wasip2/release")
+        });
     let path = dir.join(format!("{name}.wasm"));
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}; build the guests first with `make wasm`", path.display()))
+    std::fs::read(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; build the guests first with `make wasm`",
+            path.display()
+        )
+    })
 }
 
 fn engine(limits: Limits) -> Engine {
@@ -18,20 +25,38 @@ fn engine(limits: Limits) -> Engine {
 
 fn test_guest(engine: &Engine, config: &[(&str, &str)]) -> Instance {
     let module = engine.load(&guest_bytes("test_guest")).unwrap();
-    let config: Vec<(String, String)> = config.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-    engine.instantiate(&module, "test_guest", &config, &Tables::default()).unwrap()
+    let config: Vec<(String, String)> = config
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    engine
+        .instantiate(&module, "test_guest", &config, &Tables::default())
+        .unwrap()
 }
 
 fn batch(values: &[&str]) -> InputBatchBuilder {
     let mut b = InputBatchBuilder::new("in", 0);
     for (i, v) in values.iter().enumerate() {
-        b.push(i as i64, Some(1_000 + i as i64), Some(format!("k{i}").as_bytes()), Some(v.as_bytes()), [("h", Some(&b"v"[..]))]);
+        b.push(
+            i as i64,
+            Some(1_000 + i as i64),
+            Some(format!("k{i}").as_bytes()),
+            Some(v.as_bytes()),
+            [("h", Some(&b"v"[..]))],
+        );
     }
     b
 }
 
 fn values(p: &Processed) -> Vec<(usize, String)> {
-    p.outputs().map(|o| (o.input(), String::from_utf8(o.value().unwrap().to_vec()).unwrap())).collect()
+    p.outputs()
+        .map(|o| {
+            (
+                o.input(),
+                String::from_utf8(o.value().unwrap().to_vec()).unwrap(),
+            )
+        })
+        .collect()
 }
 
 #[test]
@@ -40,11 +65,17 @@ fn passthrough_keeps_values_keys_headers_and_timestamps() {
     let mut instance = test_guest(&engine, &[]);
     let b = batch(&["a", "b", "c"]);
     let p = instance.process(b.batch()).unwrap();
-    assert_eq!(values(&p), vec![(0, "a".into()), (1, "b".into()), (2, "c".into())]);
+    assert_eq!(
+        values(&p),
+        vec![(0, "a".into()), (1, "b".into()), (2, "c".into())]
+    );
     let first = p.outputs().next().unwrap();
     assert_eq!(first.key(), Some(&b"k0"[..]));
     assert_eq!(first.timestamp(), Some(1_000));
-    assert_eq!(first.headers().collect::<Vec<_>>(), vec![("h", Some(&b"v"[..]))]);
+    assert_eq!(
+        first.headers().collect::<Vec<_>>(),
+        vec![("h", Some(&b"v"[..]))]
+    );
     assert_eq!(first.topic(), None);
     assert!(p.failures().is_empty());
 }
@@ -53,11 +84,17 @@ fn passthrough_keeps_values_keys_headers_and_timestamps() {
 fn a_rejected_record_fails_alone() {
     let engine = engine(Limits::default());
     let mut instance = test_guest(&engine, &[("fail_on", "bad")]);
-    let p = instance.process(batch(&["ok", "bad", "fine"]).batch()).unwrap();
+    let p = instance
+        .process(batch(&["ok", "bad", "fine"]).batch())
+        .unwrap();
     assert_eq!(values(&p), vec![(0, "ok".into()), (2, "fine".into())]);
     assert_eq!(
         p.failures(),
-        &[Failure { input: 1, kind: FailureKind::Rejected, message: "rejected record at offset 1".into() }]
+        &[Failure {
+            input: 1,
+            kind: FailureKind::Rejected,
+            message: "rejected record at offset 1".into()
+        }]
     );
     assert_eq!(instance.restarts(), 0);
 }
@@ -66,11 +103,20 @@ fn a_rejected_record_fails_alone() {
 fn a_panic_discards_the_instance_and_only_the_culprit_fails() {
     let engine = engine(Limits::default());
     let mut instance = test_guest(&engine, &[("panic_on", "boom")]);
-    let p = instance.process(batch(&["a", "b", "boom", "d"]).batch()).unwrap();
-    assert_eq!(values(&p), vec![(0, "a".into()), (1, "b".into()), (3, "d".into())]);
+    let p = instance
+        .process(batch(&["a", "b", "boom", "d"]).batch())
+        .unwrap();
+    assert_eq!(
+        values(&p),
+        vec![(0, "a".into()), (1, "b".into()), (3, "d".into())]
+    );
     let f = &p.failures()[0];
     assert_eq!((f.input, f.kind), (2, FailureKind::Panic));
-    assert!(f.message.contains("guest panicked on purpose at offset 2"), "{}", f.message);
+    assert!(
+        f.message.contains("guest panicked on purpose at offset 2"),
+        "{}",
+        f.message
+    );
     // Once for the batch, once more when the record trapped on its own.
     assert_eq!(instance.restarts(), 2);
     // The fresh instance keeps working.
@@ -80,12 +126,19 @@ fn a_panic_discards_the_instance_and_only_the_culprit_fails() {
 
 #[test]
 fn an_infinite_loop_is_cut_by_the_cpu_budget() {
-    let limits = Limits { cpu_budget: Duration::from_millis(200), ..Limits::default() };
+    let limits = Limits {
+        cpu_budget: Duration::from_millis(200),
+        ..Limits::default()
+    };
     let engine = engine(limits);
     let mut instance = test_guest(&engine, &[("loop_on", "spin")]);
     let started = std::time::Instant::now();
     let p = instance.process(batch(&["a", "spin"]).batch()).unwrap();
-    assert!(started.elapsed() < Duration::from_secs(10), "budget not enforced: {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "budget not enforced: {:?}",
+        started.elapsed()
+    );
     assert_eq!(values(&p), vec![(0, "a".into())]);
     let f = &p.failures()[0];
     assert_eq!((f.input, f.kind), (1, FailureKind::CpuBudget));
@@ -94,14 +147,21 @@ fn an_infinite_loop_is_cut_by_the_cpu_budget() {
 
 #[test]
 fn a_memory_bomb_is_stopped_by_the_cap() {
-    let limits = Limits { memory_bytes: 32 << 20, ..Limits::default() };
+    let limits = Limits {
+        memory_bytes: 32 << 20,
+        ..Limits::default()
+    };
     let engine = engine(limits);
     let mut instance = test_guest(&engine, &[("grow_on", "hog")]);
     let p = instance.process(batch(&["hog", "b"]).batch()).unwrap();
     assert_eq!(values(&p), vec![(1, "b".into())]);
     let f = &p.failures()[0];
     assert_eq!((f.input, f.kind), (0, FailureKind::MemoryLimit));
-    assert!(f.message.contains("over the cap of 33554432 bytes"), "{}", f.message);
+    assert!(
+        f.message.contains("over the cap of 33554432 bytes"),
+        "{}",
+        f.message
+    );
 }
 
 #[test]
@@ -109,20 +169,44 @@ fn init_errors_refuse_the_instance_with_the_guests_message() {
     let engine = engine(Limits::default());
     let module = engine.load(&guest_bytes("test_guest")).unwrap();
     let config = [("init_error".to_string(), "key `x` is wrong".to_string())];
-    let err = engine.instantiate(&module, "t", &config, &Tables::default()).err().unwrap();
-    assert_eq!(err.to_string(), "the transform refused its configuration: key `x` is wrong");
+    let err = engine
+        .instantiate(&module, "t", &config, &Tables::default())
+        .err()
+        .unwrap();
+    assert_eq!(
+        err.to_string(),
+        "the transform refused its configuration: key `x` is wrong"
+    );
     let config = [("nope".to_string(), "1".to_string())];
-    let err = engine.instantiate(&module, "t", &config, &Tables::default()).err().unwrap();
-    assert!(err.to_string().contains("unknown config key `nope`"), "{err}");
+    let err = engine
+        .instantiate(&module, "t", &config, &Tables::default())
+        .err()
+        .unwrap();
+    assert!(
+        err.to_string().contains("unknown config key `nope`"),
+        "{err}"
+    );
 }
 
 #[test]
 fn loading_names_what_is_wrong() {
     let engine = engine(Limits::default());
-    let load = |bytes: &[u8]| engine.load(bytes).err().map(|e| e.to_string()).unwrap_or_default();
+    let load = |bytes: &[u8]| {
+        engine
+            .load(bytes)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+    };
     assert!(load(b"hello world").starts_with("not a WebAssembly file"));
-    assert!(load(&wat::parse_str("(module)").unwrap()).starts_with("this is a core WebAssembly module, not a component"));
-    assert!(load(&wat::parse_str("(component)").unwrap()).contains("does not export `sluice:transform/transform@0.1.0`"));
+    assert!(
+        load(&wat::parse_str("(module)").unwrap())
+            .starts_with("this is a core WebAssembly module, not a component")
+    );
+    assert!(
+        load(&wat::parse_str("(component)").unwrap())
+            .contains("does not export `sluice:transform/transform@0.1.0`")
+    );
     assert!(load(&wat::parse_str("(component)").unwrap()).contains("it exports: nothing"));
 
     let other_version = r#"(component
@@ -136,7 +220,12 @@ fn loading_names_what_is_wrong() {
 
     let wrong_shape = other_version.replace("@0.2.0", "@0.1.0");
     let err = load(&wat::parse_str(&wrong_shape).unwrap());
-    assert!(err.starts_with("the component's `sluice:transform/transform@0.1.0` export does not match the contract"), "{err}");
+    assert!(
+        err.starts_with(
+            "the component's `sluice:transform/transform@0.1.0` export does not match the contract"
+        ),
+        "{err}"
+    );
 
     let greedy = r#"(component (import "evil:net/socket" (instance)))"#;
     assert_eq!(
@@ -156,9 +245,16 @@ fn the_tz_normaliser_loads_and_hashes() {
     let module = engine.load(&bytes).unwrap();
     assert_eq!(module.size, bytes.len());
     assert_eq!(module.sha256.len(), 64);
-    let mut instance = engine.instantiate(&module, "tz", &[], &Tables::default()).unwrap();
-    let p = instance
-        .process(batch(&[r#"{"date": "2024-02-05 10:01:52.884548 -0500", "message": "0"}"#]).batch())
+    let mut instance = engine
+        .instantiate(&module, "tz", &[], &Tables::default())
         .unwrap();
-    assert_eq!(values(&p), vec![(0, r#"{"timestamp":1707145312884.548,"message":"0"}"#.into())]);
+    let p = instance
+        .process(
+            batch(&[r#"{"date": "2024-02-05 10:01:52.884548 -0500", "message": "0"}"#]).batch(),
+        )
+        .unwrap();
+    assert_eq!(
+        values(&p),
+        vec![(0, r#"{"timestamp":1707145312884.548,"message":"0"}"#.into())]
+    );
 }

@@ -5,23 +5,63 @@
 //! stage fails it, or one of its outputs, none of its outputs is written.
 
 use crate::engine::{
-    Engine, FailureKind, InputBatch, InputBatchBuilder, InputRef, Instance, InstantiateError, Module, OutputRef,
-    Processed,
+    Engine, FailureKind, InputBatch, InputBatchBuilder, InputRef, Instance, InstantiateError,
+    Module, OutputRef, Processed,
 };
 use crate::tables::Tables;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
 
 /// What a pipeline slot runs: a loaded module and its configuration.
 #[derive(Debug, Clone)]
 pub struct StageSpec {
-    /// The module's name (its file name without `.wasm`).
+    /// The module's name in the module store.
     pub name: String,
-    /// A short version of the module: the start of its SHA-256.
-    pub version: String,
+    /// Its version under that name (1, 2, ...); 0 for a module loaded straight from a file.
+    pub version: u32,
     /// The compiled module.
     pub module: Module,
     /// Configuration for its `init`.
     pub config: Vec<(String, String)>,
+}
+
+/// The stages of a chain, in order.
+pub type Stages = Arc<Vec<Arc<StageSpec>>>;
+
+/// A pipeline's chain as deployed. A deploy replaces it whole and bumps the generation; each
+/// partition worker notices at its next batch boundary and switches (see [`Chain::update`]).
+#[derive(Debug)]
+pub struct Deployed {
+    generation: AtomicU64,
+    stages: Mutex<Stages>,
+}
+
+impl Deployed {
+    /// The first generation: `stages`.
+    pub fn new(stages: Vec<Arc<StageSpec>>) -> Self {
+        Deployed {
+            generation: AtomicU64::new(1),
+            stages: Mutex::new(Arc::new(stages)),
+        }
+    }
+
+    /// The current generation, cheap enough to check before every batch.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Relaxed)
+    }
+
+    /// The current stages and their generation.
+    pub fn current(&self) -> (u64, Stages) {
+        let stages = self.stages.lock().unwrap();
+        (self.generation(), stages.clone())
+    }
+
+    /// Deploys `stages`.
+    pub fn replace(&self, stages: Vec<Arc<StageSpec>>) {
+        let mut current = self.stages.lock().unwrap();
+        *current = Arc::new(stages);
+        self.generation.fetch_add(1, Relaxed);
+    }
 }
 
 /// A record that failed somewhere in the chain.
@@ -64,28 +104,86 @@ impl ChainResult {
 /// One instance of every stage, owned by a partition worker.
 pub struct Chain {
     stages: Vec<(Arc<StageSpec>, Instance)>,
+    /// The generation of [`Deployed`] these stages are.
+    generation: u64,
     outputs: Arc<Vec<String>>,
     scratch: InputBatchBuilder,
 }
 
 impl Chain {
-    /// Instantiates every stage, granting each the pipeline's `tables`.
+    /// Instantiates every stage of what `deployed` holds, granting each the pipeline's `tables`.
     pub fn new(
         engine: &Engine,
-        specs: &[Arc<StageSpec>],
+        deployed: &Deployed,
         outputs: Arc<Vec<String>>,
         tables: &Tables,
     ) -> Result<Self, InstantiateError> {
+        let (generation, specs) = deployed.current();
         let stages = specs
             .iter()
-            .map(|spec| Ok((spec.clone(), engine.instantiate(&spec.module, &spec.name, &spec.config, tables)?)))
+            .map(|spec| {
+                Ok((
+                    spec.clone(),
+                    engine.instantiate(&spec.module, &spec.name, &spec.config, tables)?,
+                ))
+            })
             .collect::<Result<_, InstantiateError>>()?;
-        Ok(Chain { stages, outputs, scratch: InputBatchBuilder::new("", 0) })
+        Ok(Chain {
+            stages,
+            generation,
+            outputs,
+            scratch: InputBatchBuilder::new("", 0),
+        })
+    }
+
+    /// Switches to what `deployed` holds if a deploy happened since; returns whether it did.
+    /// Only changed slots get new instances, each initialised before the old one is dropped; if
+    /// one cannot start, the chain keeps running what it ran and the error is returned (once per
+    /// deploy, not per batch).
+    pub fn update(
+        &mut self,
+        engine: &Engine,
+        deployed: &Deployed,
+        tables: &Tables,
+    ) -> Result<bool, InstantiateError> {
+        if deployed.generation() == self.generation {
+            return Ok(false);
+        }
+        let (generation, specs) = deployed.current();
+        self.generation = generation;
+        let mut fresh = Vec::with_capacity(specs.len());
+        for (index, spec) in specs.iter().enumerate() {
+            match self.stages.get(index) {
+                Some((running, _)) if Arc::ptr_eq(running, spec) => fresh.push(None),
+                _ => fresh.push(Some(engine.instantiate(
+                    &spec.module,
+                    &spec.name,
+                    &spec.config,
+                    tables,
+                )?)),
+            }
+        }
+        let mut old: Vec<_> = std::mem::take(&mut self.stages)
+            .into_iter()
+            .map(Some)
+            .collect();
+        self.stages = (specs.iter().zip(fresh).enumerate())
+            .map(|(index, (spec, new))| {
+                (
+                    spec.clone(),
+                    new.unwrap_or_else(|| old[index].take().expect("kept slot").1),
+                )
+            })
+            .collect();
+        Ok(true)
     }
 
     /// How many times a trap made one of its instances start afresh.
     pub fn restarts(&self) -> u64 {
-        self.stages.iter().map(|(_, instance)| instance.restarts()).sum()
+        self.stages
+            .iter()
+            .map(|(_, instance)| instance.restarts())
+            .sum()
     }
 
     /// The stage at `index`.
@@ -96,7 +194,10 @@ impl Chain {
     /// Runs `batch` through every stage.
     pub fn run(&mut self, batch: &InputBatch) -> Result<ChainResult, InstantiateError> {
         let inputs = batch.records.len();
-        let mut failures = Failures { failed: vec![false; inputs], list: Vec::new() };
+        let mut failures = Failures {
+            failed: vec![false; inputs],
+            list: Vec::new(),
+        };
         // Per record of the current stage's input: its original record and route.
         let mut origin: Vec<u32> = (0..inputs as u32).collect();
         let mut route: Vec<u16> = vec![0; inputs];
@@ -108,7 +209,10 @@ impl Chain {
             for f in processed.failures() {
                 failures.add(origin[f.input] as usize, s, f.kind, f.message.clone());
             }
-            let (mut next_origin, mut next_route) = (Vec::with_capacity(origin.len()), Vec::with_capacity(origin.len()));
+            let (mut next_origin, mut next_route) = (
+                Vec::with_capacity(origin.len()),
+                Vec::with_capacity(origin.len()),
+            );
             for o in processed.outputs() {
                 let from = origin[o.input()];
                 let to = match o.topic() {
@@ -141,7 +245,8 @@ impl Chain {
                         continue;
                     }
                     let offset = InputRef::new(batch, origin[i] as usize).offset();
-                    self.scratch.push(offset, o.timestamp(), o.key(), o.value(), o.headers());
+                    self.scratch
+                        .push(offset, o.timestamp(), o.key(), o.value(), o.headers());
                     kept_origin.push(origin[i]);
                     kept_route.push(route[i]);
                 }
@@ -149,10 +254,19 @@ impl Chain {
                 route = kept_route;
             }
         }
-        let keep = origin.iter().map(|&o| !failures.failed[o as usize]).collect();
+        let keep = origin
+            .iter()
+            .map(|&o| !failures.failed[o as usize])
+            .collect();
         let mut failures = failures.list;
         failures.sort_by_key(|f| f.input);
-        Ok(ChainResult { processed, origin, route, keep, failures })
+        Ok(ChainResult {
+            processed,
+            origin,
+            route,
+            keep,
+            failures,
+        })
     }
 }
 
@@ -166,7 +280,12 @@ impl Failures {
     fn add(&mut self, input: usize, stage: usize, kind: FailureKind, message: String) {
         if !self.failed[input] {
             self.failed[input] = true;
-            self.list.push(ChainFailure { input, stage, kind, message });
+            self.list.push(ChainFailure {
+                input,
+                stage,
+                kind,
+                message,
+            });
         }
     }
 }

@@ -10,8 +10,10 @@ use std::time::Duration;
 
 /// Consumer settings Sluice needs for at-least-once, whatever the user sets: offsets are stored
 /// by Sluice only once outputs are acknowledged, and auto-commit commits what was stored.
-const CONSUMER_REQUIRED: &[(&str, &str)] =
-    &[("enable.auto.offset.store", "false"), ("enable.auto.commit", "true")];
+const CONSUMER_REQUIRED: &[(&str, &str)] = &[
+    ("enable.auto.offset.store", "false"),
+    ("enable.auto.commit", "true"),
+];
 
 /// Consumer defaults, tuned for throughput; any of them can be overridden in `[kafka]`.
 pub const CONSUMER_DEFAULTS: &[(&str, &str)] = &[
@@ -63,7 +65,10 @@ pub fn consumer_config(kafka: &KafkaConfig, pipeline: &PipelineConfig) -> Client
         Start::Latest => "latest",
     };
     config.set("auto.offset.reset", start);
-    let group = pipeline.group_id.clone().unwrap_or_else(|| format!("sluice-{}", pipeline.name));
+    let group = pipeline
+        .group_id
+        .clone()
+        .unwrap_or_else(|| format!("sluice-{}", pipeline.name));
     config.set("group.id", group);
     config.set("client.id", format!("sluice-{}", pipeline.name));
     apply(&mut config, user(&kafka.common));
@@ -96,7 +101,12 @@ pub struct Acks {
 impl Acks {
     /// Tracking for a new batch.
     pub fn new() -> Arc<Self> {
-        Arc::new(Acks { pending: AtomicUsize::new(1), error: Mutex::new(None), lock: Mutex::new(()), done: Condvar::new() })
+        Arc::new(Acks {
+            pending: AtomicUsize::new(1),
+            error: Mutex::new(None),
+            lock: Mutex::new(()),
+            done: Condvar::new(),
+        })
     }
 
     /// One more record to wait for.
@@ -130,7 +140,10 @@ impl Acks {
     /// Waits up to `timeout` for every delivery; true when they are all in.
     pub fn wait(&self, timeout: Duration) -> bool {
         let guard = self.lock.lock().unwrap();
-        let (_guard, result) = self.done.wait_timeout_while(guard, timeout, |_| !self.is_done()).unwrap();
+        let (_guard, result) = self
+            .done
+            .wait_timeout_while(guard, timeout, |_| !self.is_done())
+            .unwrap();
         !result.timed_out()
     }
 
@@ -151,9 +164,60 @@ impl ProducerContext for AckContext {
     fn delivery(&self, result: &DeliveryResult<'_>, acks: Arc<Acks>) {
         match result {
             Ok(_) => acks.release(),
-            Err((error, message)) => acks.fail(format!("cannot write to `{}`: {error}", message.topic())),
+            Err((error, message)) => {
+                acks.fail(format!("cannot write to `{}`: {error}", message.topic()))
+            }
         }
     }
+}
+
+/// The newest `limit` records of `topic` (per partition at most `limit`, then the newest
+/// `limit` overall by timestamp, oldest first), read by assignment: no consumer group, no
+/// commits. For the dashboard's dead-letter view.
+pub fn read_latest(
+    kafka: &KafkaConfig,
+    topic: &str,
+    limit: usize,
+    timeout: Duration,
+) -> Result<Vec<rdkafka::message::OwnedMessage>, rdkafka::error::KafkaError> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::{Offset, TopicPartitionList};
+    let mut config = ClientConfig::new();
+    apply(&mut config, user(&kafka.common));
+    apply(&mut config, user(&kafka.consumer));
+    config
+        .set("group.id", "sluice-read-latest")
+        .set("enable.auto.commit", "false")
+        .set("client.id", "sluice-api");
+    let consumer: BaseConsumer = config.create()?;
+    let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
+    let mut assignment = TopicPartitionList::new();
+    let mut remaining = 0;
+    for partition in metadata.topics().iter().flat_map(|t| t.partitions()) {
+        let (low, high) = consumer.fetch_watermarks(topic, partition.id(), timeout)?;
+        let start = (high - limit as i64).max(low);
+        if start < high {
+            assignment.add_partition_offset(topic, partition.id(), Offset::Offset(start))?;
+            remaining += (high - start) as usize;
+        }
+    }
+    let mut records = Vec::with_capacity(remaining);
+    if remaining == 0 {
+        return Ok(records);
+    }
+    consumer.assign(&assignment)?;
+    let deadline = std::time::Instant::now() + timeout;
+    while records.len() < remaining && std::time::Instant::now() < deadline {
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(message)) => records.push(message.detach()),
+            Some(Err(e)) => return Err(e),
+            None => {}
+        }
+    }
+    records.sort_by_key(|m| (m.timestamp().to_millis(), m.partition(), m.offset()));
+    let skip = records.len().saturating_sub(limit);
+    records.drain(..skip);
+    Ok(records)
 }
 
 #[cfg(test)]

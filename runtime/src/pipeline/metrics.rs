@@ -6,8 +6,9 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 /// Upper bounds of the batch latency histogram, in microseconds.
-pub const LATENCY_BUCKETS_US: [u64; 12] =
-    [100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 1_000_000];
+pub const LATENCY_BUCKETS_US: [u64; 12] = [
+    100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 1_000_000,
+];
 
 /// Where a pipeline is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,6 +48,10 @@ pub struct PipelineMetrics {
     pub batch_latency_buckets: [AtomicU64; LATENCY_BUCKETS_US.len() + 1],
     /// Trapped instances that were started afresh.
     pub instance_restarts: AtomicU64,
+    /// Partition workers that switched to a newly deployed chain.
+    pub swaps: AtomicU64,
+    /// The longest a partition waited for a switch (new instances starting), in microseconds.
+    pub swap_pause_max_us: AtomicU64,
     /// Consumer lag per input partition, from librdkafka's statistics.
     pub lag: Mutex<BTreeMap<(String, i32), i64>>,
     /// Where the pipeline is.
@@ -67,6 +72,8 @@ impl PipelineMetrics {
             batch_latency_us_sum: AtomicU64::new(0),
             batch_latency_buckets: Default::default(),
             instance_restarts: AtomicU64::new(0),
+            swaps: AtomicU64::new(0),
+            swap_pause_max_us: AtomicU64::new(0),
             lag: Mutex::new(BTreeMap::new()),
             status: Mutex::new(Status::Starting),
         }
@@ -77,8 +84,18 @@ impl PipelineMetrics {
         let us = latency.as_micros() as u64;
         self.batches.fetch_add(1, Relaxed);
         self.batch_latency_us_sum.fetch_add(us, Relaxed);
-        let bucket = LATENCY_BUCKETS_US.iter().position(|&b| us <= b).unwrap_or(LATENCY_BUCKETS_US.len());
+        let bucket = LATENCY_BUCKETS_US
+            .iter()
+            .position(|&b| us <= b)
+            .unwrap_or(LATENCY_BUCKETS_US.len());
         self.batch_latency_buckets[bucket].fetch_add(1, Relaxed);
+    }
+
+    /// Records one partition's switch to a newly deployed chain.
+    pub fn observe_swap(&self, pause: Duration) {
+        self.swaps.fetch_add(1, Relaxed);
+        self.swap_pause_max_us
+            .fetch_max(pause.as_micros() as u64, Relaxed);
     }
 
     /// Sets the status, unless the pipeline already failed (the first error is the one to keep).

@@ -16,7 +16,7 @@ pub mod worker;
 use crate::config::{Config, OnError, PipelineConfig};
 use crate::engine::{Engine, InputBatchBuilder};
 use crate::tables::{Table, Tables};
-use chain::{Chain, StageSpec};
+use chain::{Chain, Deployed, StageSpec};
 use kafka::AckContext;
 use metrics::{PipelineMetrics, Status};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
@@ -29,8 +29,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use worker::WorkerHandle;
 
-/// Everything a pipeline's threads share.
-pub struct PipelineSpec {
+/// What the control plane and the API see of a pipeline; shared with its threads.
+#[derive(Debug)]
+pub struct PipelineShared {
     /// The pipeline's name.
     pub name: String,
     /// The topics it consumes.
@@ -39,6 +40,36 @@ pub struct PipelineSpec {
     pub outputs: Arc<Vec<String>>,
     /// Where failed records go.
     pub dead_letter: Option<String>,
+    /// Counters and status.
+    pub metrics: Arc<PipelineMetrics>,
+    /// The lookup tables the transforms may read.
+    pub tables: Tables,
+    /// The transform chain, replaced whole by a deploy.
+    pub deployed: Deployed,
+    /// Set to stop consuming without stopping the pipeline; cleared to go on.
+    pub paused: AtomicBool,
+}
+
+impl PipelineShared {
+    /// A pipeline as `config` describes it, running `stages`.
+    pub fn new(config: &PipelineConfig, tables: Tables, stages: Vec<Arc<StageSpec>>) -> Self {
+        PipelineShared {
+            name: config.name.clone(),
+            inputs: config.inputs.clone(),
+            outputs: Arc::new(config.outputs.clone()),
+            dead_letter: config.dead_letter.clone(),
+            metrics: Arc::new(PipelineMetrics::new(&config.name)),
+            tables,
+            deployed: Deployed::new(stages),
+            paused: AtomicBool::new(false),
+        }
+    }
+}
+
+/// Everything a pipeline's threads share.
+pub struct PipelineSpec {
+    /// What the control plane sees and changes.
+    pub shared: Arc<PipelineShared>,
     /// What to do with failed records without a dead-letter topic.
     pub on_error: OnError,
     /// Most records per batch.
@@ -47,28 +78,18 @@ pub struct PipelineSpec {
     pub linger: Duration,
     /// Records per second cap.
     pub max_records_per_second: Option<u64>,
-    /// The chain's stages.
-    pub stages: Vec<Arc<StageSpec>>,
-    /// The engine that runs them.
+    /// The engine that runs the transforms.
     pub engine: Engine,
-    /// The lookup tables the transforms may read.
-    pub tables: Tables,
     /// The producer for outputs and dead letters.
     pub producer: ThreadedProducer<AckContext>,
-    /// Counters.
-    pub metrics: Arc<PipelineMetrics>,
     /// Set by a worker that cannot go on; the poll thread then stops the pipeline.
     pub failed: AtomicBool,
 }
 
 /// A running pipeline.
 pub struct Pipeline {
-    /// Its counters and status.
-    pub metrics: Arc<PipelineMetrics>,
-    /// Its lookup tables.
-    pub tables: Tables,
-    /// Its transform chain.
-    pub stages: Vec<Arc<StageSpec>>,
+    /// What the control plane sees and changes.
+    pub shared: Arc<PipelineShared>,
     thread: std::thread::JoinHandle<()>,
     /// Keep the tables current while the pipeline runs; stopped when it is dropped.
     _loaders: Vec<table_loader::TableLoader>,
@@ -88,7 +109,12 @@ impl Pipeline {
 
 /// The tables `pipeline` declares, empty: enough to check that its transforms start.
 pub fn declared_tables(pipeline: &PipelineConfig) -> Tables {
-    Tables::new(pipeline.table.iter().map(|t| Arc::new(Table::new(&t.name, t.max_mb as usize * 1024 * 1024))))
+    Tables::new(
+        pipeline
+            .table
+            .iter()
+            .map(|t| Arc::new(Table::new(&t.name, t.max_mb as usize * 1024 * 1024))),
+    )
 }
 
 /// Loads every transform of `pipeline` and checks that it starts with its configuration, so
@@ -101,20 +127,47 @@ pub fn load_stages(
 ) -> anyhow::Result<Vec<Arc<StageSpec>>> {
     let mut stages = Vec::new();
     for (t, transform) in pipeline.transform.iter().enumerate() {
-        let at = format!("pipeline[{index}] ({}).transform[{t}].module `{}`", pipeline.name, transform.module.display());
-        let bytes = std::fs::read(&transform.module).map_err(|e| anyhow::anyhow!("{at}: cannot read it: {e}"))?;
-        let module = engine.load(&bytes).map_err(|e| anyhow::anyhow!("{at}: {e}"))?;
-        let name = transform.module.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-        let config: Vec<(String, String)> = transform.config.iter().map(|(k, v)| (k.clone(), v.0.clone())).collect();
-        engine.instantiate(&module, &name, &config, tables).map_err(|e| anyhow::anyhow!("{at}: {e}"))?;
-        let version = module.sha256[..12].to_string();
-        stages.push(Arc::new(StageSpec { name, version, module, config }));
+        let at = format!(
+            "pipeline[{index}] ({}).transform[{t}].module `{}`",
+            pipeline.name,
+            transform.module.display()
+        );
+        let bytes = std::fs::read(&transform.module)
+            .map_err(|e| anyhow::anyhow!("{at}: cannot read it: {e}"))?;
+        let module = engine
+            .load(&bytes)
+            .map_err(|e| anyhow::anyhow!("{at}: {e}"))?;
+        let name = transform
+            .module
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let config: Vec<(String, String)> = transform
+            .config
+            .iter()
+            .map(|(k, v)| (k.clone(), v.0.clone()))
+            .collect();
+        engine
+            .instantiate(&module, &name, &config, tables)
+            .map_err(|e| anyhow::anyhow!("{at}: {e}"))?;
+        stages.push(Arc::new(StageSpec {
+            name,
+            version: 0,
+            module,
+            config,
+        }));
     }
     Ok(stages)
 }
 
-/// Starts every pipeline of `config`. `stop` asks them all to drain and stop.
-pub fn start_all(config: &Config, engine: &Engine, stop: Arc<AtomicBool>) -> anyhow::Result<Vec<Pipeline>> {
+/// Starts every pipeline of `config`, each running the stages `stages_for` chooses for it
+/// (given its index, configuration and tables). `stop` asks them all to drain and stop.
+pub fn start_all(
+    config: &Config,
+    engine: &Engine,
+    stop: Arc<AtomicBool>,
+    mut stages_for: impl FnMut(usize, &PipelineConfig, &Tables) -> anyhow::Result<Vec<Arc<StageSpec>>>,
+) -> anyhow::Result<Vec<Pipeline>> {
     let mut pipelines = Vec::new();
     for (index, pipeline) in config.pipeline.iter().enumerate() {
         let loaders = pipeline
@@ -123,14 +176,22 @@ pub fn start_all(config: &Config, engine: &Engine, stop: Arc<AtomicBool>) -> any
             .map(|t| table_loader::TableLoader::start(&config.kafka, t, &pipeline.name))
             .collect::<anyhow::Result<Vec<_>>>()?;
         let tables = Tables::new(loaders.iter().map(|l| l.table.clone()));
-        let stages = load_stages(engine, index, pipeline, &tables)?;
+        let stages = stages_for(index, pipeline, &tables)?;
         // Tables are read from their beginning before the pipeline processes anything.
         for loader in &loaders {
             loader
                 .wait_ready(Duration::from_secs(120))
                 .map_err(|e| anyhow::anyhow!("pipeline[{index}] ({}): {e}", pipeline.name))?;
         }
-        pipelines.push(start(config, pipeline, engine, stages, tables, loaders, stop.clone())?);
+        pipelines.push(start(
+            config,
+            pipeline,
+            engine,
+            stages,
+            tables,
+            loaders,
+            stop.clone(),
+        )?);
     }
     Ok(pipelines)
 }
@@ -144,36 +205,49 @@ fn start(
     loaders: Vec<table_loader::TableLoader>,
     stop: Arc<AtomicBool>,
 ) -> anyhow::Result<Pipeline> {
-    let at = |e: rdkafka::error::KafkaError| anyhow::anyhow!("pipeline `{}`: Kafka client: {e}", pipeline.name);
-    let producer: ThreadedProducer<AckContext> =
-        kafka::producer_config(&config.kafka, pipeline).create_with_context(AckContext).map_err(at)?;
-    let metrics = Arc::new(PipelineMetrics::new(&pipeline.name));
+    let at = |e: rdkafka::error::KafkaError| {
+        anyhow::anyhow!("pipeline `{}`: Kafka client: {e}", pipeline.name)
+    };
+    let producer: ThreadedProducer<AckContext> = kafka::producer_config(&config.kafka, pipeline)
+        .create_with_context(AckContext)
+        .map_err(at)?;
+    let shared = Arc::new(PipelineShared::new(pipeline, tables, stages));
     let spec = Arc::new(PipelineSpec {
-        name: pipeline.name.clone(),
-        inputs: pipeline.inputs.clone(),
-        outputs: Arc::new(pipeline.outputs.clone()),
-        dead_letter: pipeline.dead_letter.clone(),
+        shared: shared.clone(),
         on_error: pipeline.on_error,
         batch_size: pipeline.batch_size,
         linger: Duration::from_millis(pipeline.linger_ms),
         max_records_per_second: pipeline.max_records_per_second,
-        stages: stages.clone(),
         engine: engine.clone(),
-        tables: tables.clone(),
         producer,
-        metrics: metrics.clone(),
         failed: AtomicBool::new(false),
     });
     let partitions = Arc::new(Mutex::new(Partitions::default()));
-    let context = PipelineContext { spec: spec.clone(), partitions: partitions.clone() };
-    let consumer: BaseConsumer<PipelineContext> =
-        kafka::consumer_config(&config.kafka, pipeline).create_with_context(context).map_err(at)?;
-    let inputs: Vec<&str> = spec.inputs.iter().map(String::as_str).collect();
+    let context = PipelineContext {
+        spec: spec.clone(),
+        partitions: partitions.clone(),
+    };
+    let consumer: BaseConsumer<PipelineContext> = kafka::consumer_config(&config.kafka, pipeline)
+        .create_with_context(context)
+        .map_err(at)?;
+    let inputs: Vec<&str> = shared.inputs.iter().map(String::as_str).collect();
     consumer.subscribe(&inputs).map_err(at)?;
     let thread = std::thread::Builder::new()
         .name(format!("sluice-poll-{}", pipeline.name))
-        .spawn(move || PollLoop { spec, consumer, partitions, stop }.run())?;
-    Ok(Pipeline { metrics, tables, stages, thread, _loaders: loaders })
+        .spawn(move || {
+            PollLoop {
+                spec,
+                consumer,
+                partitions,
+                stop,
+            }
+            .run()
+        })?;
+    Ok(Pipeline {
+        shared,
+        thread,
+        _loaders: loaders,
+    })
 }
 
 /// Per assigned partition: the batch being filled and the worker that will run it.
@@ -193,15 +267,30 @@ struct Partitions {
 }
 
 impl Partitions {
-    fn get_or_start(&mut self, spec: &Arc<PipelineSpec>, topic: &str, partition: i32) -> Result<&mut Partition, String> {
-        let index = match self.entries.iter().position(|e| e.partition == partition && e.topic == topic) {
+    fn get_or_start(
+        &mut self,
+        spec: &Arc<PipelineSpec>,
+        topic: &str,
+        partition: i32,
+    ) -> Result<&mut Partition, String> {
+        let index = match self
+            .entries
+            .iter()
+            .position(|e| e.partition == partition && e.topic == topic)
+        {
             Some(index) => index,
             None => {
-                let chain = Chain::new(&spec.engine, &spec.stages, spec.outputs.clone(), &spec.tables)
-                    .map_err(|e| format!("cannot start the transforms for {topic}/{partition}: {e}"))?;
+                let shared = &spec.shared;
+                let chain = Chain::new(
+                    &spec.engine,
+                    &shared.deployed,
+                    shared.outputs.clone(),
+                    &shared.tables,
+                )
+                .map_err(|e| format!("cannot start the transforms for {topic}/{partition}: {e}"))?;
                 let worker = worker::spawn(spec.clone(), chain, topic, partition)
                     .map_err(|e| format!("cannot start a worker thread: {e}"))?;
-                tracing::info!(pipeline = %spec.name, topic, partition, "partition assigned");
+                tracing::info!(pipeline = %spec.shared.name, topic, partition, "partition assigned");
                 self.entries.push(Partition {
                     topic: topic.to_string(),
                     partition,
@@ -220,7 +309,10 @@ impl Partitions {
         if entry.batch.is_empty() {
             return;
         }
-        let full = std::mem::replace(&mut entry.batch, InputBatchBuilder::new(&entry.topic, entry.partition));
+        let full = std::mem::replace(
+            &mut entry.batch,
+            InputBatchBuilder::new(&entry.topic, entry.partition),
+        );
         entry.first_at = None;
         // A worker only goes away after a drain, which removes its entry first.
         let _ = entry.worker.commands.send(worker::Command::Batch(full));
@@ -239,7 +331,9 @@ impl Partitions {
     fn store_offsets<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) {
         for entry in &mut self.entries {
             let next = entry.worker.committable.load(Relaxed);
-            if next > entry.worker.stored && store_offset(consumer, &entry.topic, entry.partition, next) {
+            if next > entry.worker.stored
+                && store_offset(consumer, &entry.topic, entry.partition, next)
+            {
                 entry.worker.stored = next;
             }
         }
@@ -247,9 +341,14 @@ impl Partitions {
 
     /// Drains the workers of the partitions `which` selects, stores their final offsets and
     /// forgets them.
-    fn drain<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>, which: impl Fn(&str, i32) -> bool) {
-        let (mut drained, kept): (Vec<_>, Vec<_>) =
-            std::mem::take(&mut self.entries).into_iter().partition(|e| which(&e.topic, e.partition));
+    fn drain<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+        which: impl Fn(&str, i32) -> bool,
+    ) {
+        let (mut drained, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.entries)
+            .into_iter()
+            .partition(|e| which(&e.topic, e.partition));
         self.entries = kept;
         // Hand every pending batch over first, so that the workers finish in parallel.
         drained.iter_mut().for_each(Self::flush);
@@ -264,7 +363,12 @@ impl Partitions {
 }
 
 /// Stores `next` as the offset to resume `topic`/`partition` from at the next commit.
-fn store_offset<C: ConsumerContext>(consumer: &BaseConsumer<C>, topic: &str, partition: i32, next: i64) -> bool {
+fn store_offset<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: &str,
+    partition: i32,
+    next: i64,
+) -> bool {
     // librdkafka stores (and later commits) the offset it is given plus one: give it the last
     // offset done, not the next one to read.
     match consumer.store_offset(topic, partition, next - 1) {
@@ -281,7 +385,9 @@ fn commit<C: ConsumerContext>(consumer: &BaseConsumer<C>, pipeline: &str) {
     match consumer.commit_consumer_state(CommitMode::Sync) {
         Ok(()) => {}
         // Nothing stored since the last commit.
-        Err(rdkafka::error::KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) => {}
+        Err(rdkafka::error::KafkaError::ConsumerCommit(
+            rdkafka::types::RDKafkaErrorCode::NoOffset,
+        )) => {}
         Err(e) => tracing::warn!(pipeline, error = %e, "cannot commit offsets"),
     }
 }
@@ -294,7 +400,7 @@ struct PipelineContext {
 
 impl ClientContext for PipelineContext {
     fn stats(&self, statistics: Statistics) {
-        let mut lag = self.spec.metrics.lag.lock().unwrap();
+        let mut lag = self.spec.shared.metrics.lag.lock().unwrap();
         for (topic, t) in &statistics.topics {
             for (partition, p) in &t.partitions {
                 if *partition >= 0 && p.consumer_lag >= 0 {
@@ -310,34 +416,47 @@ impl ConsumerContext for PipelineContext {
         if let Rebalance::Revoke(list) = rebalance {
             let revoked = pairs(list);
             let mut partitions = self.partitions.lock().unwrap();
-            partitions.drain(consumer, |topic, partition| revoked.iter().any(|(t, p)| t == topic && *p == partition));
-            commit(consumer, &self.spec.name);
-            let mut lag = self.spec.metrics.lag.lock().unwrap();
+            partitions.drain(consumer, |topic, partition| {
+                revoked.iter().any(|(t, p)| t == topic && *p == partition)
+            });
+            commit(consumer, &self.spec.shared.name);
+            let mut lag = self.spec.shared.metrics.lag.lock().unwrap();
             lag.retain(|key, _| !revoked.contains(key));
-            tracing::info!(pipeline = %self.spec.name, partitions = revoked.len(), "partitions revoked after draining");
+            tracing::info!(pipeline = %self.spec.shared.name, partitions = revoked.len(), "partitions revoked after draining");
         }
     }
 
-    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Assign(list) => {
                 let mut partitions = self.partitions.lock().unwrap();
                 for (topic, partition) in pairs(list) {
                     if let Err(error) = partitions.get_or_start(&self.spec, &topic, partition) {
-                        self.spec.metrics.set_status(Status::Failed(error));
+                        self.spec.shared.metrics.set_status(Status::Failed(error));
                         self.spec.failed.store(true, Relaxed);
                     }
                 }
-                self.spec.metrics.set_status(Status::Running);
+                // Partitions assigned while the pipeline is paused start paused.
+                if self.spec.shared.paused.load(Relaxed)
+                    && let Err(e) = consumer.pause(list)
+                {
+                    tracing::warn!(pipeline = %self.spec.shared.name, error = %e, "cannot pause new partitions");
+                }
+                self.spec.shared.metrics.set_status(Status::Running);
             }
-            Rebalance::Error(e) => tracing::warn!(pipeline = %self.spec.name, error = %e, "rebalance error"),
+            Rebalance::Error(e) => {
+                tracing::warn!(pipeline = %self.spec.shared.name, error = %e, "rebalance error")
+            }
             Rebalance::Revoke(_) => {}
         }
     }
 }
 
 fn pairs(list: &TopicPartitionList) -> Vec<(String, i32)> {
-    list.elements().iter().map(|e| (e.topic().to_string(), e.partition())).collect()
+    list.elements()
+        .iter()
+        .map(|e| (e.topic().to_string(), e.partition()))
+        .collect()
 }
 
 struct PollLoop {
@@ -353,24 +472,42 @@ impl PollLoop {
         let mut limiter = spec.max_records_per_second.map(RateLimiter::new);
         let mut last_store = Instant::now();
         let mut last_error: Option<(String, Instant)> = None;
-        let poll_timeout = spec.linger.clamp(Duration::from_millis(1), Duration::from_millis(100));
+        let poll_timeout = spec
+            .linger
+            .clamp(Duration::from_millis(1), Duration::from_millis(100));
+        let mut paused = false;
         while !self.stop.load(Relaxed) && !spec.failed.load(Relaxed) {
+            let want_paused = spec.shared.paused.load(Relaxed);
+            if want_paused != paused && self.pause(want_paused) {
+                paused = want_paused;
+            }
             match self.consumer.poll(poll_timeout) {
                 Some(Ok(message)) => {
                     if let Some(limiter) = &mut limiter {
                         limiter.take();
                     }
                     let mut partitions = self.partitions.lock().unwrap();
-                    let entry = match partitions.get_or_start(spec, message.topic(), message.partition()) {
-                        Ok(entry) => entry,
-                        Err(error) => {
-                            spec.metrics.set_status(Status::Failed(error));
-                            spec.failed.store(true, Relaxed);
-                            break;
-                        }
-                    };
-                    let headers = message.headers().into_iter().flat_map(|h| h.iter()).map(|h| (h.key, h.value));
-                    entry.batch.push(message.offset(), message.timestamp().to_millis(), message.key(), message.payload(), headers);
+                    let entry =
+                        match partitions.get_or_start(spec, message.topic(), message.partition()) {
+                            Ok(entry) => entry,
+                            Err(error) => {
+                                spec.shared.metrics.set_status(Status::Failed(error));
+                                spec.failed.store(true, Relaxed);
+                                break;
+                            }
+                        };
+                    let headers = message
+                        .headers()
+                        .into_iter()
+                        .flat_map(|h| h.iter())
+                        .map(|h| (h.key, h.value));
+                    entry.batch.push(
+                        message.offset(),
+                        message.timestamp().to_millis(),
+                        message.key(),
+                        message.payload(),
+                        headers,
+                    );
                     entry.first_at.get_or_insert_with(Instant::now);
                     if entry.batch.len() >= spec.batch_size {
                         Partitions::flush(entry);
@@ -380,8 +517,10 @@ impl PollLoop {
                     // Repeated errors (an input topic that does not exist yet, a broker down) are
                     // logged once a minute.
                     let text = error.to_string();
-                    if last_error.as_ref().is_none_or(|(last, at)| *last != text || at.elapsed() > Duration::from_secs(60)) {
-                        tracing::warn!(pipeline = %spec.name, error = %text, "consumer error");
+                    if last_error.as_ref().is_none_or(|(last, at)| {
+                        *last != text || at.elapsed() > Duration::from_secs(60)
+                    }) {
+                        tracing::warn!(pipeline = %spec.shared.name, error = %text, "consumer error");
                         last_error = Some((text, Instant::now()));
                     }
                 }
@@ -392,9 +531,9 @@ impl PollLoop {
             if last_store.elapsed() >= Duration::from_millis(100) {
                 partitions.store_offsets(&self.consumer);
                 last_store = Instant::now();
-                if let Some(error) = spec.tables.failure() {
-                    tracing::error!(pipeline = %spec.name, %error, "pipeline stopping");
-                    spec.metrics.set_status(Status::Failed(error));
+                if let Some(error) = spec.shared.tables.failure() {
+                    tracing::error!(pipeline = %spec.shared.name, %error, "pipeline stopping");
+                    spec.shared.metrics.set_status(Status::Failed(error));
                     spec.failed.store(true, Relaxed);
                 }
             }
@@ -402,15 +541,40 @@ impl PollLoop {
         self.shut_down();
     }
 
+    /// Pauses or resumes fetching from every assigned partition; the consumer stays in its
+    /// group and batches already fetched still run.
+    fn pause(&self, pause: bool) -> bool {
+        let result = self.consumer.assignment().and_then(|assigned| {
+            if pause {
+                self.consumer.pause(&assigned)
+            } else {
+                self.consumer.resume(&assigned)
+            }
+        });
+        match result {
+            Ok(()) => {
+                tracing::info!(pipeline = %self.spec.shared.name, "{}", if pause { "paused" } else { "resumed" });
+                true
+            }
+            Err(e) => {
+                tracing::warn!(pipeline = %self.spec.shared.name, error = %e, "cannot pause or resume");
+                false
+            }
+        }
+    }
+
     fn shut_down(self) {
         let spec = &self.spec;
-        spec.metrics.set_status(Status::Stopping);
-        tracing::info!(pipeline = %spec.name, "draining in-flight batches");
-        self.partitions.lock().unwrap().drain(&self.consumer, |_, _| true);
-        commit(&self.consumer, &spec.name);
+        spec.shared.metrics.set_status(Status::Stopping);
+        tracing::info!(pipeline = %spec.shared.name, "draining in-flight batches");
+        self.partitions
+            .lock()
+            .unwrap()
+            .drain(&self.consumer, |_, _| true);
+        commit(&self.consumer, &spec.shared.name);
         self.consumer.unsubscribe();
-        spec.metrics.set_status(Status::Stopped);
-        tracing::info!(pipeline = %spec.name, status = ?spec.metrics.status(), "pipeline stopped");
+        spec.shared.metrics.set_status(Status::Stopped);
+        tracing::info!(pipeline = %spec.shared.name, status = ?spec.shared.metrics.status(), "pipeline stopped");
     }
 }
 
@@ -423,13 +587,18 @@ struct RateLimiter {
 
 impl RateLimiter {
     fn new(rate: u64) -> Self {
-        RateLimiter { rate: rate as f64, tokens: 0.0, last: Instant::now() }
+        RateLimiter {
+            rate: rate as f64,
+            tokens: 0.0,
+            last: Instant::now(),
+        }
     }
 
     fn take(&mut self) {
         let burst = (self.rate / 10.0).max(1.0);
         let now = Instant::now();
-        self.tokens = (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate).min(burst);
+        self.tokens =
+            (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate).min(burst);
         self.last = now;
         if self.tokens < 1.0 {
             std::thread::sleep(Duration::from_secs_f64((1.0 - self.tokens) / self.rate));

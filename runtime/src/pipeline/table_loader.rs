@@ -22,21 +22,49 @@ pub struct TableLoader {
 
 impl TableLoader {
     /// Starts loading `config`'s topic into a fresh table.
-    pub fn start(kafka: &KafkaConfig, config: &TableConfig, pipeline: &str) -> anyhow::Result<TableLoader> {
-        let table = Arc::new(Table::new(&config.name, config.max_mb as usize * 1024 * 1024));
+    pub fn start(
+        kafka: &KafkaConfig,
+        config: &TableConfig,
+        pipeline: &str,
+    ) -> anyhow::Result<TableLoader> {
+        let table = Arc::new(Table::new(
+            &config.name,
+            config.max_mb as usize * 1024 * 1024,
+        ));
         let mut client = ClientConfig::new();
         for (k, v) in kafka.common.iter().chain(&kafka.consumer) {
             client.set(k, &v.0);
         }
         // No group: the loader assigns every partition itself and commits nothing.
-        client.set("group.id", format!("sluice-{pipeline}-table-{}", config.name)).set("enable.auto.commit", "false");
+        client
+            .set(
+                "group.id",
+                format!("sluice-{pipeline}-table-{}", config.name),
+            )
+            .set("enable.auto.commit", "false");
         let consumer: BaseConsumer = client
             .create()
             .map_err(|e| anyhow::anyhow!("table `{}`: Kafka client: {e}", config.name))?;
-        let (ready, stop) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
-        let run = Run { consumer, table: table.clone(), topic: config.topic.clone(), ready: ready.clone(), stop: stop.clone() };
-        let thread = std::thread::Builder::new().name(format!("sluice-table-{}", config.name)).spawn(move || run.run())?;
-        Ok(TableLoader { table, ready, stop, thread: Some(thread) })
+        let (ready, stop) = (
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicBool::new(false)),
+        );
+        let run = Run {
+            consumer,
+            table: table.clone(),
+            topic: config.topic.clone(),
+            ready: ready.clone(),
+            stop: stop.clone(),
+        };
+        let thread = std::thread::Builder::new()
+            .name(format!("sluice-table-{}", config.name))
+            .spawn(move || run.run())?;
+        Ok(TableLoader {
+            table,
+            ready,
+            stop,
+            thread: Some(thread),
+        })
     }
 
     /// Waits until the table has caught up with its topic, or failed, or `timeout` passed.
@@ -47,7 +75,11 @@ impl TableLoader {
                 anyhow::bail!(error);
             }
             if Instant::now() > deadline {
-                anyhow::bail!("table `{}`: not loaded within {} s", self.table.name, timeout.as_secs());
+                anyhow::bail!(
+                    "table `{}`: not loaded within {} s",
+                    self.table.name,
+                    timeout.as_secs()
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -122,7 +154,8 @@ impl Run {
         let mut list = TopicPartitionList::new();
         let mut ends = Vec::new();
         for p in partitions {
-            list.add_partition_offset(&self.topic, p, Offset::Beginning).map_err(|e| e.to_string())?;
+            list.add_partition_offset(&self.topic, p, Offset::Beginning)
+                .map_err(|e| e.to_string())?;
             let (low, high) = self
                 .consumer
                 .fetch_watermarks(&self.topic, p, Duration::from_secs(30))
@@ -137,10 +170,17 @@ impl Run {
 
     /// Whether every partition's position has reached the end offset seen at start.
     fn caught_up(&self, ends: &[(i32, i64)]) -> bool {
-        let Ok(positions) = self.consumer.position() else { return false };
-        ends.iter().all(|(p, end)| match positions.find_partition(&self.topic, *p).map(|e| e.offset()) {
-            Some(Offset::Offset(at)) => at >= *end,
-            _ => false,
+        let Ok(positions) = self.consumer.position() else {
+            return false;
+        };
+        ends.iter().all(|(p, end)| {
+            match positions
+                .find_partition(&self.topic, *p)
+                .map(|e| e.offset())
+            {
+                Some(Offset::Offset(at)) => at >= *end,
+                _ => false,
+            }
         })
     }
 }

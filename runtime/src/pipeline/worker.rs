@@ -5,19 +5,19 @@
 //! Batches are written in order and up to [`MAX_IN_FLIGHT`] of them await acknowledgement at
 //! once, so that the producer's round trip overlaps the next batch's transform.
 
+use super::PipelineSpec;
 use super::chain::{Chain, ChainFailure, ChainResult};
 use super::kafka::{AckContext, Acks};
 use super::metrics::{PipelineMetrics, Status};
-use super::PipelineSpec;
 use crate::config::OnError;
 use crate::engine::{InputBatch, InputBatchBuilder, InputRef};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, ThreadedProducer};
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering::Relaxed};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Batches written but not yet fully acknowledged, per partition.
@@ -59,7 +59,12 @@ impl WorkerHandle {
 }
 
 /// Starts a worker for `topic`/`partition`.
-pub fn spawn(spec: Arc<PipelineSpec>, chain: Chain, topic: &str, partition: i32) -> std::io::Result<WorkerHandle> {
+pub fn spawn(
+    spec: Arc<PipelineSpec>,
+    chain: Chain,
+    topic: &str,
+    partition: i32,
+) -> std::io::Result<WorkerHandle> {
     let (commands, receiver) = std::sync::mpsc::sync_channel(2);
     let committable = Arc::new(AtomicI64::new(-1));
     let worker = Worker {
@@ -74,7 +79,12 @@ pub fn spawn(spec: Arc<PipelineSpec>, chain: Chain, topic: &str, partition: i32)
     let thread = std::thread::Builder::new()
         .name(format!("sluice-{topic}-{partition}"))
         .spawn(move || worker.run(receiver))?;
-    Ok(WorkerHandle { commands, committable, stored: -1, thread })
+    Ok(WorkerHandle {
+        commands,
+        committable,
+        stored: -1,
+        thread,
+    })
 }
 
 struct Worker {
@@ -102,7 +112,9 @@ impl Worker {
                     }
                     self.settle(false);
                     while self.in_flight.len() > MAX_IN_FLIGHT && !self.halted {
-                        self.in_flight.front().map(|(_, acks)| acks.wait(Duration::from_millis(100)));
+                        self.in_flight
+                            .front()
+                            .map(|(_, acks)| acks.wait(Duration::from_millis(100)));
                         self.settle(false);
                     }
                 }
@@ -121,13 +133,13 @@ impl Worker {
     }
 
     fn metrics(&self) -> &PipelineMetrics {
-        &self.spec.metrics
+        &self.spec.shared.metrics
     }
 
     /// Stops this partition's progress: nothing after the last acknowledged batch is committed,
     /// so a restart replays from there.
     fn halt(&mut self, error: String) {
-        tracing::error!(pipeline = %self.spec.name, topic = %self.topic, partition = self.partition, %error, "pipeline stopping");
+        tracing::error!(pipeline = %self.spec.shared.name, topic = %self.topic, partition = self.partition, %error, "pipeline stopping");
         self.metrics().set_status(Status::Failed(error));
         self.spec.failed.store(true, Relaxed);
         self.halted = true;
@@ -142,7 +154,7 @@ impl Worker {
                 let left = deadline.saturating_duration_since(Instant::now());
                 if !wait || !acks.wait(left) {
                     if wait {
-                        tracing::warn!(pipeline = %self.spec.name, topic = %self.topic, partition = self.partition,
+                        tracing::warn!(pipeline = %self.spec.shared.name, topic = %self.topic, partition = self.partition,
                             "acknowledgements still outstanding after {DRAIN_TIMEOUT:?}; leaving them uncommitted");
                     }
                     return;
@@ -159,19 +171,31 @@ impl Worker {
     }
 
     fn handle(&mut self, batch: &InputBatch) -> Result<(), String> {
-        let Some(last) = batch.records.last() else { return Ok(()) };
+        let Some(last) = batch.records.last() else {
+            return Ok(());
+        };
         let next_offset = last.offset + 1;
-        let metrics = self.spec.metrics.clone();
-        metrics.records_in.fetch_add(batch.records.len() as u64, Relaxed);
+        let metrics = self.spec.shared.metrics.clone();
+        metrics
+            .records_in
+            .fetch_add(batch.records.len() as u64, Relaxed);
+        self.switch_if_deployed();
         let started = Instant::now();
         let restarts = self.chain.restarts();
-        let result = self.chain.run(batch).map_err(|e| format!("cannot restart a trapped transform: {e}"))?;
+        let result = self
+            .chain
+            .run(batch)
+            .map_err(|e| format!("cannot restart a trapped transform: {e}"))?;
         metrics.observe_batch(started.elapsed());
-        metrics.instance_restarts.fetch_add(self.chain.restarts() - restarts, Relaxed);
+        metrics
+            .instance_restarts
+            .fetch_add(self.chain.restarts() - restarts, Relaxed);
 
         let acks = Acks::new();
         if !result.failures.is_empty() {
-            metrics.records_failed.fetch_add(result.failures.len() as u64, Relaxed);
+            metrics
+                .records_failed
+                .fetch_add(result.failures.len() as u64, Relaxed);
             self.handle_failures(batch, &result.failures, &acks)?;
         }
         let outputs = self.write_outputs(&result, &acks);
@@ -183,41 +207,91 @@ impl Worker {
         Ok(())
     }
 
+    /// Switches to a newly deployed chain at this batch boundary, timing the pause it causes.
+    fn switch_if_deployed(&mut self) {
+        let shared = &self.spec.shared;
+        let started = Instant::now();
+        match self
+            .chain
+            .update(&self.spec.engine, &shared.deployed, &shared.tables)
+        {
+            Ok(false) => {}
+            Ok(true) => {
+                let pause = started.elapsed();
+                shared.metrics.observe_swap(pause);
+                tracing::info!(pipeline = %shared.name, topic = %self.topic, partition = self.partition,
+                    pause_us = pause.as_micros() as u64, "switched to the deployed transforms");
+            }
+            Err(error) => {
+                tracing::error!(pipeline = %shared.name, topic = %self.topic, partition = self.partition, %error,
+                    "cannot start the deployed transforms; this partition keeps running the previous ones");
+            }
+        }
+    }
+
     fn write_outputs(&self, result: &ChainResult, acks: &Arc<Acks>) -> u64 {
         let mut written = 0;
         for (_, route, output) in result.outputs() {
-            let topic = &self.spec.outputs[route];
-            send(&self.spec.producer, topic, output.key(), output.value(), output.headers(), output.timestamp(), acks);
+            let topic = &self.spec.shared.outputs[route];
+            send(
+                &self.spec.producer,
+                topic,
+                output.key(),
+                output.value(),
+                output.headers(),
+                output.timestamp(),
+                acks,
+            );
             written += 1;
         }
         written
     }
 
-    fn handle_failures(&self, batch: &InputBatch, failures: &[ChainFailure], acks: &Arc<Acks>) -> Result<(), String> {
+    fn handle_failures(
+        &self,
+        batch: &InputBatch,
+        failures: &[ChainFailure],
+        acks: &Arc<Acks>,
+    ) -> Result<(), String> {
         for failure in failures {
             let record = InputRef::new(batch, failure.input);
             let stage = self.chain.stage(failure.stage);
-            match (&self.spec.dead_letter, self.spec.on_error) {
+            match (&self.spec.shared.dead_letter, self.spec.on_error) {
                 (Some(dead_letter), _) => {
-                    let (partition, offset, stage_index) =
-                        (self.partition.to_string(), record.offset().to_string(), failure.stage.to_string());
+                    let (partition, offset, stage_index, version) = (
+                        self.partition.to_string(),
+                        record.offset().to_string(),
+                        failure.stage.to_string(),
+                        stage.version.to_string(),
+                    );
                     let context = [
                         ("sluice.error.message", failure.message.as_str()),
                         ("sluice.error.kind", failure.kind.as_str()),
-                        ("sluice.pipeline", self.spec.name.as_str()),
+                        ("sluice.pipeline", self.spec.shared.name.as_str()),
                         ("sluice.source.topic", self.topic.as_str()),
                         ("sluice.source.partition", partition.as_str()),
                         ("sluice.source.offset", offset.as_str()),
                         ("sluice.transform.stage", stage_index.as_str()),
                         ("sluice.transform.module", stage.name.as_str()),
-                        ("sluice.transform.version", stage.version.as_str()),
+                        ("sluice.transform.version", version.as_str()),
+                        ("sluice.transform.sha256", stage.module.sha256.as_str()),
                     ];
-                    let headers = record.headers().chain(context.iter().map(|(k, v)| (*k, Some(v.as_bytes()))));
-                    send(&self.spec.producer, dead_letter, record.key(), record.value(), headers, record.timestamp(), acks);
+                    let headers = record
+                        .headers()
+                        .chain(context.iter().map(|(k, v)| (*k, Some(v.as_bytes()))));
+                    send(
+                        &self.spec.producer,
+                        dead_letter,
+                        record.key(),
+                        record.value(),
+                        headers,
+                        record.timestamp(),
+                        acks,
+                    );
                     self.metrics().dead_lettered.fetch_add(1, Relaxed);
                 }
                 (None, OnError::Skip) => {
-                    tracing::warn!(pipeline = %self.spec.name, topic = %self.topic, partition = self.partition,
+                    tracing::warn!(pipeline = %self.spec.shared.name, topic = %self.topic, partition = self.partition,
                         offset = record.offset(), stage = failure.stage, module = %stage.name, kind = %failure.kind,
                         error = %failure.message, "skipping failed record");
                     self.metrics().skipped.fetch_add(1, Relaxed);
@@ -225,7 +299,12 @@ impl Worker {
                 (None, OnError::Stop) => {
                     return Err(format!(
                         "record {}/{}@{} failed in transform {} ({}): {}; the pipeline has no dead_letter and on_error = \"stop\"",
-                        self.topic, self.partition, record.offset(), failure.stage, stage.name, failure.message
+                        self.topic,
+                        self.partition,
+                        record.offset(),
+                        failure.stage,
+                        stage.name,
+                        failure.message
                     ));
                 }
             }
@@ -251,7 +330,11 @@ fn send<'a>(
     record.timestamp = timestamp;
     let mut owned: Option<OwnedHeaders> = None;
     for (name, value) in headers {
-        owned = Some(owned.unwrap_or_default().insert(Header { key: name, value }));
+        owned = Some(
+            owned
+                .unwrap_or_default()
+                .insert(Header { key: name, value }),
+        );
     }
     record.headers = owned;
     acks.expect();

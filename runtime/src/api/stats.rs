@@ -1,0 +1,169 @@
+//! Per-pipeline rates, sampled once a second from the pipelines' counters, for the pipeline list
+//! and the live feed (`GET /api/v1/events`, Server-Sent Events).
+
+use super::AppState;
+use crate::control::ControlPlane;
+use crate::pipeline::metrics::PipelineMetrics;
+use axum::extract::State;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use serde::Serialize;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+/// How often rates are sampled and the live feed ticks.
+const PERIOD: Duration = Duration::from_secs(1);
+
+/// One sample of every pipeline.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Stats {
+    /// When it was taken, in milliseconds since the Unix epoch.
+    pub time: i64,
+    /// Per pipeline, in configuration order.
+    pub pipelines: Vec<PipelineStats>,
+}
+
+/// One pipeline's rates over the last period.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PipelineStats {
+    /// The pipeline.
+    pub name: String,
+    /// `starting`, `running`, `paused`, `stopping`, `stopped` or `failed`.
+    pub status: &'static str,
+    /// Records per second.
+    pub rates: Rates,
+    /// Records not yet consumed, over every input partition.
+    pub lag: i64,
+    /// Mean time to run a batch through the chain, in milliseconds (0 without batches).
+    pub batch_latency_ms: f64,
+}
+
+/// Records per second.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Rates {
+    /// Consumed.
+    #[serde(rename = "in")]
+    pub input: f64,
+    /// Written to outputs.
+    #[serde(rename = "out")]
+    pub output: f64,
+    /// Failed in a transform.
+    pub failed: f64,
+}
+
+/// Counter values at one instant.
+#[derive(Clone, Copy, Default)]
+struct Counters {
+    input: u64,
+    output: u64,
+    failed: u64,
+    batches: u64,
+    latency_us: u64,
+}
+
+impl Counters {
+    fn read(m: &PipelineMetrics) -> Self {
+        Counters {
+            input: m.records_in.load(Relaxed),
+            output: m.records_out.load(Relaxed),
+            failed: m.records_failed.load(Relaxed),
+            batches: m.batches.load(Relaxed),
+            latency_us: m.batch_latency_us_sum.load(Relaxed),
+        }
+    }
+}
+
+/// Samples every [`PERIOD`] until every receiver is gone.
+pub(super) fn start_sampling(control: Arc<ControlPlane>) -> watch::Receiver<Arc<Stats>> {
+    let (sender, receiver) = watch::channel(Arc::new(Stats::default()));
+    tokio::spawn(async move {
+        let mut previous: Vec<Counters> = Vec::new();
+        let mut last = Instant::now();
+        let mut tick = tokio::time::interval(PERIOD);
+        loop {
+            tick.tick().await;
+            let elapsed = last.elapsed().as_secs_f64().max(1e-3);
+            last = Instant::now();
+            let pipelines = control.pipelines();
+            previous.resize(pipelines.len(), Counters::default());
+            let stats = pipelines
+                .iter()
+                .zip(previous.iter_mut())
+                .map(|(p, before)| {
+                    let now = Counters::read(&p.metrics);
+                    let rate = |a: u64, b: u64| a.saturating_sub(b) as f64 / elapsed;
+                    let batches = now.batches.saturating_sub(before.batches);
+                    let latency = now.latency_us.saturating_sub(before.latency_us);
+                    let stats = PipelineStats {
+                        name: p.name.clone(),
+                        status: status_name(p),
+                        rates: Rates {
+                            input: rate(now.input, before.input),
+                            output: rate(now.output, before.output),
+                            failed: rate(now.failed, before.failed),
+                        },
+                        lag: p.metrics.total_lag(),
+                        batch_latency_ms: if batches == 0 {
+                            0.0
+                        } else {
+                            latency as f64 / batches as f64 / 1e3
+                        },
+                    };
+                    *before = now;
+                    stats
+                })
+                .collect();
+            let time = chrono::Utc::now().timestamp_millis();
+            if sender
+                .send(Arc::new(Stats {
+                    time,
+                    pipelines: stats,
+                }))
+                .is_err()
+            {
+                return;
+            }
+        }
+    });
+    receiver
+}
+
+/// The status word of a pipeline, `paused` included.
+pub(super) fn status_name(p: &crate::pipeline::PipelineShared) -> &'static str {
+    use crate::pipeline::metrics::Status;
+    match p.metrics.status() {
+        Status::Running if p.paused.load(Relaxed) => "paused",
+        Status::Starting => "starting",
+        Status::Running => "running",
+        Status::Stopping => "stopping",
+        Status::Stopped => "stopped",
+        Status::Failed(_) => "failed",
+    }
+}
+
+impl AppState {
+    /// The latest sample.
+    pub fn stats(&self) -> Arc<Stats> {
+        self.stats.borrow().clone()
+    }
+}
+
+/// `GET /api/v1/events`: a `stats` event with every new sample.
+pub(super) async fn events(
+    State(state): State<AppState>,
+) -> Sse<impl futures::Stream<Item = Result<Event, std::convert::Infallible>>> {
+    let mut receiver = state.stats.clone();
+    // The first event goes out at once, with the latest sample.
+    receiver.mark_changed();
+    let stream = futures::stream::unfold(receiver, |mut receiver| async move {
+        receiver.changed().await.ok()?;
+        let stats = receiver.borrow_and_update().clone();
+        let event = Event::default()
+            .event("stats")
+            .json_data(&*stats)
+            .unwrap_or_else(|_| Event::default());
+        Some((Ok(event), receiver))
+    });
+    Sse::new(stream).keep_alive(KeepAlive::default())
+}

@@ -1,0 +1,405 @@
+//! `sluice transform new NAME`: scaffolds a transform crate that uses `sluice-sdk`, builds to a
+//! component with one command and passes its own test out of the box.
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use std::path::{Path, PathBuf};
+
+/// Examples shown by `sluice transform --help`.
+pub const EXAMPLES: &str = "\
+Examples:
+  sluice transform new rename-fields
+  sluice transform new my-filter --path ~/code
+  sluice transform new my-filter --sdk-path ~/src/sluice/guest-sdk";
+
+/// Examples shown by `sluice transform new --help`.
+pub const NEW_EXAMPLES: &str = "\
+Examples:
+  sluice transform new rename-fields
+  cd rename-fields
+  cargo test
+  cargo build --release --target wasm32-wasip2
+  echo '{\"msg\": \"hi\"}' | sluice try target/wasm32-wasip2/release/rename_fields.wasm -c rename=msg:message
+
+The crate is its own Cargo workspace. Its `sluice-sdk` dependency is a path to the SDK of the
+Sluice sources this binary was built from when they are still there, else --sdk-path, else a
+version from the registry.";
+
+/// Arguments of `sluice transform`.
+#[derive(Debug, Args)]
+pub struct TransformArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: TransformCommand,
+}
+
+/// Subcommands of `sluice transform`.
+#[derive(Debug, Subcommand)]
+pub enum TransformCommand {
+    /// Create a new transform crate.
+    #[command(after_help = NEW_EXAMPLES)]
+    New(NewArgs),
+}
+
+/// Arguments of `sluice transform new`.
+#[derive(Debug, Args)]
+pub struct NewArgs {
+    /// The crate's name: letters, digits, `-` and `_`, starting with a letter.
+    pub name: String,
+    /// The folder to create the crate in (as `<PATH>/<NAME>`).
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    pub path: PathBuf,
+    /// The `guest-sdk` folder of a Sluice checkout, for a path dependency on `sluice-sdk`.
+    #[arg(long, value_name = "DIR")]
+    pub sdk_path: Option<PathBuf>,
+}
+
+/// Runs `sluice transform ...`; returns the exit status.
+pub fn run(args: TransformArgs) -> anyhow::Result<i32> {
+    match args.command {
+        TransformCommand::New(args) => {
+            let sdk = match &args.sdk_path {
+                Some(path) => {
+                    let sdk = path
+                        .canonicalize()
+                        .with_context(|| format!("--sdk-path {}", path.display()))?;
+                    anyhow::ensure!(
+                        sdk.join("Cargo.toml").is_file(),
+                        "--sdk-path {}: no Cargo.toml there; give the `guest-sdk` folder of a Sluice checkout",
+                        path.display()
+                    );
+                    Sdk::Path(sdk)
+                }
+                None => built_from_sdk().map(Sdk::Path).unwrap_or(Sdk::Version),
+            };
+            let dir = args.path.join(&args.name);
+            create(&args.name, &dir, &sdk)?;
+            let lib = args.name.replace('-', "_");
+            println!("Created transform `{}` in {}", args.name, dir.display());
+            println!();
+            println!("  cd {}", dir.display());
+            println!("  cargo test");
+            println!("  cargo build --release --target wasm32-wasip2");
+            println!(
+                "  echo '{{\"msg\": \"hi\"}}' | sluice try target/wasm32-wasip2/release/{lib}.wasm -c rename=msg:message"
+            );
+            Ok(0)
+        }
+    }
+}
+
+/// Where the generated crate gets `sluice-sdk` from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sdk {
+    /// A path dependency on this folder.
+    Path(PathBuf),
+    /// A version from the registry.
+    Version,
+}
+
+/// The SDK of the sources this binary was built from, if they are still there.
+fn built_from_sdk() -> Option<PathBuf> {
+    let sdk = Path::new(env!("CARGO_MANIFEST_DIR")).join("../guest-sdk");
+    sdk.join("Cargo.toml")
+        .is_file()
+        .then(|| sdk.canonicalize().ok())
+        .flatten()
+}
+
+/// Checks that `name` makes a good crate name.
+pub fn check_name(name: &str) -> anyhow::Result<()> {
+    let mut chars = name.chars();
+    let starts_with_letter = chars.next().is_some_and(|c| c.is_ascii_alphabetic());
+    if !starts_with_letter
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        anyhow::bail!(
+            "`{name}` is not a crate name: use letters, digits, `-` and `_`, starting with a letter"
+        );
+    }
+    // Names that clash with the standard library or with the test harness.
+    const RESERVED: &[&str] = &[
+        "std",
+        "core",
+        "alloc",
+        "proc_macro",
+        "test",
+        "self",
+        "crate",
+        "super",
+        "sluice_sdk",
+    ];
+    if RESERVED.contains(&name.replace('-', "_").as_str()) {
+        anyhow::bail!("`{name}` is reserved in Rust; choose another name");
+    }
+    Ok(())
+}
+
+/// `rename-fields` → `RenameFields`.
+pub fn type_name(name: &str) -> String {
+    name.split(['-', '_'])
+        .filter(|part| !part.is_empty())
+        .map(|part| {
+            let mut chars = part.chars();
+            chars
+                .next()
+                .map(|c| c.to_ascii_uppercase())
+                .into_iter()
+                .chain(chars)
+                .collect::<String>()
+        })
+        .collect()
+}
+
+/// The generated files: path relative to the crate's folder, and contents.
+pub fn files(name: &str, sdk: &Sdk) -> Vec<(&'static str, String)> {
+    let ty = type_name(name);
+    let lib = name.replace('-', "_");
+    let dependency = match sdk {
+        Sdk::Path(path) => format!(
+            "sluice-sdk = {{ path = {} }}",
+            toml_string(&path.display().to_string())
+        ),
+        Sdk::Version => format!(
+            "# The Sluice sources were not found: point this at your checkout's SDK instead if the\n\
+             # registry does not have it, e.g. sluice-sdk = {{ path = \"../sluice/guest-sdk\" }}\n\
+             sluice-sdk = \"{}\"",
+            env!("CARGO_PKG_VERSION")
+        ),
+    };
+    let cargo_toml = format!(
+        r#"[package]
+name = "{name}"
+version = "0.1.0"
+edition = "2024"
+description = "A Sluice stream transform"
+
+[lib]
+# cdylib: the WebAssembly component Sluice runs; rlib: native unit tests with `cargo test`.
+crate-type = ["cdylib", "rlib"]
+
+[dependencies]
+{dependency}
+# preserve_order: fields keep their order through a transform.
+serde_json = {{ version = "1", features = ["preserve_order"] }}
+
+# Its own workspace, so that it is never taken for a member of a workspace around it.
+[workspace]
+
+[profile.release]
+debug = false
+strip = "debuginfo"
+"#
+    );
+    let lib_rs = LIB_TEMPLATE.replace("{{TYPE}}", &ty);
+    let readme = README_TEMPLATE
+        .replace("{{NAME}}", name)
+        .replace("{{LIB}}", &lib);
+    vec![
+        ("Cargo.toml", cargo_toml),
+        ("src/lib.rs", lib_rs),
+        ("README.md", readme),
+        (".gitignore", "/target\n".to_string()),
+    ]
+}
+
+/// Writes the crate into `dir`, which must not exist or be empty.
+pub fn create(name: &str, dir: &Path, sdk: &Sdk) -> anyhow::Result<()> {
+    check_name(name)?;
+    if dir.exists() {
+        let empty = dir
+            .read_dir()
+            .with_context(|| format!("cannot read {}", dir.display()))?
+            .next()
+            .is_none();
+        anyhow::ensure!(empty, "{} already exists and is not empty", dir.display());
+    }
+    for (path, contents) in files(name, sdk) {
+        let path = dir.join(path);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("cannot create {}", parent.display()))?;
+        }
+        std::fs::write(&path, contents)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(())
+}
+
+fn toml_string(s: &str) -> String {
+    // TOML basic strings escape like JSON's.
+    serde_json::Value::from(s).to_string()
+}
+
+const LIB_TEMPLATE: &str = r##"//! A Sluice transform: renames fields of JSON records and adds constant ones.
+//!
+//! Configuration (all optional):
+//! - `rename`: comma-separated `old:new` pairs, e.g. `msg:message,ts:timestamp`
+//! - `add`: comma-separated `field:value` pairs of string fields to add, e.g. `source:web`
+
+use sluice_sdk::{Config, Error, Record, Transform, Writer};
+
+/// Renames and adds fields of JSON object records.
+pub struct {{TYPE}} {
+    rename: Vec<(String, String)>,
+    add: Vec<(String, String)>,
+}
+
+/// Parses `a:b,c:d` into pairs, naming `key` in the error.
+fn pairs(config: &Config, key: &str) -> Result<Vec<(String, String)>, Error> {
+    let Some(text) = config.get(key) else { return Ok(Vec::new()) };
+    text.split(',')
+        .map(str::trim)
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| match pair.split_once(':') {
+            Some((a, b)) if !a.trim().is_empty() => Ok((a.trim().to_string(), b.trim().to_string())),
+            _ => Err(Error::new(format!("{key}: expected `name:value` pairs, got `{pair}`"))),
+        })
+        .collect()
+}
+
+impl Transform for {{TYPE}} {
+    fn init(config: &Config) -> Result<Self, Error> {
+        config.allow_only(&["rename", "add"])?;
+        Ok({{TYPE}} { rename: pairs(config, "rename")?, add: pairs(config, "add")? })
+    }
+
+    fn process(&mut self, record: &Record<'_>, out: &mut Writer<'_>) -> Result<(), Error> {
+        let value: serde_json::Value = record.json()?;
+        let serde_json::Value::Object(fields) = value else {
+            return Err(Error::new("expected a JSON object"));
+        };
+        // Rebuilt in order, so a renamed field keeps its place.
+        let mut renamed: serde_json::Map<String, serde_json::Value> = fields
+            .into_iter()
+            .map(|(name, value)| match self.rename.iter().find(|(from, _)| *from == name) {
+                Some((_, to)) => (to.clone(), value),
+                None => (name, value),
+            })
+            .collect();
+        for (name, value) in &self.add {
+            renamed.insert(name.clone(), value.clone().into());
+        }
+        out.write_json(&renamed)
+    }
+}
+
+sluice_sdk::export!({{TYPE}});
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_sdk::testing;
+
+    #[test]
+    fn renames_in_place_and_adds_fields() {
+        let mut t = testing::init::<{{TYPE}}>(&[("rename", "msg:message"), ("add", "source:web")]).unwrap();
+        let out = testing::process(&mut t, &Record::from_value(br#"{"id":1,"msg":"hi","n":2}"#)).unwrap();
+        assert_eq!(out[0].value_str(), Some(r#"{"id":1,"message":"hi","n":2,"source":"web"}"#));
+
+        let failed = testing::process(&mut t, &Record::from_value(b"[1]")).unwrap_err();
+        assert_eq!(failed.to_string(), "expected a JSON object");
+        assert!(testing::init::<{{TYPE}}>(&[("rename", "oops")]).is_err());
+    }
+}
+"##;
+
+const README_TEMPLATE: &str = r#"# {{NAME}}
+
+A [Sluice](https://github.com/) stream transform, written with `sluice-sdk`: it renames fields of
+JSON records and adds constant ones. Make it yours in `src/lib.rs`.
+
+```sh
+cargo test                                        # native unit tests, no WebAssembly needed
+cargo build --release --target wasm32-wasip2      # the component: target/wasm32-wasip2/release/{{LIB}}.wasm
+```
+
+(`rustup target add wasm32-wasip2` once, if the target is missing.)
+
+Try it on sample lines, without Kafka:
+
+```sh
+echo '{"id": 1, "msg": "hi"}' | sluice try target/wasm32-wasip2/release/{{LIB}}.wasm \
+  --config rename=msg:message --config add=source:web
+# {"id":1,"message":"hi","source":"web"}
+```
+
+Then use it in a pipeline of `sluice.toml`:
+
+```toml
+[[pipeline.transform]]
+module = "path/to/{{LIB}}.wasm"
+config = { rename = "msg:message", add = "source:web" }
+```
+
+| key | meaning |
+|---|---|
+| `rename` | comma-separated `old:new` pairs: fields renamed in place |
+| `add` | comma-separated `field:value` pairs: string fields added at the end |
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_checked() {
+        for good in ["rename-fields", "a", "my_transform2"] {
+            check_name(good).unwrap();
+        }
+        for bad in ["", "2fast", "-x", "with space", "über", "test", "std"] {
+            assert!(check_name(bad).is_err(), "{bad}");
+        }
+        assert_eq!(type_name("rename-fields"), "RenameFields");
+        assert_eq!(type_name("my_transform2"), "MyTransform2");
+        assert_eq!(type_name("a"), "A");
+    }
+
+    #[test]
+    fn files_name_the_crate_and_its_sdk() {
+        let generated = files(
+            "rename-fields",
+            &Sdk::Path(PathBuf::from("/src/sluice/guest-sdk")),
+        );
+        let get = |name: &str| {
+            generated
+                .iter()
+                .find(|f| f.0 == name)
+                .map(|f| f.1.clone())
+                .unwrap()
+        };
+        let cargo = get("Cargo.toml");
+        assert!(cargo.contains("name = \"rename-fields\""));
+        assert!(cargo.contains("sluice-sdk = { path = \"/src/sluice/guest-sdk\" }"));
+        assert!(cargo.contains("\n[workspace]\n"));
+        assert!(cargo.contains(r#"crate-type = ["cdylib", "rlib"]"#));
+        let manifest: toml::Table = toml::from_str(&cargo).unwrap();
+        assert_eq!(manifest["package"]["name"].as_str(), Some("rename-fields"));
+        assert!(get("src/lib.rs").contains("sluice_sdk::export!(RenameFields);"));
+        assert!(get("README.md").contains("cargo build --release --target wasm32-wasip2"));
+        assert!(get("README.md").contains("release/rename_fields.wasm"));
+
+        let registry = files("x", &Sdk::Version);
+        let manifest: toml::Table = toml::from_str(&registry[0].1).unwrap();
+        assert!(manifest["dependencies"]["sluice-sdk"].is_str());
+    }
+
+    #[test]
+    fn refuses_a_folder_in_use() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("keep.txt"), "mine").unwrap();
+        let error = create("x", dir.path(), &Sdk::Version).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("already exists and is not empty"),
+            "{error}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("keep.txt")).unwrap(),
+            "mine"
+        );
+    }
+}

@@ -1,0 +1,389 @@
+//! The control plane: stored modules, what each pipeline slot runs, and the changes the API
+//! makes to running pipelines (deploy, roll back, pause, resume).
+//!
+//! Deployments persist in `<state>/deployments.json`, written before a change takes effect, so
+//! that after a restart each pipeline runs what was deployed rather than what the configuration
+//! file names. The file's modules are stored too (under their file name), and decide a slot only
+//! until something is deployed into it.
+
+pub mod store;
+
+use crate::config::PipelineConfig;
+use crate::engine::{Engine, InstantiateError};
+use crate::pipeline::PipelineShared;
+use crate::pipeline::chain::StageSpec;
+use crate::tables::Tables;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex, OnceLock};
+use store::{ModuleStore, StoreError};
+
+/// What one transform slot runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlotDeployment {
+    /// Module name in the store.
+    pub module: String,
+    /// Its version.
+    pub version: u32,
+    /// Configuration for its `init`.
+    #[serde(default)]
+    pub config: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct SlotState {
+    #[serde(flatten)]
+    current: SlotDeployment,
+    /// What ran before, most recent last: what a rollback returns to.
+    #[serde(default)]
+    history: Vec<SlotDeployment>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct PipelineState {
+    #[serde(default)]
+    paused: bool,
+    slots: Vec<SlotState>,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Deployments {
+    pipelines: BTreeMap<String, PipelineState>,
+}
+
+/// Why a control-plane change was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    /// No pipeline has that name.
+    #[error("no pipeline is called `{0}`")]
+    UnknownPipeline(String),
+    /// The pipeline has fewer slots.
+    #[error(
+        "pipeline `{pipeline}` has {count} transform slot(s), numbered from 0: there is no slot {index}"
+    )]
+    UnknownSlot {
+        /// The pipeline.
+        pipeline: String,
+        /// Its number of slots.
+        count: usize,
+        /// The slot asked for.
+        index: usize,
+    },
+    /// The module store refused or could not find the module.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The module's `init` failed with the slot's configuration; nothing changed.
+    #[error("{module} version {version} did not start, so the running version stays: {error}")]
+    InitFailed {
+        /// The module.
+        module: String,
+        /// Its version.
+        version: u32,
+        /// Why.
+        error: InstantiateError,
+    },
+    /// A rollback with nothing before.
+    #[error("slot {index} of pipeline `{pipeline}` has no earlier version to roll back to")]
+    NothingToRollBack {
+        /// The pipeline.
+        pipeline: String,
+        /// The slot.
+        index: usize,
+    },
+}
+
+/// Modules, deployments, and the running pipelines they apply to.
+pub struct ControlPlane {
+    /// The stored modules.
+    pub store: ModuleStore,
+    engine: Engine,
+    deployments: Mutex<Deployments>,
+    path: PathBuf,
+    pipelines: OnceLock<Vec<Arc<PipelineShared>>>,
+}
+
+impl std::fmt::Debug for ControlPlane {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ControlPlane")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+impl ControlPlane {
+    /// Opens the state directory `dir` (creating it); modules over `max_module_bytes` are refused.
+    pub fn open(dir: &Path, engine: Engine, max_module_bytes: usize) -> Result<Self, StoreError> {
+        let store = ModuleStore::open(dir, engine.clone(), max_module_bytes)?;
+        let path = dir.join("deployments.json");
+        let deployments = match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| StoreError::Io(format!("{} is damaged: {e}", path.display())))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Deployments::default(),
+            Err(e) => return Err(StoreError::Io(format!("{}: {e}", path.display()))),
+        };
+        Ok(ControlPlane {
+            store,
+            engine,
+            deployments: Mutex::new(deployments),
+            path,
+            pipelines: OnceLock::new(),
+        })
+    }
+
+    /// The stages pipeline `index` starts with: what was deployed into its slots, or the
+    /// configuration file's modules for a pipeline never deployed to (or whose number of
+    /// slots changed in the file). Each is started once to check its `init`.
+    pub fn stages_for(
+        &self,
+        index: usize,
+        pipeline: &PipelineConfig,
+        tables: &Tables,
+    ) -> anyhow::Result<Vec<Arc<StageSpec>>> {
+        let mut from_file = Vec::new();
+        for (t, transform) in pipeline.transform.iter().enumerate() {
+            let at = format!(
+                "pipeline[{index}] ({}).transform[{t}].module `{}`",
+                pipeline.name,
+                transform.module.display()
+            );
+            let bytes = std::fs::read(&transform.module)
+                .map_err(|e| anyhow::anyhow!("{at}: cannot read it: {e}"))?;
+            let name = transform
+                .module
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let (stored, _) = self
+                .store
+                .add(&name, &bytes)
+                .map_err(|e| anyhow::anyhow!("{at}: {e}"))?;
+            let config = transform
+                .config
+                .iter()
+                .map(|(k, v)| (k.clone(), v.0.clone()))
+                .collect();
+            from_file.push(SlotDeployment {
+                module: name,
+                version: stored.version,
+                config,
+            });
+        }
+        let mut deployments = self.deployments.lock().unwrap();
+        let state = deployments
+            .pipelines
+            .entry(pipeline.name.clone())
+            .or_default();
+        if state.slots.len() != from_file.len() {
+            if !state.slots.is_empty() {
+                tracing::warn!(pipeline = %pipeline.name, deployed = state.slots.len(), file = from_file.len(),
+                    "the configuration file changed the number of transforms: starting from the file's");
+            }
+            state.slots = from_file
+                .into_iter()
+                .map(|current| SlotState {
+                    current,
+                    history: Vec::new(),
+                })
+                .collect();
+        } else {
+            for (slot, (deployed, file)) in state.slots.iter().zip(&from_file).enumerate() {
+                if deployed.current != *file {
+                    tracing::info!(pipeline = %pipeline.name, slot, module = %deployed.current.module,
+                        version = deployed.current.version, "running the deployed version, not the file's");
+                }
+            }
+        }
+        let slots: Vec<SlotDeployment> = state.slots.iter().map(|s| s.current.clone()).collect();
+        self.save(&deployments)?;
+        drop(deployments);
+        slots
+            .iter()
+            .enumerate()
+            .map(|(t, slot)| {
+                self.stage(slot, tables).map_err(|e| {
+                    anyhow::anyhow!("pipeline[{index}] ({}).transform[{t}]: {e}", pipeline.name)
+                })
+            })
+            .collect()
+    }
+
+    /// Hands over the running pipelines, and pauses those that were paused when the runtime
+    /// last stopped.
+    pub fn attach(&self, pipelines: Vec<Arc<PipelineShared>>) {
+        let deployments = self.deployments.lock().unwrap();
+        for p in &pipelines {
+            if deployments.pipelines.get(&p.name).is_some_and(|s| s.paused) {
+                p.paused.store(true, Relaxed);
+            }
+        }
+        let _ = self.pipelines.set(pipelines);
+    }
+
+    /// The engine that runs the stored modules.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The running pipelines, in configuration order.
+    pub fn pipelines(&self) -> &[Arc<PipelineShared>] {
+        self.pipelines.get().map_or(&[], Vec::as_slice)
+    }
+
+    /// The running pipeline called `name`.
+    pub fn pipeline(&self, name: &str) -> Result<&Arc<PipelineShared>, ControlError> {
+        self.pipelines()
+            .iter()
+            .find(|p| p.name == name)
+            .ok_or_else(|| ControlError::UnknownPipeline(name.to_string()))
+    }
+
+    /// Whether slot `index` of `pipeline` has an earlier version to roll back to.
+    pub fn can_roll_back(&self, pipeline: &str, index: usize) -> bool {
+        let deployments = self.deployments.lock().unwrap();
+        deployments
+            .pipelines
+            .get(pipeline)
+            .and_then(|p| p.slots.get(index))
+            .is_some_and(|s| !s.history.is_empty())
+    }
+
+    /// Deploys version `version` of `module` into slot `index` of `pipeline`, with `config`
+    /// (by default, the slot's current configuration). Every partition switches at its next
+    /// batch boundary. Refused, with nothing changed, if the module does not start.
+    pub fn deploy(
+        &self,
+        pipeline: &str,
+        index: usize,
+        module: &str,
+        version: u32,
+        config: Option<BTreeMap<String, String>>,
+    ) -> Result<(), ControlError> {
+        let mut deployments = self.deployments.lock().unwrap();
+        let (shared, state) = self.slot(&mut deployments, pipeline, index)?;
+        let config = config.unwrap_or_else(|| state.current.config.clone());
+        let next = SlotDeployment {
+            module: module.to_string(),
+            version,
+            config,
+        };
+        let stage = self.stage(&next, &shared.tables)?;
+        let previous = std::mem::replace(&mut state.current, next);
+        state.history.push(previous);
+        self.apply(&deployments, shared, index, stage)
+    }
+
+    /// Returns slot `index` of `pipeline` to what ran before the last deploy.
+    pub fn roll_back(&self, pipeline: &str, index: usize) -> Result<(), ControlError> {
+        let mut deployments = self.deployments.lock().unwrap();
+        let (shared, state) = self.slot(&mut deployments, pipeline, index)?;
+        let previous =
+            state
+                .history
+                .last()
+                .cloned()
+                .ok_or_else(|| ControlError::NothingToRollBack {
+                    pipeline: pipeline.to_string(),
+                    index,
+                })?;
+        let stage = self.stage(&previous, &shared.tables)?;
+        state.current = previous;
+        state.history.pop();
+        self.apply(&deployments, shared, index, stage)
+    }
+
+    /// Pauses (stops consuming, keeps the group membership) or resumes `pipeline`.
+    pub fn set_paused(&self, pipeline: &str, paused: bool) -> Result<(), ControlError> {
+        let shared = self.pipeline(pipeline)?;
+        let mut deployments = self.deployments.lock().unwrap();
+        deployments
+            .pipelines
+            .entry(pipeline.to_string())
+            .or_default()
+            .paused = paused;
+        self.save(&deployments)?;
+        shared.paused.store(paused, Relaxed);
+        Ok(())
+    }
+
+    fn slot<'s, 'd>(
+        &'s self,
+        deployments: &'d mut Deployments,
+        pipeline: &str,
+        index: usize,
+    ) -> Result<(&'s Arc<PipelineShared>, &'d mut SlotState), ControlError> {
+        let shared = self.pipeline(pipeline)?;
+        let slots = &mut deployments
+            .pipelines
+            .entry(pipeline.to_string())
+            .or_default()
+            .slots;
+        let count = slots.len();
+        let state = slots.get_mut(index).ok_or(ControlError::UnknownSlot {
+            pipeline: pipeline.to_string(),
+            count,
+            index,
+        })?;
+        Ok((shared, state))
+    }
+
+    /// Persists the deployments, then swaps `stage` into the running chain.
+    fn apply(
+        &self,
+        deployments: &Deployments,
+        shared: &PipelineShared,
+        index: usize,
+        stage: Arc<StageSpec>,
+    ) -> Result<(), ControlError> {
+        self.save(deployments)?;
+        let (_, stages) = shared.deployed.current();
+        let mut stages = stages.to_vec();
+        stages[index] = stage;
+        shared.deployed.replace(stages);
+        tracing::info!(pipeline = %shared.name, slot = index, module = %stages_label(&shared.deployed), "deployed");
+        Ok(())
+    }
+
+    /// Loads `slot`'s module and checks that it starts with its configuration.
+    fn stage(
+        &self,
+        slot: &SlotDeployment,
+        tables: &Tables,
+    ) -> Result<Arc<StageSpec>, ControlError> {
+        let (_, module) = self.store.get(&slot.module, slot.version)?;
+        let config: Vec<(String, String)> = slot
+            .config
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        self.engine
+            .instantiate(&module, &slot.module, &config, tables)
+            .map_err(|error| ControlError::InitFailed {
+                module: slot.module.clone(),
+                version: slot.version,
+                error,
+            })?;
+        Ok(Arc::new(StageSpec {
+            name: slot.module.clone(),
+            version: slot.version,
+            module,
+            config,
+        }))
+    }
+
+    fn save(&self, deployments: &Deployments) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec_pretty(deployments).expect("deployments serialise");
+        store::write_atomically(&self.path, &bytes)
+    }
+}
+
+/// `name@version` of each stage, for logs.
+fn stages_label(deployed: &crate::pipeline::chain::Deployed) -> String {
+    let (_, stages) = deployed.current();
+    stages
+        .iter()
+        .map(|s| format!("{}@{}", s.name, s.version))
+        .collect::<Vec<_>>()
+        .join(" -> ")
+}

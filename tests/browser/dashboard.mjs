@@ -1,0 +1,316 @@
+// End-to-end test of the Sluice dashboard in Debian's headless Chromium, driven by
+// playwright-core (which downloads no browser). Against a running `sluice run` (tests/dashboard.rs
+// starts one on the real broker) it:
+//
+//   1. opens the page and finds the pipeline;
+//   2. uploads a transform (tz_normaliser.wasm) by dropping it on the Modules page;
+//   3. deploys it into a slot of the pipeline and sees the slot change;
+//   4. watches the live throughput chart move (in-rate above 0, points added);
+//   5. uploads a broken file through the file input and sees the API's error text on the page;
+//   6. runs Try it on sample lines and sees each record's output (and an error for a bad line);
+//   7. shows the pipeline's dead letters with their error headers;
+//   8. rolls the slot back, pauses and resumes the pipeline.
+//
+// Screenshots of every step go to target/screenshots/ (or --screenshots DIR). Exits 1 with the
+// failing step's name and reason, and a screenshot of the page as it was.
+//
+//   node tests/browser/dashboard.mjs --url http://127.0.0.1:8080/ --pipeline NAME \
+//        --wasm target/wasm32-wasip2/release/tz_normaliser.wasm [--slot 0] \
+//        [--samples tests/data/seed-000.jsonl] [--expected tests/data/seed-000.expected.jsonl] \
+//        [--token TOKEN] [--screenshots DIR] [--timeout-s 60] [--no-dead-letters]
+//
+// Each option may also come from the environment: SLUICE_DASHBOARD_URL, _PIPELINE, _WASM, ...
+// (SLUICE_DASHBOARD_ and the option's name in capitals, dashes as underscores). CHROMIUM names the
+// browser binary (/usr/bin/chromium by default).
+
+import { mkdirSync, readFileSync, existsSync } from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const repo = path.resolve(here, "../..");
+
+function options() {
+  const argv = process.argv.slice(2);
+  const flags = new Set(["no-dead-letters", "headed"]);
+  const opts = {};
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (!a.startsWith("--")) throw new Error(`unexpected argument ${a}`);
+    const key = a.slice(2);
+    if (flags.has(key)) opts[key] = true;
+    else if (i + 1 < argv.length) opts[key] = argv[++i];
+    else throw new Error(`${a} needs a value`);
+  }
+  const env = (key) => process.env[`SLUICE_DASHBOARD_${key.toUpperCase().replace(/-/g, "_")}`];
+  for (const key of ["url", "pipeline", "wasm", "slot", "samples", "expected", "token", "screenshots", "timeout-s"]) {
+    if (opts[key] === undefined && env(key) !== undefined) opts[key] = env(key);
+  }
+  return {
+    url: opts.url,
+    pipeline: opts.pipeline,
+    wasm: path.resolve(opts.wasm ?? path.join(repo, "target/wasm32-wasip2/release/tz_normaliser.wasm")),
+    slot: Number(opts.slot ?? 0),
+    samples: path.resolve(opts.samples ?? path.join(repo, "tests/data/seed-000.jsonl")),
+    expected: opts.expected ? path.resolve(opts.expected) : null,
+    token: opts.token ?? "",
+    screenshots: path.resolve(opts.screenshots ?? path.join(repo, "target/screenshots")),
+    timeout: Number(opts["timeout-s"] ?? 60) * 1000,
+    deadLetters: !opts["no-dead-letters"],
+    headed: !!opts.headed,
+  };
+}
+
+const opts = options();
+const log = (...a) => console.log("dashboard:", ...a);
+let page;
+let browser;
+let shot = 0;
+const pageErrors = [];
+
+async function screenshot(name) {
+  const file = path.join(opts.screenshots, `${String(++shot).padStart(2, "0")}-${name}.png`);
+  await page.screenshot({ path: file, fullPage: true });
+  return file;
+}
+
+async function step(name, fn) {
+  const started = Date.now();
+  try {
+    await fn();
+    if (pageErrors.length) throw new Error(`uncaught error in the page: ${pageErrors.join("; ")}`);
+    await screenshot(name);
+    log(`ok   ${name} (${((Date.now() - started) / 1000).toFixed(1)} s)`);
+  } catch (e) {
+    let file = "";
+    try {
+      file = await screenshot(`FAILED-${name}`);
+    } catch {
+      /* the page is gone */
+    }
+    console.error(`dashboard: FAIL ${name}: ${e?.message ?? e}`);
+    if (file) console.error(`dashboard: screenshot of the page: ${file}`);
+    throw new StepFailed();
+  }
+}
+class StepFailed extends Error {}
+
+/** Polls `check` (which returns a truthy value when satisfied) until it does or the wait ends. */
+async function until(what, check, timeout = opts.timeout) {
+  const deadline = Date.now() + timeout;
+  let last;
+  for (;;) {
+    try {
+      const v = await check();
+      if (v) return v;
+      last = null;
+    } catch (e) {
+      last = e;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeout / 1000} s waiting for ${what}${last ? ` (${last.message})` : ""}`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+const text = async (locator) => ((await locator.textContent({ timeout: 2000 })) ?? "").trim();
+const card = () => page.locator(`[data-testid="pipeline-${opts.pipeline}"]`);
+const slotRow = () => card().locator(`[data-testid="slot-${opts.slot}"]`);
+
+async function go(hash) {
+  await page.evaluate((h) => (location.hash = h), hash);
+  await page.locator('[data-testid="main"] .page').first().waitFor();
+}
+
+async function main() {
+  if (!opts.url) throw new Error("no dashboard URL: pass --url http://HOST:PORT/");
+  if (!opts.pipeline) throw new Error("no pipeline: pass --pipeline NAME");
+  if (!existsSync(opts.wasm)) throw new Error(`${opts.wasm} is missing: build the transforms first with \`make wasm\``);
+  const executablePath = process.env.CHROMIUM ?? "/usr/bin/chromium";
+  if (!existsSync(executablePath)) throw new Error(`${executablePath} is missing: install Debian's chromium with \`bash tests/setup.sh\``);
+  mkdirSync(opts.screenshots, { recursive: true });
+  const samples = readFileSync(opts.samples, "utf8").split("\n").filter((l) => l.trim()).slice(0, 5);
+  const expected = opts.expected ? readFileSync(opts.expected, "utf8").split("\n").filter((l) => l.trim()).slice(0, samples.length) : null;
+  const moduleName = path.basename(opts.wasm).replace(/\.wasm$/, "");
+  log(`testing ${opts.url} (pipeline ${opts.pipeline}, slot ${opts.slot}, module ${moduleName}), screenshots in ${opts.screenshots}`);
+
+  browser = await chromium.launch({
+    executablePath,
+    headless: !opts.headed,
+    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"],
+  });
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  page = await context.newPage();
+  page.setDefaultTimeout(opts.timeout);
+  page.on("pageerror", (e) => pageErrors.push(e.message));
+  page.on("console", (m) => {
+    // Failed requests show up here too; the steps check those answers themselves.
+    if (m.type() === "error" && !m.text().startsWith("Failed to load resource")) log(`console error in the page: ${m.text()}`);
+  });
+
+  let uploaded; // { version }
+
+  await step("open-pipelines", async () => {
+    await page.goto(opts.url);
+    await page.locator('body[data-ready="true"]').waitFor();
+    await card().waitFor();
+    if (opts.token) {
+      // Without the token a change is refused, and the page says why in the API's words.
+      if ((await text(page.locator('[data-testid="auth"]'))) !== "auth required") throw new Error("the page does not say that the API needs a token");
+      await page.locator('[data-testid="token"]').fill("");
+      const response = page.waitForResponse((r) => r.url().endsWith("/pause") && r.request().method() === "POST");
+      await card().locator('[data-testid="pause"]').click();
+      const r = await response;
+      if (r.status() !== 401) throw new Error(`pause without the token answered ${r.status()}, expected 401`);
+      const { error } = await r.json();
+      const shown = await text(card().locator('[data-testid="error"]'));
+      if (!shown.startsWith(error)) throw new Error(`the page shows \`${shown}\`, the API said \`${error}\``);
+      await page.locator('[data-testid="token"]').fill(opts.token);
+    }
+    await until("the live feed to connect", async () => (await text(page.locator('[data-testid="live"]'))) === "live");
+    const status = await text(card().locator('[data-testid="status"]'));
+    if (!["starting", "running"].includes(status)) throw new Error(`pipeline ${opts.pipeline} is ${status}, expected running`);
+  });
+
+  await step("upload-module", async () => {
+    await go("#/modules");
+    await page.locator('[data-testid="module-name"]').fill(moduleName);
+    const bytes = readFileSync(opts.wasm).toString("base64");
+    // A real drop: a DataTransfer holding the file, dispatched on the drop zone.
+    const dataTransfer = await page.evaluateHandle(
+      ({ name, b64 }) => {
+        const raw = atob(b64);
+        const array = new Uint8Array(raw.length);
+        for (let i = 0; i < raw.length; i++) array[i] = raw.charCodeAt(i);
+        const dt = new DataTransfer();
+        dt.items.add(new File([array], name, { type: "application/wasm" }));
+        return dt;
+      },
+      { name: path.basename(opts.wasm), b64: bytes },
+    );
+    const response = page.waitForResponse((r) => r.url().includes("/api/v1/modules?") && r.request().method() === "POST");
+    await page.locator('[data-testid="dropzone"]').dispatchEvent("dragenter", { dataTransfer });
+    await page.locator('[data-testid="dropzone"]').dispatchEvent("drop", { dataTransfer });
+    const r = await response;
+    const body = await r.json();
+    if (r.status() !== 201 && r.status() !== 200) throw new Error(`the API refused ${moduleName}: ${r.status()} ${JSON.stringify(body)}`);
+    const ok = await text(page.locator('[data-testid="upload-ok"]'));
+    if (!ok.includes(`${moduleName} version ${body.version}`)) throw new Error(`upload message is \`${ok}\``);
+    uploaded = body;
+    await page.locator(`[data-testid="module-${moduleName}-v${body.version}"]`).waitFor();
+  });
+
+  await step("deploy", async () => {
+    await go("#/pipelines");
+    await slotRow().waitFor();
+    await slotRow().locator('[data-testid="deploy-module"]').selectOption(moduleName);
+    await slotRow().locator('[data-testid="deploy-version"]').selectOption(String(uploaded.version));
+    const response = page.waitForResponse((r) => r.url().includes(`/transforms/${opts.slot}`) && r.request().method() === "PUT");
+    await slotRow().locator('[data-testid="deploy"]').click();
+    const r = await response;
+    if (r.status() !== 200) throw new Error(`deploy answered ${r.status()}: ${await r.text()}`);
+    await until(`slot ${opts.slot} to show ${moduleName} v${uploaded.version}`, async () => {
+      const row = slotRow();
+      return (await row.getAttribute("data-module")) === moduleName && (await row.getAttribute("data-version")) === String(uploaded.version);
+    });
+    const shown = await text(slotRow().locator('[data-testid="slot-version"]'));
+    if (shown !== `v${uploaded.version}`) throw new Error(`slot shows ${shown}`);
+    await card().locator('[data-testid="ok"]').waitFor();
+  });
+
+  await step("chart-moves", async () => {
+    const chart = card().locator('[data-testid="chart"]');
+    const points = async () => Number((await chart.getAttribute("data-points")) ?? 0);
+    const before = await points();
+    await until("the in-rate to rise above 0", async () => Number(await card().locator('[data-testid="rate-in"]').getAttribute("data-value")) > 0);
+    await until("the chart to gain 3 points", async () => (await points()) >= before + 3);
+    const canvas = chart.locator("canvas");
+    if ((await canvas.count()) === 0) throw new Error("the chart has no canvas");
+    log(`     chart has ${await points()} points, in ${await text(card().locator('[data-testid="rate-in"]'))}/s`);
+  });
+
+  await step("broken-upload", async () => {
+    await go("#/modules");
+    await page.locator('[data-testid="module-name"]').fill("broken");
+    const response = page.waitForResponse((r) => r.url().includes("/api/v1/modules?") && r.request().method() === "POST");
+    await page.locator('[data-testid="file-input"]').setInputFiles({
+      name: "broken.wasm",
+      mimeType: "application/wasm",
+      buffer: Buffer.from("this is a text file, not a WebAssembly component\n"),
+    });
+    const r = await response;
+    if (r.status() < 400 || r.status() >= 500) throw new Error(`the API answered ${r.status()} to a broken module, expected 4xx`);
+    const { error } = await r.json();
+    if (!error) throw new Error("the API's answer has no error message");
+    const shown = await text(page.locator('[data-testid="upload-error"]'));
+    if (shown !== error.trim()) throw new Error(`the page shows \`${shown}\`, the API said \`${error}\``);
+    log(`     error shown: ${error}`);
+  });
+
+  await step("try-it", async () => {
+    await go(`#/try?module=${encodeURIComponent(moduleName)}&version=${uploaded.version}`);
+    await until("the module to be selected", async () => (await page.locator('[data-testid="try-module"]').inputValue()) === moduleName);
+    await page.locator('[data-testid="try-version"]').selectOption(String(uploaded.version));
+    const lines = [...samples, "not json at all"];
+    await page.locator('[data-testid="try-input"]').fill(lines.join("\n"));
+    await page.locator('[data-testid="try-run"]').click();
+    const rows = page.locator('[data-testid="try-row"]');
+    await until(`${lines.length} result rows`, async () => (await rows.count()) === lines.length);
+    for (let i = 0; i < samples.length; i++) {
+      const row = rows.nth(i);
+      const err = await text(row.locator('[data-testid="try-record-error"]'));
+      if (err) throw new Error(`record ${i + 1} failed: ${err}`);
+      const out = await text(row.locator('[data-testid="try-output"] pre'));
+      if (expected ? out !== expected[i] : !out.includes('"timestamp"')) throw new Error(`record ${i + 1}: output \`${out}\`, expected \`${expected ? expected[i] : "a timestamp"}\``);
+    }
+    const bad = await text(rows.nth(lines.length - 1).locator('[data-testid="try-record-error"]'));
+    if (!bad) throw new Error("the line that is not JSON shows no error");
+    const summary = await text(page.locator('[data-testid="try-summary"]'));
+    if (!summary.includes(`${samples.length} ok, 1 failed`)) throw new Error(`summary is \`${summary}\``);
+  });
+
+  if (opts.deadLetters) {
+    await step("dead-letters", async () => {
+      await go(`#/dead-letters/${encodeURIComponent(opts.pipeline)}`);
+      await page.locator('[data-testid="dl-topic"]').waitFor();
+      const rows = page.locator('[data-testid="dl-row"]');
+      await until("a dead letter", async () => (await rows.count()) > 0);
+      const first = rows.first();
+      const message = await text(first.locator('[data-testid="dl-message"]'));
+      const kind = await text(first.locator('[data-testid="dl-kind"]'));
+      const source = await text(first.locator('[data-testid="dl-source"]'));
+      const transform = await text(first.locator('[data-testid="dl-transform"]'));
+      if (!message) throw new Error("a dead letter without sluice.error.message");
+      if (!kind || kind === "?") throw new Error("a dead letter without sluice.error.kind");
+      if (source.includes("?")) throw new Error(`source headers missing: ${source}`);
+      if (!transform || transform.startsWith("?")) throw new Error(`transform headers missing: ${transform}`);
+      log(`     ${await rows.count()} dead letters; first: ${kind}: ${message}`);
+    });
+  }
+
+  await step("rollback-pause-resume", async () => {
+    await go("#/pipelines");
+    await slotRow().waitFor();
+    await slotRow().locator('[data-testid="rollback"]:not([disabled])').click();
+    await until(`slot ${opts.slot} to leave ${moduleName} v${uploaded.version}`, async () => {
+      const row = slotRow();
+      return !((await row.getAttribute("data-module")) === moduleName && (await row.getAttribute("data-version")) === String(uploaded.version));
+    });
+    await card().locator('[data-testid="pause"]').click();
+    await until("the pipeline to be paused", async () => (await text(card().locator('[data-testid="status"]'))) === "paused");
+    await card().locator('[data-testid="resume"]').click();
+    await until("the pipeline to run again", async () => ["running", "starting"].includes(await text(card().locator('[data-testid="status"]'))));
+  });
+}
+
+let failed = false;
+try {
+  await main();
+  log(`passed; screenshots in ${opts.screenshots}`);
+} catch (e) {
+  failed = true;
+  if (!(e instanceof StepFailed)) console.error(`dashboard: FAIL: ${e?.message ?? e}`);
+} finally {
+  await browser?.close().catch(() => undefined);
+}
+process.exit(failed ? 1 : 0);

@@ -1,0 +1,161 @@
+//! The web dashboard end to end: `sluice run` on the real broker (`tests/with-kafka.sh`) with a
+//! pipeline whose only slot starts as the pass-through test guest, records streaming in all the
+//! while, and `tests/browser/dashboard.mjs` driving Debian's headless Chromium through the page:
+//! upload the tz normaliser, deploy it, watch the chart move, upload a broken file and see the
+//! API's error, try the module on sample lines, read the dead letters, roll back, pause and
+//! resume; before any of that, a change without the API token is refused and the page says why.
+//! Screenshots land in `target/screenshots/`.
+//!
+//! Needs `bash tests/setup.sh` (chromium), Node.js and npm (`bash web-ui/build.sh` installs them),
+//! and the dashboard built into the binary (`make ui` before building `sluice`).
+
+mod support;
+
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use support::kafka::{Sluice, create_topic, unique, write_config};
+use support::{data, repo, wasm};
+
+/// How long the browser run may take before it is stopped and the test fails.
+const BROWSER_TIMEOUT: Duration = Duration::from_secs(300);
+/// The API token of the test's `sluice run`.
+const TOKEN: &str = "dashboard-test-token";
+
+/// Produces seed-000 lines and, now and then, a line that is not JSON (which the tz normaliser
+/// rejects, so dead letters appear once it is deployed), until `stop` is set. One kcat process
+/// for the whole run, fed a few dozen lines every 250 ms.
+fn keep_producing(topic: String, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<usize> {
+    use std::io::Write;
+    let seed: Vec<String> = std::fs::read_to_string(data("seed-000.jsonl"))
+        .unwrap()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(str::to_string)
+        .collect();
+    let mut kcat = Command::new("kcat")
+        .args(["-P", "-b", &support::kafka::bootstrap(), "-t", &topic])
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("kcat is installed by tests/setup.sh");
+    std::thread::spawn(move || {
+        let mut stdin = kcat.stdin.take().unwrap();
+        let mut sent = 0;
+        while !stop.load(Ordering::Relaxed) {
+            let mut batch: String = (0..60)
+                .map(|i| format!("{}\n", seed[(sent + i) % seed.len()]))
+                .collect();
+            batch.push_str(&format!("not json {sent}\n"));
+            stdin
+                .write_all(batch.as_bytes())
+                .and_then(|()| stdin.flush())
+                .expect("kcat stopped taking records");
+            sent += 61;
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        drop(stdin);
+        assert!(
+            kcat.wait().unwrap().success(),
+            "kcat could not produce to {topic}"
+        );
+        sent
+    })
+}
+
+#[test]
+fn dashboard_uploads_deploys_and_shows_live_throughput_in_chromium() {
+    let (input, output, dlq) = (unique("dash-in"), unique("dash-out"), unique("dash-dlq"));
+    create_topic(&input, 3);
+    create_topic(&output, 3);
+    create_topic(&dlq, 1);
+    let name = unique("dashboard");
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        &format!(
+            r#"
+[[pipeline]]
+name = "{name}"
+inputs = ["{input}"]
+outputs = ["{output}"]
+dead_letter = "{dlq}"
+start = "earliest"
+linger_ms = 20
+
+[[pipeline.transform]]
+module = "{}"
+config = {{}}
+"#,
+            wasm("test_guest").display()
+        ),
+    );
+    // Changes need a token: the page is tested refusing one without it, then sending it.
+    let with_token = std::fs::read_to_string(&config).unwrap().replacen(
+        "listen = \"127.0.0.1:0\"",
+        &format!("listen = \"127.0.0.1:0\"\ntoken = \"{TOKEN}\""),
+        1,
+    );
+    std::fs::write(&config, with_token).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let producer = keep_producing(input.clone(), stop.clone());
+    let sluice = Sluice::start(&config);
+    let address = sluice.api_address();
+
+    let (status, page) = sluice.http_get("/");
+    assert!(
+        status == 200 && page.contains("app.js"),
+        "GET / does not serve the dashboard ({status}): build it with `make ui` (bash web-ui/build.sh) before building sluice\n{page}"
+    );
+
+    let screenshots = repo().join("target/screenshots");
+    let mut browser = Command::new("bash")
+        .arg(repo().join("tests/browser/run.sh"))
+        .args([
+            "--url",
+            &format!("http://{address}/"),
+            "--pipeline",
+            &name,
+            "--token",
+            TOKEN,
+        ])
+        .arg("--wasm")
+        .arg(wasm("tz_normaliser"))
+        .arg("--samples")
+        .arg(data("seed-000.jsonl"))
+        .arg("--expected")
+        .arg(data("seed-000.expected.jsonl"))
+        .arg("--screenshots")
+        .arg(&screenshots)
+        .stdout(Stdio::inherit())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("bash runs tests/browser/run.sh");
+    let deadline = Instant::now() + BROWSER_TIMEOUT;
+    let result = loop {
+        if let Some(status) = browser.try_wait().unwrap() {
+            break Some(status);
+        }
+        if Instant::now() > deadline {
+            let _ = browser.kill();
+            let _ = browser.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+
+    stop.store(true, Ordering::Relaxed);
+    let sent = producer.join().unwrap();
+    let log = sluice.log();
+    match result {
+        None => panic!(
+            "the browser test took longer than {BROWSER_TIMEOUT:?}; screenshots in {}; sluice log:\n{log}",
+            screenshots.display()
+        ),
+        Some(status) => assert!(
+            status.success(),
+            "the browser test failed ({status}); screenshots in {}; {sent} records produced; sluice log:\n{log}",
+            screenshots.display()
+        ),
+    }
+}

@@ -1,0 +1,209 @@
+// The Sluice HTTP API (`/api/v1`): types and a small client. Errors come back as
+// `{"error": "message"}`; ApiError carries that message unchanged.
+
+export interface Info {
+  version: string;
+  auth_required: boolean;
+  max_module_bytes: number;
+}
+
+export interface ModuleVersion {
+  version: number;
+  sha256: string;
+  size: number;
+  uploaded_at: string;
+  exports: string[];
+}
+
+export interface Module {
+  name: string;
+  versions: ModuleVersion[];
+}
+
+export interface Uploaded extends ModuleVersion {
+  name: string;
+}
+
+export interface Rates {
+  in: number;
+  out: number;
+  failed: number;
+}
+
+export type Status = "starting" | "running" | "paused" | "stopping" | "stopped" | "failed";
+
+export interface Slot {
+  index: number;
+  module: string;
+  version: number;
+  sha256: string;
+  config: Record<string, string>;
+  can_rollback: boolean;
+}
+
+export interface Pipeline {
+  name: string;
+  status: Status;
+  error: string | null;
+  inputs: string[];
+  outputs: string[];
+  dead_letter: string | null;
+  slots: Slot[];
+  rates: Rates;
+  lag: number;
+  batch_latency_ms: number;
+  totals: { in: number; out: number; failed: number; dead_letters: number };
+  swaps: { count: number; max_pause_ms: number };
+}
+
+export interface TryOutput {
+  topic: string | null;
+  key: string | null;
+  value: string | null;
+  headers: Record<string, string>;
+}
+
+export interface TryResult {
+  outputs: TryOutput[];
+  error: string | null;
+}
+
+export interface TryResponse {
+  results: TryResult[];
+  init_error: string | null;
+}
+
+export interface DeadLetter {
+  partition: number;
+  offset: number;
+  timestamp: number | null;
+  key: string | null;
+  value: string | null;
+  headers: Record<string, string>;
+}
+
+export interface DeadLetters {
+  topic: string | null;
+  records: DeadLetter[];
+}
+
+export interface PipelineStats {
+  name: string;
+  status: Status;
+  rates: Rates;
+  lag: number;
+  batch_latency_ms: number;
+}
+
+export interface StatsEvent {
+  time: number;
+  pipelines: PipelineStats[];
+}
+
+export class ApiError extends Error {
+  constructor(
+    public status: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+const TOKEN_KEY = "sluice.token";
+
+export function getToken(): string {
+  try {
+    return localStorage.getItem(TOKEN_KEY) ?? "";
+  } catch {
+    return "";
+  }
+}
+
+export function setToken(token: string): void {
+  try {
+    if (token) localStorage.setItem(TOKEN_KEY, token);
+    else localStorage.removeItem(TOKEN_KEY);
+  } catch {
+    /* storage disabled: the token lasts for this page only */
+  }
+}
+
+let authRequired: boolean | null = null;
+
+export function setAuthRequired(required: boolean): void {
+  authRequired = required;
+}
+
+const BASE = "api/v1";
+
+async function request<T>(method: string, path: string, body?: BodyInit, contentType?: string): Promise<T> {
+  return (await requestWithStatus<T>(method, path, body, contentType)).body;
+}
+
+async function requestWithStatus<T>(method: string, path: string, body?: BodyInit, contentType?: string): Promise<{ status: number; body: T }> {
+  const headers: Record<string, string> = { Accept: "application/json" };
+  if (contentType) headers["Content-Type"] = contentType;
+  const token = getToken();
+  // Mutating routes carry the token when the API requires one (or before we know whether it does).
+  if (method !== "GET" && token && authRequired !== false) headers["Authorization"] = `Bearer ${token}`;
+  let response: Response;
+  try {
+    response = await fetch(`${BASE}${path}`, { method, headers, body });
+  } catch (e) {
+    throw new ApiError(0, `cannot reach the Sluice API: ${(e as Error).message}`);
+  }
+  const text = await response.text();
+  let json: unknown = null;
+  if (text) {
+    try {
+      json = JSON.parse(text);
+    } catch {
+      json = null;
+    }
+  }
+  if (!response.ok) {
+    const message =
+      json && typeof json === "object" && typeof (json as { error?: unknown }).error === "string"
+        ? (json as { error: string }).error
+        : text.trim() || `${response.status} ${response.statusText}`;
+    throw new ApiError(response.status, message);
+  }
+  return { status: response.status, body: json as T };
+}
+
+const seg = encodeURIComponent;
+const jsonBody = (value: unknown) => JSON.stringify(value);
+const JSON_TYPE = "application/json";
+
+export const api = {
+  info: () => request<Info>("GET", "/info"),
+  modules: () => request<{ modules: Module[] }>("GET", "/modules").then((r) => r.modules),
+  module: (name: string) => request<Module>("GET", `/modules/${seg(name)}`),
+  /** Status 201: a new version; 200: these exact bytes were already stored under that name. */
+  upload: (name: string, bytes: Blob) => requestWithStatus<Uploaded>("POST", `/modules?name=${seg(name)}`, bytes, "application/wasm"),
+  try: (name: string, version: number, records: string[], config: Record<string, string>) =>
+    request<TryResponse>("POST", `/modules/${seg(name)}/versions/${version}/try`, jsonBody({ records, config }), JSON_TYPE),
+  pipelines: () => request<{ pipelines: Pipeline[] }>("GET", "/pipelines").then((r) => r.pipelines),
+  pipeline: (name: string) => request<Pipeline>("GET", `/pipelines/${seg(name)}`),
+  deploy: (pipeline: string, index: number, module: string, version: number, config?: Record<string, string>) =>
+    request<Pipeline>(
+      "PUT",
+      `/pipelines/${seg(pipeline)}/transforms/${index}`,
+      jsonBody(config ? { module, version, config } : { module, version }),
+      JSON_TYPE,
+    ),
+  rollback: (pipeline: string, index: number) => request<Pipeline>("POST", `/pipelines/${seg(pipeline)}/transforms/${index}/rollback`),
+  pause: (pipeline: string) => request<Pipeline>("POST", `/pipelines/${seg(pipeline)}/pause`),
+  resume: (pipeline: string) => request<Pipeline>("POST", `/pipelines/${seg(pipeline)}/resume`),
+  deadLetters: (pipeline: string, limit: number) => request<DeadLetters>("GET", `/pipelines/${seg(pipeline)}/dead-letters?limit=${limit}`),
+  eventsUrl: `${BASE}/events`,
+};
+
+/** The message to show for a failed call; a 401 says where the token goes. */
+export function errorText(e: unknown): string {
+  if (e instanceof ApiError) {
+    if (e.status === 401 && !getToken()) return `${e.message} (enter the API token at the top right)`;
+    return e.message;
+  }
+  return e instanceof Error ? e.message : String(e);
+}

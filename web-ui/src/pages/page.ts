@@ -1,0 +1,4 @@
+export interface Page {
+  el: HTMLElement;
+  destroy?(): void;
+}
