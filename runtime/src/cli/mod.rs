@@ -1,6 +1,7 @@
 //! The `sluice` command line.
 
 pub mod client;
+pub mod demo;
 pub mod gen_cmd;
 pub mod peek;
 pub mod run;
@@ -30,6 +31,9 @@ pub enum Command {
     /// Run a transform over records without Kafka: one record value per input line.
     #[command(after_help = try_cmd::EXAMPLES)]
     Try(try_cmd::TryArgs),
+    /// Try Sluice in one command: an embedded broker, generators, two pipelines, the dashboard.
+    #[command(after_help = demo::EXAMPLES)]
+    Demo(demo::DemoArgs),
     /// Send realistic test traffic (seed scenarios) to Kafka.
     #[command(after_help = gen_cmd::EXAMPLES)]
     Gen(gen_cmd::GenArgs),

@@ -7,7 +7,7 @@ use crate::engine::{Engine, Limits};
 use crate::pipeline::{self, metrics::Status};
 use anyhow::Context;
 use clap::Args;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -51,11 +51,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
             .common
             .insert("bootstrap.servers".into(), Scalar(servers));
     }
-    let limits = Limits {
-        memory_bytes: config.limits.memory_mb as usize * 1024 * 1024,
-        cpu_budget: Duration::from_millis(config.limits.cpu_budget_ms),
-    };
-    let engine = Engine::new(limits)?;
+    let engine = engine_for(&config)?;
     if args.check {
         for (index, p) in config.pipeline.iter().enumerate() {
             pipeline::load_stages(&engine, index, p, &pipeline::declared_tables(p))?;
@@ -72,13 +68,38 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
         .state_dir
         .or(config.state_dir.clone())
         .context("no state directory")?;
+    serve(
+        &config,
+        &engine,
+        &state_dir,
+        |address| tracing::info!(%address, "api listening"),
+    )
+}
+
+/// The engine `config`'s limits ask for.
+pub fn engine_for(config: &Config) -> anyhow::Result<Engine> {
+    Engine::new(Limits {
+        memory_bytes: config.limits.memory_mb as usize * 1024 * 1024,
+        cpu_budget: Duration::from_millis(config.limits.cpu_budget_ms),
+    })
+}
+
+/// Runs `config`'s pipelines and the API (modules and deployments in `state_dir`) until SIGTERM
+/// or SIGINT, or until every pipeline has stopped; then drains and commits. `announce` is told
+/// the API's address once it listens. Returns the exit status.
+pub fn serve(
+    config: &Config,
+    engine: &Engine,
+    state_dir: &Path,
+    announce: impl FnOnce(std::net::SocketAddr),
+) -> anyhow::Result<i32> {
     let max_module_bytes = config.api.max_module_mb as usize * 1024 * 1024;
     let control = Arc::new(
-        ControlPlane::open(&state_dir, engine.clone(), max_module_bytes)
+        ControlPlane::open(state_dir, engine.clone(), max_module_bytes)
             .with_context(|| format!("state directory {}", state_dir.display()))?,
     );
     let stop = Arc::new(AtomicBool::new(false));
-    let pipelines = pipeline::start_all(&config, &engine, stop.clone(), |index, p, tables| {
+    let pipelines = pipeline::start_all(config, engine, stop.clone(), |index, p, tables| {
         control.stages_for(index, p, tables)
     })?;
     for p in &pipelines {
@@ -101,7 +122,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
         let listener = tokio::net::TcpListener::bind(config.api.listen)
             .await
             .with_context(|| format!("api.listen: cannot listen on {}", config.api.listen))?;
-        tracing::info!(address = %listener.local_addr()?, "api listening");
+        announce(listener.local_addr()?);
         anyhow::Ok(tokio::spawn(crate::api::serve(listener, state, async {
             let _ = api_stopped.await;
         })))

@@ -21,9 +21,9 @@ Examples:
   cargo build --release --target wasm32-wasip2
   echo '{\"msg\": \"hi\"}' | sluice try target/wasm32-wasip2/release/rename_fields.wasm -c rename=msg:message
 
-The crate is its own Cargo workspace. Its `sluice-sdk` dependency is a path to the SDK of the
-Sluice sources this binary was built from when they are still there, else --sdk-path, else a
-version from the registry.";
+The crate is its own Cargo workspace. Its `sluice-sdk` dependency is a path: to --sdk-path if
+given, else to the SDK of the Sluice sources this binary was built from if they are still
+there; failing both, a version from the registry.";
 
 /// Arguments of `sluice transform`.
 #[derive(Debug, Args)]

@@ -1,0 +1,125 @@
+//! `sluice demo`: one command brings up the embedded broker, the generators, both seed pipelines
+//! and the dashboard; records flow through both within a minute; SIGTERM stops it cleanly.
+
+mod support;
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+#[test]
+fn demo_runs_both_seed_pipelines_on_the_embedded_broker() {
+    let mut demo = support::sluice()
+        .args(["demo", "--listen", "127.0.0.1:0", "--rate", "100"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(demo.stdout.take().unwrap()).lines();
+    let (mut dashboard, mut broker) = (String::new(), String::new());
+    while dashboard.is_empty() || broker.is_empty() {
+        let line = lines
+            .next()
+            .expect("the demo ended before printing its addresses")
+            .unwrap();
+        if let Some(url) = line.trim().strip_prefix("Dashboard:") {
+            dashboard = url
+                .trim()
+                .trim_start_matches("http://")
+                .trim_end_matches('/')
+                .to_string();
+        }
+        if let Some(rest) = line.trim().strip_prefix("Embedded broker:") {
+            broker = rest.split_whitespace().next().unwrap().to_string();
+        }
+    }
+    let get = |path: &str| -> Value {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(&dashboard).unwrap();
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        serde_json::from_str(response.split_once("\r\n\r\n").unwrap().1).unwrap()
+    };
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let pipelines = get("/api/v1/pipelines");
+        let out: Vec<u64> = pipelines["pipelines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["totals"]["out"].as_u64().unwrap())
+            .collect();
+        if out.len() == 2 && out.iter().all(|&n| n > 100) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no throughput within a minute: {pipelines}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+
+    // What reached the outputs, as a user would look at it.
+    let peek = |topic: &str| -> Vec<Value> {
+        let out = support::sluice()
+            .args([
+                "peek",
+                topic,
+                "--bootstrap-servers",
+                &broker,
+                "-n",
+                "5",
+                "--format",
+                "json",
+            ])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", support::text(&out.stderr));
+        support::text(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap()["value"].clone())
+            .collect()
+    };
+    let unified = peek("unified_timestamps");
+    assert!(
+        !unified.is_empty()
+            && unified
+                .iter()
+                .all(|v| v["timestamp"].is_number() && v.get("date").is_none()),
+        "{unified:?}"
+    );
+    let enriched = peek("orders_enriched");
+    assert!(
+        !enriched.is_empty() && enriched.iter().all(|v| v["email"] == "[EMAIL]"),
+        "{enriched:?}"
+    );
+    assert!(
+        enriched.iter().any(|v| v["customer_name"].is_string()),
+        "{enriched:?}"
+    );
+
+    let kill = std::process::Command::new("kill")
+        .args(["-TERM", &demo.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = demo.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the demo did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(status.success(), "{status}");
+}
