@@ -93,6 +93,8 @@ export interface PipelineStats {
   rates: Rates;
   lag: number;
   batch_latency_ms: number;
+  totals: Pipeline["totals"];
+  swaps: Pipeline["swaps"];
 }
 
 export interface StatsEvent {

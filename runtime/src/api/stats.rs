@@ -37,6 +37,56 @@ pub struct PipelineStats {
     pub lag: i64,
     /// Mean time to run a batch through the chain, in milliseconds (0 without batches).
     pub batch_latency_ms: f64,
+    /// Counts since the process started.
+    pub totals: Totals,
+    /// Switches to deployed chains.
+    pub swaps: Swaps,
+}
+
+/// Records since the process started.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Totals {
+    /// Consumed.
+    #[serde(rename = "in")]
+    pub input: u64,
+    /// Written to outputs.
+    #[serde(rename = "out")]
+    pub output: u64,
+    /// Failed in a transform.
+    pub failed: u64,
+    /// Written to the dead-letter topic.
+    pub dead_letters: u64,
+}
+
+impl Totals {
+    /// The totals of `m` now.
+    pub fn read(m: &PipelineMetrics) -> Self {
+        Totals {
+            input: m.records_in.load(Relaxed),
+            output: m.records_out.load(Relaxed),
+            failed: m.records_failed.load(Relaxed),
+            dead_letters: m.dead_lettered.load(Relaxed),
+        }
+    }
+}
+
+/// Partition workers' switches to newly deployed chains.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Swaps {
+    /// How many switches.
+    pub count: u64,
+    /// The longest pause one caused, in milliseconds.
+    pub max_pause_ms: f64,
+}
+
+impl Swaps {
+    /// The swaps of `m` so far.
+    pub fn read(m: &PipelineMetrics) -> Self {
+        Swaps {
+            count: m.swaps.load(Relaxed),
+            max_pause_ms: m.swap_pause_max_us.load(Relaxed) as f64 / 1e3,
+        }
+    }
 }
 
 /// Records per second.
@@ -109,6 +159,8 @@ pub(super) fn start_sampling(control: Arc<ControlPlane>) -> watch::Receiver<Arc<
                         } else {
                             latency as f64 / batches as f64 / 1e3
                         },
+                        totals: Totals::read(&p.metrics),
+                        swaps: Swaps::read(&p.metrics),
                     };
                     *before = now;
                     stats

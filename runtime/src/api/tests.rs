@@ -535,6 +535,23 @@ async fn deployments_survive_a_restart() {
     control.attach(vec![pipeline.clone()]);
     assert!(pipeline.paused.load(Relaxed));
     assert!(control.can_roll_back("unify", 0));
+    drop(control);
+
+    // The file edited since the deploy: the file's latest word wins.
+    let edited = Config::parse(&format!("{text}config = {{ log = \"true\" }}\n")).unwrap();
+    let control = ControlPlane::open(
+        f._dir.path(),
+        Engine::new(Limits::default()).unwrap(),
+        64 << 20,
+    )
+    .unwrap();
+    let stages = control
+        .stages_for(0, &edited.pipeline[0], &Tables::default())
+        .unwrap();
+    assert_eq!(
+        (stages[0].version, stages[0].config.clone()),
+        (1, vec![("log".to_string(), "true".to_string())])
+    );
 }
 
 #[tokio::test]

@@ -17,7 +17,6 @@ use axum::routing::{get, post, put};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
-use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 /// The OpenAPI document of these routes.
@@ -284,13 +283,8 @@ fn pipeline_json(state: &AppState, p: &PipelineShared) -> Value {
         "rates": sample.rates,
         "lag": m.total_lag(),
         "batch_latency_ms": sample.batch_latency_ms,
-        "totals": {
-            "in": m.records_in.load(Relaxed),
-            "out": m.records_out.load(Relaxed),
-            "failed": m.records_failed.load(Relaxed),
-            "dead_letters": m.dead_lettered.load(Relaxed),
-        },
-        "swaps": { "count": m.swaps.load(Relaxed), "max_pause_ms": m.swap_pause_max_us.load(Relaxed) as f64 / 1e3 },
+        "totals": stats::Totals::read(m),
+        "swaps": stats::Swaps::read(m),
     })
 }
 

@@ -39,6 +39,9 @@ struct SlotState {
     /// What ran before, most recent last: what a rollback returns to.
     #[serde(default)]
     history: Vec<SlotDeployment>,
+    /// What the configuration file named for the slot when the runtime last started: a file
+    /// edited since then wins over an earlier deploy.
+    file: SlotDeployment,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -180,18 +183,31 @@ impl ControlPlane {
                 tracing::warn!(pipeline = %pipeline.name, deployed = state.slots.len(), file = from_file.len(),
                     "the configuration file changed the number of transforms: starting from the file's");
             }
-            state.slots = from_file
-                .into_iter()
-                .map(|current| SlotState {
-                    current,
+            state.slots.clear();
+        }
+        // The latest intent wins: a deploy over a file left as it was, or the file if it was
+        // edited since.
+        for (slot, file) in from_file.into_iter().enumerate() {
+            match state.slots.get_mut(slot) {
+                None => state.slots.push(SlotState {
+                    current: file.clone(),
                     history: Vec::new(),
-                })
-                .collect();
-        } else {
-            for (slot, (deployed, file)) in state.slots.iter().zip(&from_file).enumerate() {
-                if deployed.current != *file {
-                    tracing::info!(pipeline = %pipeline.name, slot, module = %deployed.current.module,
-                        version = deployed.current.version, "running the deployed version, not the file's");
+                    file,
+                }),
+                Some(s) if s.file == file => {
+                    if s.current != file {
+                        tracing::info!(pipeline = %pipeline.name, slot, module = %s.current.module,
+                            version = s.current.version, "running the deployed version, not the file's");
+                    }
+                }
+                Some(s) => {
+                    tracing::info!(pipeline = %pipeline.name, slot, module = %file.module, version = file.version,
+                        "the configuration file changed this slot since the last deploy: running the file's");
+                    if s.current != file {
+                        let replaced = std::mem::replace(&mut s.current, file.clone());
+                        s.history.push(replaced);
+                    }
+                    s.file = file;
                 }
             }
         }

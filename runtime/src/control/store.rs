@@ -247,7 +247,11 @@ fn io_error(path: &Path, e: std::io::Error) -> StoreError {
 
 /// Writes `bytes` to `path` so that a crash leaves either the old file or the new one.
 pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
-    let temporary = path.with_extension("tmp");
+    // A name of its own, so that two runtimes sharing a state directory never rename each
+    // other's half-written file.
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let temporary = path.with_extension(format!("{}.{n}.tmp", std::process::id()));
     std::fs::write(&temporary, bytes)
         .and_then(|()| std::fs::File::open(&temporary)?.sync_all())
         .and_then(|()| std::fs::rename(&temporary, path))

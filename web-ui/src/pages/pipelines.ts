@@ -99,15 +99,20 @@ class PipelineCard {
       p.dead_letter ? [h("span", { class: "muted" }, " · dead letters to "), h("code", null, p.dead_letter)] : h("span", { class: "muted" }, " · no dead-letter topic"),
     );
     this.showRates(p.rates, p.lag, p.batch_latency_ms);
-    setText(this.totalsEl, `${formatCount(p.totals.in)} / ${formatCount(p.totals.out)} / ${formatCount(p.totals.failed)} / ${formatCount(p.totals.dead_letters)}`);
-    setText(this.swapsEl, `${formatCount(p.swaps.count)} · ${formatMs(p.swaps.max_pause_ms)}`);
+    this.showCounts(p.totals, p.swaps);
     this.renderSlots();
   }
 
   live(stats: PipelineStats): void {
     this.showStatus(stats.status);
     this.showRates(stats.rates, stats.lag, stats.batch_latency_ms);
+    this.showCounts(stats.totals, stats.swaps);
     this.chart?.update();
+  }
+
+  private showCounts(totals: Pipeline["totals"], swaps: Pipeline["swaps"]): void {
+    setText(this.totalsEl, `${formatCount(totals.in)} / ${formatCount(totals.out)} / ${formatCount(totals.failed)} / ${formatCount(totals.dead_letters)}`);
+    setText(this.swapsEl, `${formatCount(swaps.count)} · ${formatMs(swaps.max_pause_ms)}`);
   }
 
   private showStatus(status: string): void {
