@@ -259,6 +259,29 @@ impl Config {
         Ok(config)
     }
 
+    /// Applies settings from the environment and flags, which win over the file, and checks
+    /// the result again.
+    pub fn apply(&mut self, overrides: Overrides) -> Result<(), String> {
+        for (key, value) in overrides.kafka {
+            self.kafka.common.insert(key, Scalar(value));
+        }
+        if let Some(servers) = overrides.bootstrap_servers {
+            self.kafka
+                .common
+                .insert("bootstrap.servers".into(), Scalar(servers));
+        }
+        if let Some(listen) = overrides.listen {
+            self.api.listen = listen;
+        }
+        if overrides.token.is_some() {
+            self.api.token = overrides.token;
+        }
+        if overrides.state_dir.is_some() {
+            self.state_dir = overrides.state_dir;
+        }
+        self.check()
+    }
+
     /// Parses and checks configuration text.
     pub fn parse(text: &str) -> Result<Config, String> {
         let config: Config =
@@ -353,6 +376,33 @@ impl Config {
     }
 }
 
+/// Settings that win over the file: from flags, or from the environment.
+#[derive(Debug, Default)]
+pub struct Overrides {
+    /// `bootstrap.servers`.
+    pub bootstrap_servers: Option<String>,
+    /// `[api] listen`.
+    pub listen: Option<std::net::SocketAddr>,
+    /// `[api] token`.
+    pub token: Option<String>,
+    /// `state_dir`.
+    pub state_dir: Option<PathBuf>,
+    /// librdkafka properties for every client.
+    pub kafka: Vec<(String, String)>,
+}
+
+/// librdkafka properties from environment variables: `SLUICE_KAFKA_SASL_PASSWORD=x` sets
+/// `sasl.password` (property names are lower case with dots, so `_` stands for `.`). Keeps
+/// secrets out of configuration files.
+pub fn kafka_from_env(vars: impl IntoIterator<Item = (String, String)>) -> Vec<(String, String)> {
+    vars.into_iter()
+        .filter_map(|(name, value)| {
+            let property = name.strip_prefix("SLUICE_KAFKA_")?;
+            (!property.is_empty()).then(|| (property.to_ascii_lowercase().replace('_', "."), value))
+        })
+        .collect()
+}
+
 /// Kafka's own rules for topic names.
 fn check_topic(topic: &str) -> Result<(), &'static str> {
     if topic.is_empty() || topic.len() > 249 {
@@ -408,6 +458,45 @@ mod tests {
 
     fn error(text: &str) -> String {
         Config::parse(text).unwrap_err()
+    }
+
+    #[test]
+    fn the_environment_and_flags_win_over_the_file() {
+        let vars = [
+            ("SLUICE_KAFKA_SASL_PASSWORD", "s3cret"),
+            ("SLUICE_KAFKA_", "x"),
+            ("HOME", "/root"),
+        ];
+        let kafka = kafka_from_env(vars.map(|(k, v)| (k.to_string(), v.to_string())));
+        assert_eq!(kafka, [("sasl.password".to_string(), "s3cret".to_string())]);
+        let mut c = Config::parse(MINIMAL).unwrap();
+        let overrides = Overrides {
+            kafka,
+            bootstrap_servers: Some("b:9092".into()),
+            ..Default::default()
+        };
+        c.apply(overrides).unwrap();
+        assert_eq!(
+            (
+                c.kafka.common["sasl.password"].0.as_str(),
+                c.kafka.common["bootstrap.servers"].0.as_str()
+            ),
+            ("s3cret", "b:9092")
+        );
+        let public = Overrides {
+            listen: Some("0.0.0.0:8080".parse().unwrap()),
+            ..Default::default()
+        };
+        assert!(
+            c.apply(public)
+                .unwrap_err()
+                .starts_with("api.listen: 0.0.0.0:8080 is not a loopback address; set api.token")
+        );
+        let with_token = Overrides {
+            token: Some("t".into()),
+            ..Default::default()
+        };
+        c.apply(with_token).unwrap();
     }
 
     #[test]

@@ -14,8 +14,8 @@
 # server.properties, data/, broker.log, broker.pid and bootstrap (the address).
 #
 # Environment:
-#   SLUICE_KAFKA_PORT           broker port (default: 19092, or the next free one)
-#   SLUICE_KAFKA_START_TIMEOUT  seconds to wait for the broker (default 90)
+#   SLUICE_BROKER_PORT           broker port (default: 19092, or the next free one)
+#   SLUICE_BROKER_START_TIMEOUT  seconds to wait for the broker (default 90)
 #   JAVA                        java binary (default: java on PATH)
 set -euo pipefail
 
@@ -85,7 +85,7 @@ cmd_install() {
 # ---------------------------------------------------------------- helpers
 
 state_dir() {
-	local d=${1:-${SLUICE_KAFKA_DIR:-$DEFAULT_DIR}}
+	local d=${1:-${SLUICE_BROKER_DIR:-$DEFAULT_DIR}}
 	[[ $d == /* ]] || d=$PWD/$d
 	echo "${d%/}"
 }
@@ -182,9 +182,9 @@ cmd_start() {
 	mkdir -p "$dir/data"
 	: >"$dir/$STATE_MARK"
 
-	if [[ -n ${SLUICE_KAFKA_PORT:-} ]]; then
-		bport=$SLUICE_KAFKA_PORT
-		port_busy "$bport" && die "SLUICE_KAFKA_PORT=$bport is already in use"
+	if [[ -n ${SLUICE_BROKER_PORT:-} ]]; then
+		bport=$SLUICE_BROKER_PORT
+		port_busy "$bport" && die "SLUICE_BROKER_PORT=$bport is already in use"
 	else
 		bport=$(free_port_from 19092)
 	fi
@@ -254,7 +254,7 @@ EOF
 	local pid=$!
 	echo "$pid" >"$dir/broker.pid"
 
-	local deadline=$((SECONDS + ${SLUICE_KAFKA_START_TIMEOUT:-90})) why=""
+	local deadline=$((SECONDS + ${SLUICE_BROKER_START_TIMEOUT:-90})) why=""
 	while :; do
 		if ! kill -0 "$pid" 2>/dev/null; then
 			why="the broker exited during start-up"
@@ -268,7 +268,7 @@ EOF
 			return 0
 		fi
 		if ((SECONDS >= deadline)); then
-			why="the broker did not answer on $bootstrap within ${SLUICE_KAFKA_START_TIMEOUT:-90} s"
+			why="the broker did not answer on $bootstrap within ${SLUICE_BROKER_START_TIMEOUT:-90} s"
 			break
 		fi
 		sleep 0.3

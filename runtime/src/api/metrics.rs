@@ -2,7 +2,7 @@
 //! nothing on the record path.
 
 use super::AppState;
-use crate::pipeline::metrics::{LATENCY_BUCKETS_US, PipelineMetrics, Status};
+use crate::pipeline::metrics::{LATENCY_BUCKETS_US, PipelineMetrics, Status, TopicCounters};
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -73,23 +73,39 @@ impl Collector for Snapshot {
                 .map(|p| (vec![("pipeline", p.metrics.name.clone())], read(&p.metrics)))
                 .collect()
         };
+        let per_topic = |read: &dyn Fn(&PipelineMetrics) -> &TopicCounters| -> Vec<(Labels, u64)> {
+            pipelines
+                .iter()
+                .flat_map(|p| {
+                    read(&p.metrics)
+                        .iter()
+                        .map(|(topic, n)| {
+                            (
+                                vec![("pipeline", p.name.clone()), ("topic", topic.to_string())],
+                                n,
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                })
+                .collect()
+        };
         counter(
             &mut encoder,
             "records_consumed",
-            "Records consumed from the inputs.",
-            &per_pipeline(&|m| m.records_in.load(Relaxed)),
+            "Records consumed, per input topic.",
+            &per_topic(&|m| &m.consumed),
         )?;
         counter(
             &mut encoder,
             "records_produced",
-            "Records written to the outputs.",
-            &per_pipeline(&|m| m.records_out.load(Relaxed)),
+            "Records written, per output topic.",
+            &per_topic(&|m| &m.produced),
         )?;
         counter(
             &mut encoder,
             "records_failed",
-            "Records whose transform failed.",
-            &per_pipeline(&|m| m.records_failed.load(Relaxed)),
+            "Records whose transform failed, per input topic.",
+            &per_topic(&|m| &m.failed),
         )?;
         counter(
             &mut encoder,

@@ -62,9 +62,9 @@ impl Totals {
     /// The totals of `m` now.
     pub fn read(m: &PipelineMetrics) -> Self {
         Totals {
-            input: m.records_in.load(Relaxed),
-            output: m.records_out.load(Relaxed),
-            failed: m.records_failed.load(Relaxed),
+            input: m.consumed.total(),
+            output: m.produced.total(),
+            failed: m.failed.total(),
             dead_letters: m.dead_lettered.load(Relaxed),
         }
     }
@@ -115,9 +115,9 @@ struct Counters {
 impl Counters {
     fn read(m: &PipelineMetrics) -> Self {
         Counters {
-            input: m.records_in.load(Relaxed),
-            output: m.records_out.load(Relaxed),
-            failed: m.records_failed.load(Relaxed),
+            input: m.consumed.total(),
+            output: m.produced.total(),
+            failed: m.failed.total(),
             batches: m.batches.load(Relaxed),
             latency_us: m.batch_latency_us_sum.load(Relaxed),
         }

@@ -137,8 +137,8 @@ async fn readyz_follows_the_pipelines() {
 async fn metrics_use_conventional_names_and_labels() {
     let f = running();
     let m: &PipelineMetrics = &f.pipeline.metrics;
-    m.records_in.store(10, Relaxed);
-    m.records_out.store(9, Relaxed);
+    m.consumed.add("timezone1", 10);
+    m.produced.add("unified", 9);
     m.dead_lettered.store(1, Relaxed);
     m.observe_batch(std::time::Duration::from_micros(300));
     m.lag.lock().unwrap().insert(("timezone1".into(), 0), 42);
@@ -146,8 +146,9 @@ async fn metrics_use_conventional_names_and_labels() {
     assert_eq!(status, StatusCode::OK);
     let sha = &f.pipeline.deployed.current().1[0].module.sha256;
     for line in [
-        r#"sluice_records_consumed_total{pipeline="unify"} 10"#.to_string(),
-        r#"sluice_records_produced_total{pipeline="unify"} 9"#.into(),
+        r#"sluice_records_consumed_total{pipeline="unify",topic="timezone1"} 10"#.to_string(),
+        r#"sluice_records_produced_total{pipeline="unify",topic="unified"} 9"#.into(),
+        r#"sluice_records_failed_total{pipeline="unify",topic="timezone1"} 0"#.into(),
         r#"sluice_dead_letters_total{pipeline="unify"} 1"#.into(),
         r#"sluice_pipeline_running{pipeline="unify"} 1"#.into(),
         r#"sluice_consumer_lag{pipeline="unify",topic="timezone1",partition="0"} 42"#.into(),
@@ -611,7 +612,7 @@ async fn try_runs_a_version_on_sample_records() {
 #[tokio::test]
 async fn the_live_feed_sends_stats_events() {
     let f = running();
-    f.pipeline.metrics.records_in.store(500, Relaxed);
+    f.pipeline.metrics.consumed.add("timezone1", 500);
     let response = app(f.state.clone())
         .oneshot(Request::get("/api/v1/events").body(Body::empty()).unwrap())
         .await

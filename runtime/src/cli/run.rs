@@ -1,7 +1,7 @@
 //! `sluice run`: the main job.
 
 use crate::api::AppState;
-use crate::config::{Config, Scalar};
+use crate::config::{Config, Overrides, kafka_from_env};
 use crate::control::ControlPlane;
 use crate::engine::{Engine, Limits};
 use crate::pipeline::{self, metrics::Status};
@@ -20,6 +20,7 @@ Examples:
   SLUICE_BOOTSTRAP_SERVERS=127.0.0.1:9092 sluice run -c sluice.toml
   sluice run --config sluice.toml --check      # validate the file and the modules, then exit
   sluice run --config sluice.toml --state-dir /var/lib/sluice
+  SLUICE_KAFKA_SASL_PASSWORD=... sluice run -c sluice.toml   # any librdkafka property: SLUICE_KAFKA_<NAME>, `_` for `.`
 
 The dashboard and the API are served on [api] listen (default http://127.0.0.1:8080/).
 
@@ -37,6 +38,17 @@ pub struct RunArgs {
     /// Where uploaded modules and deployments are kept, overriding `state_dir` in the file.
     #[arg(long, env = "SLUICE_STATE_DIR", value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
+    /// Where the API and the dashboard listen, overriding `[api] listen` in the file.
+    #[arg(long, env = "SLUICE_API_LISTEN", value_name = "HOST:PORT")]
+    pub listen: Option<std::net::SocketAddr>,
+    /// Bearer token for changes, overriding `[api] token` in the file.
+    #[arg(
+        long,
+        env = "SLUICE_API_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
     /// Check the configuration and load every module, then exit.
     #[arg(long)]
     pub check: bool,
@@ -45,12 +57,16 @@ pub struct RunArgs {
 /// Runs `sluice run`; returns the exit status.
 pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     let mut config = Config::load(&args.config)?;
-    if let Some(servers) = args.bootstrap_servers {
-        config
-            .kafka
-            .common
-            .insert("bootstrap.servers".into(), Scalar(servers));
-    }
+    let overrides = Overrides {
+        bootstrap_servers: args.bootstrap_servers,
+        listen: args.listen,
+        token: args.token,
+        state_dir: args.state_dir,
+        kafka: kafka_from_env(std::env::vars()),
+    };
+    config
+        .apply(overrides)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", args.config.display()))?;
     let engine = engine_for(&config)?;
     if args.check {
         for (index, p) in config.pipeline.iter().enumerate() {
@@ -64,10 +80,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
         return Ok(0);
     }
 
-    let state_dir = args
-        .state_dir
-        .or(config.state_dir.clone())
-        .context("no state directory")?;
+    let state_dir = config.state_dir.clone().context("no state directory")?;
     serve(
         &config,
         &engine,

@@ -25,17 +25,56 @@ pub enum Status {
     Failed(String),
 }
 
+/// One counter per topic of a fixed list.
+#[derive(Debug, Default)]
+pub struct TopicCounters(Vec<(String, AtomicU64)>);
+
+impl TopicCounters {
+    fn new(topics: &[String]) -> Self {
+        TopicCounters(
+            topics
+                .iter()
+                .map(|t| (t.clone(), AtomicU64::new(0)))
+                .collect(),
+        )
+    }
+
+    /// Adds `n` to the counter of `topic` (a topic not in the list is not counted).
+    pub fn add(&self, topic: &str, n: u64) {
+        if let Some((_, counter)) = self.0.iter().find(|(t, _)| t == topic) {
+            counter.fetch_add(n, Relaxed);
+        }
+    }
+
+    /// Adds `n` to the counter of the topic at `index` in the list.
+    pub fn add_at(&self, index: usize, n: u64) {
+        if let Some((_, counter)) = self.0.get(index) {
+            counter.fetch_add(n, Relaxed);
+        }
+    }
+
+    /// Each topic with its count.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, u64)> {
+        self.0.iter().map(|(t, c)| (t.as_str(), c.load(Relaxed)))
+    }
+
+    /// The sum over every topic.
+    pub fn total(&self) -> u64 {
+        self.iter().map(|(_, n)| n).sum()
+    }
+}
+
 /// Counters of one pipeline. All are totals since the process started.
 #[derive(Debug)]
 pub struct PipelineMetrics {
     /// The pipeline's name.
     pub name: String,
-    /// Records consumed from the inputs.
-    pub records_in: AtomicU64,
-    /// Records written to the outputs (acknowledged or not yet).
-    pub records_out: AtomicU64,
-    /// Records whose transform failed.
-    pub records_failed: AtomicU64,
+    /// Records consumed, per input topic.
+    pub consumed: TopicCounters,
+    /// Records written (acknowledged or not yet), per output topic.
+    pub produced: TopicCounters,
+    /// Records whose transform failed, per input topic.
+    pub failed: TopicCounters,
     /// Failed records written to the dead-letter topic.
     pub dead_lettered: AtomicU64,
     /// Failed records skipped (`on_error = "skip"`).
@@ -59,13 +98,13 @@ pub struct PipelineMetrics {
 }
 
 impl PipelineMetrics {
-    /// Zeroed counters for pipeline `name`.
-    pub fn new(name: &str) -> Self {
+    /// Zeroed counters for pipeline `name`, which reads `inputs` and writes `outputs`.
+    pub fn new(name: &str, inputs: &[String], outputs: &[String]) -> Self {
         PipelineMetrics {
             name: name.to_string(),
-            records_in: AtomicU64::new(0),
-            records_out: AtomicU64::new(0),
-            records_failed: AtomicU64::new(0),
+            consumed: TopicCounters::new(inputs),
+            produced: TopicCounters::new(outputs),
+            failed: TopicCounters::new(inputs),
             dead_lettered: AtomicU64::new(0),
             skipped: AtomicU64::new(0),
             batches: AtomicU64::new(0),

@@ -58,7 +58,11 @@ impl PipelineShared {
             inputs: config.inputs.clone(),
             outputs: Arc::new(config.outputs.clone()),
             dead_letter: config.dead_letter.clone(),
-            metrics: Arc::new(PipelineMetrics::new(&config.name)),
+            metrics: Arc::new(PipelineMetrics::new(
+                &config.name,
+                &config.inputs,
+                &config.outputs,
+            )),
             tables,
             deployed: Deployed::new(stages),
             paused: AtomicBool::new(false),

@@ -177,8 +177,8 @@ impl Worker {
         let next_offset = last.offset + 1;
         let metrics = self.spec.shared.metrics.clone();
         metrics
-            .records_in
-            .fetch_add(batch.records.len() as u64, Relaxed);
+            .consumed
+            .add(&batch.topic, batch.records.len() as u64);
         self.switch_if_deployed();
         let started = Instant::now();
         let restarts = self.chain.restarts();
@@ -194,12 +194,11 @@ impl Worker {
         let acks = Acks::new();
         if !result.failures.is_empty() {
             metrics
-                .records_failed
-                .fetch_add(result.failures.len() as u64, Relaxed);
+                .failed
+                .add(&batch.topic, result.failures.len() as u64);
             self.handle_failures(batch, &result.failures, &acks)?;
         }
         let outputs = self.write_outputs(&result, &acks);
-        metrics.records_out.fetch_add(outputs, Relaxed);
         tracing::debug!(topic = %self.topic, partition = self.partition, first = batch.records[0].offset,
             last = last.offset, records = batch.records.len(), outputs, "batch written");
         acks.seal();
@@ -229,22 +228,26 @@ impl Worker {
         }
     }
 
+    /// Writes the batch's outputs, counting them per output topic; returns how many.
     fn write_outputs(&self, result: &ChainResult, acks: &Arc<Acks>) -> u64 {
-        let mut written = 0;
+        let outputs = &self.spec.shared.outputs;
+        let mut written = vec![0u64; outputs.len()];
         for (_, route, output) in result.outputs() {
-            let topic = &self.spec.shared.outputs[route];
             send(
                 &self.spec.producer,
-                topic,
+                &outputs[route],
                 output.key(),
                 output.value(),
                 output.headers(),
                 output.timestamp(),
                 acks,
             );
-            written += 1;
+            written[route] += 1;
         }
-        written
+        for (route, n) in written.iter().enumerate() {
+            self.spec.shared.metrics.produced.add_at(route, *n);
+        }
+        written.iter().sum()
     }
 
     fn handle_failures(
