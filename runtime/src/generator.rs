@@ -541,8 +541,10 @@ fn wait_until(producer: &BaseProducer<Deliveries>, due: Instant, stop: &AtomicBo
         if now >= due {
             return true;
         }
-        // Short naps: a stop request is noticed within 100 ms.
-        producer.poll((due - now).min(Duration::from_millis(100)));
+        // Serve delivery reports, then sleep: polling with a timeout under a millisecond would
+        // spin (librdkafka counts in whole milliseconds). Short naps notice a stop within 100 ms.
+        producer.poll(Duration::ZERO);
+        std::thread::sleep((due - now).min(Duration::from_millis(100)));
     }
 }
 

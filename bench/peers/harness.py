@@ -1,0 +1,922 @@
+"""`make bench-peers`: Sluice against the pipe's limit and against the peers users would pick
+instead, in one run, on one real Apache Kafka broker (SLUICE_TEST_KAFKA, as tests/with-kafka.sh
+provides), over the same preloaded seed-000 records.
+
+Systems, each on its own output topic and consumer group:
+  limit           Sluice with a pipeline that has no transform (plain consume -> produce)
+  sluice-tz       Sluice with the tz normaliser in Wasm, configured like the seed
+  kafka-streams   bench/peers/streams/src/TzStreams.java (Kafka Streams 4.3.1 + Jackson)
+  pathway         bench/peers/pathway_etl.py (the seed's etl.py logic)
+  plain-python    bench/peers/plain_consumer.py (confluent-kafka consume/produce loop)
+
+Each is timed from the moment its process is started until the high watermarks of its output
+topic add up to all the records (also reported: from its first output to the last, the steady
+rate). Peak RSS is polled from /proc over the process tree. Then: latency from produce to output
+at half of Sluice's peak rate for Sluice and Kafka Streams; Sluice at 1, 3 and 6 partitions per
+topic; Sluice with 1, 2 and 3 transforms chained.
+
+Writes bench/peers/results/peers.json and peers.md. Environment:
+  BENCH_PEERS_RECORDS   records to preload (default 1000000)
+  BENCH_PEERS_ONLY      comma-separated systems to run (default all; for trying the harness)
+  BENCH_PEERS_TIMEOUT   seconds a system may take for all records (default 300)
+  BENCH_PEERS_SLUICE    the sluice binary (default target/release/sluice)
+For tuning experiments (any of these, or the three above, makes the run an experiment: its
+results go to its work folder under .cache/bench-peers, not to bench/peers/results):
+  BENCH_PEERS_SLUICE_EXTRA     TOML appended to every Sluice configuration ([kafka.consumer] ...)
+  BENCH_PEERS_PIPELINE_EXTRA   keys added to every Sluice [[pipeline]] (batch_size = 8192)
+  BENCH_PEERS_STREAMS_PROPS    KEY=VALUE Kafka Streams properties, space-separated
+  BENCH_PEERS_JAVA_OPTS        JVM options for Kafka Streams (e.g. a flight recording)
+"""
+
+import datetime as dt
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from confluent_kafka import Consumer, Producer, TopicPartition, libversion
+from importlib.metadata import version as package_version
+from confluent_kafka.admin import AdminClient, NewTopic
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+CACHE = ROOT / ".cache" / "bench-peers"
+RESULTS = HERE / "results"
+SLUICE = Path(os.environ.get("BENCH_PEERS_SLUICE", ROOT / "target" / "release" / "sluice"))
+WASM = ROOT / "target" / "wasm32-wasip2" / "release"
+STREAMS = CACHE / "streams"
+VENV_PYTHON = CACHE / "venv" / "bin" / "python"
+KAFKA_VERSION = "4.3.1"
+DATE_FORMAT = "%Y-%m-%d %H:%M:%S.%f %z"
+
+N = int(os.environ.get("BENCH_PEERS_RECORDS", "1000000"))
+TIMEOUT = float(os.environ.get("BENCH_PEERS_TIMEOUT", "300"))
+ONLY = {s for s in os.environ.get("BENCH_PEERS_ONLY", "").split(",") if s}
+BOOTSTRAP = os.environ.get("SLUICE_TEST_KAFKA", "")
+RUN_ID = dt.datetime.now().strftime("%Y%m%d%H%M%S")
+WORK = CACHE / f"run-{RUN_ID}"
+PARTITIONS = 3
+CORES = os.cpu_count() or 1
+
+TZ_CONFIG = {"field": "date", "format": DATE_FORMAT, "output_field": "timestamp", "unit": "ms"}
+CHAINS = {
+    1: [("tz_normaliser", TZ_CONFIG)],
+    2: [("tz_normaliser", TZ_CONFIG), ("pii_stripper", {})],
+    3: [
+        ("tz_normaliser", TZ_CONFIG),
+        ("pii_stripper", {}),
+        ("enricher", {"table": "servers", "key_field": "message", "fields": "host,region"}),
+    ],
+}
+CHAIN_NAMES = {1: "tz-normaliser", 2: "tz-normaliser, pii-stripper", 3: "tz-normaliser, pii-stripper, enricher"}
+TABLE_ENTRIES = 1000
+
+
+def log(*args):
+    print(*args, flush=True)
+
+
+# ---------------------------------------------------------------- Kafka helpers
+
+
+_ADMIN = []
+
+
+def admin():
+    # Kept for the whole run: futures fail if their client is destroyed before they resolve.
+    if not _ADMIN:
+        _ADMIN.append(AdminClient({"bootstrap.servers": BOOTSTRAP}))
+    return _ADMIN[0]
+
+
+def create_topics(names, partitions=PARTITIONS, config=None):
+    futures = admin().create_topics(
+        [NewTopic(n, num_partitions=partitions, replication_factor=1, config=config or {}) for n in names]
+    )
+    for name, future in futures.items():
+        future.result(30)
+    # Wait until the broker serves their metadata with leaders: a client that subscribes before
+    # then may be assigned nothing until its next metadata refresh (minutes, for Kafka Streams).
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            meta = admin().list_topics(timeout=10)
+        except Exception:  # noqa: BLE001 - a busy broker may time out; try again until the deadline
+            if time.monotonic() > deadline:
+                raise
+            continue
+        ready = all(
+            n in meta.topics and meta.topics[n].error is None and len(meta.topics[n].partitions) == partitions
+            and all(pm.leader >= 0 for pm in meta.topics[n].partitions.values())
+            for n in names
+        )
+        if ready:
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"topics {names} not ready within 60 s")
+        time.sleep(0.1)
+
+
+def new_producer(**extra):
+    settings = {
+        "bootstrap.servers": BOOTSTRAP,
+        "linger.ms": 5,
+        "compression.type": "lz4",
+        "queue.buffering.max.messages": 1000000,
+        "batch.num.messages": 10000,
+    }
+    settings.update(extra)
+    return Producer(settings)
+
+
+def send(producer, topic, value, key=None, partition=-1):
+    while True:
+        try:
+            producer.produce(topic, value, key=key, partition=partition)
+            return
+        except BufferError:
+            producer.poll(0.005)
+
+
+def seed_record(i):
+    """The seed-000 record i, as bench/src/main.rs makes them: even ones from New York, odd
+    ones from Paris."""
+    hour, offset = (10, "-0500") if i % 2 == 0 else (16, "+0100")
+    return (
+        f'{{"date": "2024-02-05 {hour}:{i // 60 % 60:02}:{i % 60:02}.{i * 7919 % 1000000:06} {offset}", '
+        f'"message": "{i}"}}'
+    ).encode()
+
+
+def preload(tz1, tz2, n):
+    producer = new_producer()
+    for i in range(n):
+        send(producer, tz1 if i % 2 == 0 else tz2, seed_record(i))
+        if i % 10000 == 0:
+            producer.poll(0)
+    left = producer.flush(120)
+    if left:
+        raise RuntimeError(f"preloading {tz1}/{tz2}: {left} records not acknowledged")
+
+
+class Watcher:
+    """Counts the records on a topic from its partitions' high watermarks."""
+
+    def __init__(self):
+        self.consumer = Consumer({"bootstrap.servers": BOOTSTRAP, "group.id": f"bench-peers-watch-{RUN_ID}"})
+        self.partitions = {}
+
+    def count(self, topic):
+        if topic not in self.partitions:
+            meta = self.consumer.list_topics(topic, timeout=10)
+            self.partitions[topic] = sorted(meta.topics[topic].partitions)
+        total = 0
+        for p in self.partitions[topic]:
+            for attempt in range(50):
+                try:
+                    _, high = self.consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=5, cached=False)
+                    break
+                except Exception:  # noqa: BLE001 - a new topic's leader may not be known yet
+                    if attempt == 49:
+                        raise
+                    time.sleep(0.1)
+            total += max(high, 0)
+        return total
+
+    def sample(self, topic):
+        """The first record of partition 0, to show what a system writes."""
+        c = Consumer({"bootstrap.servers": BOOTSTRAP, "group.id": f"bench-peers-sample-{RUN_ID}", "enable.auto.commit": False})
+        try:
+            c.assign([TopicPartition(topic, 0, 0)])
+            m = c.poll(10)
+            return m.value().decode(errors="replace") if m is not None and not m.error() else None
+        finally:
+            c.close()
+
+
+# ---------------------------------------------------------------- processes and memory
+
+
+def descendants(pid):
+    """pid and every process below it."""
+    found, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        found.append(p)
+        try:
+            for task in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{task}/children") as f:
+                    todo.extend(int(c) for c in f.read().split())
+        except OSError:
+            pass
+    return found
+
+
+def tree_memory_kb(pid):
+    """(sum of VmRSS, sum of VmHWM) over the process tree, in KiB."""
+    rss = hwm = 0
+    for p in descendants(pid):
+        try:
+            with open(f"/proc/{p}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        rss += int(line.split()[1])
+                    elif line.startswith("VmHWM:"):
+                        hwm += int(line.split()[1])
+        except OSError:
+            pass
+    return rss, hwm
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_seconds(pid):
+    """User plus system CPU time used so far by the process tree (threads included)."""
+    total = 0
+    for p in descendants(pid):
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])
+        except (OSError, IndexError, ValueError):
+            pass
+    return total / CLOCK_TICKS
+
+
+def broker_pid():
+    d = os.environ.get("SLUICE_BROKER_DIR")
+    try:
+        return int(Path(d, "broker.pid").read_text().strip()) if d else None
+    except (OSError, ValueError):
+        return None
+
+
+def machine_ticks():
+    """(busy, total) CPU ticks of the whole machine, from /proc/stat."""
+    with open("/proc/stat") as f:
+        values = [int(v) for v in f.readline().split()[1:]]
+    idle = values[3] + values[4]
+    return sum(values) - idle, sum(values)
+
+
+def tail(path, lines=12):
+    try:
+        text = Path(path).read_text(errors="replace").splitlines()
+    except OSError:
+        return ""
+    return "\n".join(text[-lines:])
+
+
+def stop_process(proc):
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait(10)
+
+
+def run_system(label, cmd, output, n, watcher, env=None, timeout=TIMEOUT):
+    """Starts cmd, waits until `output` holds n records; returns the measurements."""
+    logfile = WORK / f"{label}.log"
+    with open(logfile, "w") as out:
+        started = time.monotonic()
+        proc = subprocess.Popen(
+            cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env={**os.environ, **(env or {})}, start_new_session=True, cwd=WORK,
+        )
+    broker = broker_pid()
+    broker_cpu = tree_cpu_seconds(broker) if broker else 0
+    ticks = machine_ticks()
+    first = None
+    peak_rss = peak_hwm = 0
+    count = 0
+    reason = None
+    try:
+        while True:
+            rss, hwm = tree_memory_kb(proc.pid)
+            peak_rss, peak_hwm = max(peak_rss, rss), max(peak_hwm, hwm)
+            count = watcher.count(output)
+            now = time.monotonic()
+            if count > 0 and first is None:
+                first = now
+            if count >= n:
+                break
+            if proc.poll() is not None:
+                reason = f"exited with status {proc.returncode} after {count} of {n} outputs: {tail(logfile)}"
+                break
+            if now - started > timeout:
+                reason = f"timed out after {timeout:.0f} s with {count} of {n} outputs"
+                break
+            time.sleep(0.02)
+        done = time.monotonic()
+        cpu = tree_cpu_seconds(proc.pid)
+        broker_cpu = tree_cpu_seconds(broker) - broker_cpu if broker else None
+        busy, total = machine_ticks()
+        machine_busy = (busy - ticks[0]) / max(total - ticks[1], 1)
+        rss, hwm = tree_memory_kb(proc.pid)
+        peak_rss, peak_hwm = max(peak_rss, rss), max(peak_hwm, hwm)
+    finally:
+        stop_process(proc)
+    result = {
+        "status": "ok" if reason is None else "failed",
+        "seconds": round(done - started, 3),
+        "outputs": count,
+        "peak_rss_mb": round(max(peak_rss, peak_hwm) / 1024, 1),
+        "cpu_seconds": round(cpu, 2),
+        "broker_cpu_seconds": round(broker_cpu, 2) if broker_cpu is not None else None,
+        "machine_busy": round(machine_busy, 2),
+        "log": str(logfile.relative_to(ROOT)),
+    }
+    if reason is None:
+        result["records_per_s"] = round(n / (done - started))
+        result["startup_s"] = round(first - started, 3)
+        # From the first output to the last: the rate once running, without process start-up,
+        # group join and module compilation.
+        result["steady_records_per_s"] = round((n - 1) / max(done - first, 1e-3)) if done > first else None
+    else:
+        result["reason"] = reason
+        if count and done > started:
+            result["partial_records_per_s"] = round(count / (done - started))
+    return result
+
+
+# ---------------------------------------------------------------- the systems
+
+
+def toml_value(v):
+    return json.dumps(v)  # a JSON string is a valid TOML basic string
+
+
+def sluice_config(name, inputs, output, chain, tables=(), extra=""):
+    lines = [
+        "[kafka]",
+        f'"bootstrap.servers" = {toml_value(BOOTSTRAP)}',
+        "",
+        "[api]",
+        'listen = "127.0.0.1:0"',
+        "",
+        "[[pipeline]]",
+        f"name = {toml_value(name)}",
+        f"inputs = [{', '.join(toml_value(t) for t in inputs)}]",
+        f"outputs = [{toml_value(output)}]",
+        'start = "earliest"',
+        extra or os.environ.get("BENCH_PEERS_PIPELINE_EXTRA", ""),  # pipeline keys, for tuning experiments
+    ]
+    for table_name, topic in tables:
+        lines += ["[[pipeline.table]]", f"name = {toml_value(table_name)}", f"topic = {toml_value(topic)}", ""]
+    for module, config in chain:
+        lines += ["[[pipeline.transform]]", f"module = {toml_value(str(WASM / (module + '.wasm')))}"]
+        if config:
+            lines.append("config = { " + ", ".join(f"{k} = {toml_value(v)}" for k, v in config.items()) + " }")
+        lines.append("")
+    # For tuning experiments: TOML appended to every Sluice configuration, e.g.
+    # BENCH_PEERS_SLUICE_EXTRA=$'[kafka.consumer]\n"fetch.wait.max.ms" = "10"'
+    lines.append(os.environ.get("BENCH_PEERS_SLUICE_EXTRA", ""))
+    path = WORK / f"{name}.toml"
+    path.write_text("\n".join(lines))
+    return path
+
+
+def guarded(run):
+    """A run that raises is reported as failed with the error, and the benchmark goes on."""
+
+    def wrapper(*args, **kwargs):
+        try:
+            return run(*args, **kwargs)
+        except Exception as e:  # noqa: BLE001
+            return {"status": "failed", "reason": f"harness error: {type(e).__name__}: {e}"}
+
+    return wrapper
+
+
+@guarded
+def run_sluice(label, inputs, output, chain, watcher, n=N, tables=()):
+    if not SLUICE.exists():
+        return {"status": "failed", "reason": f"{SLUICE} is missing (cargo build --release -p sluice)"}
+    for module, _ in chain:
+        if not (WASM / f"{module}.wasm").exists():
+            return {"status": "failed", "reason": f"{module}.wasm is missing (make wasm)"}
+    config = sluice_config(f"{label}-{RUN_ID}", inputs, output, chain, tables)
+    return run_system(label, [str(SLUICE), "run", "--config", str(config)], output, n, watcher,
+                      env={"SLUICE_LOG": "warn"})
+
+
+def streams_command(app_id, inputs, output):
+    failed = CACHE / "kafka-streams.failed"
+    if failed.exists():
+        return None, failed.read_text().strip()
+    if not (STREAMS / "classes" / "TzStreams.class").exists():
+        return None, "not installed (bash bench/peers/setup.sh)"
+    java = shutil.which("java")
+    if java is None:
+        return None, "java not found"
+    cmd = [java, "-Xms256m", "-Xmx1g", "-XX:+UseG1GC", *os.environ.get("BENCH_PEERS_JAVA_OPTS", "").split(), "-cp", f"{STREAMS / 'libs'}/*:{STREAMS / 'classes'}",
+           "TzStreams", BOOTSTRAP, app_id, ",".join(inputs), output, str(CORES)]
+    cmd += os.environ.get("BENCH_PEERS_STREAMS_PROPS", "").split()
+    return cmd, None
+
+
+@guarded
+def run_streams(label, inputs, output, watcher):
+    cmd, why = streams_command(f"{label}-{RUN_ID}", inputs, output)
+    if cmd is None:
+        return {"status": "failed", "reason": why}
+    return run_system(label, cmd, output, N, watcher)
+
+
+@guarded
+def run_pathway(label, inputs, output, watcher):
+    failed = CACHE / "pathway.failed"
+    if failed.exists():
+        return {"status": "failed", "reason": failed.read_text().strip()}
+    cmd = [str(VENV_PYTHON), str(HERE / "pathway_etl.py"), BOOTSTRAP, f"{label}-{RUN_ID}", inputs[0], inputs[1], output]
+    env = {
+        "PATHWAY_THREADS": str(CORES),      # one worker per core, as for the other systems
+        "PATHWAY_MONITORING_SERVER": "",    # no telemetry or monitoring endpoint
+        "PATHWAY_LICENSE_KEY": "",
+    }
+    return run_system(label, cmd, output, N, watcher, env=env)
+
+
+@guarded
+def run_plain(label, inputs, output, watcher):
+    cmd = [str(VENV_PYTHON), str(HERE / "plain_consumer.py"), BOOTSTRAP, f"{label}-{RUN_ID}", ",".join(inputs), output]
+    return run_system(label, cmd, output, N, watcher)
+
+
+# ---------------------------------------------------------------- latency
+
+
+@guarded
+def latency(label, start_cmd, rate, seconds, watcher):
+    """Starts a system on fresh topics, feeds it `rate` records/s for `seconds`, and measures
+    each record from its produce call to its output's append on the broker (the output topic
+    uses LogAppendTime, so the broker stamps it)."""
+    tz1, tz2, out = f"lat-{label}-tz1-{RUN_ID}", f"lat-{label}-tz2-{RUN_ID}", f"lat-{label}-out-{RUN_ID}"
+    create_topics([tz1, tz2])
+    create_topics([out], config={"message.timestamp.type": "LogAppendTime"})
+    cmd, env = start_cmd(tz1, tz2, out)
+    if cmd is None:
+        return {"status": "failed", "reason": env}
+    logfile = WORK / f"{label}.log"
+    with open(logfile, "w") as f:
+        proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                env={**os.environ, **(env or {})}, start_new_session=True, cwd=WORK)
+    producer = new_producer()
+    warm = 1000
+    total = int(rate * seconds)
+    sent_at = [0.0] * (warm + total)
+    try:
+        # Warm up until outputs flow, so start-up is not counted.
+        for i in range(warm):
+            sent_at[i] = time.time() * 1000
+            # Spread over every partition, so that no task waits on an empty one.
+            send(producer, tz1 if i % 2 == 0 else tz2, seed_record(i), partition=(i // 2) % PARTITIONS)
+        producer.flush(30)
+        deadline = time.monotonic() + 120
+        while watcher.count(out) < warm:
+            if proc.poll() is not None:
+                return {"status": "failed", "reason": f"exited with status {proc.returncode}: {tail(logfile)}"}
+            if time.monotonic() > deadline:
+                return {"status": "failed", "reason": "no output within 120 s of warm-up"}
+            time.sleep(0.05)
+        started = time.monotonic()
+        i = warm
+        while i < warm + total:
+            due = warm + int((time.monotonic() - started) * rate)
+            due = min(due, warm + total)
+            while i < due:
+                sent_at[i] = time.time() * 1000
+                send(producer, tz1 if i % 2 == 0 else tz2, seed_record(i))
+                i += 1
+            producer.poll(0)
+            time.sleep(0.001)
+        produce_seconds = time.monotonic() - started
+        producer.flush(30)
+        deadline = time.monotonic() + 120
+        while watcher.count(out) < warm + total and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+    finally:
+        stop_process(proc)
+    reader = Consumer({"bootstrap.servers": BOOTSTRAP, "group.id": f"lat-reader-{label}-{RUN_ID}",
+                       "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    reader.subscribe([out])
+    samples, idle = [], 0
+    message_re = re.compile(rb'"message"\s*:\s*"(\d+)"')
+    while idle < 20:
+        batch = reader.consume(10000, 0.5)
+        if not batch:
+            idle += 1
+            continue
+        idle = 0
+        for m in batch:
+            if m.error():
+                continue
+            found = message_re.search(m.value())
+            if not found:
+                continue
+            i = int(found.group(1))
+            if i >= warm:
+                samples.append(m.timestamp()[1] - sent_at[i])
+        if len(samples) >= total:
+            break
+    reader.close()
+    if len(samples) < total * 0.99:
+        return {"status": "failed", "reason": f"only {len(samples)} of {total} outputs arrived",
+                "rate": round(rate)}
+    samples.sort()
+    at = lambda q: round(samples[int((len(samples) - 1) * q)], 1)
+    return {"status": "ok", "rate": round(rate), "achieved_produce_rate": round(total / produce_seconds),
+            "records": len(samples), "p50_ms": at(0.5), "p99_ms": at(0.99), "max_ms": at(1.0)}
+
+
+# ---------------------------------------------------------------- environment
+
+
+def machine():
+    mem_kb = 0
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal:"):
+                mem_kb = int(line.split()[1])
+    model = ""
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return {"cores": CORES, "memory_gib": round(mem_kb / 1024 / 1024, 1), "cpu": model,
+            "kernel": platform.release(), "load_average_at_start": [round(x, 2) for x in os.getloadavg()]}
+
+
+def lock_version(crate):
+    text = (ROOT / "Cargo.lock").read_text()
+    m = re.search(r'name = "' + re.escape(crate) + r'"\nversion = "([^"]+)"', text)
+    return m.group(1) if m else None
+
+
+def versions():
+    def out(cmd):
+        try:
+            r = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+            return (r.stdout + r.stderr).strip().splitlines()[0]
+        except Exception as e:  # noqa: BLE001
+            return f"unknown ({e})"
+
+    pathway_version = None
+    try:
+        pathway_version = subprocess.run([str(VENV_PYTHON), "-c", "import pathway; print(pathway.__version__)"],
+                                         capture_output=True, text=True, timeout=120).stdout.strip() or None
+    except Exception:  # noqa: BLE001
+        pass
+    rdkafka_sys = lock_version("rdkafka-sys") or ""
+    return {
+        "sluice": out([str(SLUICE), "--version"]).removeprefix("sluice "),
+        "wasmtime": lock_version("wasmtime"),
+        "librdkafka (sluice)": rdkafka_sys.split("+")[-1] if "+" in rdkafka_sys else rdkafka_sys,
+        "apache kafka (broker, kafka-streams)": KAFKA_VERSION,
+        "java": out(["java", "-version"]),
+        "python": platform.python_version(),
+        "pathway": pathway_version,
+        "confluent-kafka": package_version("confluent-kafka"),
+        "librdkafka (confluent-kafka)": libversion()[0],
+    }
+
+
+# ---------------------------------------------------------------- report
+
+
+def ratio(a, b):
+    return round(a / b, 2) if a and b else None
+
+
+def fmt_rate(r):
+    return f"{r / 1000:.0f}k" if r >= 10000 else f"{r:.0f}" if r else "–"
+
+
+def markdown(res):
+    m = res["machine"]
+    lines = [
+        f"Sluice against its limit and its peers: {res['records']:,} seed-000 records preloaded on "
+        f"`timezone1`/`timezone2` ({PARTITIONS} partitions each), one Apache Kafka {KAFKA_VERSION} broker "
+        f"on loopback, each system on its own output topic and consumer group.",
+        "",
+        f"Run {res['date']} on {m['cores']} cores, {m['memory_gib']} GiB ({m['cpu']}; broker, harness and "
+        f"system on the same machine). Reproduce: `{res['command']}`.",
+        "",
+        "Versions: " + ", ".join(f"{k} {v}" for k, v in res["versions"].items() if v) + ".",
+        "",
+        "| system | records/s (start to last output) | / limit | steady records/s (first to last output) | / limit | start-up s | CPU s | broker CPU s | machine busy | peak RSS MiB |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    limit = res["systems"].get("limit", {})
+    for key, name in SYSTEM_NAMES.items():
+        r = res["systems"].get(key)
+        if r is None:
+            continue
+        if r["status"] != "ok":
+            partial = f" (partial: {fmt_rate(r['partial_records_per_s'])}/s)" if r.get("partial_records_per_s") else ""
+            lines.append(f"| {name} | **failed**: {r['reason'].splitlines()[0][:160]}{partial} | | | | | {r.get('cpu_seconds', '')} | | | {r.get('peak_rss_mb', '')} |")
+            continue
+        lines.append(
+            f"| {name} | {fmt_rate(r['records_per_s'])} | {ratio(r['records_per_s'], limit.get('records_per_s')) or '–'} "
+            f"| {fmt_rate(r['steady_records_per_s'])} | {ratio(r['steady_records_per_s'], limit.get('steady_records_per_s')) or '–'} "
+            f"| {r['startup_s']:.1f} | {r['cpu_seconds']:.1f} | {r['broker_cpu_seconds'] if r['broker_cpu_seconds'] is not None else '–'} "
+            f"| {r['machine_busy']:.0%} | {r['peak_rss_mb']:.0f} |"
+        )
+    lat = res.get("latency", {})
+    if lat:
+        lines += ["", "| latency, produce to output | rate | p50 | p99 | max |", "|---|---|---|---|---|"]
+        for key, name in (("sluice-tz", "Sluice, tz normaliser"), ("kafka-streams", "Kafka Streams")):
+            r = lat.get(key)
+            if r is None:
+                continue
+            if r["status"] != "ok":
+                lines.append(f"| {name} | {fmt_rate(r.get('rate', 0))}/s | **failed**: {r['reason'][:160]} | | |")
+            else:
+                lines.append(f"| {name} | {fmt_rate(r['rate'])}/s | {r['p50_ms']:.0f} ms | {r['p99_ms']:.0f} ms | {r['max_ms']:.0f} ms |")
+    for title, key, label in (("partitions per input topic", "partitions_scaling", "partitions"),
+                              ("transforms chained", "chain", "chain")):
+        rows = res.get(key, {})
+        if not rows:
+            continue
+        lines += ["", f"| Sluice, {title} | records/s (start to last output) | steady records/s | CPU s | peak RSS MiB |",
+                  "|---|---|---|---|---|"]
+        for k, r in rows.items():
+            name = f"{k}" if key == "partitions_scaling" else f"{k}: {CHAIN_NAMES[int(k)]}"
+            if r["status"] != "ok":
+                lines.append(f"| {name} | **failed**: {r['reason'][:160]} | | | |")
+            else:
+                lines.append(f"| {name} | {fmt_rate(r['records_per_s'])} | {fmt_rate(r['steady_records_per_s'])} | {r['cpu_seconds']:.1f} | {r['peak_rss_mb']:.0f} |")
+    lines += ["", "| target | met? |", "|---|---|"]
+    for t in res["targets"]:
+        lines.append(f"| {t['target']} | {t['verdict']} |")
+    lines += ["", "Notes: " + " ".join(res["notes"]), ""]
+    return "\n".join(lines)
+
+
+SYSTEM_NAMES = {
+    "limit": "limit: Sluice, no transform",
+    "sluice-tz": "Sluice, tz normaliser (Wasm)",
+    "kafka-streams": f"Kafka Streams {KAFKA_VERSION}",
+    "pathway": "Pathway",
+    "plain-python": "plain Python (confluent-kafka)",
+}
+
+
+def targets(res):
+    s = res["systems"]
+    out = []
+
+    def rate(key, field):
+        r = s.get(key, {})
+        return r.get(field) if r.get("status") == "ok" else None
+
+    def check(text, fn):
+        verdicts = []
+        for field, what in (("records_per_s", "start to last output"), ("steady_records_per_s", "steady")):
+            v = fn(field)
+            verdicts.append(f"{what}: {v}")
+        out.append({"target": text, "verdict": "; ".join(verdicts)})
+
+    def at_least(a, b, factor, field):
+        x, y = rate(a, field), rate(b, field)
+        if x is None or y is None:
+            missing = a if x is None else b
+            if missing != "sluice-tz" and s.get(missing, {}).get("status") == "failed":
+                return f"cannot compare ({missing} failed)"
+            return "cannot compare"
+        return f"{'met' if x >= factor * y else '**missed**'} ({x / y:.2f}x)"
+
+    def cpu_note(peer):
+        a, b = s.get("sluice-tz", {}), s.get(peer, {})
+        if a.get("status") == "ok" and b.get("status") == "ok" and a.get("cpu_seconds"):
+            return f" CPU used for the same records: {peer} {b['cpu_seconds'] / a['cpu_seconds']:.1f}x Sluice's."
+        return ""
+
+    check("Sluice (tz) at least 0.8 of the limit", lambda f: at_least("sluice-tz", "limit", 0.8, f))
+    check("Sluice (tz) ahead of Kafka Streams", lambda f: at_least("sluice-tz", "kafka-streams", 1.0, f))
+    check("Sluice (tz) at least 5x Pathway", lambda f: at_least("sluice-tz", "pathway", 5.0, f))
+    check("Sluice (tz) at least 5x plain Python", lambda f: at_least("sluice-tz", "plain-python", 5.0, f))
+    for entry, peer in zip(out[1:], ("kafka-streams", "pathway", "plain-python")):
+        entry["verdict"] += "." + cpu_note(peer)
+    return out
+
+
+# ---------------------------------------------------------------- main
+
+
+def wanted(key):
+    return not ONLY or key in ONLY
+
+
+def best(runs):
+    ok = [r for r in runs if r["status"] == "ok"]
+    if not ok:
+        return runs[-1]
+    chosen = dict(max(ok, key=lambda r: r["records_per_s"]))
+    chosen["steady_records_per_s"] = max(r["steady_records_per_s"] or 0 for r in ok)
+    chosen["runs"] = [{k: r.get(k) for k in ("records_per_s", "steady_records_per_s", "cpu_seconds", "broker_cpu_seconds", "machine_busy", "peak_rss_mb")} for r in ok]
+    chosen["peak_rss_mb"] = max(r["peak_rss_mb"] for r in ok)
+    chosen["cpu_seconds"] = min(r["cpu_seconds"] for r in ok)
+    return chosen
+
+
+def main():
+    if not BOOTSTRAP:
+        sys.exit("harness.py: SLUICE_TEST_KAFKA is not set (run through tests/with-kafka.sh)")
+    WORK.mkdir(parents=True, exist_ok=True)
+    wall = time.monotonic()
+    res = {
+        "date": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "command": "make bench-peers",
+        "records": N,
+        "partitions": None,
+        "machine": machine(),
+        "versions": versions(),
+        "workload": {
+            "inputs": "timezone1 (New York, -0500) and timezone2 (Paris, +0100), records split evenly",
+            "record": seed_record(0).decode(),
+            "tz_normaliser_config": TZ_CONFIG,
+        },
+        "systems": {},
+        "latency": {},
+        "partitions_scaling": {},
+        "chain": {},
+    }
+    watcher = Watcher()
+
+    topics = {p: (f"tz1-p{p}-{RUN_ID}", f"tz2-p{p}-{RUN_ID}") for p in (1, 3, 6)}
+    log(f"bench-peers: broker {BOOTSTRAP}, {N:,} records, work dir {WORK.relative_to(ROOT)}")
+    for p, (a, b) in topics.items():
+        if p != PARTITIONS and not (wanted("partitions")):
+            continue
+        create_topics([a, b], partitions=p)
+        t = time.monotonic()
+        preload(a, b, N)
+        log(f"  preloaded {N:,} records on {p} partition(s) per topic in {time.monotonic() - t:.1f} s")
+    inputs = topics[PARTITIONS]
+
+    def output(label, partitions=PARTITIONS):
+        name = f"out-{label}-{RUN_ID}"
+        try:
+            create_topics([name], partitions=partitions)
+        except Exception as e:  # noqa: BLE001 - the run then fails and says why
+            log(f"  creating {name}: {e}")
+        return name
+
+    def report(key, r):
+        if r["status"] == "ok":
+            log(f"  {key:<28} {r['records_per_s']:>9,} records/s from start, {r['steady_records_per_s'] or 0:>9,} steady, "
+                f"start-up {r['startup_s']:.1f} s, peak RSS {r['peak_rss_mb']:.0f} MiB, CPU {r['cpu_seconds']:.1f} s")
+        else:
+            log(f"  {key:<28} FAILED: {r['reason']}")
+
+    # The limit and Sluice with the tz normaliser, alternately, twice each; best run kept.
+    runs = {"limit": [], "sluice-tz": []}
+    for round_ in range(2):
+        for key, chain in (("limit", []), ("sluice-tz", CHAINS[1])):
+            if not wanted(key):
+                continue
+            label = f"{key}-{round_}"
+            r = run_sluice(label, inputs, output(label), chain, watcher)
+            report(label, r)
+            runs[key].append(r)
+    for key, rs in runs.items():
+        if rs:
+            res["systems"][key] = best(rs)
+
+    if wanted("kafka-streams"):
+        rs = []
+        for round_ in range(2):
+            label = f"kafka-streams-{round_}"
+            r = run_streams(label, inputs, output(label), watcher)
+            report(label, r)
+            rs.append(r)
+            if r["status"] != "ok":
+                break
+        res["systems"]["kafka-streams"] = best(rs)
+    if wanted("pathway"):
+        r = run_pathway("pathway", inputs, output("pathway"), watcher)
+        report("pathway", r)
+        res["systems"]["pathway"] = r
+    if wanted("plain-python"):
+        r = run_plain("plain-python", inputs, output("plain-python"), watcher)
+        report("plain-python", r)
+        res["systems"]["plain-python"] = r
+
+    # Latency at half of Sluice's peak rate (the steady tz rate), for Sluice and Kafka Streams.
+    tz = res["systems"].get("sluice-tz", {})
+    if tz.get("status") == "ok" and wanted("latency"):
+        rate = min(tz["steady_records_per_s"] / 2, 200000)
+        seconds = 10
+
+        def sluice_cmd(a, b, out):
+            config = sluice_config(f"lat-sluice-{RUN_ID}", [a, b], out, CHAINS[1])
+            return [str(SLUICE), "run", "--config", str(config)], {"SLUICE_LOG": "warn"}
+
+        def streams_cmd(a, b, out):
+            cmd, why = streams_command(f"lat-streams-{RUN_ID}", [a, b], out)
+            return (cmd, None) if cmd else (None, why)
+
+        for key, fn in (("sluice-tz", sluice_cmd), ("kafka-streams", streams_cmd)):
+            r = latency(key, fn, rate, seconds, watcher)
+            r.setdefault("rate", round(rate))
+            res["latency"][key] = r
+            if r["status"] == "ok":
+                log(f"  latency {key:<20} at {r['rate']:,}/s (produced at {r['achieved_produce_rate']:,}/s): "
+                    f"p50 {r['p50_ms']:.0f} ms, p99 {r['p99_ms']:.0f} ms, max {r['max_ms']:.0f} ms")
+            else:
+                log(f"  latency {key:<20} FAILED: {r['reason']}")
+
+    # Scaling: partitions per input topic (3 is the tz run above), and transforms chained (1 is
+    # the tz run above).
+    if wanted("partitions"):
+        for p in (1, 3, 6):
+            if p == PARTITIONS:
+                res["partitions_scaling"][str(p)] = dict(tz, note="the tz run above")
+                continue
+            label = f"sluice-tz-p{p}"
+            r = run_sluice(label, topics[p], output(label, p), CHAINS[1], watcher)
+            report(label, r)
+            res["partitions_scaling"][str(p)] = r
+    if wanted("chain"):
+        table_topic = f"servers-{RUN_ID}"
+        create_topics([table_topic], partitions=1)
+        producer = new_producer()
+        for k in range(TABLE_ENTRIES):
+            value = json.dumps({"host": f"srv-{k % 40:02}", "region": "us-east" if k % 2 == 0 else "eu-west"})
+            send(producer, table_topic, value.encode(), key=str(k).encode())
+        producer.flush(30)
+        for length in (1, 2, 3):
+            if length == 1:
+                res["chain"]["1"] = dict(tz, note="the tz run above")
+                continue
+            label = f"sluice-chain{length}"
+            tables = [("servers", table_topic)] if length == 3 else ()
+            r = run_sluice(label, inputs, output(label), CHAINS[length], watcher, tables=tables)
+            report(label, r)
+            res["chain"][str(length)] = r
+
+    # What each system wrote: its first output record.
+    for key, r in res["systems"].items():
+        if r.get("status") == "ok":
+            label = f"{key}-0" if key in ("limit", "sluice-tz", "kafka-streams") else key
+            r["sample_output"] = watcher.sample(f"out-{label}-{RUN_ID}")
+
+    res["partitions"] = PARTITIONS
+    res["targets"] = targets(res)
+    res["wall_seconds"] = round(time.monotonic() - wall)
+    res["notes"] = [
+        "Records/s from start: all records divided by the time from starting the system's process until the high "
+        "watermarks of its output topic add up to all of them; this includes process start-up, group join and, for "
+        "Sluice, compiling the Wasm modules. Steady: from its first output to its last.",
+        "Limit, Sluice and Kafka Streams: best of two runs (limit and tz alternating; peak RSS the higher, CPU the lower); Pathway, plain Python, partitions and chains: one run.",
+        f"Kafka Streams: {CORES} stream threads, at-least-once, commit every 1 s, producer linger 10 ms, "
+        "batch 1 MiB, lz4 (Sluice's defaults), JVM -Xmx1g; Pathway: PATHWAY_THREADS="
+        f"{CORES}; plain Python: one process, auto-commit, the same producer tuning.",
+        "Peak RSS: the sum of VmHWM over the system's process tree (polled every ~20 ms). CPU s: user plus system "
+        "time of the process tree from start to the last output (less sensitive than records/s to other load on a "
+        "shared machine); broker CPU s: the broker's over the same time; machine busy: the share of all cores' time "
+        "not idle over the same time (the broker, the harness and anything else on the machine included).",
+        "Latency: a fresh pipeline per system, 1000 warm-up records, then records produced at the given rate "
+        "for 10 s; each is timed from its produce call to its output's append on the broker (LogAppendTime); "
+        "this includes the harness producer's 5 ms linger.",
+        f"Chain of 3: the enricher joins on `message` with a {TABLE_ENTRIES}-entry table (a LEFT JOIN: most "
+        "records find no entry and get nulls).",
+    ]
+    # Only a full run with the defaults replaces the published results; an experiment (a subset,
+    # another record count, tuning overrides) writes into its work folder.
+    experiment = [k for k in ("BENCH_PEERS_ONLY", "BENCH_PEERS_RECORDS", "BENCH_PEERS_SLUICE", "BENCH_PEERS_SLUICE_EXTRA",
+                              "BENCH_PEERS_PIPELINE_EXTRA", "BENCH_PEERS_STREAMS_PROPS", "BENCH_PEERS_JAVA_OPTS")
+                  if os.environ.get(k)]
+    if experiment:
+        res["experiment"] = {k: os.environ[k] for k in experiment}
+    folder = WORK if experiment else RESULTS
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "peers.json").write_text(json.dumps(res, indent=2) + "\n")
+    (folder / "peers.md").write_text(markdown(res))
+    log("")
+    log(markdown(res))
+    log(f"bench-peers: wrote {(folder / 'peers.json').relative_to(ROOT)} and {(folder / 'peers.md').relative_to(ROOT)} "
+        f"in {res['wall_seconds']} s" + (f" (an experiment: {', '.join(experiment)})" if experiment else ""))
+
+
+if __name__ == "__main__":
+    main()
