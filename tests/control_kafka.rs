@@ -7,7 +7,9 @@ use serde_json::{Value, json};
 use std::collections::HashSet;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
-use support::kafka::{Sluice, bootstrap, count, create_topic, produce, unique, write_config};
+use support::kafka::{
+    Sluice, bootstrap, count, create_topic, produce, unique, wait_for_count, write_config,
+};
 
 /// Every value in `topic`, with kcat (values only: much faster than JSON envelopes).
 fn values(topic: &str) -> Vec<String> {
@@ -70,17 +72,14 @@ fn upload(sluice: &Sluice, name: &str, bytes: &[u8]) -> Value {
     )
 }
 
-fn wait_for_count(topic: &str, n: usize, sluice: &Sluice) {
-    let deadline = Instant::now() + Duration::from_secs(180);
-    while count(topic) < n {
-        assert!(
-            Instant::now() < deadline,
-            "{topic} holds {} of {n} records:\n{}",
-            count(topic),
-            sluice.log()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+/// Waits until `topic` holds `n` records; fails with the runtime's log otherwise.
+fn expect_count(topic: &str, n: usize, sluice: &Sluice) {
+    let held = wait_for_count(topic, n, Duration::from_secs(180));
+    assert!(
+        held >= n,
+        "{topic} holds {held} of {n} records:\n{}",
+        sluice.log()
+    );
 }
 
 #[test]
@@ -132,7 +131,7 @@ fn ten_hot_swaps_while_200k_records_stream_lose_and_repeat_nothing() {
         assert_eq!(pipeline["slots"][0]["version"], version);
     }
     producer.join().unwrap();
-    wait_for_count(&output, RECORDS, &sluice);
+    expect_count(&output, RECORDS, &sluice);
 
     let outputs = values(&output);
     let mut seen = HashSet::new();
@@ -211,8 +210,8 @@ fn pause_holds_records_back_resume_lets_them_through_and_dead_letters_are_shown(
         200,
     );
     assert_eq!(resumed["status"], "running");
-    wait_for_count(&output, 99, &sluice);
-    wait_for_count(&dead, 1, &sluice);
+    expect_count(&output, 99, &sluice);
+    expect_count(&dead, 1, &sluice);
     let letters = json_of(
         sluice.http_get("/api/v1/pipelines/held/dead-letters?limit=5"),
         200,
@@ -282,7 +281,7 @@ fn modules_and_deploy_commands_drive_a_running_runtime() {
         &input,
         &[r#"{"date": "2024-02-05 10:01:52.884548 -0500", "message": "0"}"#.to_string()],
     );
-    wait_for_count(&output, 1, &sluice);
+    expect_count(&output, 1, &sluice);
     assert_eq!(
         values(&output),
         [r#"{"timestamp":1707145312884.548,"message":"0"}"#]

@@ -7,7 +7,7 @@ use chrono::{DateTime, FixedOffset};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 use support::kafka::{
-    Sluice, consume_at_least, count, create_topic, produce, unique, write_config,
+    Sluice, consume_at_least, count, create_topic, produce, unique, wait_for_count, write_config,
 };
 use support::wasm;
 
@@ -491,7 +491,11 @@ fn a_second_instance_joining_mid_stream_takes_partitions_without_loss() {
         &numbered_stream("rebalance", 4, n, "max_records_per_second = 1000");
 
     let mut first = Sluice::start(config);
-    consume_at_least(out, 1_000, WAIT);
+    assert!(
+        wait_for_count(out, 1_000, WAIT) >= 1_000,
+        "log:\n{}",
+        first.log()
+    );
     // The second instance joins the same group: the first must drain and commit what it gives up.
     let mut second = Sluice::start(config);
     let deadline = std::time::Instant::now() + WAIT;

@@ -173,7 +173,21 @@ pub fn count(topic: &str) -> usize {
         .sum()
 }
 
-/// Consumes `topic` once it holds at least `count` records, or when `timeout` passes.
+/// Waits until `topic` holds at least `n` records (or `timeout` passes); how many it holds.
+/// Unlike consuming, this returns at once while records keep arriving.
+pub fn wait_for_count(topic: &str, n: usize, timeout: Duration) -> usize {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let held = count(topic);
+        if held >= n || Instant::now() >= deadline {
+            return held;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Consumes `topic` once it holds at least `count` records, or when `timeout` passes. While
+/// records keep arriving, kcat reads until it catches up with every partition at once.
 pub fn consume_at_least(topic: &str, count: usize, timeout: Duration) -> Vec<Consumed> {
     let deadline = Instant::now() + timeout;
     while self::count(topic) < count && Instant::now() < deadline {
