@@ -129,6 +129,12 @@ fn config_text(bootstrap: &str, transforms: &Path, listen: std::net::SocketAddr)
 [kafka]
 "bootstrap.servers" = "{bootstrap}"
 
+# The embedded broker lives in this process: small fetches and a small prefetch keep the
+# demo's memory low at its modest rates.
+[kafka.consumer]
+"fetch.message.max.bytes" = 1048576
+"queued.max.messages.kbytes" = 4096
+
 [api]
 listen = "{listen}"
 
