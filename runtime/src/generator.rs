@@ -107,6 +107,8 @@ pub struct Generator {
     logs: u64,
     /// Customers sent so far, in the order they were created.
     customers: Vec<Customer>,
+    /// The next new customer's id.
+    next_customer: u64,
     /// The next order id.
     next_order: u64,
     /// Records owed before anything else (an order waiting for its new customer).
@@ -121,6 +123,10 @@ struct Customer {
     age: u32,
     email: String,
 }
+
+/// The most customers the orders scenario creates: after that, only updates, so that the
+/// customers table (and a long `sluice demo`) stays bounded.
+const MAX_CUSTOMERS: usize = 10_000;
 
 /// Seed 004's customers, sent first so that its orders (customers 2, 5 and 7) find them.
 const SEED_CUSTOMERS: [(u64, &str, u32); 3] = [(5, "fred", 34), (7, "sue", 25), (2, "bill", 51)];
@@ -166,6 +172,7 @@ impl Generator {
             rng: SplitMix64(seed),
             logs: 0,
             customers: Vec::new(),
+            next_customer: SEED_CUSTOMERS.iter().map(|c| c.0).max().unwrap_or(0) + 1,
             next_order: 1000,
             pending: VecDeque::new(),
         }
@@ -227,9 +234,10 @@ impl Generator {
             return self.send_customer(customer, event_time_ms);
         }
         let roll = self.rng.below(100);
-        if roll < 5 {
+        if roll < 5 && self.customers.len() < MAX_CUSTOMERS {
             // A new customer, and at once their first order.
-            let id = self.customers.iter().map(|c| c.id).max().unwrap_or(0) + 1;
+            let id = self.next_customer;
+            self.next_customer += 1;
             let first = FIRST_NAMES[self.rng.below(FIRST_NAMES.len() as u64) as usize];
             let customer = Customer {
                 id,
@@ -648,6 +656,19 @@ mod tests {
 
     /// 2024-02-05 15:01:52.884 UTC, seed 000's first record.
     const WINTER_MS: i64 = 1_707_145_312_884;
+
+    #[test]
+    fn the_customer_population_is_bounded() {
+        let mut g = Generator::new(Scenario::Orders, 7, 0.0);
+        for _ in 0..300_000 {
+            g.next_record(WINTER_MS);
+        }
+        assert_eq!(g.customers.len(), MAX_CUSTOMERS);
+        let mut ids: Vec<u64> = g.customers.iter().map(|c| c.id).collect();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), MAX_CUSTOMERS, "ids are unique");
+    }
 
     fn parse(value: &str) -> serde_json::Value {
         serde_json::from_str(value).unwrap_or_else(|e| panic!("{e}: {value}"))
