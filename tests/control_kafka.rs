@@ -5,38 +5,10 @@ mod support;
 
 use serde_json::{Value, json};
 use std::collections::HashSet;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 use support::kafka::{
-    Sluice, bootstrap, count, create_topic, produce, unique, wait_for_count, write_config,
+    Sluice, consume_values, count, create_topic, produce, unique, wait_for_count, write_config,
 };
-
-/// Every value in `topic`, with kcat (values only: much faster than JSON envelopes).
-fn values(topic: &str) -> Vec<String> {
-    let out = std::process::Command::new("kcat")
-        .args([
-            "-C",
-            "-b",
-            &bootstrap(),
-            "-t",
-            topic,
-            "-o",
-            "beginning",
-            "-e",
-            "-q",
-            "-f",
-            "%s\n",
-        ])
-        .stderr(Stdio::null())
-        .output()
-        .unwrap();
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .filter(|l| !l.is_empty())
-        .map(str::to_string)
-        .collect()
-}
 
 /// `bytes` with a custom section appended: the same behaviour, different bytes, so a new
 /// version in the module store.
@@ -133,7 +105,7 @@ fn ten_hot_swaps_while_200k_records_stream_lose_and_repeat_nothing() {
     producer.join().unwrap();
     expect_count(&output, RECORDS, &sluice);
 
-    let outputs = values(&output);
+    let outputs = consume_values(&output);
     let mut seen = HashSet::new();
     let mut duplicates = 0;
     for value in &outputs {
@@ -283,7 +255,7 @@ fn modules_and_deploy_commands_drive_a_running_runtime() {
     );
     expect_count(&output, 1, &sluice);
     assert_eq!(
-        values(&output),
+        consume_values(&output),
         [r#"{"timestamp":1707145312884.548,"message":"0"}"#]
     );
 

@@ -135,6 +135,33 @@ pub fn consume(topic: &str) -> Vec<Consumed> {
         .collect()
 }
 
+/// Every value in `topic` now, in partition order (values only: much faster than `consume`).
+pub fn consume_values(topic: &str) -> Vec<String> {
+    let out = std::process::Command::new("kcat")
+        .args([
+            "-C",
+            "-b",
+            &bootstrap(),
+            "-t",
+            topic,
+            "-o",
+            "beginning",
+            "-e",
+            "-q",
+            "-f",
+            "%s\n",
+        ])
+        .stderr(Stdio::null())
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
 /// How many records `topic` holds: the sum of its partitions' high watermarks (cheap, unlike
 /// reading it).
 pub fn count(topic: &str) -> usize {

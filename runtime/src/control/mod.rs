@@ -145,30 +145,14 @@ impl ControlPlane {
         tables: &Tables,
     ) -> anyhow::Result<Vec<Arc<StageSpec>>> {
         let mut from_file = Vec::new();
-        for (t, transform) in pipeline.transform.iter().enumerate() {
-            let at = format!(
-                "pipeline[{index}] ({}).transform[{t}].module `{}`",
-                pipeline.name,
-                transform.module.display()
-            );
-            let bytes = std::fs::read(&transform.module)
-                .map_err(|e| anyhow::anyhow!("{at}: cannot read it: {e}"))?;
-            let name = transform
-                .module
-                .file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_default();
+        for transform in crate::pipeline::read_transforms(index, pipeline)? {
             let (stored, _) = self
                 .store
-                .add(&name, &bytes)
-                .map_err(|e| anyhow::anyhow!("{at}: {e}"))?;
-            let config = transform
-                .config
-                .iter()
-                .map(|(k, v)| (k.clone(), v.0.clone()))
-                .collect();
+                .add(&transform.name, &transform.bytes)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", transform.at))?;
+            let config = transform.config.into_iter().collect();
             from_file.push(SlotDeployment {
-                module: name,
+                module: transform.name,
                 version: stored.version,
                 config,
             });

@@ -121,15 +121,24 @@ pub fn declared_tables(pipeline: &PipelineConfig) -> Tables {
     )
 }
 
-/// Loads every transform of `pipeline` and checks that it starts with its configuration, so
-/// that mistakes surface at start-up with the key that holds them.
-pub fn load_stages(
-    engine: &Engine,
+/// A transform the configuration file names, read from disk.
+pub struct FileTransform {
+    /// Where it is declared, for messages: `pipeline[0] (unify).transform[1].module `x.wasm``.
+    pub at: String,
+    /// Its name: the file name without `.wasm`.
+    pub name: String,
+    /// The component's bytes.
+    pub bytes: Vec<u8>,
+    /// Configuration for its `init`.
+    pub config: Vec<(String, String)>,
+}
+
+/// Reads every transform that `pipeline` (number `index` in the file) names.
+pub fn read_transforms(
     index: usize,
     pipeline: &PipelineConfig,
-    tables: &Tables,
-) -> anyhow::Result<Vec<Arc<StageSpec>>> {
-    let mut stages = Vec::new();
+) -> anyhow::Result<Vec<FileTransform>> {
+    let mut transforms = Vec::new();
     for (t, transform) in pipeline.transform.iter().enumerate() {
         let at = format!(
             "pipeline[{index}] ({}).transform[{t}].module `{}`",
@@ -138,19 +147,45 @@ pub fn load_stages(
         );
         let bytes = std::fs::read(&transform.module)
             .map_err(|e| anyhow::anyhow!("{at}: cannot read it: {e}"))?;
-        let module = engine
-            .load(&bytes)
-            .map_err(|e| anyhow::anyhow!("{at}: {e}"))?;
         let name = transform
             .module
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let config: Vec<(String, String)> = transform
+        let config = transform
             .config
             .iter()
             .map(|(k, v)| (k.clone(), v.0.clone()))
             .collect();
+        transforms.push(FileTransform {
+            at,
+            name,
+            bytes,
+            config,
+        });
+    }
+    Ok(transforms)
+}
+
+/// Loads every transform of `pipeline` from its file and checks that it starts with its
+/// configuration, so that mistakes surface at start-up with the key that holds them.
+pub fn load_stages(
+    engine: &Engine,
+    index: usize,
+    pipeline: &PipelineConfig,
+    tables: &Tables,
+) -> anyhow::Result<Vec<Arc<StageSpec>>> {
+    let mut stages = Vec::new();
+    for FileTransform {
+        at,
+        name,
+        bytes,
+        config,
+    } in read_transforms(index, pipeline)?
+    {
+        let module = engine
+            .load(&bytes)
+            .map_err(|e| anyhow::anyhow!("{at}: {e}"))?;
         engine
             .instantiate(&module, &name, &config, tables)
             .map_err(|e| anyhow::anyhow!("{at}: {e}"))?;
