@@ -28,6 +28,10 @@ pub const CONSUMER_DEFAULTS: &[(&str, &str)] = &[
     // to end on a 3-partition topic (`make bench-peers`), for about twice the peak memory.
     ("fetch.message.max.bytes", "4194304"),
     ("fetch.max.bytes", "67108864"),
+    // Once a partition's prefetch queue is full, look again after 10 ms rather than
+    // librdkafka's 1 s, which leaves drained workers idle (`make bench-peers`: 1.35x the
+    // records per second alone, 2.1x together with 32 batches in flight per worker).
+    ("fetch.queue.backoff.ms", "10"),
 ];
 
 /// Producer defaults, tuned for throughput rather than librdkafka's latency defaults.

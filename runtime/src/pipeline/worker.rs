@@ -20,8 +20,10 @@ use std::sync::atomic::{AtomicI64, Ordering::Relaxed};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 use std::time::{Duration, Instant};
 
-/// Batches written but not yet fully acknowledged, per partition.
-const MAX_IN_FLIGHT: usize = 8;
+/// Batches written but not yet fully acknowledged, per partition. They hold only offsets and
+/// counters (the producer holds the records). With 8, workers waited on the producer's 10 ms
+/// linger: 32 gave 1.3x the records per second on `make bench-peers`.
+const MAX_IN_FLIGHT: usize = 32;
 /// How long a drain waits for outstanding acknowledgements before giving up on them (they are
 /// then not committed, and are replayed after a restart).
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);

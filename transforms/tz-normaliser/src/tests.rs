@@ -190,3 +190,47 @@ fn epoch_numbers_are_exact_decimals() {
     let out = run(&[("unit", "s")], r#"{"date":"2024-02-05 10:01:52.000000001 -0500"}"#).unwrap();
     assert_eq!(out, r#"{"timestamp":1707145312.000000001}"#);
 }
+
+/// The hand-written parser of the default format agrees with chrono on every string it accepts,
+/// and accepts the canonical shape.
+#[test]
+fn default_format_fast_path_agrees_with_chrono() {
+    let slow = Normaliser { format: String::new(), ..Normaliser::from_config(&Config::default()).unwrap() };
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = |n: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n
+    };
+    let mut accepted = 0;
+    for i in 0..200_000 {
+        let digits = 1 + next(10) as usize;
+        let fraction: String = (0..digits).map(|_| char::from(b'0' + next(10) as u8)).collect();
+        let text = format!(
+            "{:04}-{:02}-{:02} {:02}:{:02}:{:02}.{fraction} {}{:02}{:02}",
+            next(10_000),
+            next(14),
+            next(33),
+            next(25),
+            next(61),
+            next(62),
+            if i % 2 == 0 { '+' } else { '-' },
+            next(26),
+            next(61)
+        );
+        if let Some(fast) = parse_default_format(text.as_bytes()) {
+            accepted += 1;
+            assert_eq!(slow.parse(&text).ok(), Some(fast), "{text}");
+        }
+    }
+    assert!(accepted > 100_000, "the fast path took only {accepted} of 200000");
+    for text in ["2024-02-05 10:01:52.884548 -0500", "2024-02-29 23:59:59.999999999 +2359", "0000-01-01 00:00:00.0 -0000"] {
+        assert_eq!(parse_default_format(text.as_bytes()), slow.parse(text).ok(), "{text}");
+        assert!(parse_default_format(text.as_bytes()).is_some(), "{text}");
+    }
+    // Other shapes go to chrono: no fraction, a colon in the offset, a leap second, no offset.
+    for text in ["2024-02-05 10:01:52 -0500", "2024-02-05 10:01:52.1 -05:00", "2016-12-31 23:59:60.5 +0000", "2024-02-05 10:01:52.1"] {
+        assert_eq!(parse_default_format(text.as_bytes()), None, "{text}");
+    }
+}
