@@ -86,26 +86,36 @@ pub struct Consumed {
     pub headers: BTreeMap<String, String>,
 }
 
-/// Everything in `topic` now.
-pub fn consume(topic: &str) -> Vec<Consumed> {
+/// kcat's output for all of `topic` now, read from the beginning, one line per record as
+/// `format` (a kcat `-f` format) or as JSON (`None`).
+fn kcat_all(topic: &str, format: Option<&str>) -> String {
+    let bootstrap = bootstrap();
+    let mut args = vec![
+        "-C",
+        "-b",
+        &bootstrap,
+        "-t",
+        topic,
+        "-o",
+        "beginning",
+        "-e",
+        "-q",
+    ];
+    match format {
+        Some(format) => args.extend(["-f", format]),
+        None => args.push("-J"),
+    }
     let out = std::process::Command::new("kcat")
-        .args([
-            "-C",
-            "-b",
-            &bootstrap(),
-            "-t",
-            topic,
-            "-o",
-            "beginning",
-            "-e",
-            "-q",
-            "-J",
-        ])
+        .args(args)
         .stderr(Stdio::null())
         .output()
         .unwrap();
-    String::from_utf8(out.stdout)
-        .unwrap()
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Everything in `topic` now.
+pub fn consume(topic: &str) -> Vec<Consumed> {
+    kcat_all(topic, None)
         .lines()
         .filter(|l| !l.trim().is_empty())
         .map(|line| {
@@ -137,25 +147,7 @@ pub fn consume(topic: &str) -> Vec<Consumed> {
 
 /// Every value in `topic` now, in partition order (values only: much faster than `consume`).
 pub fn consume_values(topic: &str) -> Vec<String> {
-    let out = std::process::Command::new("kcat")
-        .args([
-            "-C",
-            "-b",
-            &bootstrap(),
-            "-t",
-            topic,
-            "-o",
-            "beginning",
-            "-e",
-            "-q",
-            "-f",
-            "%s\n",
-        ])
-        .stderr(Stdio::null())
-        .output()
-        .unwrap();
-    String::from_utf8(out.stdout)
-        .unwrap()
+    kcat_all(topic, Some("%s\n"))
         .lines()
         .filter(|l| !l.is_empty())
         .map(str::to_string)

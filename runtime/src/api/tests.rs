@@ -515,15 +515,16 @@ async fn deployments_survive_a_restart() {
         guest_path("test_guest")
     );
     let config = Config::parse(&text).unwrap();
-    let control = ControlPlane::open(
-        f._dir.path(),
-        Engine::new(Limits::default()).unwrap(),
-        64 << 20,
-    )
-    .unwrap();
-    let stages = control
-        .stages_for(0, &config.pipeline[0], &Tables::default())
-        .unwrap();
+    // What a restarted runtime does: open the state directory, then take the file's pipeline.
+    let restart = |config: &Config| {
+        let engine = Engine::new(Limits::default()).unwrap();
+        let control = ControlPlane::open(f._dir.path(), engine, 64 << 20).unwrap();
+        let stages = control
+            .stages_for(0, &config.pipeline[0], &Tables::default())
+            .unwrap();
+        (control, stages)
+    };
+    let (control, stages) = restart(&config);
     assert_eq!(
         (stages[0].name.as_str(), stages[0].version),
         ("test_guest", 2)
@@ -540,15 +541,7 @@ async fn deployments_survive_a_restart() {
 
     // The file edited since the deploy: the file's latest word wins.
     let edited = Config::parse(&format!("{text}config = {{ log = \"true\" }}\n")).unwrap();
-    let control = ControlPlane::open(
-        f._dir.path(),
-        Engine::new(Limits::default()).unwrap(),
-        64 << 20,
-    )
-    .unwrap();
-    let stages = control
-        .stages_for(0, &edited.pipeline[0], &Tables::default())
-        .unwrap();
+    let (_control, stages) = restart(&edited);
     assert_eq!(
         (stages[0].version, stages[0].config.clone()),
         (1, vec![("log".to_string(), "true".to_string())])
