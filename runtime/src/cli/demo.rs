@@ -86,7 +86,10 @@ pub fn run(args: DemoArgs) -> anyhow::Result<i32> {
             let (stop, bootstrap) = (stop.clone(), bootstrap.clone());
             let options = Options {
                 partitions: 3,
-                properties: vec![("linger.ms".into(), "100".into())],
+                // Batches of a second: the embedded broker scans a partition's batches on
+                // every fetch, so its CPU grows with their number (5 MiB of batches a
+                // partition at most); a tenth of a second took a fifth of a core after an hour.
+                properties: vec![("linger.ms".into(), "1000".into())],
                 ..Options::new(scenario, Pace::Rate(args.rate))
             };
             std::thread::spawn(move || {
