@@ -414,8 +414,13 @@ def run_sluice(label, inputs, output, chain, watcher, n=N, tables=()):
         if not (WASM / f"{module}.wasm").exists():
             return {"status": "failed", "reason": f"{module}.wasm is missing (make wasm)"}
     config = sluice_config(f"{label}-{RUN_ID}", inputs, output, chain, tables)
-    return run_system(label, [str(SLUICE), "run", "--config", str(config)], output, n, watcher,
-                      env={"SLUICE_LOG": os.environ.get("BENCH_PEERS_SLUICE_LOG", "warn")})
+    cmd, env = sluice_command(config)
+    return run_system(label, cmd, output, n, watcher, env=env)
+
+
+def sluice_command(config):
+    """`sluice run` on `config`, and its environment."""
+    return [str(SLUICE), "run", "--config", str(config)], {"SLUICE_LOG": os.environ.get("BENCH_PEERS_SLUICE_LOG", "warn")}
 
 
 def streams_command(app_id, inputs, output):
@@ -813,14 +818,11 @@ def main():
             if r["status"] != "ok":
                 break
         res["systems"]["kafka-streams"] = best(rs)
-    if wanted("pathway"):
-        r = run_pathway("pathway", inputs, output("pathway"), watcher)
-        report("pathway", r)
-        res["systems"]["pathway"] = r
-    if wanted("plain-python"):
-        r = run_plain("plain-python", inputs, output("plain-python"), watcher)
-        report("plain-python", r)
-        res["systems"]["plain-python"] = r
+    for key, run in (("pathway", run_pathway), ("plain-python", run_plain)):
+        if wanted(key):
+            r = run(key, inputs, output(key), watcher)
+            report(key, r)
+            res["systems"][key] = r
 
     # Latency at half of Sluice's peak rate (the steady tz rate), for Sluice and Kafka Streams.
     tz = res["systems"].get("sluice-tz", {})
@@ -829,8 +831,7 @@ def main():
         seconds = 10
 
         def sluice_cmd(a, b, out):
-            config = sluice_config(f"lat-sluice-{RUN_ID}", [a, b], out, CHAINS[1])
-            return [str(SLUICE), "run", "--config", str(config)], {"SLUICE_LOG": "warn"}
+            return sluice_command(sluice_config(f"lat-sluice-{RUN_ID}", [a, b], out, CHAINS[1]))
 
         def streams_cmd(a, b, out):
             cmd, why = streams_command(f"lat-streams-{RUN_ID}", [a, b], out)

@@ -303,6 +303,9 @@ struct Partition {
 #[derive(Default)]
 struct Partitions {
     entries: Vec<Partition>,
+    /// No pending batch started before this: until `linger` after it, no batch is due, and
+    /// the per-record check skips the scan of every partition.
+    oldest_pending: Option<Instant>,
 }
 
 impl Partitions {
@@ -357,8 +360,19 @@ impl Partitions {
         let _ = entry.worker.commands.send(worker::Command::Batch(full));
     }
 
+    /// Notes that a batch began at `now` (a lower bound is enough: clocks only go forward).
+    fn batch_started(&mut self, now: Instant) {
+        self.oldest_pending.get_or_insert(now);
+    }
+
     /// Flushes batches that have waited `linger`.
     fn flush_lingering(&mut self, now: Instant, linger: Duration) {
+        if self
+            .oldest_pending
+            .is_none_or(|t| now.duration_since(t) < linger)
+        {
+            return;
+        }
         for entry in &mut self.entries {
             if entry
                 .first_at
@@ -367,6 +381,7 @@ impl Partitions {
                 Self::flush(entry);
             }
         }
+        self.oldest_pending = self.entries.iter().filter_map(|e| e.first_at).min();
     }
 
     /// Stores newly committable offsets with the consumer.
@@ -554,9 +569,12 @@ impl PollLoop {
                         message.payload(),
                         headers,
                     );
+                    let started = entry.first_at.is_none();
                     entry.first_at.get_or_insert(now);
                     if entry.batch.len() >= spec.batch_size {
                         Partitions::flush(entry);
+                    } else if started {
+                        partitions.batch_started(now);
                     }
                 }
                 Some(Err(error)) => {
