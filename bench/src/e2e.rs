@@ -27,8 +27,13 @@ fn client(bootstrap: &str) -> ClientConfig {
 
 fn create_topics(bootstrap: &str, topics: &[&str]) -> Result<()> {
     let admin: AdminClient<DefaultClientContext> = client(bootstrap).create()?;
-    let new: Vec<NewTopic<'_>> = topics.iter().map(|t| NewTopic::new(t, PARTITIONS, TopicReplication::Fixed(1))).collect();
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let new: Vec<NewTopic<'_>> = topics
+        .iter()
+        .map(|t| NewTopic::new(t, PARTITIONS, TopicReplication::Fixed(1)))
+        .collect();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     for result in runtime.block_on(admin.create_topics(&new, &AdminOptions::new()))? {
         result.map_err(|(topic, e)| anyhow::anyhow!("cannot create {topic}: {e}"))?;
     }
@@ -59,11 +64,23 @@ fn send(producer: &ThreadedProducer<DefaultProducerContext>, topic: &str, value:
 /// Records currently on `topic`: the sum of its partitions' high watermarks.
 fn count(consumer: &BaseConsumer, topic: &str) -> i64 {
     (0..PARTITIONS)
-        .map(|p| consumer.fetch_watermarks(topic, p, Duration::from_secs(5)).map(|(_, high)| high).unwrap_or(0))
+        .map(|p| {
+            consumer
+                .fetch_watermarks(topic, p, Duration::from_secs(5))
+                .map(|(_, high)| high)
+                .unwrap_or(0)
+        })
         .sum()
 }
 
-fn pipeline_config(bootstrap: &str, name: &str, inputs: [&str; 2], output: &str, module: Option<&Path>, start: &str) -> Result<Config> {
+fn pipeline_config(
+    bootstrap: &str,
+    name: &str,
+    inputs: [&str; 2],
+    output: &str,
+    module: Option<&Path>,
+    start: &str,
+) -> Result<Config> {
     let transform = module
         .map(|m| format!("[[pipeline.transform]]\nmodule = \"{}\"\n", m.display()))
         .unwrap_or_default();
@@ -72,15 +89,25 @@ fn pipeline_config(bootstrap: &str, name: &str, inputs: [&str; 2], output: &str,
          outputs = [\"{output}\"]\nstart = \"{start}\"\n{transform}",
         inputs[0], inputs[1]
     );
-    Config::parse(&text).map_err(|e| anyhow::anyhow!(e))
+    Ok(Config::parse(&text)?)
 }
 
 /// Starts `config`'s pipeline and waits until it has its partitions.
-fn start_running(config: &Config, engine: &Engine, stop: &Arc<AtomicBool>) -> Result<Vec<pipeline::Pipeline>> {
-    let pipelines = pipeline::start_all(config, engine, stop.clone(), |i, p, t| pipeline::load_stages(engine, i, p, t))?;
+fn start_running(
+    config: &Config,
+    engine: &Engine,
+    stop: &Arc<AtomicBool>,
+) -> Result<Vec<pipeline::RunningPipeline>> {
+    let pipelines = pipeline::start_all(config, engine, stop.clone(), |i, p, t| {
+        Ok(pipeline::load_stages(engine, i, p, t)?)
+    })?;
     let deadline = Instant::now() + Duration::from_secs(60);
-    while pipelines[0].shared.metrics.status() != pipeline::metrics::Status::Running {
-        anyhow::ensure!(Instant::now() < deadline, "pipeline did not start: {:?}", pipelines[0].shared.metrics.status());
+    while pipelines[0].pipeline.metrics.status() != pipeline::metrics::Status::Running {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "pipeline did not start: {:?}",
+            pipelines[0].pipeline.metrics.status()
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
     Ok(pipelines)
@@ -89,14 +116,27 @@ fn start_running(config: &Config, engine: &Engine, stop: &Arc<AtomicBool>) -> Re
 /// Runs one pipeline over the preloaded inputs; returns records/s from the moment it has its
 /// partitions to the last output acknowledged on the broker (group join time is the broker's,
 /// not the pipeline's, and would swamp a few seconds of work).
-fn throughput(bootstrap: &str, engine: &Engine, config: &Config, output: &str, n: i64) -> Result<f64> {
+fn throughput(
+    bootstrap: &str,
+    engine: &Engine,
+    config: &Config,
+    output: &str,
+    n: i64,
+) -> Result<f64> {
     let watcher: BaseConsumer = client(bootstrap).create()?;
     let stop = Arc::new(AtomicBool::new(false));
     let pipelines = start_running(config, engine, &stop)?;
     let started = Instant::now();
     while count(&watcher, output) < n {
-        anyhow::ensure!(started.elapsed() < Duration::from_secs(600), "{output}: timed out");
-        anyhow::ensure!(!pipelines.iter().any(|p| p.is_finished()), "pipeline stopped: {:?}", pipelines[0].shared.metrics.status());
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(600),
+            "{output}: timed out"
+        );
+        anyhow::ensure!(
+            !pipelines.iter().any(|p| p.is_finished()),
+            "pipeline stopped: {:?}",
+            pipelines[0].pipeline.metrics.status()
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
     let elapsed = started.elapsed();
@@ -108,15 +148,36 @@ fn throughput(bootstrap: &str, engine: &Engine, config: &Config, output: &str, n
 /// Feeds the tz pipeline at `rate` records/s for `seconds`; returns latency percentiles in ms
 /// from produce to output (outputs keep their input's timestamp), the number of records and the
 /// rate they were actually produced at.
-fn latency(bootstrap: &str, engine: &Engine, module: &Path, rate: f64, seconds: u64, id: &str) -> Result<(f64, f64, usize, f64)> {
-    let (in1, in2, out) = (format!("lat-tz1-{id}"), format!("lat-tz2-{id}"), format!("lat-out-{id}"));
+fn latency(
+    bootstrap: &str,
+    engine: &Engine,
+    module: &Path,
+    rate: f64,
+    seconds: u64,
+    id: &str,
+) -> Result<(f64, f64, usize, f64)> {
+    let (in1, in2, out) = (
+        format!("lat-tz1-{id}"),
+        format!("lat-tz2-{id}"),
+        format!("lat-out-{id}"),
+    );
     create_topics(bootstrap, &[&in1, &in2, &out])?;
-    let config = pipeline_config(bootstrap, &format!("lat-{id}"), [&in1, &in2], &out, Some(module), "earliest")?;
+    let config = pipeline_config(
+        bootstrap,
+        &format!("lat-{id}"),
+        [&in1, &in2],
+        &out,
+        Some(module),
+        "earliest",
+    )?;
     let stop = Arc::new(AtomicBool::new(false));
     let pipelines = start_running(&config, engine, &stop)?;
     std::thread::sleep(Duration::from_secs(1));
 
-    let reader: BaseConsumer = client(bootstrap).set("group.id", format!("lat-reader-{id}")).set("auto.offset.reset", "earliest").create()?;
+    let reader: BaseConsumer = client(bootstrap)
+        .set("group.id", format!("lat-reader-{id}"))
+        .set("auto.offset.reset", "earliest")
+        .create()?;
     reader.subscribe(&[&out])?;
     let producer = producer(bootstrap)?;
     let records = crate::seed_records((rate * seconds as f64) as usize);
@@ -138,7 +199,12 @@ fn latency(bootstrap: &str, engine: &Engine, module: &Path, rate: f64, seconds: 
     }
     stop.store(true, Ordering::Relaxed);
     pipelines.into_iter().for_each(|p| p.join());
-    anyhow::ensure!(latencies.len() >= records.len(), "only {} of {} outputs arrived", latencies.len(), records.len());
+    anyhow::ensure!(
+        latencies.len() >= records.len(),
+        "only {} of {} outputs arrived",
+        latencies.len(),
+        records.len()
+    );
     latencies.sort_unstable();
     let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize] as f64;
     Ok((at(0.50), at(0.99), latencies.len(), produced_rate))
@@ -147,7 +213,10 @@ fn latency(bootstrap: &str, engine: &Engine, module: &Path, rate: f64, seconds: 
 fn drain_latencies(reader: &BaseConsumer, latencies: &mut Vec<i64>, wait: Duration) {
     let mut wait = wait;
     while let Some(Ok(message)) = reader.poll(wait) {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64;
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
         if let Some(produced) = message.timestamp().to_millis() {
             latencies.push(now - produced);
         }
@@ -157,16 +226,24 @@ fn drain_latencies(reader: &BaseConsumer, latencies: &mut Vec<i64>, wait: Durati
 
 /// Runs the end-to-end benchmark; prints figures and returns them as JSON.
 pub fn run(bootstrap: &str, engine: &Engine, n: usize) -> Result<serde_json::Value> {
-    let module = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/wasm32-wasip2/release/tz_normaliser.wasm");
-    let module = module.canonicalize().context("build the transforms first (make wasm)")?;
-    let id = format!("{}", SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs());
+    let module = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/wasm32-wasip2/release/tz_normaliser.wasm");
+    let module = module
+        .canonicalize()
+        .context("build the transforms first (make wasm)")?;
+    let id = format!(
+        "{}",
+        SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs()
+    );
     let (tz1, tz2) = (format!("bench-tz1-{id}"), format!("bench-tz2-{id}"));
     let outputs: Vec<String> = (0..4).map(|i| format!("bench-out{i}-{id}")).collect();
     let mut topics = vec![tz1.as_str(), tz2.as_str()];
     topics.extend(outputs.iter().map(String::as_str));
     create_topics(bootstrap, &topics)?;
 
-    println!("\n(c) end to end on Apache Kafka: {n} seed-000 records over 2 topics x {PARTITIONS} partitions");
+    println!(
+        "\n(c) end to end on Apache Kafka: {n} seed-000 records over 2 topics x {PARTITIONS} partitions"
+    );
     let producer = producer(bootstrap)?;
     for (i, value) in crate::seed_records(n).iter().enumerate() {
         send(&producer, if i % 2 == 0 { &tz1 } else { &tz2 }, value);
@@ -181,7 +258,11 @@ pub fn run(bootstrap: &str, engine: &Engine, n: usize) -> Result<serde_json::Val
         let module = with_tz.then_some(module.as_path());
         let config = pipeline_config(bootstrap, &name, [&tz1, &tz2], output, module, "earliest")?;
         let rate = throughput(bootstrap, engine, &config, output, n as i64)?;
-        if with_tz { tz_rate = tz_rate.max(rate) } else { limit = limit.max(rate) }
+        if with_tz {
+            tz_rate = tz_rate.max(rate)
+        } else {
+            limit = limit.max(rate)
+        }
     }
     println!("    passthrough (no transform): {limit:>10.0} records/s");
     println!("    tz normaliser in Wasm:      {tz_rate:>10.0} records/s");
@@ -189,7 +270,9 @@ pub fn run(bootstrap: &str, engine: &Engine, n: usize) -> Result<serde_json::Val
 
     let rate = tz_rate / 2.0;
     let (p50, p99, samples, produced_rate) = latency(bootstrap, engine, &module, rate, 5, &id)?;
-    println!("    latency at {rate:.0} records/s (half the tz peak; produced at {produced_rate:.0}/s): p50 {p50:.0} ms, p99 {p99:.0} ms ({samples} records)");
+    println!(
+        "    latency at {rate:.0} records/s (half the tz peak; produced at {produced_rate:.0}/s): p50 {p50:.0} ms, p99 {p99:.0} ms ({samples} records)"
+    );
     Ok(serde_json::json!({
         "records": n,
         "passthrough_records_per_s": limit.round(),

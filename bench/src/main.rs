@@ -19,14 +19,15 @@ use anyhow::Result;
 use sluice::engine::{Engine, InputBatchBuilder, Instance, Limits};
 use sluice::tables::{Table, Tables};
 use sluice_sdk::{Config, Record, Transform};
-use std::sync::Arc;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const ROUNDS: usize = 5;
 
 fn wasm(name: &str) -> Result<Vec<u8>> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("../target/wasm32-wasip2/release/{name}.wasm"));
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join(format!("../target/wasm32-wasip2/release/{name}.wasm"));
     std::fs::read(&path).map_err(|e| anyhow::anyhow!("{}: {e} (run `make wasm`)", path.display()))
 }
 
@@ -46,11 +47,19 @@ fn run_wasm(instance: &mut Instance, records: &[Vec<u8>], batch_size: usize) -> 
             batch.push(i as i64, Some(0), None, Some(value), []);
         }
         let processed = instance.process(batch.batch())?;
-        anyhow::ensure!(processed.failures().is_empty(), "failures: {:?}", &processed.failures()[..1]);
+        anyhow::ensure!(
+            processed.failures().is_empty(),
+            "failures: {:?}",
+            &processed.failures()[..1]
+        );
         outputs += processed.outputs().count();
     }
     let elapsed = started.elapsed();
-    anyhow::ensure!(outputs == records.len(), "{outputs} outputs for {} records", records.len());
+    anyhow::ensure!(
+        outputs == records.len(),
+        "{outputs} outputs for {} records",
+        records.len()
+    );
     Ok(elapsed)
 }
 
@@ -83,23 +92,32 @@ fn compare<T: Transform>(
     records: &[Vec<u8>],
     bare_function: Option<&dyn Fn(&[Vec<u8>]) -> Result<Duration>>,
 ) -> Result<serde_json::Value> {
-    let owned: Vec<(String, String)> = config.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let owned: Vec<(String, String)> = config
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     let module = engine.load(&wasm(name)?)?;
     let mut instance = engine.instantiate(&module, name, &owned, tables)?;
     let run_native = |records: &[Vec<u8>]| -> Result<Duration> {
-        let mut transform = sluice_sdk::testing::init::<T>(config).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let mut transform =
+            sluice_sdk::testing::init::<T>(config).map_err(|e| anyhow::anyhow!("{e}"))?;
         let started = Instant::now();
         for chunk in records.chunks(1024) {
             let chunk: Vec<Record<'_>> = chunk.iter().map(|v| Record::from_value(v)).collect();
-            let (outputs, errors) = sluice_sdk::testing::NativeBatch::new(&chunk).run(&mut transform);
-            anyhow::ensure!(outputs == chunk.len() && errors == 0, "{name}: native batch failed");
+            let (outputs, errors) =
+                sluice_sdk::testing::NativeBatch::new(&chunk).run(&mut transform);
+            anyhow::ensure!(
+                outputs == chunk.len() && errors == 0,
+                "{name}: native batch failed"
+            );
         }
         Ok(started.elapsed())
     };
     run_native(&records[..10_000])?;
     run_wasm(&mut instance, &records[..10_000], 1024)?;
     let n = records.len() as f64;
-    let (mut wasm_rates, mut native_rates, mut function_rates) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut wasm_rates, mut native_rates, mut function_rates) =
+        (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..ROUNDS {
         wasm_rates.push(n / run_wasm(&mut instance, records, 1024)?.as_secs_f64());
         native_rates.push(n / run_native(records)?.as_secs_f64());
@@ -108,7 +126,10 @@ fn compare<T: Transform>(
         }
     }
     let (wasm_rate, native_rate) = (median(wasm_rates), median(native_rates));
-    println!("    {name:<14} native {native_rate:>10.0} records/s, wasm {wasm_rate:>10.0} records/s, wasm / native {:.2}", wasm_rate / native_rate);
+    println!(
+        "    {name:<14} native {native_rate:>10.0} records/s, wasm {wasm_rate:>10.0} records/s, wasm / native {:.2}",
+        wasm_rate / native_rate
+    );
     let mut result = serde_json::json!({
         "native_records_per_s": native_rate.round(),
         "wasm_records_per_s": wasm_rate.round(),
@@ -116,9 +137,14 @@ fn compare<T: Transform>(
     });
     if !function_rates.is_empty() {
         let function_rate = median(function_rates);
-        println!("    {:<14} bare native function {function_rate:>10.0} records/s, wasm / function {:.2}", "", wasm_rate / function_rate);
+        println!(
+            "    {:<14} bare native function {function_rate:>10.0} records/s, wasm / function {:.2}",
+            "",
+            wasm_rate / function_rate
+        );
         result["native_function_records_per_s"] = function_rate.round().into();
-        result["wasm_to_native_function"] = ((wasm_rate / function_rate * 100.0).round() / 100.0).into();
+        result["wasm_to_native_function"] =
+            ((wasm_rate / function_rate * 100.0).round() / 100.0).into();
     }
     Ok(result)
 }
@@ -126,7 +152,11 @@ fn compare<T: Transform>(
 fn seed_records(n: usize) -> Vec<Vec<u8>> {
     (0..n)
         .map(|i| {
-            let (hour, offset) = if i % 2 == 0 { (10, "-0500") } else { (16, "+0100") };
+            let (hour, offset) = if i % 2 == 0 {
+                (10, "-0500")
+            } else {
+                (16, "+0100")
+            };
             format!(
                 r#"{{"date": "2024-02-05 {hour}:{:02}:{:02}.{:06} {offset}", "message": "{i}"}}"#,
                 i / 60 % 60,
@@ -145,14 +175,23 @@ fn main() -> Result<()> {
     // (a) Boundary cost.
     let noop = engine.load(&wasm("test_guest")?)?;
     let mut instance = engine.instantiate(&noop, "noop", &[], &Default::default())?;
-    let records: Vec<Vec<u8>> = (0..100_000).map(|i| format!("{i:0100}").into_bytes()).collect();
+    let records: Vec<Vec<u8>> = (0..100_000)
+        .map(|i| format!("{i:0100}").into_bytes())
+        .collect();
     println!("\n(a) no-op transform, 100-byte records");
     let mut boundary = serde_json::Map::new();
     for batch_size in [1usize, 64, 1024] {
-        let n = if batch_size == 1 { 20_000 } else { records.len() };
+        let n = if batch_size == 1 {
+            20_000
+        } else {
+            records.len()
+        };
         run_wasm(&mut instance, &records[..n.min(2_000)], batch_size)?; // warm-up
         let samples = (0..ROUNDS)
-            .map(|_| run_wasm(&mut instance, &records[..n], batch_size).map(|d| d.as_nanos() as f64 / n as f64))
+            .map(|_| {
+                run_wasm(&mut instance, &records[..n], batch_size)
+                    .map(|d| d.as_nanos() as f64 / n as f64)
+            })
             .collect::<Result<Vec<_>>>()?;
         let ns = median(samples);
         println!("    batch {batch_size:>5}: {ns:>8.1} ns/record");
@@ -161,33 +200,72 @@ fn main() -> Result<()> {
 
     // (b) Each shipped transform, Wasm against native; the tz normaliser also against its bare
     // per-record function.
-    let native_fn = tz_normaliser::Normaliser::from_config(&Config::default()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let native_fn = tz_normaliser::Normaliser::from_config(&Config::default())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let run_function = |records: &[Vec<u8>]| -> Result<Duration> {
         let mut out = Vec::with_capacity(128);
         let started = Instant::now();
         for value in records {
             out.clear();
-            native_fn.normalise_value(value, &mut out).map_err(|e| anyhow::anyhow!("{e}"))?;
+            native_fn
+                .normalise_value(value, &mut out)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
             std::hint::black_box(&out);
         }
         Ok(started.elapsed())
     };
     let seed = seed_records(200_000);
-    println!("\n(b) shipped transforms, batch 1024: Wasm component against the same transform compiled natively");
+    println!(
+        "\n(b) shipped transforms, batch 1024: Wasm component against the same transform compiled natively"
+    );
     println!("    (native runs the same SDK batch code: decode, process, encode outputs)");
-    let tz = compare::<tz_normaliser::TzNormaliser>(&engine, "tz_normaliser", &[], &Tables::default(), &seed, Some(&run_function))?;
+    let tz = compare::<tz_normaliser::TzNormaliser>(
+        &engine,
+        "tz_normaliser",
+        &[],
+        &Tables::default(),
+        &seed,
+        Some(&run_function),
+    )?;
 
     let orders = order_records(200_000);
-    let pii = compare::<pii_stripper::PiiStripper>(&engine, "pii_stripper", &[], &Tables::default(), &orders, None)?;
+    let pii = compare::<pii_stripper::PiiStripper>(
+        &engine,
+        "pii_stripper",
+        &[],
+        &Tables::default(),
+        &orders,
+        None,
+    )?;
 
     let customers = Arc::new(Table::new("customers", 1 << 30));
     for id in 0..1000 {
-        let value = format!(r#"{{"id":"{id}","name":"customer {id}","age":{}}}"#, 20 + id % 60);
-        customers.apply(id.to_string().as_bytes(), Some(value.as_bytes())).map_err(|e| anyhow::anyhow!(e))?;
-        sluice_sdk::testing::set_table("customers", id.to_string().as_bytes(), Some(value.as_bytes()));
+        let value = format!(
+            r#"{{"id":"{id}","name":"customer {id}","age":{}}}"#,
+            20 + id % 60
+        );
+        customers
+            .apply(id.to_string().as_bytes(), Some(value.as_bytes()))
+            .map_err(|e| anyhow::anyhow!(e))?;
+        sluice_sdk::testing::set_table(
+            "customers",
+            id.to_string().as_bytes(),
+            Some(value.as_bytes()),
+        );
     }
-    let enrich_config = [("table", "customers"), ("key_field", "customer_id"), ("fields", "name:customer_name,age:customer_age")];
-    let enricher = compare::<enricher::Enricher>(&engine, "enricher", &enrich_config, &Tables::new([customers]), &orders, None)?;
+    let enrich_config = [
+        ("table", "customers"),
+        ("key_field", "customer_id"),
+        ("fields", "name:customer_name,age:customer_age"),
+    ];
+    let enricher = compare::<enricher::Enricher>(
+        &engine,
+        "enricher",
+        &enrich_config,
+        &Tables::new([customers]),
+        &orders,
+        None,
+    )?;
 
     let results = serde_json::json!({
         "boundary": boundary,
@@ -198,7 +276,10 @@ fn main() -> Result<()> {
     let mut results = results;
     match std::env::var("SLUICE_TEST_KAFKA") {
         Ok(bootstrap) => {
-            let n = std::env::var("SLUICE_BENCH_RECORDS").ok().and_then(|n| n.parse().ok()).unwrap_or(1_000_000);
+            let n = std::env::var("SLUICE_BENCH_RECORDS")
+                .ok()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(1_000_000);
             results["kafka"] = e2e::run(&bootstrap, &engine, n)?;
         }
         Err(_) => println!("\n(c) skipped: no broker (SLUICE_TEST_KAFKA); `make bench` starts one"),

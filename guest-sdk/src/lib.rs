@@ -94,9 +94,9 @@ macro_rules! export {
             impl $crate::guest::bindings::exports::sluice::transform::transform::Guest
                 for SluiceExport
             {
-                fn init(config: ::std::vec::Vec<(::std::string::String, ::std::string::String)>)
-                    -> ::std::result::Result<(), ::std::string::String>
-                {
+                fn init(
+                    config: ::std::vec::Vec<(::std::string::String, ::std::string::String)>,
+                ) -> ::std::result::Result<(), ::std::string::String> {
                     $crate::guest::init::<$transform>(config)
                 }
                 fn process(
@@ -105,7 +105,7 @@ macro_rules! export {
                     $crate::guest::process::<$transform>(batch)
                 }
             }
-            $crate::guest::bindings::export!(SluiceExport with_types_in $crate::guest::bindings);
+    $crate::guest::bindings::export!(SluiceExport with_types_in $crate::guest::bindings);
         };
         // Natively, the type is still checked to be a transform (and counts as used).
         #[cfg(not(target_arch = "wasm32"))]

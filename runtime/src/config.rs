@@ -36,7 +36,9 @@ pub struct Config {
     /// The HTTP endpoint: health, readiness, metrics.
     #[serde(default)]
     pub api: ApiConfig,
-    /// How long a graceful stop (SIGTERM, SIGINT) may take before the process exits anyway.
+    /// How long a graceful stop (SIGTERM, SIGINT) may take before the process exits anyway;
+    /// also how long a partition's worker may take to drain (finish its batches and have their
+    /// outputs acknowledged) when its partition is revoked.
     #[serde(default = "defaults::shutdown_timeout_ms")]
     pub shutdown_timeout_ms: u64,
     /// Where uploaded modules and deployments are kept, relative to the file's folder;
@@ -126,6 +128,11 @@ pub struct PipelineConfig {
     /// Longest a record waits for its batch to fill, in milliseconds.
     #[serde(default = "defaults::linger_ms")]
     pub linger_ms: u64,
+    /// Most bytes (keys, values and headers) per call into a transform; an eighth of
+    /// `limits.memory_mb` by default, so that a batch, its outputs and the transform's own
+    /// working memory fit under the cap. A single record larger than this goes to the
+    /// dead-letter topic with kind `too_large` instead of trapping the transform.
+    pub batch_max_bytes: Option<usize>,
     /// Cap on records consumed per second by this pipeline, across its partitions.
     pub max_records_per_second: Option<u64>,
     /// The chain of transforms; each one's outputs feed the next. Empty copies records as they
@@ -135,6 +142,27 @@ pub struct PipelineConfig {
     /// Lookup tables the transforms may read.
     #[serde(default)]
     pub table: Vec<TableConfig>,
+}
+
+impl PipelineConfig {
+    /// The consumer group: `group_id`, or `sluice-<name>`.
+    pub fn group(&self) -> String {
+        self.group_id
+            .clone()
+            .unwrap_or_else(|| format!("sluice-{}", self.name))
+    }
+
+    /// Most bytes per batch under `limits`: `batch_max_bytes`, or an eighth of the memory cap.
+    pub fn batch_max_bytes(&self, limits: &LimitsConfig) -> usize {
+        self.batch_max_bytes
+            .unwrap_or_else(|| default_batch_max_bytes(limits.memory_mb))
+    }
+}
+
+/// The default most bytes per batch for instances capped at `memory_mb`: an eighth of it, so
+/// that a batch, its outputs and the transform's own working memory fit under the cap.
+pub fn default_batch_max_bytes(memory_mb: u32) -> usize {
+    memory_mb as usize * (1024 * 1024 / 8)
 }
 
 /// A lookup table: the latest value per key of a topic.
@@ -233,13 +261,55 @@ mod defaults {
     }
 }
 
+/// What is wrong with a configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file cannot be read.
+    #[error("cannot read configuration {}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Something in the file, which the source names.
+    #[error("{}", path.display())]
+    InFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong in it.
+        #[source]
+        source: Box<ConfigError>,
+    },
+    /// Not TOML, or not the shape of a configuration (a misspelt key, a wrong type).
+    #[error("{}", .0.to_string().trim_end())]
+    Syntax(#[from] toml::de::Error),
+    /// A value out of its range, or settings that contradict each other.
+    #[error("{at}: {problem}")]
+    Invalid {
+        /// Where: `pipeline[0] (unify).batch_size`.
+        at: String,
+        /// What is wrong and what to do.
+        problem: String,
+    },
+}
+
+fn invalid(at: impl Into<String>, problem: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        at: at.into(),
+        problem: problem.into(),
+    }
+}
+
 impl Config {
     /// Reads and checks a configuration file. Module paths are made relative to its folder.
-    pub fn load(path: &Path) -> anyhow::Result<Config> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| anyhow::anyhow!("cannot read configuration {}: {e}", path.display()))?;
-        let mut config =
-            Config::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut config = Config::parse(&text).map_err(|e| e.in_file(path))?;
         let base = path.parent().unwrap_or(Path::new("."));
         config.state_dir = Some(
             base.join(
@@ -261,15 +331,8 @@ impl Config {
 
     /// Applies settings from the environment and flags, which win over the file, and checks
     /// the result again.
-    pub fn apply(&mut self, overrides: Overrides) -> Result<(), String> {
-        for (key, value) in overrides.kafka {
-            self.kafka.common.insert(key, Scalar(value));
-        }
-        if let Some(servers) = overrides.bootstrap_servers {
-            self.kafka
-                .common
-                .insert("bootstrap.servers".into(), Scalar(servers));
-        }
+    pub fn apply(&mut self, overrides: Overrides) -> Result<(), ConfigError> {
+        overrides.kafka.apply(&mut self.kafka);
         if let Some(listen) = overrides.listen {
             self.api.listen = listen;
         }
@@ -283,16 +346,18 @@ impl Config {
     }
 
     /// Parses and checks configuration text.
-    pub fn parse(text: &str) -> Result<Config, String> {
-        let config: Config =
-            toml::from_str(text).map_err(|e| e.to_string().trim_end().to_string())?;
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text)?;
         config.check()?;
         Ok(config)
     }
 
-    fn check(&self) -> Result<(), String> {
+    fn check(&self) -> Result<(), ConfigError> {
         if self.pipeline.is_empty() {
-            return Err("no [[pipeline]] is configured: add at least one".into());
+            return Err(invalid(
+                "pipeline",
+                "no [[pipeline]] is configured: add at least one",
+            ));
         }
         let mut names = std::collections::HashSet::new();
         for (i, p) in self.pipeline.iter().enumerate() {
@@ -303,25 +368,31 @@ impl Config {
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
             {
-                return Err(format!(
-                    "pipeline[{i}].name `{}`: use letters, digits, `-`, `_` and `.` only",
-                    p.name
+                return Err(invalid(
+                    format!("pipeline[{i}].name `{}`", p.name),
+                    "use letters, digits, `-`, `_` and `.` only",
                 ));
             }
             if !names.insert(&p.name) {
-                return Err(format!(
-                    "{at}.name: another pipeline is already called `{}`",
-                    p.name
+                return Err(invalid(
+                    format!("{at}.name"),
+                    format!("another pipeline is already called `{}`", p.name),
                 ));
             }
             if p.inputs.is_empty() {
-                return Err(format!("{at}.inputs: list at least one topic to consume"));
+                return Err(invalid(
+                    format!("{at}.inputs"),
+                    "list at least one topic to consume",
+                ));
             }
             if p.outputs.is_empty() {
-                return Err(format!("{at}.outputs: list at least one topic to write to"));
+                return Err(invalid(
+                    format!("{at}.outputs"),
+                    "list at least one topic to write to",
+                ));
             }
             for topic in p.inputs.iter().chain(&p.outputs).chain(&p.dead_letter) {
-                check_topic(topic).map_err(|e| format!("{at}: topic `{topic}`: {e}"))?;
+                check_topic(topic).map_err(|e| invalid(format!("{at}: topic `{topic}`"), e))?;
             }
             if let Some(topic) = p
                 .outputs
@@ -329,78 +400,99 @@ impl Config {
                 .chain(&p.dead_letter)
                 .find(|t| p.inputs.contains(t))
             {
-                return Err(format!(
-                    "{at}: `{topic}` is both an input and an output, which would loop forever"
+                return Err(invalid(
+                    at,
+                    format!("`{topic}` is both an input and an output, which would loop forever"),
                 ));
             }
             if p.batch_size == 0 || p.batch_size > 100_000 {
-                return Err(format!(
-                    "{at}.batch_size: {} is out of range 1..=100000",
-                    p.batch_size
+                return Err(invalid(
+                    format!("{at}.batch_size"),
+                    format!("{} is out of range 1..=100000", p.batch_size),
+                ));
+            }
+            let memory = self.limits.memory_mb as usize * 1024 * 1024;
+            if let Some(bytes) = p.batch_max_bytes
+                && (bytes < 1024 || bytes > memory / 2)
+            {
+                return Err(invalid(
+                    format!("{at}.batch_max_bytes"),
+                    format!(
+                        "{bytes} is out of range 1024..={}: a batch and its outputs must fit in half of limits.memory_mb",
+                        memory / 2
+                    ),
                 ));
             }
             let mut tables = std::collections::HashSet::new();
             for (t, table) in p.table.iter().enumerate() {
                 if table.name.is_empty() || !tables.insert(&table.name) {
-                    return Err(format!(
-                        "{at}.table[{t}].name: `{}` is empty or declared twice",
-                        table.name
+                    return Err(invalid(
+                        format!("{at}.table[{t}].name"),
+                        format!("`{}` is empty or declared twice", table.name),
                     ));
                 }
                 check_topic(&table.topic)
-                    .map_err(|e| format!("{at}.table[{t}].topic `{}`: {e}", table.topic))?;
+                    .map_err(|e| invalid(format!("{at}.table[{t}].topic `{}`", table.topic), e))?;
                 if table.max_mb == 0 {
-                    return Err(format!("{at}.table[{t}].max_mb: must be at least 1"));
+                    return Err(invalid(
+                        format!("{at}.table[{t}].max_mb"),
+                        "must be at least 1",
+                    ));
                 }
             }
             if p.max_records_per_second == Some(0) {
-                return Err(format!(
-                    "{at}.max_records_per_second: must be at least 1 (omit it for no limit)"
+                return Err(invalid(
+                    format!("{at}.max_records_per_second"),
+                    "must be at least 1 (omit it for no limit)",
                 ));
             }
         }
         if !self.api.listen.ip().is_loopback() && self.api.token.as_deref().unwrap_or("").is_empty()
         {
-            return Err(format!(
-                "api.listen: {} is not a loopback address; set api.token so that only holders of it can change pipelines",
-                self.api.listen
+            return Err(invalid(
+                "api.listen",
+                format!(
+                    "{} is not a loopback address; set api.token so that only holders of it can change pipelines",
+                    self.api.listen
+                ),
             ));
         }
         if self.api.max_module_mb == 0 {
-            return Err("api.max_module_mb: must be at least 1".into());
+            return Err(invalid("api.max_module_mb", "must be at least 1"));
         }
         if self.limits.memory_mb == 0 || self.limits.cpu_budget_ms == 0 {
-            return Err("limits: memory_mb and cpu_budget_ms must be positive".into());
+            return Err(invalid(
+                "limits",
+                "memory_mb and cpu_budget_ms must be positive",
+            ));
+        }
+        if self.shutdown_timeout_ms == 0 {
+            return Err(invalid("shutdown_timeout_ms", "must be positive"));
         }
         Ok(())
+    }
+}
+
+impl ConfigError {
+    fn in_file(self, path: &Path) -> ConfigError {
+        ConfigError::InFile {
+            path: path.to_path_buf(),
+            source: Box::new(self),
+        }
     }
 }
 
 /// Settings that win over the file: from flags, or from the environment.
 #[derive(Debug, Default)]
 pub struct Overrides {
-    /// `bootstrap.servers`.
-    pub bootstrap_servers: Option<String>,
+    /// Kafka connection settings.
+    pub kafka: crate::kafka::KafkaArgs,
     /// `[api] listen`.
     pub listen: Option<std::net::SocketAddr>,
     /// `[api] token`.
     pub token: Option<String>,
     /// `state_dir`.
     pub state_dir: Option<PathBuf>,
-    /// librdkafka properties for every client.
-    pub kafka: Vec<(String, String)>,
-}
-
-/// librdkafka properties from environment variables: `SLUICE_KAFKA_SASL_PASSWORD=x` sets
-/// `sasl.password` (property names are lower case with dots, so `_` stands for `.`). Keeps
-/// secrets out of configuration files.
-pub fn kafka_from_env(vars: impl IntoIterator<Item = (String, String)>) -> Vec<(String, String)> {
-    vars.into_iter()
-        .filter_map(|(name, value)| {
-            let property = name.strip_prefix("SLUICE_KAFKA_")?;
-            (!property.is_empty()).then(|| (property.to_ascii_lowercase().replace('_', "."), value))
-        })
-        .collect()
 }
 
 /// Kafka's own rules for topic names.
@@ -457,22 +549,17 @@ mod tests {
     }
 
     fn error(text: &str) -> String {
-        Config::parse(text).unwrap_err()
+        Config::parse(text).unwrap_err().to_string()
     }
 
     #[test]
     fn the_environment_and_flags_win_over_the_file() {
-        let vars = [
-            ("SLUICE_KAFKA_SASL_PASSWORD", "s3cret"),
-            ("SLUICE_KAFKA_", "x"),
-            ("HOME", "/root"),
-        ];
-        let kafka = kafka_from_env(vars.map(|(k, v)| (k.to_string(), v.to_string())));
-        assert_eq!(kafka, [("sasl.password".to_string(), "s3cret".to_string())]);
         let mut c = Config::parse(MINIMAL).unwrap();
         let overrides = Overrides {
-            kafka,
-            bootstrap_servers: Some("b:9092".into()),
+            kafka: crate::kafka::KafkaArgs {
+                bootstrap_servers: Some("b:9092".into()),
+                properties: vec![("sasl.password".into(), "s3cret".into())],
+            },
             ..Default::default()
         };
         c.apply(overrides).unwrap();
@@ -490,6 +577,7 @@ mod tests {
         assert!(
             c.apply(public)
                 .unwrap_err()
+                .to_string()
                 .starts_with("api.listen: 0.0.0.0:8080 is not a loopback address; set api.token")
         );
         let with_token = Overrides {
@@ -497,6 +585,26 @@ mod tests {
             ..Default::default()
         };
         c.apply(with_token).unwrap();
+    }
+
+    #[test]
+    fn file_errors_keep_their_cause_and_say_which_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sluice.toml");
+        std::fs::write(
+            &path,
+            MINIMAL.replace("[[pipeline]]", "[[pipeline]]\nbatch_size = 0"),
+        )
+        .unwrap();
+        let error = Config::load(&path).unwrap_err();
+        assert_eq!(error.to_string(), path.display().to_string());
+        let cause = std::error::Error::source(&error).unwrap().to_string();
+        assert_eq!(
+            cause,
+            "pipeline[0] (unify).batch_size: 0 is out of range 1..=100000"
+        );
+        let missing = Config::load(&dir.path().join("nope.toml")).unwrap_err();
+        assert!(matches!(missing, ConfigError::Read { .. }), "{missing:?}");
     }
 
     #[test]
@@ -532,7 +640,15 @@ mod tests {
         );
         assert_eq!(
             error("[kafka]\n"),
-            "no [[pipeline]] is configured: add at least one"
+            "pipeline: no [[pipeline]] is configured: add at least one"
+        );
+        let huge_batch = MINIMAL.replace(
+            "name = \"unify\"",
+            "name = \"unify\"\nbatch_max_bytes = 40000000",
+        );
+        assert_eq!(
+            error(&huge_batch),
+            "pipeline[0] (unify).batch_max_bytes: 40000000 is out of range 1024..=33554432: a batch and its outputs must fit in half of limits.memory_mb"
         );
         let no_inputs = MINIMAL.replace("[\"timezone1\", \"timezone2\"]", "[]");
         assert_eq!(

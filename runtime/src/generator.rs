@@ -13,9 +13,10 @@
 //! the same records. [`run`] sends them to Kafka at a [`Pace`] until a count is reached or a stop
 //! flag is raised; `sluice gen` and `sluice demo` both drive it.
 
+use crate::config::KafkaConfig;
+use crate::kafka::{QuietContext, Role, bootstrap, client_config};
 use anyhow::Context;
 use chrono::{DateTime, TimeZone};
-use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -372,8 +373,6 @@ pub struct Options {
     pub seed: u64,
     /// Partitions of the topics that do not exist yet and are created.
     pub partitions: i32,
-    /// librdkafka properties for the producer (security settings, for instance).
-    pub properties: Vec<(String, String)>,
 }
 
 impl Options {
@@ -387,7 +386,6 @@ impl Options {
             late_fraction: 0.0,
             seed: 0,
             partitions: 3,
-            properties: Vec::new(),
         }
     }
 }
@@ -432,20 +430,6 @@ impl ClientContext for Deliveries {
     }
 }
 
-/// A client context that leaves librdkafka's own logs and errors to debug logging: the admin
-/// client's failures are reported by what it returns.
-struct Quiet;
-
-impl ClientContext for Quiet {
-    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
-        tracing::debug!(?level, facility, message, "librdkafka");
-    }
-
-    fn error(&self, error: KafkaError, reason: &str) {
-        tracing::debug!(%error, reason, "librdkafka");
-    }
-}
-
 impl ProducerContext for Deliveries {
     type DeliveryOpaque = Box<usize>;
 
@@ -463,29 +447,19 @@ impl ProducerContext for Deliveries {
     }
 }
 
-/// Sends `options`' traffic to the Kafka at `bootstrap` until `options.count` records are sent
+/// Sends `options`' traffic to the Kafka `kafka` names until `options.count` records are sent
 /// or `stop` is raised; then waits for the broker to acknowledge them. Topics that do not exist
 /// are created first (the customers table compacted).
-pub fn run(bootstrap: &str, options: &Options, stop: &AtomicBool) -> anyhow::Result<Summary> {
-    let mut client = ClientConfig::new();
-    client
-        .set("bootstrap.servers", bootstrap)
-        .set("client.id", "sluice-gen")
-        .set("linger.ms", "5")
-        .set("compression.type", "lz4")
-        // Fail a record in 30 s rather than librdkafka's 5 minutes: the user is watching.
-        .set("message.timeout.ms", "30000");
-    for (key, value) in &options.properties {
-        client.set(key, value);
-    }
-    let producer: BaseProducer<Deliveries> = client
-        .create_with_context(Deliveries::default())
-        .context("cannot create a Kafka producer")?;
+pub fn run(kafka: &KafkaConfig, options: &Options, stop: &AtomicBool) -> anyhow::Result<Summary> {
+    let producer: BaseProducer<Deliveries> =
+        client_config(kafka, Role::TrafficProducer, "sluice-gen")
+            .create_with_context(Deliveries::default())
+            .context("cannot create a Kafka producer")?;
     producer
         .client()
         .fetch_metadata(None, Duration::from_secs(10))
-        .with_context(|| format!("cannot reach Kafka at {bootstrap}"))?;
-    create_missing_topics(&client, options)?;
+        .with_context(|| format!("cannot reach Kafka at {}", bootstrap(kafka)))?;
+    create_missing_topics(kafka, options)?;
 
     let started = Instant::now();
     let mut generator = Generator::new(options.scenario, options.seed, options.late_fraction);
@@ -589,9 +563,9 @@ fn send(
 
 /// Creates the topics that do not exist yet. A failure is only a warning: the broker may create
 /// topics on first use, or refuse us the right to create them but let us write.
-fn create_missing_topics(client: &ClientConfig, options: &Options) -> anyhow::Result<()> {
-    let admin: AdminClient<Quiet> = client
-        .create_with_context(Quiet)
+fn create_missing_topics(kafka: &KafkaConfig, options: &Options) -> anyhow::Result<()> {
+    let admin: AdminClient<QuietContext> = client_config(kafka, Role::Admin, "sluice-gen")
+        .create_with_context(QuietContext)
         .context("cannot create a Kafka admin client")?;
     let metadata = admin
         .inner()

@@ -15,5 +15,6 @@ pub mod config;
 pub mod control;
 pub mod engine;
 pub mod generator;
+pub mod kafka;
 pub mod pipeline;
 pub mod tables;

@@ -182,7 +182,7 @@ pub(super) fn start_sampling(control: Arc<ControlPlane>) -> watch::Receiver<Arc<
 }
 
 /// The status word of a pipeline, `paused` included.
-pub(super) fn status_name(p: &crate::pipeline::PipelineShared) -> &'static str {
+pub(super) fn status_name(p: &crate::pipeline::Pipeline) -> &'static str {
     use crate::pipeline::metrics::Status;
     match p.metrics.status() {
         Status::Running if p.paused.load(Relaxed) => "paused",

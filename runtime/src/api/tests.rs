@@ -5,7 +5,7 @@ use super::*;
 use crate::config::Config;
 use crate::engine::tests::guest_bytes;
 use crate::engine::{Engine, Limits};
-use crate::pipeline::PipelineShared;
+use crate::pipeline::Pipeline;
 use crate::pipeline::metrics::PipelineMetrics;
 use crate::tables::{Table, Tables};
 use axum::body::Body;
@@ -16,7 +16,7 @@ use tower::ServiceExt;
 
 struct Fixture {
     state: AppState,
-    pipeline: Arc<PipelineShared>,
+    pipeline: Arc<Pipeline>,
     _dir: tempfile::TempDir,
 }
 
@@ -41,7 +41,7 @@ fn fixture(token: Option<&str>, max_module_bytes: usize) -> Fixture {
     table.apply(b"5", Some(b"fred")).unwrap();
     let tables = Tables::new([table]);
     let stages = control.stages_for(0, &config.pipeline[0], &tables).unwrap();
-    let pipeline = Arc::new(PipelineShared::new(&config.pipeline[0], tables, stages));
+    let pipeline = Arc::new(Pipeline::new(&config.pipeline[0], tables, stages));
     control.attach(vec![pipeline.clone()]);
     let state = AppState::new(control, token.map(str::to_string), None);
     Fixture {
@@ -529,7 +529,7 @@ async fn deployments_survive_a_restart() {
         (stages[0].name.as_str(), stages[0].version),
         ("test_guest", 2)
     );
-    let pipeline = Arc::new(PipelineShared::new(
+    let pipeline = Arc::new(Pipeline::new(
         &config.pipeline[0],
         Tables::default(),
         stages,

@@ -3,7 +3,7 @@
 
 use super::{ApiError, AppState, stats};
 use crate::engine::{InputBatchBuilder, bytes_json};
-use crate::pipeline::PipelineShared;
+use crate::pipeline::Pipeline;
 use crate::pipeline::metrics::Status;
 use crate::tables::Tables;
 use axum::Json;
@@ -244,7 +244,7 @@ async fn try_module(
 // -------------------------------------------------------------------------------- pipelines
 
 /// A pipeline as the API shows it.
-fn pipeline_json(state: &AppState, p: &PipelineShared) -> Value {
+fn pipeline_json(state: &AppState, p: &Pipeline) -> Value {
     let stats = state.stats();
     let sample = stats
         .pipelines
@@ -375,13 +375,12 @@ async fn dead_letters(
     };
     let read_topic = topic.clone();
     let records = blocking(move || {
-        crate::pipeline::kafka::read_latest(&kafka, &read_topic, limit, Duration::from_secs(5))
-            .map_err(|e| {
-                ApiError::new(
-                    StatusCode::BAD_GATEWAY,
-                    format!("cannot read `{read_topic}`: {e}"),
-                )
-            })
+        crate::kafka::read_latest(&kafka, &read_topic, limit, Duration::from_secs(5)).map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                format!("cannot read `{read_topic}`: {e}"),
+            )
+        })
     })
     .await?;
     use rdkafka::message::{Headers, Message};

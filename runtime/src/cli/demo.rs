@@ -5,7 +5,7 @@
 //! the two seed pipelines (timezones; PII-then-enrich) and the dashboard. The mock cluster is for
 //! trying Sluice only: production runs against a real Kafka with `sluice run`.
 
-use crate::config::Config;
+use crate::config::{Config, Scalar};
 use crate::generator::{self, Options, Pace, Scenario};
 use anyhow::Context;
 use clap::Args;
@@ -68,8 +68,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<i32> {
             .with_context(|| format!("cannot create topic {topic}"))?;
     }
     let bootstrap = cluster.bootstrap_servers();
-    let config = Config::parse(&config_text(&bootstrap, &transforms, args.listen))
-        .map_err(|e| anyhow::anyhow!(e))?;
+    let config = Config::parse(&config_text(&bootstrap, &transforms, args.listen))?;
     let engine = super::run::engine_for(&config)?;
     let temporary = tempfile::Builder::new()
         .prefix("sluice-demo-")
@@ -83,17 +82,20 @@ pub fn run(args: DemoArgs) -> anyhow::Result<i32> {
     let generators: Vec<_> = [Scenario::Timezones, Scenario::Orders]
         .into_iter()
         .map(|scenario| {
-            let (stop, bootstrap) = (stop.clone(), bootstrap.clone());
+            let stop = stop.clone();
+            let mut kafka = config.kafka.clone();
+            // Batches of a second: the embedded broker scans a partition's batches on every
+            // fetch, so its CPU grows with their number (5 MiB of batches a partition at most);
+            // a tenth of a second took a fifth of a core after an hour.
+            kafka
+                .producer
+                .insert("linger.ms".into(), Scalar("1000".into()));
             let options = Options {
                 partitions: 3,
-                // Batches of a second: the embedded broker scans a partition's batches on
-                // every fetch, so its CPU grows with their number (5 MiB of batches a
-                // partition at most); a tenth of a second took a fifth of a core after an hour.
-                properties: vec![("linger.ms".into(), "1000".into())],
                 ..Options::new(scenario, Pace::Rate(args.rate))
             };
             std::thread::spawn(move || {
-                if let Err(e) = generator::run(&bootstrap, &options, &stop) {
+                if let Err(e) = generator::run(&kafka, &options, &stop) {
                     tracing::error!(?scenario, error = %format!("{e:#}"), "demo generator stopped");
                 }
             })

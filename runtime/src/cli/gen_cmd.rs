@@ -27,14 +27,9 @@ Missing topics are created. Ctrl-C stops, waits for the broker's acknowledgement
 /// Arguments of `sluice gen`.
 #[derive(Debug, Args)]
 pub struct GenArgs {
-    /// Kafka bootstrap servers.
-    #[arg(
-        long,
-        env = "SLUICE_BOOTSTRAP_SERVERS",
-        value_name = "HOST:PORT,...",
-        default_value = "localhost:9092"
-    )]
-    pub bootstrap_servers: String,
+    /// Where Kafka is (localhost:9092 by default) and how to talk to it.
+    #[command(flatten)]
+    pub kafka: crate::kafka::KafkaArgs,
     /// The traffic to generate.
     #[arg(long, value_enum, default_value_t = Scenario::Timezones)]
     pub scenario: Scenario,
@@ -63,9 +58,6 @@ pub struct GenArgs {
     /// Partitions of the topics gen creates.
     #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..))]
     pub partitions: i32,
-    /// A librdkafka property for the producer (security settings, for instance), repeatable.
-    #[arg(short = 'X', long = "property", value_name = "KEY=VALUE", value_parser = super::key_value)]
-    pub properties: Vec<(String, String)>,
 }
 
 /// A `--rate`.
@@ -135,7 +127,6 @@ impl GenArgs {
         options.late_fraction = self.late_fraction;
         options.seed = self.seed;
         options.partitions = self.partitions;
-        options.properties = self.properties.clone();
         Ok(options)
     }
 }
@@ -152,7 +143,7 @@ pub fn run(args: GenArgs) -> anyhow::Result<i32> {
         count = ?options.count,
         "generating"
     );
-    let summary = generator::run(&args.bootstrap_servers, &options, &stop)?;
+    let summary = generator::run(&args.kafka.to_config(), &options, &stop)?;
     let total: u64 = summary.delivered.iter().sum();
     eprintln!(
         "sent {total} records in {:.1} s: {} to {}, {} to {}",

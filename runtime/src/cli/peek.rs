@@ -2,13 +2,12 @@
 //! 003 loads a topic into a dataframe). Partitions are assigned directly: no consumer group, no
 //! commits, nothing left behind on the broker.
 
+use crate::kafka::{KafkaArgs, TopicReader, Watermarks};
 use anyhow::Context;
 use clap::{Args, ValueEnum};
-use rdkafka::config::RDKafkaLogLevel;
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
-use rdkafka::error::KafkaError;
+use rdkafka::consumer::Consumer;
 use rdkafka::message::Message;
-use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
+use rdkafka::{Offset, TopicPartitionList};
 use serde::Serialize;
 use serde_json::value::RawValue;
 use std::collections::HashMap;
@@ -35,14 +34,9 @@ are shown in timestamp order. Peek stops at the end of the topic: it never waits
 pub struct PeekArgs {
     /// The topic to read.
     pub topic: String,
-    /// Kafka bootstrap servers.
-    #[arg(
-        long,
-        env = "SLUICE_BOOTSTRAP_SERVERS",
-        value_name = "HOST:PORT,...",
-        default_value = "localhost:9092"
-    )]
-    pub bootstrap_servers: String,
+    /// Where Kafka is (localhost:9092 by default) and how to talk to it.
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
     /// How many records to show.
     #[arg(short = 'n', long = "count", value_name = "N", default_value_t = 20)]
     pub count: usize,
@@ -59,9 +53,6 @@ pub struct PeekArgs {
     /// Give up waiting for the broker after this many seconds.
     #[arg(long, value_name = "SECONDS", default_value_t = 30)]
     pub timeout: u64,
-    /// A librdkafka property for the consumer (security settings, for instance), repeatable.
-    #[arg(short = 'X', long = "property", value_name = "KEY=VALUE", value_parser = super::key_value)]
-    pub properties: Vec<(String, String)>,
 }
 
 /// Where reading starts, in every partition read.
@@ -172,49 +163,23 @@ fn describe(from: From) -> String {
 pub fn read(args: &PeekArgs) -> anyhow::Result<Vec<Peeked>> {
     let topic = args.topic.as_str();
     let timeout = Duration::from_secs(args.timeout.max(1));
-    let mut config = ClientConfig::new();
-    config
-        .set("bootstrap.servers", &args.bootstrap_servers)
-        .set("client.id", "sluice-peek")
-        // Required by librdkafka's consumer, but never used: partitions are assigned directly,
-        // nothing is committed, so no group is joined.
-        .set("group.id", "sluice-peek")
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("enable.partition.eof", "true")
-        // Never create the topic by asking for it.
-        .set("allow.auto.create.topics", "false");
-    for (key, value) in &args.properties {
-        config.set(key, value);
-    }
-    let consumer: BaseConsumer<Quiet> = config
-        .create_with_context(Quiet)
-        .context("cannot create a Kafka consumer")?;
-    let metadata = consumer
-        .fetch_metadata(Some(topic), timeout)
-        .with_context(|| format!("cannot reach Kafka at {}", args.bootstrap_servers))?;
-    let mut partitions: Vec<i32> = metadata
-        .topics()
-        .iter()
-        .filter(|t| t.name() == topic && t.error().is_none())
-        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-        .collect();
-    if partitions.is_empty() {
-        anyhow::bail!(
-            "topic `{topic}` does not exist (at {})",
-            args.bootstrap_servers
-        );
-    }
-    partitions.sort_unstable();
+    let reader = TopicReader::new(
+        &args.kafka.to_config(),
+        "sluice-peek",
+        "sluice-peek",
+        topic,
+        timeout,
+    )?;
+    let mut partitions = reader.watermarks()?;
     if let Some(wanted) = args.partition {
-        if !partitions.contains(&wanted) {
+        if !partitions.iter().any(|w| w.partition == wanted) {
             anyhow::bail!(
                 "topic `{topic}` has no partition {wanted} (it has {}: 0 to {})",
                 partitions.len(),
                 partitions.len() - 1
             );
         }
-        partitions = vec![wanted];
+        partitions.retain(|w| w.partition == wanted);
     }
     if args.count == 0 {
         return Ok(Vec::new());
@@ -222,106 +187,65 @@ pub fn read(args: &PeekArgs) -> anyhow::Result<Vec<Peeked>> {
 
     // Per partition: where to start, and the end offset now (reading stops there).
     let n = args.count as i64;
-    let mut ranges: Vec<(i32, i64, i64)> = Vec::new();
     let mut starts_at_time = HashMap::new();
     if let From::Time(ms) = args.from {
         let mut times = TopicPartitionList::new();
-        for &p in &partitions {
-            times.add_partition_offset(topic, p, Offset::Offset(ms))?;
+        for w in &partitions {
+            times.add_partition_offset(topic, w.partition, Offset::Offset(ms))?;
         }
-        let found = consumer
+        let found = reader
+            .consumer()
             .offsets_for_times(times, timeout)
             .context("cannot look up offsets for the time")?;
         for element in found.elements() {
             starts_at_time.insert(element.partition(), element.offset());
         }
     }
-    for &p in &partitions {
-        let (low, high) = consumer
-            .fetch_watermarks(topic, p, timeout)
-            .with_context(|| format!("cannot read the offsets of {topic}/{p}"))?;
-        let start = match args.from {
-            From::Beginning => low,
-            From::End => (high - n).max(low),
-            From::Offset(offset) => offset.max(low),
-            From::Time(_) => match starts_at_time.get(&p) {
-                Some(Offset::Offset(offset)) => (*offset).max(low),
-                // No record at or after the time.
-                _ => high,
+    let ranges: Vec<(i32, i64, i64)> = partitions
+        .iter()
+        .map(
+            |&Watermarks {
+                 partition,
+                 low,
+                 high,
+             }| {
+                let start = match args.from {
+                    From::Beginning => low,
+                    From::End => (high - n).max(low),
+                    From::Offset(offset) => offset.max(low),
+                    From::Time(_) => match starts_at_time.get(&partition) {
+                        Some(Offset::Offset(offset)) => (*offset).max(low),
+                        // No record at or after the time.
+                        _ => high,
+                    },
+                };
+                (partition, start, high)
             },
-        };
-        if start < high {
-            ranges.push((p, start, high));
-        }
-    }
-    if ranges.is_empty() {
-        return Ok(Vec::new());
-    }
-
-    let mut assignment = TopicPartitionList::new();
-    for &(p, start, _) in &ranges {
-        assignment.add_partition_offset(topic, p, Offset::Offset(start))?;
-    }
-    consumer
-        .assign(&assignment)
-        .context("cannot assign the partitions")?;
-    let ends: HashMap<i32, i64> = ranges.iter().map(|&(p, _, high)| (p, high)).collect();
-    let mut read: HashMap<i32, usize> = HashMap::new();
-    let mut open: Vec<i32> = ranges.iter().map(|r| r.0).collect();
+        )
+        .collect();
     let mut records = Vec::new();
-    let deadline = Instant::now() + timeout;
-    while !open.is_empty() {
-        if Instant::now() > deadline {
-            eprintln!(
-                "warning: stopped waiting for {topic} after {} s; showing what was read",
-                timeout.as_secs()
-            );
-            break;
-        }
-        match consumer.poll(Duration::from_millis(100)) {
-            Some(Ok(message)) => {
-                let p = message.partition();
-                if !open.contains(&p) {
-                    continue;
-                }
-                records.push(Peeked {
-                    partition: p,
-                    offset: message.offset(),
-                    timestamp: message.timestamp().to_millis(),
-                    key: message.key().map(<[u8]>::to_vec),
-                    value: message.payload().map(<[u8]>::to_vec),
-                });
-                let count = read.entry(p).or_default();
-                *count += 1;
-                // A partition needs at most N records: whichever N are shown, they are among them.
-                if *count >= args.count || message.offset() + 1 >= ends[&p] {
-                    open.retain(|&q| q != p);
-                }
-            }
-            Some(Err(KafkaError::PartitionEOF(p))) => open.retain(|&q| q != p),
-            Some(Err(error)) => tracing::warn!(%error, "while reading {topic}"),
-            None => {}
-        }
+    let mut read: HashMap<i32, usize> = HashMap::new();
+    let finished = reader.read_ranges(&ranges, Instant::now() + timeout, |message| {
+        records.push(Peeked {
+            partition: message.partition(),
+            offset: message.offset(),
+            timestamp: message.timestamp().to_millis(),
+            key: message.key().map(<[u8]>::to_vec),
+            value: message.payload().map(<[u8]>::to_vec),
+        });
+        let count = read.entry(message.partition()).or_default();
+        *count += 1;
+        // A partition needs at most N records: whichever N are shown, they are among them.
+        *count < args.count
+    })?;
+    if !finished {
+        eprintln!(
+            "warning: stopped waiting for {topic} after {} s; showing what was read",
+            timeout.as_secs()
+        );
     }
     Ok(select(records, args.count, args.from == From::End))
 }
-
-/// A client context that leaves librdkafka's own logs and errors to debug logging: peek reports
-/// failures itself, once, instead of librdkafka's repeats (a broker down is logged many times a
-/// second).
-struct Quiet;
-
-impl ClientContext for Quiet {
-    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
-        tracing::debug!(?level, facility, message, "librdkafka");
-    }
-
-    fn error(&self, error: KafkaError, reason: &str) {
-        tracing::debug!(%error, reason, "librdkafka");
-    }
-}
-
-impl ConsumerContext for Quiet {}
 
 /// The `count` records to show, in order: by offset for one partition, by timestamp across
 /// several; the last ones when reading from the end.

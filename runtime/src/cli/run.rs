@@ -1,9 +1,10 @@
 //! `sluice run`: the main job.
 
 use crate::api::AppState;
-use crate::config::{Config, Overrides, kafka_from_env};
+use crate::config::{Config, Overrides};
 use crate::control::ControlPlane;
 use crate::engine::{Engine, Limits};
+use crate::kafka::KafkaArgs;
 use crate::pipeline::{self, metrics::Status};
 use anyhow::Context;
 use clap::Args;
@@ -32,9 +33,9 @@ pub struct RunArgs {
     /// The configuration file.
     #[arg(short, long, value_name = "FILE", default_value = "sluice.toml")]
     pub config: PathBuf,
-    /// Kafka bootstrap servers, overriding `bootstrap.servers` in the file.
-    #[arg(long, env = "SLUICE_BOOTSTRAP_SERVERS", value_name = "HOST:PORT,...")]
-    pub bootstrap_servers: Option<String>,
+    /// Kafka settings that win over the file's `[kafka]`.
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
     /// Where uploaded modules and deployments are kept, overriding `state_dir` in the file.
     #[arg(long, env = "SLUICE_STATE_DIR", value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
@@ -58,15 +59,14 @@ pub struct RunArgs {
 pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     let mut config = Config::load(&args.config)?;
     let overrides = Overrides {
-        bootstrap_servers: args.bootstrap_servers,
+        kafka: args.kafka,
         listen: args.listen,
         token: args.token,
         state_dir: args.state_dir,
-        kafka: kafka_from_env(std::env::vars()),
     };
     config
         .apply(overrides)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", args.config.display()))?;
+        .with_context(|| args.config.display().to_string())?;
     let engine = engine_for(&config)?;
     if args.check {
         for (index, p) in config.pipeline.iter().enumerate() {
@@ -116,9 +116,9 @@ pub fn serve(
         control.stages_for(index, p, tables)
     })?;
     for p in &pipelines {
-        tracing::info!(pipeline = %p.shared.name, "pipeline started");
+        tracing::info!(pipeline = %p.pipeline.name, "pipeline started");
     }
-    control.attach(pipelines.iter().map(|p| p.shared.clone()).collect());
+    control.attach(pipelines.iter().map(|p| p.pipeline.clone()).collect());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -159,7 +159,10 @@ pub fn serve(
 
     stop.store(true, Ordering::Relaxed);
     tracing::info!("stopping: draining in-flight batches and committing");
-    let deadline = Instant::now() + Duration::from_millis(config.shutdown_timeout_ms);
+    // Each pipeline drains within shutdown_timeout_ms itself; the grace only catches a drain
+    // that hangs past its own deadline.
+    let deadline =
+        Instant::now() + Duration::from_millis(config.shutdown_timeout_ms) + Duration::from_secs(5);
     while !pipelines.iter().all(|p| p.is_finished()) {
         if Instant::now() > deadline {
             tracing::error!(
@@ -172,8 +175,8 @@ pub fn serve(
     }
     let mut failed = false;
     for p in pipelines {
-        if let Status::Failed(error) = p.shared.metrics.status() {
-            tracing::error!(pipeline = %p.shared.name, %error, "pipeline failed");
+        if let Status::Failed(error) = p.pipeline.metrics.status() {
+            tracing::error!(pipeline = %p.pipeline.name, %error, "pipeline failed");
             failed = true;
         }
         p.join();

@@ -1,6 +1,7 @@
 //! `sluice try`: the transform author's inner loop, without Kafka.
 
-use crate::engine::{Engine, InputBatchBuilder, Instance, Limits};
+use crate::config::default_batch_max_bytes;
+use crate::engine::{Engine, FailureKind, InputBatchBuilder, Instance, Limits};
 use crate::tables::Tables;
 use anyhow::Context;
 use clap::Args;
@@ -42,6 +43,10 @@ pub struct TryArgs {
     /// Records per call into the transform.
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub batch_size: u32,
+    /// Most bytes per call into the transform; an eighth of --memory-mb by default. A longer
+    /// line fails as `too_large`, as it would in a pipeline.
+    #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(1..))]
+    pub batch_max_bytes: Option<u64>,
     /// Memory cap of the instance, in MiB.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub memory_mb: u32,
@@ -97,6 +102,9 @@ pub fn run(args: TryArgs) -> anyhow::Result<i32> {
     };
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
+    let max_bytes = args
+        .batch_max_bytes
+        .map_or(default_batch_max_bytes(args.memory_mb), |b| b as usize);
     let mut batch = InputBatchBuilder::new("try", 0);
     let mut lines = Vec::new(); // input line number of each record in the batch
     let mut failed = false;
@@ -107,6 +115,26 @@ pub fn run(args: TryArgs) -> anyhow::Result<i32> {
         }
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
+        }
+        if line.len() > max_bytes {
+            failed = true;
+            out.flush()?;
+            eprintln!(
+                "line {}: {}: the record is {} bytes, more than a batch may hold (--batch-max-bytes {max_bytes})",
+                number + 1,
+                FailureKind::TooLarge,
+                line.len()
+            );
+            continue;
+        }
+        if batch.bytes() + line.len() > max_bytes {
+            failed |= flush(
+                &mut instance,
+                &mut batch,
+                &mut lines,
+                &mut out,
+                args.envelope,
+            )?;
         }
         batch.push(number as i64, None, None, Some(&line), []);
         lines.push(number + 1);

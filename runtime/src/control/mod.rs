@@ -10,7 +10,7 @@ pub mod store;
 
 use crate::config::PipelineConfig;
 use crate::engine::{Engine, InstantiateError};
-use crate::pipeline::PipelineShared;
+use crate::pipeline::Pipeline;
 use crate::pipeline::chain::StageSpec;
 use crate::tables::Tables;
 use serde::{Deserialize, Serialize};
@@ -104,7 +104,7 @@ pub struct ControlPlane {
     engine: Engine,
     deployments: Mutex<Deployments>,
     path: PathBuf,
-    pipelines: OnceLock<Vec<Arc<PipelineShared>>>,
+    pipelines: OnceLock<Vec<Arc<Pipeline>>>,
 }
 
 impl std::fmt::Debug for ControlPlane {
@@ -211,7 +211,7 @@ impl ControlPlane {
 
     /// Hands over the running pipelines, and pauses those that were paused when the runtime
     /// last stopped.
-    pub fn attach(&self, pipelines: Vec<Arc<PipelineShared>>) {
+    pub fn attach(&self, pipelines: Vec<Arc<Pipeline>>) {
         let deployments = self.deployments.lock().unwrap();
         for p in &pipelines {
             if deployments.pipelines.get(&p.name).is_some_and(|s| s.paused) {
@@ -227,12 +227,12 @@ impl ControlPlane {
     }
 
     /// The running pipelines, in configuration order.
-    pub fn pipelines(&self) -> &[Arc<PipelineShared>] {
+    pub fn pipelines(&self) -> &[Arc<Pipeline>] {
         self.pipelines.get().map_or(&[], Vec::as_slice)
     }
 
     /// The running pipeline called `name`.
-    pub fn pipeline(&self, name: &str) -> Result<&Arc<PipelineShared>, ControlError> {
+    pub fn pipeline(&self, name: &str) -> Result<&Arc<Pipeline>, ControlError> {
         self.pipelines()
             .iter()
             .find(|p| p.name == name)
@@ -312,7 +312,7 @@ impl ControlPlane {
         deployments: &'d mut Deployments,
         pipeline: &str,
         index: usize,
-    ) -> Result<(&'s Arc<PipelineShared>, &'d mut SlotState), ControlError> {
+    ) -> Result<(&'s Arc<Pipeline>, &'d mut SlotState), ControlError> {
         let shared = self.pipeline(pipeline)?;
         let slots = &mut deployments
             .pipelines
@@ -332,7 +332,7 @@ impl ControlPlane {
     fn apply(
         &self,
         deployments: &Deployments,
-        shared: &PipelineShared,
+        shared: &Pipeline,
         index: usize,
         stage: Arc<StageSpec>,
     ) -> Result<(), ControlError> {

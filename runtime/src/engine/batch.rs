@@ -223,6 +223,16 @@ impl<'a> InputRef<'a> {
         self.record.value.map(|s| self.bytes(s))
     }
 
+    /// Bytes of its key, value and headers.
+    pub fn size(&self) -> usize {
+        let spans = self.key().map_or(0, <[u8]>::len) + self.value().map_or(0, <[u8]>::len);
+        spans
+            + self
+                .headers()
+                .map(|(name, value)| name.len() + value.map_or(0, <[u8]>::len))
+                .sum::<usize>()
+    }
+
     /// Its headers, in order.
     pub fn headers(&self) -> impl Iterator<Item = (&'a str, Option<&'a [u8]>)> + 'a {
         let batch = self.batch;
@@ -239,39 +249,74 @@ impl<'a> InputRef<'a> {
     }
 }
 
-/// The outputs of a transform that copies every record as it is.
-pub(crate) fn passthrough(batch: &InputBatch) -> OutputBatch {
-    OutputBatch {
-        data: batch.data.clone(),
-        headers: batch.headers.clone(),
-        records: batch
-            .records
-            .iter()
-            .enumerate()
-            .map(|(i, r)| OutputRecord {
-                input: i as u32,
+/// Turns a stage's outputs into the next stage's input without copying their bytes: the data
+/// and header buffers are handed over, and output `i` becomes a record at offset
+/// `offset_of(i)`, or is left out where that is `None`.
+pub(crate) fn into_input(
+    output: OutputBatch,
+    topic: &str,
+    partition: i32,
+    mut offset_of: impl FnMut(usize) -> Option<i64>,
+) -> InputBatch {
+    let records = (output.records.iter().enumerate())
+        .filter_map(|(i, r)| {
+            Some(InputRecord {
+                offset: offset_of(i)?,
+                timestamp: r.timestamp,
+                key: r.key,
+                value: r.value,
+                first_header: r.first_header,
+                header_count: r.header_count,
+            })
+        })
+        .collect();
+    InputBatch {
+        topic: topic.to_string(),
+        partition,
+        data: output.data,
+        headers: output.headers,
+        records,
+    }
+}
+
+/// One output of a processed batch (or an input record passed through), borrowing its bytes.
+#[derive(Clone, Copy)]
+pub struct OutputRef<'a> {
+    data: &'a [u8],
+    headers: &'a [Header],
+    record: OutputRecord,
+}
+
+impl<'a> OutputRef<'a> {
+    /// Output `index` of `batch`.
+    pub(crate) fn new(batch: &'a OutputBatch, index: usize) -> Self {
+        OutputRef {
+            data: &batch.data,
+            headers: &batch.headers,
+            record: batch.records[index],
+        }
+    }
+
+    /// Record `index` of `batch` as its own output, unchanged: what an empty chain writes.
+    pub fn passthrough(batch: &'a InputBatch, index: usize) -> Self {
+        let r = &batch.records[index];
+        OutputRef {
+            data: &batch.data,
+            headers: &batch.headers,
+            record: OutputRecord {
+                input: index as u32,
                 topic: None,
                 key: r.key,
                 value: r.value,
                 first_header: r.first_header,
                 header_count: r.header_count,
                 timestamp: r.timestamp,
-            })
-            .collect(),
-        errors: Vec::new(),
+            },
+        }
     }
-}
 
-/// One output of a processed batch, borrowing its bytes.
-#[derive(Clone, Copy)]
-pub struct OutputRef<'a> {
-    pub(crate) batch: &'a OutputBatch,
-    pub(crate) record: &'a OutputRecord,
-}
-
-impl<'a> OutputRef<'a> {
     fn bytes(&self, span: Span) -> &'a [u8] {
-        &self.batch.data[range(span)]
+        &self.data[range(span)]
     }
 
     /// Index in the input batch of the record this output derives from.
@@ -303,7 +348,7 @@ impl<'a> OutputRef<'a> {
     pub fn headers(&self) -> impl Iterator<Item = (&'a str, Option<&'a [u8]>)> + 'a {
         let this = *self;
         let first = self.record.first_header as usize;
-        self.batch.headers[first..first + self.record.header_count as usize]
+        self.headers[first..first + self.record.header_count as usize]
             .iter()
             // Names were checked to be UTF-8 by `validate`.
             .map(move |h| {
@@ -445,11 +490,58 @@ mod tests {
             errors: Vec::new(),
         };
         append(&mut dst, src, 4);
-        let appended = OutputRef {
-            batch: &dst,
-            record: &dst.records[1],
-        };
+        let appended = OutputRef::new(&dst, 1);
         assert_eq!((appended.input(), appended.value()), (4, Some(&b"yz"[..])));
         assert_eq!(appended.headers().collect::<Vec<_>>(), vec![("x", None)]);
+    }
+
+    #[test]
+    fn outputs_become_the_next_input_without_copying_and_keep_what_is_asked() {
+        let mut b = InputBatchBuilder::new("t", 1);
+        b.push(10, None, None, Some(b"v1"), [("h", Some(&b"1"[..]))]);
+        b.push(11, Some(3), None, Some(b"v2"), []);
+        let out = OutputBatch {
+            data: b"xyz".to_vec(),
+            headers: vec![Header {
+                name: span(0, 1),
+                value: Some(span(1, 1)),
+            }],
+            records: vec![
+                OutputRecord {
+                    header_count: 1,
+                    ..output(0, span(1, 2))
+                },
+                output(1, span(0, 1)),
+                output(1, span(2, 1)),
+            ],
+            errors: Vec::new(),
+        };
+        let data_at = out.data.as_ptr();
+        let next = into_input(out, "t", 1, |i| (i != 1).then_some(20 + i as i64));
+        assert_eq!(
+            next.data.as_ptr(),
+            data_at,
+            "the bytes are handed over, not copied"
+        );
+        let values: Vec<(i64, &[u8])> = (0..next.records.len())
+            .map(|i| {
+                let r = InputRef::new(&next, i);
+                (r.offset(), r.value().unwrap())
+            })
+            .collect();
+        assert_eq!(values, vec![(20, &b"yz"[..]), (22, &b"z"[..])]);
+        assert_eq!(
+            InputRef::new(&next, 0).headers().collect::<Vec<_>>(),
+            vec![("x", Some(&b"y"[..]))]
+        );
+        let through = OutputRef::passthrough(b.batch(), 0);
+        assert_eq!(
+            (through.input(), through.value(), through.topic()),
+            (0, Some(&b"v1"[..]), None)
+        );
+        assert_eq!(
+            through.headers().collect::<Vec<_>>(),
+            vec![("h", Some(&b"1"[..]))]
+        );
     }
 }

@@ -24,6 +24,9 @@ pub enum FailureKind {
     Trap,
     /// The transform returned outputs that break the contract.
     Malformed,
+    /// The record alone is larger than a batch may be (`batch_max_bytes`), so it was never
+    /// given to the transform.
+    TooLarge,
 }
 
 impl FailureKind {
@@ -36,6 +39,7 @@ impl FailureKind {
             FailureKind::MemoryLimit => "memory_limit",
             FailureKind::Trap => "trap",
             FailureKind::Malformed => "malformed",
+            FailureKind::TooLarge => "too_large",
         }
     }
 }
@@ -89,10 +93,12 @@ pub struct Processed {
 impl Processed {
     /// The outputs, in the order to write them; outputs of failed records are already removed.
     pub fn outputs(&self) -> impl Iterator<Item = OutputRef<'_>> {
-        self.output.records.iter().map(|record| OutputRef {
-            batch: &self.output,
-            record,
-        })
+        (0..self.output.records.len()).map(|i| OutputRef::new(&self.output, i))
+    }
+
+    /// Output `index`, in the order of [`Processed::outputs`].
+    pub fn output(&self, index: usize) -> OutputRef<'_> {
+        OutputRef::new(&self.output, index)
     }
 
     /// The records that failed, in input order.
@@ -100,12 +106,16 @@ impl Processed {
         &self.failures
     }
 
-    /// Every record of `batch` as its own output, unchanged: an empty chain.
-    pub fn passthrough(batch: &InputBatch) -> Processed {
-        Processed {
-            output: batch::passthrough(batch),
-            failures: Vec::new(),
-        }
+    /// The outputs as the next stage's input, their bytes handed over rather than copied:
+    /// output `i` becomes a record at offset `offset_of(i)`, or is left out where that is
+    /// `None`.
+    pub fn into_input(
+        self,
+        topic: &str,
+        partition: i32,
+        offset_of: impl FnMut(usize) -> Option<i64>,
+    ) -> InputBatch {
+        batch::into_input(self.output, topic, partition, offset_of)
     }
 }
 

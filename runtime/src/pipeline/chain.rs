@@ -5,8 +5,7 @@
 //! stage fails it, or one of its outputs, none of its outputs is written.
 
 use crate::engine::{
-    Engine, FailureKind, InputBatch, InputBatchBuilder, InputRef, Instance, InstantiateError,
-    Module, OutputRef, Processed,
+    Engine, FailureKind, InputBatch, Instance, InstantiateError, Module, OutputRef, Processed,
 };
 use crate::tables::Tables;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -78,26 +77,31 @@ pub struct ChainFailure {
 }
 
 /// The outcome of a batch through the whole chain.
-pub struct ChainResult {
-    processed: Processed,
-    /// Per output of `processed`: the original record it derives from.
+pub struct ChainResult<'a> {
+    input: &'a InputBatch,
+    /// The last stage's outputs; `None` for an empty chain, which writes its input as it is.
+    last: Option<Processed>,
+    /// Per output: the original record it derives from.
     origin: Vec<u32>,
-    /// Per output of `processed`: index of its topic in the pipeline's outputs.
+    /// Per output: index of its topic in the pipeline's outputs.
     route: Vec<u16>,
-    /// Per output of `processed`: false if its original record failed.
+    /// Per output: false if its original record failed.
     keep: Vec<bool>,
     /// Failed original records, in input order, one each.
     pub failures: Vec<ChainFailure>,
 }
 
-impl ChainResult {
+impl ChainResult<'_> {
     /// The outputs to write, with their original record and output topic index.
     pub fn outputs(&self) -> impl Iterator<Item = (usize, usize, OutputRef<'_>)> {
-        self.processed
-            .outputs()
-            .enumerate()
-            .filter(|(i, _)| self.keep[*i])
-            .map(|(i, o)| (self.origin[i] as usize, self.route[i] as usize, o))
+        let count = self.origin.len();
+        (0..count).filter(|&i| self.keep[i]).map(|i| {
+            let output = match &self.last {
+                Some(processed) => processed.output(i),
+                None => OutputRef::passthrough(self.input, i),
+            };
+            (self.origin[i] as usize, self.route[i] as usize, output)
+        })
     }
 }
 
@@ -107,7 +111,6 @@ pub struct Chain {
     /// The generation of [`Deployed`] these stages are.
     generation: u64,
     outputs: Arc<Vec<String>>,
-    scratch: InputBatchBuilder,
 }
 
 impl Chain {
@@ -132,7 +135,6 @@ impl Chain {
             stages,
             generation,
             outputs,
-            scratch: InputBatchBuilder::new("", 0),
         })
     }
 
@@ -191,8 +193,9 @@ impl Chain {
         &self.stages[index].0
     }
 
-    /// Runs `batch` through every stage.
-    pub fn run(&mut self, batch: &InputBatch) -> Result<ChainResult, InstantiateError> {
+    /// Runs `batch` through every stage. Each stage's outputs are handed to the next stage as
+    /// its input, bytes and all, without copying.
+    pub fn run<'a>(&mut self, batch: &'a InputBatch) -> Result<ChainResult<'a>, InstantiateError> {
         let inputs = batch.records.len();
         let mut failures = Failures {
             failed: vec![false; inputs],
@@ -201,11 +204,13 @@ impl Chain {
         // Per record of the current stage's input: its original record and route.
         let mut origin: Vec<u32> = (0..inputs as u32).collect();
         let mut route: Vec<u16> = vec![0; inputs];
-        let mut processed = Processed::passthrough(batch);
+        let mut next_input: Option<InputBatch> = None;
+        let mut last = None;
         let stage_count = self.stages.len();
         for s in 0..stage_count {
-            let input = if s == 0 { batch } else { self.scratch.batch() };
-            processed = self.stages[s].1.process(input)?;
+            let processed = self.stages[s]
+                .1
+                .process(next_input.as_ref().unwrap_or(batch))?;
             for f in processed.failures() {
                 failures.add(origin[f.input] as usize, s, f.kind, f.message.clone());
             }
@@ -235,24 +240,23 @@ impl Chain {
             }
             origin = next_origin;
             route = next_route;
-            if s + 1 < stage_count {
-                // The next stage sees the outputs of records that have not failed, each with the
-                // offset of the record it derives from.
-                self.scratch.reset(&batch.topic, batch.partition);
-                let (mut kept_origin, mut kept_route) = (Vec::new(), Vec::new());
-                for (i, o) in processed.outputs().enumerate() {
-                    if failures.failed[origin[i] as usize] {
-                        continue;
-                    }
-                    let offset = InputRef::new(batch, origin[i] as usize).offset();
-                    self.scratch
-                        .push(offset, o.timestamp(), o.key(), o.value(), o.headers());
-                    kept_origin.push(origin[i]);
-                    kept_route.push(route[i]);
-                }
-                origin = kept_origin;
-                route = kept_route;
+            if s + 1 == stage_count {
+                last = Some(processed);
+                break;
             }
+            // The next stage sees the outputs of records that have not failed, each with the
+            // offset of the record it derives from.
+            let kept: Vec<bool> = origin
+                .iter()
+                .map(|&o| !failures.failed[o as usize])
+                .collect();
+            next_input = Some(processed.into_input(&batch.topic, batch.partition, |i| {
+                kept[i].then(|| batch.records[origin[i] as usize].offset)
+            }));
+            (origin, route) = (origin.iter().zip(&route).zip(&kept))
+                .filter(|(_, kept)| **kept)
+                .map(|((o, r), _)| (*o, *r))
+                .unzip();
         }
         let keep = origin
             .iter()
@@ -261,7 +265,8 @@ impl Chain {
         let mut failures = failures.list;
         failures.sort_by_key(|f| f.input);
         Ok(ChainResult {
-            processed,
+            input: batch,
+            last,
             origin,
             route,
             keep,
@@ -287,5 +292,97 @@ impl Failures {
                 message,
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::tests::guest_bytes;
+    use crate::engine::{InputBatchBuilder, Limits};
+
+    fn stage(engine: &Engine, config: &[(&str, &str)]) -> Arc<StageSpec> {
+        Arc::new(StageSpec {
+            name: "test_guest".into(),
+            version: 1,
+            module: engine.load(&guest_bytes("test_guest")).unwrap(),
+            config: config
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        })
+    }
+
+    fn chain(engine: &Engine, stages: Vec<Arc<StageSpec>>) -> Chain {
+        let outputs = Arc::new(vec!["a".to_string(), "b".to_string()]);
+        Chain::new(engine, &Deployed::new(stages), outputs, &Tables::default()).unwrap()
+    }
+
+    fn batch(values: &[&str]) -> InputBatchBuilder {
+        let mut b = InputBatchBuilder::new("in", 3);
+        for (i, v) in values.iter().enumerate() {
+            b.push(100 + i as i64, None, None, Some(v.as_bytes()), []);
+        }
+        b
+    }
+
+    /// (original record, output topic index, value) of every output to write.
+    fn written(result: &ChainResult<'_>) -> Vec<(usize, usize, String)> {
+        result
+            .outputs()
+            .map(|(origin, route, o)| {
+                let value = String::from_utf8(o.value().unwrap().to_vec()).unwrap();
+                (origin, route, value)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn failures_are_attributed_to_their_original_record_and_stage_and_drop_its_outputs() {
+        let engine = Engine::new(Limits::default()).unwrap();
+        let mut chain = chain(
+            &engine,
+            vec![
+                stage(&engine, &[("fail_on", "bad")]),
+                stage(&engine, &[("route_field", "to")]),
+            ],
+        );
+        let input = batch(&[
+            r#"{"to":"b","n":0}"#,
+            r#"{"to":"a","bad":1}"#,
+            r#"{"to":"nowhere"}"#,
+            r#"{"to":"a","n":3}"#,
+        ]);
+        let result = chain.run(input.batch()).unwrap();
+        assert_eq!(
+            written(&result),
+            vec![
+                (0, 1, r#"{"to":"b","n":0}"#.to_string()),
+                (3, 0, r#"{"to":"a","n":3}"#.to_string()),
+            ]
+        );
+        let failures: Vec<(usize, usize, FailureKind)> = result
+            .failures
+            .iter()
+            .map(|f| (f.input, f.stage, f.kind))
+            .collect();
+        assert_eq!(
+            failures,
+            vec![(1, 0, FailureKind::Rejected), (2, 1, FailureKind::Rejected)]
+        );
+        assert!(result.failures[1].message.contains("`nowhere`"));
+    }
+
+    #[test]
+    fn an_empty_chain_writes_its_input_as_it_is() {
+        let engine = Engine::new(Limits::default()).unwrap();
+        let mut chain = chain(&engine, Vec::new());
+        let input = batch(&["x", "y"]);
+        let result = chain.run(input.batch()).unwrap();
+        assert_eq!(
+            written(&result),
+            vec![(0, 0, "x".to_string()), (1, 0, "y".to_string())]
+        );
+        assert!(result.failures.is_empty());
     }
 }

@@ -87,6 +87,8 @@ pub struct PipelineMetrics {
     pub batch_latency_buckets: [AtomicU64; LATENCY_BUCKETS_US.len() + 1],
     /// Trapped instances that were started afresh.
     pub instance_restarts: AtomicU64,
+    /// Partition workers that died (each stops the pipeline).
+    pub worker_deaths: AtomicU64,
     /// Partition workers that switched to a newly deployed chain.
     pub swaps: AtomicU64,
     /// The longest a partition waited for a switch (new instances starting), in microseconds.
@@ -111,6 +113,7 @@ impl PipelineMetrics {
             batch_latency_us_sum: AtomicU64::new(0),
             batch_latency_buckets: Default::default(),
             instance_restarts: AtomicU64::new(0),
+            worker_deaths: AtomicU64::new(0),
             swaps: AtomicU64::new(0),
             swap_pause_max_us: AtomicU64::new(0),
             lag: Mutex::new(BTreeMap::new()),

@@ -3,13 +3,42 @@
 //! current until stopped.
 
 use crate::config::{KafkaConfig, TableConfig};
+use crate::kafka::TopicReader;
 use crate::tables::Table;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::Offset;
+use rdkafka::consumer::Consumer;
 use rdkafka::message::Message;
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::{Duration, Instant};
+
+/// Why a table could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum TableLoadError {
+    /// Its topic cannot be read.
+    #[error("table `{table}`")]
+    Reader {
+        /// The table.
+        table: String,
+        /// Why.
+        #[source]
+        source: crate::kafka::ReadError,
+    },
+    /// Loading failed on the way (the topic vanished, the table outgrew `max_mb`).
+    #[error("{0}")]
+    Failed(String),
+    /// It did not catch up with its topic in time.
+    #[error("table `{table}`: not loaded within {seconds} s")]
+    Timeout {
+        /// The table.
+        table: String,
+        /// How long it was given.
+        seconds: u64,
+    },
+    /// Its thread could not be started.
+    #[error("cannot start a thread")]
+    Thread(#[from] std::io::Error),
+}
 
 /// A running loader.
 pub struct TableLoader {
@@ -26,33 +55,30 @@ impl TableLoader {
         kafka: &KafkaConfig,
         config: &TableConfig,
         pipeline: &str,
-    ) -> anyhow::Result<TableLoader> {
+    ) -> Result<TableLoader, TableLoadError> {
         let table = Arc::new(Table::new(
             &config.name,
             config.max_mb as usize * 1024 * 1024,
         ));
-        let mut client = ClientConfig::new();
-        for (k, v) in kafka.common.iter().chain(&kafka.consumer) {
-            client.set(k, &v.0);
-        }
-        // No group: the loader assigns every partition itself and commits nothing.
-        client
-            .set(
-                "group.id",
-                format!("sluice-{pipeline}-table-{}", config.name),
-            )
-            .set("enable.auto.commit", "false");
-        let consumer: BaseConsumer = client
-            .create()
-            .map_err(|e| anyhow::anyhow!("table `{}`: Kafka client: {e}", config.name))?;
+        let group = format!("sluice-{pipeline}-table-{}", config.name);
+        let reader = TopicReader::new(
+            kafka,
+            &group,
+            &group,
+            &config.topic,
+            Duration::from_secs(30),
+        )
+        .map_err(|source| TableLoadError::Reader {
+            table: config.name.clone(),
+            source,
+        })?;
         let (ready, stop) = (
             Arc::new(AtomicBool::new(false)),
             Arc::new(AtomicBool::new(false)),
         );
         let run = Run {
-            consumer,
+            reader,
             table: table.clone(),
-            topic: config.topic.clone(),
             ready: ready.clone(),
             stop: stop.clone(),
         };
@@ -68,18 +94,17 @@ impl TableLoader {
     }
 
     /// Waits until the table has caught up with its topic, or failed, or `timeout` passed.
-    pub fn wait_ready(&self, timeout: Duration) -> anyhow::Result<()> {
+    pub fn wait_ready(&self, timeout: Duration) -> Result<(), TableLoadError> {
         let deadline = Instant::now() + timeout;
         while !self.ready.load(Relaxed) {
             if let Some(error) = self.table.failure() {
-                anyhow::bail!(error);
+                return Err(TableLoadError::Failed(error));
             }
             if Instant::now() > deadline {
-                anyhow::bail!(
-                    "table `{}`: not loaded within {} s",
-                    self.table.name,
-                    timeout.as_secs()
-                );
+                return Err(TableLoadError::Timeout {
+                    table: self.table.name.clone(),
+                    seconds: timeout.as_secs(),
+                });
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -97,9 +122,8 @@ impl Drop for TableLoader {
 }
 
 struct Run {
-    consumer: BaseConsumer,
+    reader: TopicReader,
     table: Arc<Table>,
-    topic: String,
     ready: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
 }
@@ -113,7 +137,7 @@ impl Run {
         };
         let mut last_check = Instant::now() - Duration::from_secs(1);
         while !self.stop.load(Relaxed) {
-            match self.consumer.poll(Duration::from_millis(100)) {
+            match self.reader.consumer().poll(Duration::from_millis(100)) {
                 Some(Ok(message)) => {
                     // Records without a key cannot be looked up.
                     if let Some(key) = message.key()
@@ -123,6 +147,8 @@ impl Run {
                         return;
                     }
                 }
+                // The end of a partition is no error: the table keeps following it.
+                Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => {}
                 Some(Err(error)) => tracing::warn!(table = %name, %error, "table consumer error"),
                 None => {}
             }
@@ -138,44 +164,25 @@ impl Run {
 
     /// Assigns every partition from the beginning; returns each one's end offset now.
     fn assign(&self) -> Result<Vec<(i32, i64)>, String> {
-        let metadata = self
-            .consumer
-            .fetch_metadata(Some(&self.topic), Duration::from_secs(30))
-            .map_err(|e| format!("cannot read metadata of `{}`: {e}", self.topic))?;
-        let partitions: Vec<i32> = metadata
-            .topics()
+        let watermarks = self.reader.watermarks().map_err(|e| e.to_string())?;
+        self.reader
+            .assign(watermarks.iter().map(|w| (w.partition, Offset::Beginning)))
+            .map_err(|e| e.to_string())?;
+        Ok(watermarks
             .iter()
-            .filter(|t| t.name() == self.topic && t.error().is_none())
-            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-            .collect();
-        if partitions.is_empty() {
-            return Err(format!("topic `{}` does not exist", self.topic));
-        }
-        let mut list = TopicPartitionList::new();
-        let mut ends = Vec::new();
-        for p in partitions {
-            list.add_partition_offset(&self.topic, p, Offset::Beginning)
-                .map_err(|e| e.to_string())?;
-            let (low, high) = self
-                .consumer
-                .fetch_watermarks(&self.topic, p, Duration::from_secs(30))
-                .map_err(|e| format!("cannot read the end of `{}` [{p}]: {e}", self.topic))?;
-            if high > low {
-                ends.push((p, high));
-            }
-        }
-        self.consumer.assign(&list).map_err(|e| e.to_string())?;
-        Ok(ends)
+            .filter(|w| w.high > w.low)
+            .map(|w| (w.partition, w.high))
+            .collect())
     }
 
     /// Whether every partition's position has reached the end offset seen at start.
     fn caught_up(&self, ends: &[(i32, i64)]) -> bool {
-        let Ok(positions) = self.consumer.position() else {
+        let Ok(positions) = self.reader.consumer().position() else {
             return false;
         };
         ends.iter().all(|(p, end)| {
             match positions
-                .find_partition(&self.topic, *p)
+                .find_partition(self.reader.topic(), *p)
                 .map(|e| e.offset())
             {
                 Some(Offset::Offset(at)) => at >= *end,

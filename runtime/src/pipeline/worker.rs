@@ -1,102 +1,162 @@
-//! A partition worker: runs one partition's batches through its own chain instances, writes
-//! outputs and dead letters, and marks an input offset committable only once everything derived
-//! from it is acknowledged.
+//! A partition worker: runs one partition's batches through its own chain instances, hands the
+//! outputs and dead letters to the [`Sink`], and publishes the partition's committable offset
+//! once everything derived from it is acknowledged.
 //!
 //! Batches are written in order and up to [`MAX_IN_FLIGHT`] of them await acknowledgement at
 //! once, so that the producer's round trip overlaps the next batch's transform.
 
-use super::PipelineSpec;
+use super::Pipeline;
 use super::chain::{Chain, ChainFailure, ChainResult};
-use super::kafka::{AckContext, Acks};
-use super::metrics::{PipelineMetrics, Status};
+use super::sink::{Acks, Ledger, Sink};
 use crate::config::OnError;
-use crate::engine::{InputBatch, InputBatchBuilder, InputRef};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, ThreadedProducer};
-use std::collections::VecDeque;
+use crate::engine::{Engine, FailureKind, InputBatch, InputBatchBuilder, InputRef};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering::Relaxed};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 use std::time::{Duration, Instant};
 
-/// Batches written but not yet fully acknowledged, per partition. They hold only offsets and
-/// counters (the producer holds the records). With 8, workers waited on the producer's 10 ms
-/// linger: 32 gave 1.3x the records per second on `make bench-peers`.
+/// Batches written but not yet fully acknowledged, per partition. With 8, workers waited on the
+/// producer's 10 ms linger: 32 gave 1.3x the records per second on `make bench-peers`.
 const MAX_IN_FLIGHT: usize = 32;
-/// How long a drain waits for outstanding acknowledgements before giving up on them (they are
-/// then not committed, and are replayed after a restart).
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// What the poll loop sends a worker.
+/// What every partition worker of a pipeline shares.
+pub struct WorkerShared {
+    /// The pipeline, as the control plane sees it: deployed chain, tables, metrics, status.
+    pub pipeline: Arc<Pipeline>,
+    /// The engine that runs the transforms.
+    pub engine: Engine,
+    /// Where outputs and dead letters go.
+    pub sink: Sink,
+    /// What to do with failed records without a dead-letter topic.
+    pub on_error: OnError,
+}
+
+/// What the source sends a worker.
 pub enum Command {
     /// Run this batch.
     Batch(InputBatchBuilder),
-    /// Finish every batch, wait for acknowledgements, publish the final committable offset, then
-    /// reply and exit.
-    Drain(SyncSender<()>),
+    /// This one record is larger than any batch may be: fail it without running the chain.
+    TooLarge(InputBatchBuilder),
+    /// Finish every batch, wait until `deadline` for acknowledgements, publish the final
+    /// committable offset, then reply and exit.
+    Drain {
+        /// When to stop waiting for acknowledgements (they are then not committed, and are
+        /// replayed after a restart).
+        deadline: Instant,
+        /// Told once the worker is done.
+        reply: SyncSender<()>,
+    },
 }
 
-/// The poll loop's handle on a worker.
+/// The source's handle on a worker.
 pub struct WorkerHandle {
     /// Where batches go; bounded, so a slow worker slows consumption.
-    pub commands: SyncSender<Command>,
+    commands: SyncSender<Command>,
     /// The next offset to commit, once known (-1 before).
-    pub committable: Arc<AtomicI64>,
-    /// What the poll loop last stored with the consumer.
+    committable: Arc<AtomicI64>,
+    /// What the source last stored with the consumer.
     pub stored: i64,
-    thread: std::thread::JoinHandle<()>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    /// Set when a command could not be delivered: the worker is gone.
+    lost: bool,
 }
 
 impl WorkerHandle {
-    /// Asks the worker to drain, waits until it has (or `timeout` passes), and returns the
-    /// final committable offset.
-    pub fn drain(self, timeout: Duration) -> i64 {
-        let (reply, done) = std::sync::mpsc::sync_channel(1);
-        if self.commands.send(Command::Drain(reply)).is_ok() && done.recv_timeout(timeout).is_ok() {
-            let _ = self.thread.join();
+    /// Starts a worker for `topic`/`partition`, running `chain`.
+    pub fn spawn(
+        shared: Arc<WorkerShared>,
+        chain: Chain,
+        topic: &str,
+        partition: i32,
+    ) -> std::io::Result<WorkerHandle> {
+        let committable = Arc::new(AtomicI64::new(-1));
+        let worker = Worker {
+            shared,
+            chain,
+            topic: topic.to_string(),
+            partition,
+            committable: committable.clone(),
+            ledger: Ledger::default(),
+            halted: false,
+        };
+        Self::start(
+            format!("sluice-{topic}-{partition}"),
+            committable,
+            move |commands| worker.run(commands),
+        )
+    }
+
+    fn start(
+        name: String,
+        committable: Arc<AtomicI64>,
+        body: impl FnOnce(Receiver<Command>) + Send + 'static,
+    ) -> std::io::Result<WorkerHandle> {
+        let (commands, receiver) = std::sync::mpsc::sync_channel(2);
+        let thread = std::thread::Builder::new()
+            .name(name)
+            .spawn(move || body(receiver))?;
+        Ok(WorkerHandle {
+            commands,
+            committable,
+            stored: -1,
+            thread: Some(thread),
+            lost: false,
+        })
+    }
+
+    /// Hands `command` over, waiting while the worker is busy; a worker that is gone is noted
+    /// (see [`WorkerHandle::death`]).
+    pub fn send(&mut self, command: Command) {
+        if self.commands.send(command).is_err() {
+            self.lost = true;
         }
+    }
+
+    /// The offset after the last batch whose outputs are all acknowledged (-1 before any).
+    pub fn committable(&self) -> i64 {
         self.committable.load(Relaxed)
+    }
+
+    /// Why the worker is gone, if it ended without being asked to drain: its panic message.
+    pub fn death(&mut self) -> Option<String> {
+        if !self.lost && !self.thread.as_ref().is_some_and(|t| t.is_finished()) {
+            return None;
+        }
+        let reason = match self.thread.take().map(|t| t.join()) {
+            Some(Err(panic)) => panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "it panicked".into()),
+            _ => "its thread ended".into(),
+        };
+        self.lost = true;
+        Some(reason)
+    }
+
+    /// Asks the worker to drain, waits until it has (or `deadline` passes), and returns the
+    /// final committable offset.
+    pub fn drain(mut self, deadline: Instant) -> i64 {
+        let (reply, done) = std::sync::mpsc::sync_channel(1);
+        self.send(Command::Drain { deadline, reply });
+        let left = deadline.saturating_duration_since(Instant::now());
+        if !self.lost
+            && done.recv_timeout(left).is_ok()
+            && let Some(thread) = self.thread.take()
+        {
+            let _ = thread.join();
+        }
+        self.committable()
     }
 }
 
-/// Starts a worker for `topic`/`partition`.
-pub fn spawn(
-    spec: Arc<PipelineSpec>,
-    chain: Chain,
-    topic: &str,
-    partition: i32,
-) -> std::io::Result<WorkerHandle> {
-    let (commands, receiver) = std::sync::mpsc::sync_channel(2);
-    let committable = Arc::new(AtomicI64::new(-1));
-    let worker = Worker {
-        spec,
-        chain,
-        topic: topic.to_string(),
-        partition,
-        committable: committable.clone(),
-        in_flight: VecDeque::new(),
-        halted: false,
-    };
-    let thread = std::thread::Builder::new()
-        .name(format!("sluice-{topic}-{partition}"))
-        .spawn(move || worker.run(receiver))?;
-    Ok(WorkerHandle {
-        commands,
-        committable,
-        stored: -1,
-        thread,
-    })
-}
-
 struct Worker {
-    spec: Arc<PipelineSpec>,
+    shared: Arc<WorkerShared>,
     chain: Chain,
     topic: String,
     partition: i32,
     committable: Arc<AtomicI64>,
-    /// Per written batch: the offset after its last record, and its acknowledgements.
-    in_flight: VecDeque<(i64, Arc<Acks>)>,
+    ledger: Ledger,
     /// After an unrecoverable error: batches are ignored and nothing more is committed.
     halted: bool,
 }
@@ -105,70 +165,60 @@ impl Worker {
     fn run(mut self, commands: Receiver<Command>) {
         loop {
             match commands.recv_timeout(Duration::from_millis(20)) {
-                Ok(Command::Batch(batch)) => {
-                    if self.halted {
-                        continue;
-                    }
+                Ok(Command::Batch(batch)) if !self.halted => {
                     if let Err(error) = self.handle(batch.batch()) {
                         self.halt(error);
                     }
-                    self.settle(false);
-                    while self.in_flight.len() > MAX_IN_FLIGHT && !self.halted {
-                        self.in_flight
-                            .front()
-                            .map(|(_, acks)| acks.wait(Duration::from_millis(100)));
-                        self.settle(false);
+                    self.settle(None);
+                    while self.ledger.len() > MAX_IN_FLIGHT && !self.halted {
+                        self.ledger.wait_oldest(Duration::from_millis(100));
+                        self.settle(None);
                     }
                 }
-                Ok(Command::Drain(reply)) => {
-                    self.settle(true);
+                Ok(Command::TooLarge(record)) if !self.halted => {
+                    if let Err(error) = self.too_large(record.batch()) {
+                        self.halt(error);
+                    }
+                    self.settle(None);
+                }
+                Ok(Command::Batch(_) | Command::TooLarge(_)) => {}
+                Ok(Command::Drain { deadline, reply }) => {
+                    self.settle(Some(deadline));
                     let _ = reply.send(());
                     return;
                 }
-                Err(RecvTimeoutError::Timeout) => self.settle(false),
-                Err(RecvTimeoutError::Disconnected) => {
-                    self.settle(true);
-                    return;
-                }
+                Err(RecvTimeoutError::Timeout) => self.settle(None),
+                Err(RecvTimeoutError::Disconnected) => return,
             }
         }
     }
 
-    fn metrics(&self) -> &PipelineMetrics {
-        &self.spec.shared.metrics
+    fn pipeline(&self) -> &Pipeline {
+        &self.shared.pipeline
     }
 
     /// Stops this partition's progress: nothing after the last acknowledged batch is committed,
     /// so a restart replays from there.
     fn halt(&mut self, error: String) {
-        tracing::error!(pipeline = %self.spec.shared.name, topic = %self.topic, partition = self.partition, %error, "pipeline stopping");
-        self.metrics().set_status(Status::Failed(error));
-        self.spec.failed.store(true, Relaxed);
+        tracing::error!(pipeline = %self.pipeline().name, topic = %self.topic, partition = self.partition, %error, "pipeline stopping");
+        self.pipeline().fail(error);
         self.halted = true;
-        self.in_flight.clear();
+        self.ledger.clear();
     }
 
-    /// Publishes the offsets of batches whose every delivery is in, oldest first.
-    fn settle(&mut self, wait: bool) {
-        let deadline = Instant::now() + DRAIN_TIMEOUT;
-        while let Some((next_offset, acks)) = self.in_flight.front() {
-            if !acks.is_done() {
-                let left = deadline.saturating_duration_since(Instant::now());
-                if !wait || !acks.wait(left) {
-                    if wait {
-                        tracing::warn!(pipeline = %self.spec.shared.name, topic = %self.topic, partition = self.partition,
-                            "acknowledgements still outstanding after {DRAIN_TIMEOUT:?}; leaving them uncommitted");
-                    }
-                    return;
-                }
-            }
-            if let Some(error) = acks.error() {
-                self.halt(error);
-                return;
-            }
-            tracing::debug!(topic = %self.topic, partition = self.partition, next_offset, "batch acknowledged");
-            self.committable.store(*next_offset, Relaxed);
-            self.in_flight.pop_front();
+    /// Publishes the offsets of batches whose every delivery is in, oldest first, waiting for
+    /// outstanding ones until `wait` if given.
+    fn settle(&mut self, wait: Option<Instant>) {
+        let settled = self.ledger.settle(wait);
+        if let Some(next_offset) = settled.committable {
+            tracing::debug!(topic = %self.topic, partition = self.partition, next_offset, "batches acknowledged");
+            self.committable.store(next_offset, Relaxed);
+        }
+        if let Some(error) = settled.failed {
+            self.halt(error);
+        } else if wait.is_some() && !self.ledger.is_empty() {
+            tracing::warn!(pipeline = %self.pipeline().name, topic = %self.topic, partition = self.partition,
+                batches = self.ledger.len(), "acknowledgements still outstanding at the drain deadline; leaving them uncommitted");
         }
     }
 
@@ -177,7 +227,7 @@ impl Worker {
             return Ok(());
         };
         let next_offset = last.offset + 1;
-        let metrics = self.spec.shared.metrics.clone();
+        let metrics = self.shared.pipeline.metrics.clone();
         metrics
             .consumed
             .add(&batch.topic, batch.records.len() as u64);
@@ -198,162 +248,196 @@ impl Worker {
             metrics
                 .failed
                 .add(&batch.topic, result.failures.len() as u64);
-            self.handle_failures(batch, &result.failures, &acks)?;
+            for failure in &result.failures {
+                self.fail_record(batch, failure, &acks)?;
+            }
         }
         let outputs = self.write_outputs(&result, &acks);
         tracing::debug!(topic = %self.topic, partition = self.partition, first = batch.records[0].offset,
             last = last.offset, records = batch.records.len(), outputs, "batch written");
         acks.seal();
-        self.in_flight.push_back((next_offset, acks));
+        self.ledger.push(next_offset, acks);
+        Ok(())
+    }
+
+    /// Fails the one record of `record` as too large for any batch, without running the chain.
+    fn too_large(&mut self, record: &InputBatch) -> Result<(), String> {
+        let Some(only) = record.records.first() else {
+            return Ok(());
+        };
+        let metrics = &self.shared.pipeline.metrics;
+        metrics.consumed.add(&record.topic, 1);
+        metrics.failed.add(&record.topic, 1);
+        let size = InputRef::new(record, 0).size();
+        let failure = ChainFailure {
+            input: 0,
+            stage: 0,
+            kind: FailureKind::TooLarge,
+            message: format!(
+                "the record is {size} bytes (key, value and headers), more than a batch may hold (batch_max_bytes)"
+            ),
+        };
+        let acks = Acks::new();
+        self.fail_record(record, &failure, &acks)?;
+        acks.seal();
+        self.ledger.push(only.offset + 1, acks);
         Ok(())
     }
 
     /// Switches to a newly deployed chain at this batch boundary, timing the pause it causes.
     fn switch_if_deployed(&mut self) {
-        let shared = &self.spec.shared;
+        let pipeline = &self.shared.pipeline;
         let started = Instant::now();
         match self
             .chain
-            .update(&self.spec.engine, &shared.deployed, &shared.tables)
+            .update(&self.shared.engine, &pipeline.deployed, &pipeline.tables)
         {
             Ok(false) => {}
             Ok(true) => {
                 let pause = started.elapsed();
-                shared.metrics.observe_swap(pause);
-                tracing::info!(pipeline = %shared.name, topic = %self.topic, partition = self.partition,
+                pipeline.metrics.observe_swap(pause);
+                tracing::info!(pipeline = %pipeline.name, topic = %self.topic, partition = self.partition,
                     pause_us = pause.as_micros() as u64, "switched to the deployed transforms");
             }
             Err(error) => {
-                tracing::error!(pipeline = %shared.name, topic = %self.topic, partition = self.partition, %error,
+                tracing::error!(pipeline = %pipeline.name, topic = %self.topic, partition = self.partition, %error,
                     "cannot start the deployed transforms; this partition keeps running the previous ones");
             }
         }
     }
 
     /// Writes the batch's outputs, counting them per output topic; returns how many.
-    fn write_outputs(&self, result: &ChainResult, acks: &Arc<Acks>) -> u64 {
-        let outputs = &self.spec.shared.outputs;
-        let mut written = vec![0u64; outputs.len()];
+    fn write_outputs(&self, result: &ChainResult<'_>, acks: &Arc<Acks>) -> u64 {
+        let sink = &self.shared.sink;
+        let mut written = vec![0u64; sink.outputs().len()];
         for (_, route, output) in result.outputs() {
-            send(
-                &self.spec.producer,
-                &outputs[route],
-                output.key(),
-                output.value(),
-                output.headers(),
-                output.timestamp(),
-                acks,
-            );
+            sink.output(route, &output, acks);
             written[route] += 1;
         }
         for (route, n) in written.iter().enumerate() {
-            self.spec.shared.metrics.produced.add_at(route, *n);
+            self.pipeline().metrics.produced.add_at(route, *n);
         }
         written.iter().sum()
     }
 
-    fn handle_failures(
+    /// Sends a failed record to the dead-letter topic, or skips it, or stops the partition, as
+    /// the pipeline's settings say.
+    fn fail_record(
         &self,
         batch: &InputBatch,
-        failures: &[ChainFailure],
+        failure: &ChainFailure,
         acks: &Arc<Acks>,
     ) -> Result<(), String> {
-        for failure in failures {
-            let record = InputRef::new(batch, failure.input);
-            let stage = self.chain.stage(failure.stage);
-            match (&self.spec.shared.dead_letter, self.spec.on_error) {
-                (Some(dead_letter), _) => {
-                    let (partition, offset, stage_index, version) = (
-                        self.partition.to_string(),
-                        record.offset().to_string(),
-                        failure.stage.to_string(),
-                        stage.version.to_string(),
-                    );
-                    let context = [
-                        ("sluice.error.message", failure.message.as_str()),
-                        ("sluice.error.kind", failure.kind.as_str()),
-                        ("sluice.pipeline", self.spec.shared.name.as_str()),
-                        ("sluice.source.topic", self.topic.as_str()),
-                        ("sluice.source.partition", partition.as_str()),
-                        ("sluice.source.offset", offset.as_str()),
-                        ("sluice.transform.stage", stage_index.as_str()),
-                        ("sluice.transform.module", stage.name.as_str()),
-                        ("sluice.transform.version", version.as_str()),
-                        ("sluice.transform.sha256", stage.module.sha256.as_str()),
-                    ];
-                    let headers = record
-                        .headers()
-                        .chain(context.iter().map(|(k, v)| (*k, Some(v.as_bytes()))));
-                    send(
-                        &self.spec.producer,
-                        dead_letter,
-                        record.key(),
-                        record.value(),
-                        headers,
-                        record.timestamp(),
-                        acks,
-                    );
-                    self.metrics().dead_lettered.fetch_add(1, Relaxed);
-                }
-                (None, OnError::Skip) => {
-                    tracing::warn!(pipeline = %self.spec.shared.name, topic = %self.topic, partition = self.partition,
-                        offset = record.offset(), stage = failure.stage, module = %stage.name, kind = %failure.kind,
-                        error = %failure.message, "skipping failed record");
-                    self.metrics().skipped.fetch_add(1, Relaxed);
-                }
-                (None, OnError::Stop) => {
-                    return Err(format!(
-                        "record {}/{}@{} failed in transform {} ({}): {}; the pipeline has no dead_letter and on_error = \"stop\"",
-                        self.topic,
-                        self.partition,
-                        record.offset(),
-                        failure.stage,
-                        stage.name,
-                        failure.message
-                    ));
-                }
+        let record = InputRef::new(batch, failure.input);
+        let pipeline = self.pipeline();
+        // A record too large to batch never reached a stage.
+        let stage =
+            (failure.kind != FailureKind::TooLarge).then(|| self.chain.stage(failure.stage));
+        let module = stage.map_or("", |s| s.name.as_str());
+        if self.shared.sink.has_dead_letter() {
+            let (partition, offset) = (self.partition.to_string(), record.offset().to_string());
+            let mut context = vec![
+                ("sluice.error.message", failure.message.as_str()),
+                ("sluice.error.kind", failure.kind.as_str()),
+                ("sluice.pipeline", pipeline.name.as_str()),
+                ("sluice.source.topic", self.topic.as_str()),
+                ("sluice.source.partition", partition.as_str()),
+                ("sluice.source.offset", offset.as_str()),
+            ];
+            let (stage_index, version) = (
+                failure.stage.to_string(),
+                stage.map(|s| s.version.to_string()),
+            );
+            if let (Some(stage), Some(version)) = (stage, &version) {
+                context.extend([
+                    ("sluice.transform.stage", stage_index.as_str()),
+                    ("sluice.transform.module", module),
+                    ("sluice.transform.version", version.as_str()),
+                    ("sluice.transform.sha256", stage.module.sha256.as_str()),
+                ]);
             }
+            self.shared.sink.dead_letter(&record, &context, acks);
+            pipeline.metrics.dead_lettered.fetch_add(1, Relaxed);
+            return Ok(());
         }
-        Ok(())
+        match self.shared.on_error {
+            OnError::Skip => {
+                tracing::warn!(pipeline = %pipeline.name, topic = %self.topic, partition = self.partition,
+                    offset = record.offset(), stage = failure.stage, module, kind = %failure.kind,
+                    error = %failure.message, "skipping failed record");
+                pipeline.metrics.skipped.fetch_add(1, Relaxed);
+                Ok(())
+            }
+            OnError::Stop => Err(format!(
+                "record {}/{}@{} failed{} ({}): {}; the pipeline has no dead_letter and on_error = \"stop\"",
+                self.topic,
+                self.partition,
+                record.offset(),
+                stage.map_or(String::new(), |_| format!(
+                    " in transform {} ({module})",
+                    failure.stage
+                )),
+                failure.kind,
+                failure.message
+            )),
+        }
     }
 }
 
-/// Hands one record to the producer, waiting while its queue is full. A record the producer
-/// refuses outright fails `acks`, which halts the partition before its offset is committed.
-fn send<'a>(
-    producer: &ThreadedProducer<AckContext>,
-    topic: &str,
-    key: Option<&[u8]>,
-    value: Option<&[u8]>,
-    headers: impl Iterator<Item = (&'a str, Option<&'a [u8]>)>,
-    timestamp: Option<i64>,
-    acks: &Arc<Acks>,
-) {
-    let mut record = BaseRecord::<[u8], [u8], Arc<Acks>>::with_opaque_to(topic, acks.clone());
-    record.key = key;
-    record.payload = value;
-    record.timestamp = timestamp;
-    let mut owned: Option<OwnedHeaders> = None;
-    for (name, value) in headers {
-        owned = Some(
-            owned
-                .unwrap_or_default()
-                .insert(Header { key: name, value }),
-        );
-    }
-    record.headers = owned;
-    acks.expect();
-    loop {
-        match producer.send(record) {
-            Ok(()) => return,
-            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
-                record = returned;
-                std::thread::sleep(Duration::from_millis(1));
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wait_for_death(handle: &mut WorkerHandle) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(reason) = handle.death() {
+                return reason;
             }
-            Err((error, _)) => {
-                acks.fail(format!("cannot write to `{topic}`: {error}"));
-                return;
-            }
+            assert!(
+                Instant::now() < deadline,
+                "the worker's death went unnoticed"
+            );
+            std::thread::sleep(Duration::from_millis(5));
         }
+    }
+
+    #[test]
+    fn a_worker_that_dies_is_noticed_with_its_panic_and_keeps_only_what_was_acknowledged() {
+        let committable = Arc::new(AtomicI64::new(41));
+        let mut handle = WorkerHandle::start("t".into(), committable, |commands| {
+            let _first = commands.recv();
+            panic!("bug in the worker");
+        })
+        .unwrap();
+        assert_eq!(handle.death(), None, "alive until its first command");
+        handle.send(Command::Batch(InputBatchBuilder::new("t", 0)));
+        assert_eq!(wait_for_death(&mut handle), "bug in the worker");
+        // Later commands are refused, not lost silently, and draining returns at once with
+        // what was acknowledged before the death.
+        handle.send(Command::Batch(InputBatchBuilder::new("t", 0)));
+        assert!(handle.lost);
+        let started = Instant::now();
+        assert_eq!(handle.drain(Instant::now() + Duration::from_secs(30)), 41);
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn a_healthy_worker_drains_and_is_not_taken_for_dead() {
+        let committable = Arc::new(AtomicI64::new(-1));
+        let published = committable.clone();
+        let mut handle = WorkerHandle::start("t".into(), committable, move |commands| {
+            while let Ok(command) = commands.recv() {
+                if let Command::Drain { reply, .. } = command {
+                    published.store(7, Relaxed);
+                    let _ = reply.send(());
+                    return;
+                }
+            }
+        })
+        .unwrap();
+        handle.send(Command::Batch(InputBatchBuilder::new("t", 0)));
+        assert_eq!(handle.death(), None);
+        assert_eq!(handle.drain(Instant::now() + Duration::from_secs(30)), 7);
     }
 }

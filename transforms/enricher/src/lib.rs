@@ -75,7 +75,10 @@ impl Enricher {
         let prefix = config.get("prefix").unwrap_or_default().to_string();
         let prefix_json = json_string(&prefix);
         let prefix_json = prefix_json[1..prefix_json.len() - 1].to_string();
-        let copies = config.get("fields").map(|spec| parse_fields(spec, &prefix)).transpose()?;
+        let copies = config
+            .get("fields")
+            .map(|spec| parse_fields(spec, &prefix))
+            .transpose()?;
         let on_missing = match config.get("on_missing") {
             None | Some("null") => OnMissing::Null,
             Some("drop") => OnMissing::Drop,
@@ -124,7 +127,10 @@ impl Enricher {
             nested.clear();
             if scan_object(raw, &mut nested).is_none() {
                 // Cannot happen: `raw` was checked to be a JSON object when its parent was read.
-                return Err(Error::new(format!("field `{}`: malformed object", self.key_field)));
+                return Err(Error::new(format!(
+                    "field `{}`: malformed object",
+                    self.key_field
+                )));
             }
             match find(raw, &nested, name) {
                 Some(value) => raw = value,
@@ -136,7 +142,11 @@ impl Enricher {
             Some(b'"') => match decode_string(raw) {
                 Some(Cow::Borrowed(text)) => Ok(Some(Cow::Borrowed(text.as_bytes()))),
                 Some(Cow::Owned(text)) => Ok(Some(Cow::Owned(text.into_bytes()))),
-                None => Err(Error::new(format!("field `{}` is not a valid string: {}", self.key_field, excerpt(raw)))),
+                None => Err(Error::new(format!(
+                    "field `{}` is not a valid string: {}",
+                    self.key_field,
+                    excerpt(raw)
+                ))),
             },
             Some(b'-' | b'0'..=b'9') => Ok(Some(Cow::Borrowed(raw.as_bytes()))),
             _ => Err(Error::new(format!(
@@ -184,7 +194,8 @@ impl Enricher {
                 for copy in copies {
                     separate(out);
                     out.extend_from_slice(&copy.target_key);
-                    let value = table.and_then(|table| find(table, &self.table_fields, &copy.source));
+                    let value =
+                        table.and_then(|table| find(table, &self.table_fields, &copy.source));
                     out.extend_from_slice(value.unwrap_or("null").as_bytes());
                 }
             }
@@ -192,7 +203,10 @@ impl Enricher {
                 for (i, field) in self.table_fields.iter().enumerate() {
                     let name = field.name(table);
                     // A repeated name would repeat the output key: the first one counts.
-                    if self.table_fields[..i].iter().any(|earlier| earlier.name(table) == name) {
+                    if self.table_fields[..i]
+                        .iter()
+                        .any(|earlier| earlier.name(table) == name)
+                    {
                         continue;
                     }
                     separate(out);
@@ -214,7 +228,9 @@ impl Enricher {
 fn parse_fields(spec: &str, prefix: &str) -> Result<Vec<Copied>, Error> {
     let refuse = |why: String| Error::new(format!("config key `fields`: {why}"));
     if spec.trim().is_empty() {
-        return Err(Error::new("config key `fields` must not be empty; leave it unset to copy every field"));
+        return Err(Error::new(
+            "config key `fields` must not be empty; leave it unset to copy every field",
+        ));
     }
     let mut copies: Vec<Copied> = Vec::new();
     for entry in spec.split(',').map(str::trim) {
@@ -239,7 +255,11 @@ fn parse_fields(spec: &str, prefix: &str) -> Result<Vec<Copied>, Error> {
         }
         let mut target_key = json_string(&target).into_bytes();
         target_key.push(b':');
-        copies.push(Copied { source: source.to_string(), target, target_key });
+        copies.push(Copied {
+            source: source.to_string(),
+            target,
+            target_key,
+        });
     }
     Ok(copies)
 }
@@ -258,7 +278,9 @@ impl Transform for Enricher {
     }
 
     fn process(&mut self, record: &Record<'_>, out: &mut Writer<'_>) -> Result<(), Error> {
-        let value = record.value.ok_or_else(|| Error::new("record has no value"))?;
+        let value = record
+            .value
+            .ok_or_else(|| Error::new("record has no value"))?;
         let text = parse_object(value, &mut self.record_fields).map_err(|e| e.describe("value"))?;
         let key = self.key(text)?;
         let found = match &key {
@@ -266,9 +288,15 @@ impl Transform for Enricher {
             None => None,
         };
         let table = match (&found, &key) {
-            (Some(found), Some(key)) => Some(parse_object(found, &mut self.table_fields).map_err(|e| {
-                e.describe(&format!("table `{}`: the value of key `{}`", self.table, String::from_utf8_lossy(key)))
-            })?),
+            (Some(found), Some(key)) => {
+                Some(parse_object(found, &mut self.table_fields).map_err(|e| {
+                    e.describe(&format!(
+                        "table `{}`: the value of key `{}`",
+                        self.table,
+                        String::from_utf8_lossy(key)
+                    ))
+                })?)
+            }
             _ => None,
         };
         if table.is_none() {
@@ -314,7 +342,10 @@ impl Field {
 
 /// The value of the first field called `name` among `fields` of the object `text`.
 fn find<'t>(text: &'t str, fields: &[Field], name: &str) -> Option<&'t str> {
-    fields.iter().find(|f| f.name(text) == name).map(|f| f.value(text))
+    fields
+        .iter()
+        .find(|f| f.name(text) == name)
+        .map(|f| f.value(text))
 }
 
 /// Why a value is not a JSON object.
@@ -330,7 +361,9 @@ impl NotAnObject {
     fn describe(self, subject: &str) -> Error {
         match self {
             NotAnObject::Invalid(why) => Error::new(format!("{subject} is not valid JSON: {why}")),
-            NotAnObject::Other(text) => Error::new(format!("{subject} is not a JSON object: {text}")),
+            NotAnObject::Other(text) => {
+                Error::new(format!("{subject} is not a JSON object: {text}"))
+            }
         }
     }
 }
@@ -344,7 +377,9 @@ fn parse_object<'v>(value: &'v [u8], fields: &mut Vec<Field>) -> Result<&'v str,
         _ => Err(match serde_json::from_str::<&RawValue>(text) {
             // serde_json says what is wrong, and where, in the words users know.
             Err(e) => NotAnObject::Invalid(e.to_string()),
-            Ok(raw) if !raw.get().starts_with('{') => NotAnObject::Other(excerpt(raw.get()).to_string()),
+            Ok(raw) if !raw.get().starts_with('{') => {
+                NotAnObject::Other(excerpt(raw.get()).to_string())
+            }
             Ok(_) => NotAnObject::Invalid("malformed object".to_string()),
         }),
     }

@@ -10,15 +10,24 @@ use chrono::{DateTime, FixedOffset, LocalResult, NaiveDateTime, SecondsFormat, T
 use chrono_tz::Tz;
 use serde::de::{MapAccess, Visitor};
 use serde_json::value::RawValue;
-use std::borrow::Cow;
 use sluice_sdk::json::{ObjectKey, excerpt, write_key};
 use sluice_sdk::{Config, Error, Record, Transform, Writer};
+use std::borrow::Cow;
 
 /// The format of the seed's logs, and the default.
 const DEFAULT_FORMAT: &str = "%Y-%m-%d %H:%M:%S.%f %z";
 
 /// Configuration keys, with their defaults in [`Normaliser::from_config`].
-const KEYS: &[&str] = &["field", "format", "output_field", "unit", "timezone", "output", "ambiguous", "nonexistent"];
+const KEYS: &[&str] = &[
+    "field",
+    "format",
+    "output_field",
+    "unit",
+    "timezone",
+    "output",
+    "ambiguous",
+    "nonexistent",
+];
 
 /// The unit of epoch output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,11 +90,17 @@ impl Normaliser {
         let format = config.get("format").unwrap_or(DEFAULT_FORMAT).to_string();
         let items = StrftimeItems::new(&python_fraction_to_chrono(&format))
             .parse_to_owned()
-            .map_err(|e| Error::new(format!("config key `format`: invalid format `{format}`: {e}")))?;
+            .map_err(|e| {
+                Error::new(format!(
+                    "config key `format`: invalid format `{format}`: {e}"
+                ))
+            })?;
         let timezone = match config.get("timezone") {
             None => Tz::UTC,
             Some(name) => name.parse::<Tz>().map_err(|_| {
-                Error::new(format!("config key `timezone`: unknown IANA time zone `{name}` (e.g. Europe/Paris)"))
+                Error::new(format!(
+                    "config key `timezone`: unknown IANA time zone `{name}` (e.g. Europe/Paris)"
+                ))
             })?,
         };
         let unit = match config.choice("unit", &["ms", "s", "us"])? {
@@ -107,13 +122,25 @@ impl Normaliser {
             _ => Nonexistent::ShiftForward,
         };
         let field = config.get("field").unwrap_or("date").to_string();
-        let output_field = config.get("output_field").unwrap_or("timestamp").to_string();
+        let output_field = config
+            .get("output_field")
+            .unwrap_or("timestamp")
+            .to_string();
         for (key, value) in [("field", &field), ("output_field", &output_field)] {
             if value.is_empty() {
                 return Err(Error::new(format!("config key `{key}` must not be empty")));
             }
         }
-        Ok(Normaliser { field, output_field, format, items, timezone, output, ambiguous, nonexistent })
+        Ok(Normaliser {
+            field,
+            output_field,
+            format,
+            items,
+            timezone,
+            output,
+            ambiguous,
+            nonexistent,
+        })
     }
 
     /// Parses `text` with the configured format, resolving local times in the configured zone.
@@ -127,8 +154,8 @@ impl Normaliser {
         chrono::format::parse(&mut parsed, text, self.items.iter())
             .map_err(|e| self.parse_error(text, &e.to_string()))?;
         if parsed.offset().is_some() {
-            let instant: DateTime<FixedOffset> =
-                with_default_time(&parsed, |p| p.to_datetime()).map_err(|e| self.parse_error(text, &e.to_string()))?;
+            let instant: DateTime<FixedOffset> = with_default_time(&parsed, |p| p.to_datetime())
+                .map_err(|e| self.parse_error(text, &e.to_string()))?;
             return Ok(instant.with_timezone(&Utc));
         }
         let local = with_default_time(&parsed, |p| p.to_naive_datetime_with_offset(0))
@@ -158,14 +185,20 @@ impl Normaliser {
                     let before = local - chrono::Duration::days(1);
                     let offset = self.timezone.offset_from_utc_datetime(&before);
                     let offset = chrono::Offset::fix(&offset);
-                    Ok(DateTime::<Utc>::from_naive_utc_and_offset(local - offset, Utc))
+                    Ok(DateTime::<Utc>::from_naive_utc_and_offset(
+                        local - offset,
+                        Utc,
+                    ))
                 }
             },
         }
     }
 
     fn parse_error(&self, text: &str, why: &str) -> Error {
-        Error::new(format!("field `{}`: cannot parse `{text}` with format `{}`: {why}", self.field, self.format))
+        Error::new(format!(
+            "field `{}`: cannot parse `{text}` with format `{}`: {why}",
+            self.field, self.format
+        ))
     }
 
     /// Appends `instant` to `out` as configured: a JSON number or string.
@@ -181,8 +214,14 @@ impl Normaliser {
                 return;
             }
             OutputFormat::Epoch(Unit::Seconds) => (secs, nanos, 9),
-            OutputFormat::Epoch(Unit::Millis) => (secs * 1_000 + (nanos / 1_000_000) as i64, nanos % 1_000_000, 6),
-            OutputFormat::Epoch(Unit::Micros) => (secs * 1_000_000 + (nanos / 1_000) as i64, nanos % 1_000, 3),
+            OutputFormat::Epoch(Unit::Millis) => (
+                secs * 1_000 + (nanos / 1_000_000) as i64,
+                nanos % 1_000_000,
+                6,
+            ),
+            OutputFormat::Epoch(Unit::Micros) => {
+                (secs * 1_000_000 + (nanos / 1_000) as i64, nanos % 1_000, 3)
+            }
         };
         // The exact decimal value: a double's shortest form could drop digits, and integer
         // formatting is much cheaper than float formatting, above all in Wasm.
@@ -208,17 +247,26 @@ impl Normaliser {
     /// instant. Every other field keeps its position and its exact bytes. The whole per-record
     /// work, native or in Wasm, in one pass without allocating.
     pub fn normalise_value(&self, value: &[u8], out: &mut Vec<u8>) -> Result<(), Error> {
-        let text = std::str::from_utf8(value).map_err(|e| Error::new(format!("value is not valid JSON: {e}")))?;
+        let text = std::str::from_utf8(value)
+            .map_err(|e| Error::new(format!("value is not valid JSON: {e}")))?;
         if value.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
             return match serde_json::from_str::<&RawValue>(text) {
-                Ok(other) => Err(Error::new(format!("value is not a JSON object: {}", excerpt(other.get())))),
+                Ok(other) => Err(Error::new(format!(
+                    "value is not a JSON object: {}",
+                    excerpt(other.get())
+                ))),
                 Err(e) => Err(Error::new(format!("value is not valid JSON: {e}"))),
             };
         }
         let mut deserializer = serde_json::Deserializer::from_str(text);
         let mut failure = None;
-        let rewrite = Rewrite { normaliser: self, out, failure: &mut failure };
-        let result = serde::Deserializer::deserialize_map(&mut deserializer, rewrite).and_then(|()| deserializer.end());
+        let rewrite = Rewrite {
+            normaliser: self,
+            out,
+            failure: &mut failure,
+        };
+        let result = serde::Deserializer::deserialize_map(&mut deserializer, rewrite)
+            .and_then(|()| deserializer.end());
         match (failure, result) {
             // The date field's own problem, which stopped the pass.
             (Some(error), _) => Err(error),
@@ -267,7 +315,9 @@ impl<'de> Visitor<'de> for Rewrite<'_> {
             if name == n.field && !found {
                 found = true;
                 write_key(self.out, &n.output_field);
-                let instant = field_text(n, raw).and_then(|text| n.parse(&text)).map_err(|e| self.fail::<M::Error>(e))?;
+                let instant = field_text(n, raw)
+                    .and_then(|text| n.parse(&text))
+                    .map_err(|e| self.fail::<M::Error>(e))?;
                 n.render(instant, self.out);
             } else {
                 key.write(self.out);
@@ -288,10 +338,13 @@ impl<'de> Visitor<'de> for Rewrite<'_> {
 /// errors are chrono's; a test checks the two agree.
 fn parse_default_format(b: &[u8]) -> Option<DateTime<Utc>> {
     fn number(digits: &[u8]) -> Option<u32> {
-        digits.iter().try_fold(0u32, |n, &d| d.is_ascii_digit().then(|| n * 10 + u32::from(d - b'0')))
+        digits.iter().try_fold(0u32, |n, &d| {
+            d.is_ascii_digit().then(|| n * 10 + u32::from(d - b'0'))
+        })
     }
     let (head, rest) = b.split_at_checked(19)?;
-    if [head[4], head[7], head[10], head[13], head[16]] != *b"-- ::" || rest.first() != Some(&b'.') {
+    if [head[4], head[7], head[10], head[13], head[16]] != *b"-- ::" || rest.first() != Some(&b'.')
+    {
         return None;
     }
     let rest = &rest[1..];
@@ -310,27 +363,50 @@ fn parse_default_format(b: &[u8]) -> Option<DateTime<Utc>> {
     if hours > 23 || minutes > 59 {
         return None;
     }
-    let date = chrono::NaiveDate::from_ymd_opt(number(&head[0..4])? as i32, number(&head[5..7])?, number(&head[8..10])?)?;
-    let local = date.and_hms_nano_opt(number(&head[11..13])?, number(&head[14..16])?, number(&head[17..19])?, nanos)?;
+    let date = chrono::NaiveDate::from_ymd_opt(
+        number(&head[0..4])? as i32,
+        number(&head[5..7])?,
+        number(&head[8..10])?,
+    )?;
+    let local = date.and_hms_nano_opt(
+        number(&head[11..13])?,
+        number(&head[14..16])?,
+        number(&head[17..19])?,
+        nanos,
+    )?;
     let offset = chrono::TimeDelta::seconds(sign * i64::from(hours * 3600 + minutes * 60));
     Some(local.checked_sub_signed(offset)?.and_utc())
 }
 
 /// The date field's text, borrowed unless it has escapes.
 fn field_text<'a>(n: &Normaliser, raw: &'a RawValue) -> Result<Cow<'a, str>, Error> {
-    let not_a_string = || Error::new(format!("field `{}` is not a string: {}", n.field, excerpt(raw.get())));
+    let not_a_string = || {
+        Error::new(format!(
+            "field `{}` is not a string: {}",
+            n.field,
+            excerpt(raw.get())
+        ))
+    };
     match serde_json::from_str::<&str>(raw.get()) {
         Ok(text) => Ok(Cow::Borrowed(text)),
-        Err(_) => serde_json::from_str::<String>(raw.get()).map(Cow::Owned).map_err(|_| not_a_string()),
+        Err(_) => serde_json::from_str::<String>(raw.get())
+            .map(Cow::Owned)
+            .map_err(|_| not_a_string()),
     }
 }
 
 /// Formats without a time of day (`%Y-%m-%d`) mean midnight, as in Python's `strptime`.
-fn with_default_time<T>(parsed: &Parsed, build: impl Fn(&Parsed) -> chrono::ParseResult<T>) -> chrono::ParseResult<T> {
+fn with_default_time<T>(
+    parsed: &Parsed,
+    build: impl Fn(&Parsed) -> chrono::ParseResult<T>,
+) -> chrono::ParseResult<T> {
     match build(parsed) {
         Err(e) if parsed.hour_div_12().is_none() && parsed.minute().is_none() => {
             let mut midnight = parsed.clone();
-            midnight.set_hour(0).and_then(|_| midnight.set_minute(0)).map_err(|_| e)?;
+            midnight
+                .set_hour(0)
+                .and_then(|_| midnight.set_minute(0))
+                .map_err(|_| e)?;
             build(&midnight)
         }
         other => other,
@@ -379,7 +455,9 @@ impl Transform for TzNormaliser {
     }
 
     fn process(&mut self, record: &Record<'_>, out: &mut Writer<'_>) -> Result<(), Error> {
-        let value = record.value.ok_or_else(|| Error::new("record has no value"))?;
+        let value = record
+            .value
+            .ok_or_else(|| Error::new("record has no value"))?;
         out.write_with(|buf| self.0.normalise_value(value, buf))
     }
 }

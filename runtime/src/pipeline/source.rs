@@ -1,0 +1,634 @@
+//! The source: consumes a pipeline's input partitions on one poll thread, packs each record
+//! into its partition's next batch, bounded by records, bytes and time, and hands the batch to
+//! that partition's worker. It follows the group's assignment (a worker per assigned
+//! partition; revoked partitions are drained and committed before they are let go) and stores
+//! the workers' committable offsets with the consumer, whose auto-commit commits them.
+
+use super::Pipeline;
+use super::chain::Chain;
+use super::metrics::Status;
+use super::worker::{Command, WorkerHandle, WorkerShared};
+use crate::config::{KafkaConfig, PipelineConfig};
+use crate::engine::InputBatchBuilder;
+use crate::kafka::{Role, client_config};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Headers, Message};
+use rdkafka::statistics::Statistics;
+use rdkafka::{ClientContext, TopicPartitionList};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How the source cuts batches and paces itself.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchLimits {
+    /// Most records per batch.
+    pub records: usize,
+    /// Most bytes (keys, values, headers) per batch; a record alone larger than this is too
+    /// large for any batch.
+    pub bytes: usize,
+    /// Longest a record waits for its batch to fill.
+    pub linger: Duration,
+}
+
+/// The source's settings.
+#[derive(Debug, Clone, Copy)]
+pub struct SourceSettings {
+    /// Where batches are cut.
+    pub batch: BatchLimits,
+    /// Records per second cap.
+    pub max_records_per_second: Option<u64>,
+    /// How long a partition's worker may take to drain when it is let go.
+    pub drain_timeout: Duration,
+}
+
+/// Subscribes `config`'s consumer to the pipeline's inputs and starts the poll thread, which
+/// runs until `stop` is raised or the pipeline fails, then drains and commits.
+pub(super) fn start(
+    kafka: &KafkaConfig,
+    config: &PipelineConfig,
+    workers: Arc<WorkerShared>,
+    settings: SourceSettings,
+    stop: Arc<AtomicBool>,
+) -> Result<std::thread::JoinHandle<()>, super::PipelineError> {
+    let kafka_error = |source| super::PipelineError::Kafka {
+        pipeline: config.name.clone(),
+        source,
+    };
+    let assigned = Arc::new(Mutex::new(Assigned::default()));
+    let handler = RebalanceHandler {
+        workers: workers.clone(),
+        assigned: assigned.clone(),
+        drain_timeout: settings.drain_timeout,
+    };
+    let client_id = format!("sluice-{}", config.name);
+    let consumer: BaseConsumer<RebalanceHandler> =
+        client_config(kafka, Role::PipelineConsumer(config), &client_id)
+            .create_with_context(handler)
+            .map_err(kafka_error)?;
+    let inputs: Vec<&str> = config.inputs.iter().map(String::as_str).collect();
+    consumer.subscribe(&inputs).map_err(kafka_error)?;
+    let source = Source {
+        settings,
+        workers,
+        consumer,
+        assigned,
+        stop,
+    };
+    Ok(std::thread::Builder::new()
+        .name(format!("sluice-poll-{}", config.name))
+        .spawn(move || source.run())?)
+}
+
+/// A partition's records waiting for their batch to fill.
+struct PendingBatch {
+    batch: InputBatchBuilder,
+    /// When the batch's first record came.
+    first_at: Option<Instant>,
+}
+
+impl PendingBatch {
+    fn new(topic: &str, partition: i32) -> Self {
+        PendingBatch {
+            batch: InputBatchBuilder::new(topic, partition),
+            first_at: None,
+        }
+    }
+
+    /// Takes the pending records, if any, leaving an empty batch.
+    fn take(&mut self) -> Option<InputBatchBuilder> {
+        if self.batch.is_empty() {
+            return None;
+        }
+        let fresh = InputBatchBuilder::new(&self.batch.batch().topic, self.batch.batch().partition);
+        self.first_at = None;
+        Some(std::mem::replace(&mut self.batch, fresh))
+    }
+
+    /// Adds a record that arrived at `now`, handing `ready` what must go to the worker, in
+    /// order: the pending batch when this record would take it past `limits.bytes`; the record
+    /// alone when it is larger than any batch may be; the batch once it is full. Returns
+    /// whether the record started a new batch.
+    #[allow(clippy::too_many_arguments)]
+    fn add<'h, H: Iterator<Item = (&'h str, Option<&'h [u8]>)>>(
+        &mut self,
+        limits: &BatchLimits,
+        now: Instant,
+        offset: i64,
+        timestamp: Option<i64>,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: impl Fn() -> H,
+        mut ready: impl FnMut(Command),
+    ) -> bool {
+        let size = key.map_or(0, <[u8]>::len)
+            + value.map_or(0, <[u8]>::len)
+            + headers()
+                .map(|(k, v)| k.len() + v.map_or(0, <[u8]>::len))
+                .sum::<usize>();
+        if self.batch.bytes() + size > limits.bytes
+            && let Some(full) = self.take()
+        {
+            ready(Command::Batch(full));
+        }
+        if size > limits.bytes {
+            let batch = self.batch.batch();
+            let mut alone = InputBatchBuilder::new(&batch.topic, batch.partition);
+            alone.push(offset, timestamp, key, value, headers());
+            ready(Command::TooLarge(alone));
+            return false;
+        }
+        self.batch.push(offset, timestamp, key, value, headers());
+        let started = self.first_at.is_none();
+        self.first_at.get_or_insert(now);
+        if self.batch.len() >= limits.records || self.batch.bytes() >= limits.bytes {
+            ready(Command::Batch(self.take().expect("not empty")));
+            return false;
+        }
+        started
+    }
+}
+
+/// An assigned partition: the batch being filled and the worker that will run it.
+struct AssignedPartition {
+    topic: String,
+    partition: i32,
+    pending: PendingBatch,
+    worker: WorkerHandle,
+}
+
+impl AssignedPartition {
+    /// Hands the pending records to the worker.
+    fn flush(&mut self) {
+        if let Some(batch) = self.pending.take() {
+            self.worker.send(Command::Batch(batch));
+        }
+    }
+}
+
+/// The partitions a pipeline has, shared by its poll loop and its rebalance callbacks (which
+/// run on the poll thread, inside `poll`).
+#[derive(Default)]
+struct Assigned {
+    entries: Vec<AssignedPartition>,
+    /// No pending batch started before this: until `linger` after it, no batch is due, and
+    /// the per-record check skips the scan of every partition.
+    oldest_pending: Option<Instant>,
+}
+
+impl Assigned {
+    fn get_or_start(
+        &mut self,
+        workers: &Arc<WorkerShared>,
+        topic: &str,
+        partition: i32,
+    ) -> Result<&mut AssignedPartition, String> {
+        let index = match self
+            .entries
+            .iter()
+            .position(|e| e.partition == partition && e.topic == topic)
+        {
+            Some(index) => index,
+            None => {
+                let pipeline = &workers.pipeline;
+                let chain = Chain::new(
+                    &workers.engine,
+                    &pipeline.deployed,
+                    workers.sink.outputs().clone(),
+                    &pipeline.tables,
+                )
+                .map_err(|e| format!("cannot start the transforms for {topic}/{partition}: {e}"))?;
+                let worker = WorkerHandle::spawn(workers.clone(), chain, topic, partition)
+                    .map_err(|e| format!("cannot start a worker thread: {e}"))?;
+                tracing::info!(pipeline = %pipeline.name, topic, partition, "partition assigned");
+                self.entries.push(AssignedPartition {
+                    topic: topic.to_string(),
+                    partition,
+                    pending: PendingBatch::new(topic, partition),
+                    worker,
+                });
+                self.entries.len() - 1
+            }
+        };
+        Ok(&mut self.entries[index])
+    }
+
+    /// Notes that a batch began at `now` (a lower bound is enough: clocks only go forward).
+    fn batch_started(&mut self, now: Instant) {
+        self.oldest_pending.get_or_insert(now);
+    }
+
+    /// Flushes batches that have waited `linger`.
+    fn flush_lingering(&mut self, now: Instant, linger: Duration) {
+        if self
+            .oldest_pending
+            .is_none_or(|t| now.duration_since(t) < linger)
+        {
+            return;
+        }
+        for entry in &mut self.entries {
+            if entry
+                .pending
+                .first_at
+                .is_some_and(|t| now.duration_since(t) >= linger)
+            {
+                entry.flush();
+            }
+        }
+        self.oldest_pending = self.entries.iter().filter_map(|e| e.pending.first_at).min();
+    }
+
+    /// Stores newly committable offsets with the consumer.
+    fn store_offsets<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) {
+        for entry in &mut self.entries {
+            let next = entry.worker.committable();
+            if next > entry.worker.stored
+                && store_offset(consumer, &entry.topic, entry.partition, next)
+            {
+                entry.worker.stored = next;
+            }
+        }
+    }
+
+    /// A worker that died, with its partition and why.
+    fn dead_worker(&mut self) -> Option<(String, i32, String)> {
+        self.entries.iter_mut().find_map(|e| {
+            let reason = e.worker.death()?;
+            Some((e.topic.clone(), e.partition, reason))
+        })
+    }
+
+    /// Drains the workers of the partitions `which` selects, stores their final offsets and
+    /// forgets them.
+    fn drain<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+        timeout: Duration,
+        which: impl Fn(&str, i32) -> bool,
+    ) {
+        let (mut drained, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.entries)
+            .into_iter()
+            .partition(|e| which(&e.topic, e.partition));
+        self.entries = kept;
+        // Hand every pending batch over first, so that the workers finish in parallel.
+        drained.iter_mut().for_each(AssignedPartition::flush);
+        let deadline = Instant::now() + timeout;
+        for entry in drained {
+            let stored = entry.worker.stored;
+            let next = entry.worker.drain(deadline);
+            if next > stored {
+                store_offset(consumer, &entry.topic, entry.partition, next);
+            }
+        }
+    }
+}
+
+/// Stores `next` as the offset to resume `topic`/`partition` from at the next commit.
+fn store_offset<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: &str,
+    partition: i32,
+    next: i64,
+) -> bool {
+    // librdkafka stores (and later commits) the offset it is given plus one: give it the last
+    // offset done, not the next one to read.
+    match consumer.store_offset(topic, partition, next - 1) {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(topic, partition, error = %e, "cannot store offset");
+            false
+        }
+    }
+}
+
+/// Commits stored offsets now, e.g. before partitions are let go.
+fn commit<C: ConsumerContext>(consumer: &BaseConsumer<C>, pipeline: &str) {
+    match consumer.commit_consumer_state(CommitMode::Sync) {
+        Ok(()) => {}
+        // Nothing stored since the last commit.
+        Err(KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) => {}
+        Err(e) => tracing::warn!(pipeline, error = %e, "cannot commit offsets"),
+    }
+}
+
+/// The consumer's context: follows rebalances and reads lag from statistics.
+struct RebalanceHandler {
+    workers: Arc<WorkerShared>,
+    assigned: Arc<Mutex<Assigned>>,
+    drain_timeout: Duration,
+}
+
+impl RebalanceHandler {
+    fn pipeline(&self) -> &Pipeline {
+        &self.workers.pipeline
+    }
+}
+
+impl ClientContext for RebalanceHandler {
+    fn stats(&self, statistics: Statistics) {
+        let mut lag = self.pipeline().metrics.lag.lock().unwrap();
+        for (topic, t) in &statistics.topics {
+            for (partition, p) in &t.partitions {
+                if *partition >= 0 && p.consumer_lag >= 0 {
+                    lag.insert((topic.clone(), *partition), p.consumer_lag);
+                }
+            }
+        }
+    }
+}
+
+impl ConsumerContext for RebalanceHandler {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(list) = rebalance {
+            let revoked = pairs(list);
+            let mut assigned = self.assigned.lock().unwrap();
+            assigned.drain(consumer, self.drain_timeout, |topic, partition| {
+                revoked.iter().any(|(t, p)| t == topic && *p == partition)
+            });
+            commit(consumer, &self.pipeline().name);
+            let mut lag = self.pipeline().metrics.lag.lock().unwrap();
+            lag.retain(|key, _| !revoked.contains(key));
+            tracing::info!(pipeline = %self.pipeline().name, partitions = revoked.len(), "partitions revoked after draining");
+        }
+    }
+
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let pipeline = self.pipeline();
+        match rebalance {
+            Rebalance::Assign(list) => {
+                let mut assigned = self.assigned.lock().unwrap();
+                for (topic, partition) in pairs(list) {
+                    if let Err(error) = assigned.get_or_start(&self.workers, &topic, partition) {
+                        pipeline.fail(error);
+                    }
+                }
+                // Partitions assigned while the pipeline is paused start paused.
+                if pipeline.paused.load(Relaxed)
+                    && let Err(e) = consumer.pause(list)
+                {
+                    tracing::warn!(pipeline = %pipeline.name, error = %e, "cannot pause new partitions");
+                }
+                pipeline.metrics.set_status(Status::Running);
+            }
+            Rebalance::Error(e) => {
+                tracing::warn!(pipeline = %pipeline.name, error = %e, "rebalance error")
+            }
+            Rebalance::Revoke(_) => {}
+        }
+    }
+}
+
+fn pairs(list: &TopicPartitionList) -> Vec<(String, i32)> {
+    list.elements()
+        .iter()
+        .map(|e| (e.topic().to_string(), e.partition()))
+        .collect()
+}
+
+/// The poll loop of one pipeline.
+struct Source {
+    settings: SourceSettings,
+    workers: Arc<WorkerShared>,
+    consumer: BaseConsumer<RebalanceHandler>,
+    assigned: Arc<Mutex<Assigned>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Source {
+    fn pipeline(&self) -> &Pipeline {
+        &self.workers.pipeline
+    }
+
+    fn run(self) {
+        let pipeline = self.pipeline();
+        let limits = self.settings.batch;
+        let mut limiter = self.settings.max_records_per_second.map(RateLimiter::new);
+        let mut last_tick = Instant::now();
+        let mut last_error: Option<(String, Instant)> = None;
+        let poll_timeout = limits
+            .linger
+            .clamp(Duration::from_millis(1), Duration::from_millis(100));
+        let mut paused = false;
+        while !self.stop.load(Relaxed) && !pipeline.has_failed() {
+            let want_paused = pipeline.paused.load(Relaxed);
+            if want_paused != paused && self.pause(want_paused) {
+                paused = want_paused;
+            }
+            let polled = self.consumer.poll(poll_timeout);
+            if let (Some(limiter), Some(Ok(_))) = (&mut limiter, &polled) {
+                limiter.take();
+            }
+            // One clock reading and one lock per record: at hundreds of thousands of records a
+            // second, both show in profiles.
+            let now = Instant::now();
+            let mut assigned = self.assigned.lock().unwrap();
+            match polled {
+                Some(Ok(message)) => {
+                    let entry = match assigned.get_or_start(
+                        &self.workers,
+                        message.topic(),
+                        message.partition(),
+                    ) {
+                        Ok(entry) => entry,
+                        Err(error) => {
+                            pipeline.fail(error);
+                            break;
+                        }
+                    };
+                    let headers = || {
+                        message
+                            .headers()
+                            .into_iter()
+                            .flat_map(|h| h.iter())
+                            .map(|h| (h.key, h.value))
+                    };
+                    let worker = &mut entry.worker;
+                    let started = entry.pending.add(
+                        &limits,
+                        now,
+                        message.offset(),
+                        message.timestamp().to_millis(),
+                        message.key(),
+                        message.payload(),
+                        headers,
+                        |command| worker.send(command),
+                    );
+                    if started {
+                        assigned.batch_started(now);
+                    }
+                }
+                Some(Err(error)) => {
+                    // Repeated errors (an input topic that does not exist yet, a broker down) are
+                    // logged once a minute.
+                    let text = error.to_string();
+                    if last_error.as_ref().is_none_or(|(last, at)| {
+                        *last != text || at.elapsed() > Duration::from_secs(60)
+                    }) {
+                        tracing::warn!(pipeline = %pipeline.name, error = %text, "consumer error");
+                        last_error = Some((text, Instant::now()));
+                    }
+                }
+                None => {}
+            }
+            assigned.flush_lingering(now, limits.linger);
+            if now.duration_since(last_tick) >= Duration::from_millis(100) {
+                last_tick = now;
+                assigned.store_offsets(&self.consumer);
+                if let Some((topic, partition, reason)) = assigned.dead_worker() {
+                    pipeline.worker_died(&topic, partition, &reason);
+                }
+                if let Some(error) = pipeline.tables.failure() {
+                    tracing::error!(pipeline = %pipeline.name, %error, "pipeline stopping");
+                    pipeline.fail(error);
+                }
+            }
+        }
+        self.shut_down();
+    }
+
+    /// Pauses or resumes fetching from every assigned partition; the consumer stays in its
+    /// group and batches already fetched still run.
+    fn pause(&self, pause: bool) -> bool {
+        let result = self.consumer.assignment().and_then(|assigned| {
+            if pause {
+                self.consumer.pause(&assigned)
+            } else {
+                self.consumer.resume(&assigned)
+            }
+        });
+        let name = &self.pipeline().name;
+        match result {
+            Ok(()) => {
+                tracing::info!(pipeline = %name, "{}", if pause { "paused" } else { "resumed" });
+                true
+            }
+            Err(e) => {
+                tracing::warn!(pipeline = %name, error = %e, "cannot pause or resume");
+                false
+            }
+        }
+    }
+
+    fn shut_down(self) {
+        let pipeline = self.pipeline();
+        pipeline.metrics.set_status(Status::Stopping);
+        tracing::info!(pipeline = %pipeline.name, "draining in-flight batches");
+        self.assigned
+            .lock()
+            .unwrap()
+            .drain(&self.consumer, self.settings.drain_timeout, |_, _| true);
+        commit(&self.consumer, &pipeline.name);
+        self.consumer.unsubscribe();
+        pipeline.metrics.set_status(Status::Stopped);
+        tracing::info!(pipeline = %pipeline.name, status = ?pipeline.metrics.status(), "pipeline stopped");
+    }
+}
+
+/// Spaces records out to at most `rate` per second, with bursts of up to a tenth of a second.
+struct RateLimiter {
+    rate: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl RateLimiter {
+    fn new(rate: u64) -> Self {
+        RateLimiter {
+            rate: rate as f64,
+            tokens: 0.0,
+            last: Instant::now(),
+        }
+    }
+
+    fn take(&mut self) {
+        let burst = (self.rate / 10.0).max(1.0);
+        let now = Instant::now();
+        self.tokens =
+            (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate).min(burst);
+        self.last = now;
+        if self.tokens < 1.0 {
+            std::thread::sleep(Duration::from_secs_f64((1.0 - self.tokens) / self.rate));
+            self.tokens = 1.0;
+            self.last = Instant::now();
+        }
+        self.tokens -= 1.0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What `add` hands over, as (kind, offsets).
+    fn add_all(
+        pending: &mut PendingBatch,
+        limits: &BatchLimits,
+        sizes: &[(i64, usize)],
+    ) -> Vec<(&'static str, Vec<i64>)> {
+        let mut ready = Vec::new();
+        for &(offset, size) in sizes {
+            let value = vec![b'x'; size];
+            pending.add(
+                limits,
+                Instant::now(),
+                offset,
+                None,
+                None,
+                Some(&value),
+                std::iter::empty,
+                |c| {
+                    ready.push(match c {
+                        Command::Batch(b) => (
+                            "batch",
+                            b.batch().records.iter().map(|r| r.offset).collect(),
+                        ),
+                        Command::TooLarge(b) => (
+                            "too_large",
+                            b.batch().records.iter().map(|r| r.offset).collect(),
+                        ),
+                        Command::Drain { .. } => ("drain", Vec::new()),
+                    })
+                },
+            );
+        }
+        ready
+    }
+
+    #[test]
+    fn batches_are_cut_by_records_and_by_bytes_and_oversized_records_go_alone() {
+        let limits = BatchLimits {
+            records: 3,
+            bytes: 100,
+            linger: Duration::from_secs(1),
+        };
+        let mut pending = PendingBatch::new("t", 0);
+        let by_count = add_all(&mut pending, &limits, &[(0, 1), (1, 1), (2, 1), (3, 1)]);
+        assert_eq!(by_count, vec![("batch", vec![0, 1, 2])]);
+        assert_eq!(pending.take().unwrap().len(), 1);
+        // 60 + 60 would pass 100 bytes: the first goes alone; exactly 100 is full at once.
+        let by_bytes = add_all(&mut pending, &limits, &[(4, 60), (5, 60), (6, 40)]);
+        assert_eq!(by_bytes, vec![("batch", vec![4]), ("batch", vec![5, 6])]);
+        // A record over the limit flushes what is pending, then goes alone, in offset order.
+        let oversized = add_all(&mut pending, &limits, &[(7, 10), (8, 101), (9, 10)]);
+        assert_eq!(oversized, vec![("batch", vec![7]), ("too_large", vec![8])]);
+        assert_eq!(pending.take().unwrap().batch().records[0].offset, 9);
+        assert!(pending.take().is_none());
+    }
+
+    #[test]
+    fn the_rate_limiter_spaces_records_out() {
+        let mut limiter = RateLimiter::new(1000);
+        let started = Instant::now();
+        for _ in 0..200 {
+            limiter.take();
+        }
+        // 200 records at 1000/s take at least 0.2 s, less the burst of 100 allowed after idling
+        // (none here: it starts with no tokens).
+        assert!(
+            started.elapsed() >= Duration::from_millis(190),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+}
