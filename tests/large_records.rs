@@ -12,7 +12,7 @@ use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedPr
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use std::time::{Duration, Instant};
 use support::kafka::{Sluice, bootstrap, unique, write_config};
-use support::{text, try_with_stdin, wasm};
+use support::{sluice, text, try_with_stdin, wasm};
 
 const MIB: usize = 1024 * 1024;
 /// What a single topic, and the clients, accept here: above the 10 MiB record.
@@ -26,13 +26,26 @@ fn big_line(n: usize, size: usize) -> String {
 
 #[test]
 fn fifty_records_of_4_mib_go_through_try_with_the_default_limits_without_a_trap() {
-    let input: String = (0..50).map(|n| big_line(n, 4 * MIB) + "\n").collect();
+    // From a file: 200 MiB through stdin would fill the pipes both ways before any output is read.
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("large.jsonl");
+    let lines: String = (0..50).map(|n| big_line(n, 4 * MIB) + "\n").collect();
+    std::fs::write(&input, lines).unwrap();
     let tz = wasm("tz_normaliser");
-    let out = try_with_stdin(&[tz.to_str().unwrap()], &input);
+    let out = sluice()
+        .args([
+            "try",
+            tz.to_str().unwrap(),
+            "--input",
+            input.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
     let stderr = text(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(!stderr.contains("trapped"), "{stderr}");
-    let lines: Vec<&str> = text(&out.stdout).lines().collect();
+    let stdout = text(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 50);
     for (n, line) in lines.iter().enumerate() {
         assert!(

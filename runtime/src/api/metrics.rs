@@ -131,6 +131,12 @@ impl Collector for Snapshot {
             "Transform instances started afresh after a trap.",
             &per_pipeline(&|m| m.instance_restarts.load(Relaxed)),
         )?;
+        counter(
+            &mut encoder,
+            "worker_deaths",
+            "Partition workers that died; each stops its pipeline.",
+            &per_pipeline(&|m| m.worker_deaths.load(Relaxed)),
+        )?;
         let up: Vec<(Labels, i64)> = pipelines
             .iter()
             .map(|p| {

@@ -108,6 +108,9 @@ pub fn run(args: TryArgs) -> anyhow::Result<i32> {
     let mut batch = InputBatchBuilder::new("try", 0);
     let mut lines = Vec::new(); // input line number of each record in the batch
     let mut failed = false;
+    let mut run = |batch: &mut InputBatchBuilder, lines: &mut Vec<usize>| {
+        flush(&mut instance, batch, lines, &mut out, args.envelope)
+    };
     for (number, line) in input.split(b'\n').enumerate() {
         let mut line = line.context("cannot read input")?;
         if line.last() == Some(&b'\r') {
@@ -116,9 +119,12 @@ pub fn run(args: TryArgs) -> anyhow::Result<i32> {
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
+        // Batches are cut by bytes as they are in a pipeline.
+        if batch.bytes() + line.len() > max_bytes {
+            failed |= run(&mut batch, &mut lines)?;
+        }
         if line.len() > max_bytes {
             failed = true;
-            out.flush()?;
             eprintln!(
                 "line {}: {}: the record is {} bytes, more than a batch may hold (--batch-max-bytes {max_bytes})",
                 number + 1,
@@ -127,39 +133,18 @@ pub fn run(args: TryArgs) -> anyhow::Result<i32> {
             );
             continue;
         }
-        if batch.bytes() + line.len() > max_bytes {
-            failed |= flush(
-                &mut instance,
-                &mut batch,
-                &mut lines,
-                &mut out,
-                args.envelope,
-            )?;
-        }
         batch.push(number as i64, None, None, Some(&line), []);
         lines.push(number + 1);
         if batch.len() >= args.batch_size as usize {
-            failed |= flush(
-                &mut instance,
-                &mut batch,
-                &mut lines,
-                &mut out,
-                args.envelope,
-            )?;
+            failed |= run(&mut batch, &mut lines)?;
         }
     }
-    failed |= flush(
-        &mut instance,
-        &mut batch,
-        &mut lines,
-        &mut out,
-        args.envelope,
-    )?;
-    out.flush()?;
+    failed |= run(&mut batch, &mut lines)?;
     Ok(if failed { 1 } else { 0 })
 }
 
-/// Runs the batch and prints its outputs and errors; true if any record failed.
+/// Runs the batch and prints its outputs and errors, flushed, so that what is printed next on
+/// stderr comes after them; true if any record failed.
 fn flush(
     instance: &mut Instance,
     batch: &mut InputBatchBuilder,
@@ -188,6 +173,7 @@ fn flush(
             eprintln!("line {line}: {}", f.message);
         }
     }
+    out.flush()?;
     let failed = !processed.failures().is_empty();
     batch.reset("try", 0);
     lines.clear();

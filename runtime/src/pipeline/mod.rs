@@ -150,6 +150,17 @@ impl Pipeline {
     }
 }
 
+/// `error` and its causes, `: `-separated, for a status a person reads.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        text = format!("{text}: {e}");
+        cause = e.source();
+    }
+    text
+}
+
 /// A started pipeline.
 pub struct RunningPipeline {
     /// What the control plane sees and changes.

@@ -7,7 +7,7 @@
 use super::Pipeline;
 use super::chain::Chain;
 use super::metrics::Status;
-use super::worker::{Command, WorkerHandle, WorkerShared};
+use super::worker::{Command, PartitionError, WorkerHandle, WorkerShared};
 use crate::config::{KafkaConfig, PipelineConfig};
 use crate::engine::InputBatchBuilder;
 use crate::kafka::{Role, client_config};
@@ -183,7 +183,7 @@ impl Assigned {
         workers: &Arc<WorkerShared>,
         topic: &str,
         partition: i32,
-    ) -> Result<&mut AssignedPartition, String> {
+    ) -> Result<&mut AssignedPartition, PartitionError> {
         let index = match self
             .entries
             .iter()
@@ -198,9 +198,13 @@ impl Assigned {
                     workers.sink.outputs().clone(),
                     &pipeline.tables,
                 )
-                .map_err(|e| format!("cannot start the transforms for {topic}/{partition}: {e}"))?;
+                .map_err(|source| PartitionError::Start {
+                    topic: topic.to_string(),
+                    partition,
+                    source,
+                })?;
                 let worker = WorkerHandle::spawn(workers.clone(), chain, topic, partition)
-                    .map_err(|e| format!("cannot start a worker thread: {e}"))?;
+                    .map_err(PartitionError::Thread)?;
                 tracing::info!(pipeline = %pipeline.name, topic, partition, "partition assigned");
                 self.entries.push(AssignedPartition {
                     topic: topic.to_string(),
@@ -360,7 +364,7 @@ impl ConsumerContext for RebalanceHandler {
                 let mut assigned = self.assigned.lock().unwrap();
                 for (topic, partition) in pairs(list) {
                     if let Err(error) = assigned.get_or_start(&self.workers, &topic, partition) {
-                        pipeline.fail(error);
+                        pipeline.fail(super::error_chain(&error));
                     }
                 }
                 // Partitions assigned while the pipeline is paused start paused.
@@ -432,7 +436,7 @@ impl Source {
                     ) {
                         Ok(entry) => entry,
                         Err(error) => {
-                            pipeline.fail(error);
+                            pipeline.fail(super::error_chain(&error));
                             break;
                         }
                     };

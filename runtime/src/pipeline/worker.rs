@@ -9,7 +9,9 @@ use super::Pipeline;
 use super::chain::{Chain, ChainFailure, ChainResult};
 use super::sink::{Acks, Ledger, Sink};
 use crate::config::OnError;
-use crate::engine::{Engine, FailureKind, InputBatch, InputBatchBuilder, InputRef};
+use crate::engine::{
+    Engine, FailureKind, InputBatch, InputBatchBuilder, InputRef, InstantiateError,
+};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering::Relaxed};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
@@ -18,6 +20,49 @@ use std::time::{Duration, Instant};
 /// Batches written but not yet fully acknowledged, per partition. With 8, workers waited on the
 /// producer's 10 ms linger: 32 gave 1.3x the records per second on `make bench-peers`.
 const MAX_IN_FLIGHT: usize = 32;
+
+/// Why a partition cannot go on; its pipeline then stops.
+#[derive(Debug, thiserror::Error)]
+pub enum PartitionError {
+    /// A trapped transform could not be started afresh.
+    #[error("cannot restart a trapped transform")]
+    Restart(#[source] InstantiateError),
+    /// The transforms for a newly assigned partition do not start.
+    #[error("cannot start the transforms for {topic}/{partition}")]
+    Start {
+        /// The partition's topic.
+        topic: String,
+        /// The partition.
+        partition: i32,
+        /// Why.
+        #[source]
+        source: InstantiateError,
+    },
+    /// The worker's thread could not be started.
+    #[error("cannot start a worker thread")]
+    Thread(#[source] std::io::Error),
+    /// A record failed, with no dead-letter topic and `on_error = "stop"`.
+    #[error(
+        "record {topic}/{partition}@{offset} failed{stage} ({kind}): {message}; the pipeline has no dead_letter and on_error = \"stop\""
+    )]
+    RecordFailed {
+        /// The record's topic.
+        topic: String,
+        /// Its partition.
+        partition: i32,
+        /// Its offset.
+        offset: i64,
+        /// ` in transform N (module)`, or nothing for a record no transform saw.
+        stage: String,
+        /// How it failed.
+        kind: FailureKind,
+        /// What went wrong.
+        message: String,
+    },
+    /// An output or dead letter could not be written.
+    #[error("{0}")]
+    Delivery(String),
+}
 
 /// What every partition worker of a pipeline shares.
 pub struct WorkerShared {
@@ -199,9 +244,9 @@ impl Worker {
 
     /// Stops this partition's progress: nothing after the last acknowledged batch is committed,
     /// so a restart replays from there.
-    fn halt(&mut self, error: String) {
+    fn halt(&mut self, error: PartitionError) {
         tracing::error!(pipeline = %self.pipeline().name, topic = %self.topic, partition = self.partition, %error, "pipeline stopping");
-        self.pipeline().fail(error);
+        self.pipeline().fail(super::error_chain(&error));
         self.halted = true;
         self.ledger.clear();
     }
@@ -215,14 +260,14 @@ impl Worker {
             self.committable.store(next_offset, Relaxed);
         }
         if let Some(error) = settled.failed {
-            self.halt(error);
+            self.halt(PartitionError::Delivery(error));
         } else if wait.is_some() && !self.ledger.is_empty() {
             tracing::warn!(pipeline = %self.pipeline().name, topic = %self.topic, partition = self.partition,
                 batches = self.ledger.len(), "acknowledgements still outstanding at the drain deadline; leaving them uncommitted");
         }
     }
 
-    fn handle(&mut self, batch: &InputBatch) -> Result<(), String> {
+    fn handle(&mut self, batch: &InputBatch) -> Result<(), PartitionError> {
         let Some(last) = batch.records.last() else {
             return Ok(());
         };
@@ -234,10 +279,7 @@ impl Worker {
         self.switch_if_deployed();
         let started = Instant::now();
         let restarts = self.chain.restarts();
-        let result = self
-            .chain
-            .run(batch)
-            .map_err(|e| format!("cannot restart a trapped transform: {e}"))?;
+        let result = self.chain.run(batch).map_err(PartitionError::Restart)?;
         metrics.observe_batch(started.elapsed());
         metrics
             .instance_restarts
@@ -261,7 +303,7 @@ impl Worker {
     }
 
     /// Fails the one record of `record` as too large for any batch, without running the chain.
-    fn too_large(&mut self, record: &InputBatch) -> Result<(), String> {
+    fn too_large(&mut self, record: &InputBatch) -> Result<(), PartitionError> {
         let Some(only) = record.records.first() else {
             return Ok(());
         };
@@ -327,7 +369,7 @@ impl Worker {
         batch: &InputBatch,
         failure: &ChainFailure,
         acks: &Arc<Acks>,
-    ) -> Result<(), String> {
+    ) -> Result<(), PartitionError> {
         let record = InputRef::new(batch, failure.input);
         let pipeline = self.pipeline();
         // A record too large to batch never reached a stage.
@@ -368,18 +410,16 @@ impl Worker {
                 pipeline.metrics.skipped.fetch_add(1, Relaxed);
                 Ok(())
             }
-            OnError::Stop => Err(format!(
-                "record {}/{}@{} failed{} ({}): {}; the pipeline has no dead_letter and on_error = \"stop\"",
-                self.topic,
-                self.partition,
-                record.offset(),
-                stage.map_or(String::new(), |_| format!(
-                    " in transform {} ({module})",
-                    failure.stage
-                )),
-                failure.kind,
-                failure.message
-            )),
+            OnError::Stop => Err(PartitionError::RecordFailed {
+                topic: self.topic.clone(),
+                partition: self.partition,
+                offset: record.offset(),
+                stage: stage.map_or(String::new(), |_| {
+                    format!(" in transform {} ({module})", failure.stage)
+                }),
+                kind: failure.kind,
+                message: failure.message.clone(),
+            }),
         }
     }
 }
