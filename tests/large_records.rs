@@ -104,8 +104,11 @@ fn create_large_topics(topics: &[&str]) {
     }
 }
 
+/// A record read back: its value and headers.
+type Read = (Vec<u8>, Vec<(String, String)>);
+
 /// Every record of `topic` (one partition), read until `count` are in or `timeout` passes.
-fn read(topic: &str, count: usize, timeout: Duration) -> Vec<(Vec<u8>, Vec<(String, String)>)> {
+fn read(topic: &str, count: usize, timeout: Duration) -> Vec<Read> {
     let consumer: BaseConsumer = client()
         .set("group.id", unique("large-reader"))
         .create()

@@ -82,6 +82,9 @@ fn order_records(n: usize) -> Vec<Vec<u8>> {
         .collect()
 }
 
+/// A transform's logic called directly, without the SDK: how long it takes over the records.
+type BareFunction<'a> = &'a dyn Fn(&[Vec<u8>]) -> Result<Duration>;
+
 /// Runs `records` through transform `T` as the Wasm component `name` and natively through the
 /// same SDK batch code, interleaved; prints and returns records/s and the ratio.
 fn compare<T: Transform>(
@@ -90,7 +93,7 @@ fn compare<T: Transform>(
     config: &[(&str, &str)],
     tables: &Tables,
     records: &[Vec<u8>],
-    bare_function: Option<&dyn Fn(&[Vec<u8>]) -> Result<Duration>>,
+    bare_function: Option<BareFunction<'_>>,
 ) -> Result<serde_json::Value> {
     let owned: Vec<(String, String)> = config
         .iter()

@@ -75,7 +75,7 @@ pub enum PipelineError {
         pipeline: String,
         /// What went wrong.
         #[source]
-        source: table_loader::TableLoadError,
+        source: Box<table_loader::TableLoadError>,
     },
     /// A thread could not be started.
     #[error("cannot start a thread")]
@@ -286,7 +286,7 @@ pub fn start_all(
         let table_error = |source| PipelineError::Table {
             index,
             pipeline: pipeline.name.clone(),
-            source,
+            source: Box::new(source),
         };
         let loaders = pipeline
             .table

@@ -22,7 +22,7 @@ pub enum TableLoadError {
         table: String,
         /// Why.
         #[source]
-        source: crate::kafka::ReadError,
+        source: Box<crate::kafka::ReadError>,
     },
     /// Loading failed on the way (the topic vanished, the table outgrew `max_mb`).
     #[error("{0}")]
@@ -70,7 +70,7 @@ impl TableLoader {
         )
         .map_err(|source| TableLoadError::Reader {
             table: config.name.clone(),
-            source,
+            source: Box::new(source),
         })?;
         let (ready, stop) = (
             Arc::new(AtomicBool::new(false)),
