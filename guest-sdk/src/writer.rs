@@ -1,4 +1,4 @@
-use crate::guest::bindings::sluice::transform::types::{
+use crate::wit::types::{
     Header as WireHeader, OutputRecord as WireOutput, Span,
 };
 use crate::{Error, Header, Record};
