@@ -74,6 +74,7 @@ impl ObjectKey<'_> {
     }
 
     /// Appends `"key":` as it was read: a borrowed key had no escapes, so needs none.
+    #[inline]
     pub fn write(&self, out: &mut Vec<u8>) {
         match &self.0 {
             Cow::Borrowed(key) => {
@@ -106,6 +107,7 @@ impl<'de> Deserialize<'de> for ObjectKey<'de> {
 }
 
 /// Appends `"key":`, escaping the key as JSON requires.
+#[inline]
 pub fn write_key(out: &mut Vec<u8>, key: &str) {
     write_string(out, key);
     out.push(b':');
@@ -119,12 +121,12 @@ pub fn write_string(out: &mut Vec<u8>, text: &str) {
 /// The text of the JSON string `raw` (the value as written, quotes included, such as
 /// [`RawValue::get`] gives), borrowed unless it has escapes. An error when `raw` is not a
 /// string, or has an escape that does not decode (a lone surrogate).
+#[inline]
 pub fn string_text(raw: &str) -> Result<Cow<'_, str>, serde_json::Error> {
-    let inner = raw.strip_prefix('"').and_then(|rest| rest.strip_suffix('"'));
-    match inner {
-        // Without escapes or quotes inside, the text between the quotes is the string.
-        Some(inner) if !inner.contains(['\\', '"']) => Ok(Cow::Borrowed(inner)),
-        _ => serde_json::from_str::<String>(raw).map(Cow::Owned),
+    match serde_json::from_str::<&str>(raw) {
+        Ok(text) => Ok(Cow::Borrowed(text)),
+        // It has escapes, which need a string of its own, or it is not a string at all.
+        Err(_) => serde_json::from_str::<String>(raw).map(Cow::Owned),
     }
 }
 
@@ -327,6 +329,7 @@ impl<'o> Separated<'o> {
         Separated { out, empty: true }
     }
 
+    #[inline]
     fn next(&mut self) -> &mut Vec<u8> {
         if !std::mem::take(&mut self.empty) {
             self.out.push(b',');
@@ -356,6 +359,7 @@ impl<'o> ObjectWriter<'o> {
     }
 
     /// Starts a field called `name`, escaped as JSON requires; append its value.
+    #[inline]
     pub fn field(&mut self, name: &str) -> &mut Vec<u8> {
         let out = self.0.next();
         write_key(out, name);
@@ -364,6 +368,7 @@ impl<'o> ObjectWriter<'o> {
 
     /// Starts a field with a key as read: as it was written unless it had escapes, which are
     /// written again as JSON requires. Append its value.
+    #[inline]
     pub fn field_as_read(&mut self, key: &ObjectKey<'_>) -> &mut Vec<u8> {
         let out = self.0.next();
         key.write(out);
@@ -373,6 +378,7 @@ impl<'o> ObjectWriter<'o> {
     /// Starts a field whose key is given as written in JSON, quotes included (such as a key
     /// read as `&RawValue`, or one escaped once beforehand with [`write_string`]). Append its
     /// value.
+    #[inline]
     pub fn field_as_written(&mut self, key: &str) -> &mut Vec<u8> {
         let out = self.0.next();
         out.extend_from_slice(key.as_bytes());
@@ -381,11 +387,13 @@ impl<'o> ObjectWriter<'o> {
     }
 
     /// Starts a field whose key the caller writes too: append `"key":` then the value.
+    #[inline]
     pub fn field_unwritten(&mut self) -> &mut Vec<u8> {
         self.0.next()
     }
 
     /// Copies a field read from the input: its key as read, its value exactly as written.
+    #[inline]
     pub fn keep(&mut self, key: &ObjectKey<'_>, value: &RawValue) {
         self.field_as_read(key).extend_from_slice(value.get().as_bytes());
     }
@@ -418,6 +426,7 @@ impl<'o> ArrayWriter<'o> {
     }
 
     /// Starts an element: append its value, as JSON.
+    #[inline]
     pub fn element(&mut self) -> &mut Vec<u8> {
         self.0.next()
     }
