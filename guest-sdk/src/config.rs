@@ -9,18 +9,30 @@ pub struct Config {
 
 impl Config {
     /// A configuration holding these pairs.
-    pub fn new<K: Into<String>, V: Into<String>>(entries: impl IntoIterator<Item = (K, V)>) -> Self {
-        Config { entries: entries.into_iter().map(|(k, v)| (k.into(), v.into())).collect() }
+    pub fn new<K: Into<String>, V: Into<String>>(
+        entries: impl IntoIterator<Item = (K, V)>,
+    ) -> Self {
+        Config {
+            entries: entries
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        }
     }
 
     /// The value of `key`, if set.
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.entries.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.entries
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     /// The value of `key`, or an error naming the missing key.
     pub fn require(&self, key: &str) -> Result<&str, Error> {
-        self.get(key).ok_or_else(|| Error::new(format!("config key `{key}` is required")))
+        self.get(key)
+            .ok_or_else(|| Error::new(format!("config key `{key}` is required")))
     }
 
     /// The value of `key` parsed as `T`, `None` when unset, or an error naming the key, the
@@ -31,8 +43,9 @@ impl Config {
     {
         self.get(key)
             .map(|v| {
-                v.parse::<T>()
-                    .map_err(|e| Error::new(format!("config key `{key}`: invalid value `{v}`: {e}")))
+                v.parse::<T>().map_err(|e| {
+                    Error::new(format!("config key `{key}`: invalid value `{v}`: {e}"))
+                })
             })
             .transpose()
     }
@@ -51,7 +64,11 @@ impl Config {
     /// Refuses keys other than `known`, so that a typo is an error rather than a silently
     /// ignored setting.
     pub fn allow_only(&self, known: &[&str]) -> Result<(), Error> {
-        match self.entries.iter().find(|(k, _)| !known.contains(&k.as_str())) {
+        match self
+            .entries
+            .iter()
+            .find(|(k, _)| !known.contains(&k.as_str()))
+        {
             Some((k, _)) => Err(Error::new(format!(
                 "unknown config key `{k}`; known keys: {}",
                 known.join(", ")
@@ -75,7 +92,10 @@ mod tests {
         let c = Config::new([("unit", "ms"), ("n", "x")]);
         assert_eq!(c.get("unit"), Some("ms"));
         assert_eq!(c.get("nope"), None);
-        assert_eq!(c.require("field").unwrap_err().message(), "config key `field` is required");
+        assert_eq!(
+            c.require("field").unwrap_err().message(),
+            "config key `field` is required"
+        );
         assert_eq!(
             c.parse::<u32>("n").unwrap_err().message(),
             "config key `n`: invalid value `x`: invalid digit found in string"

@@ -62,8 +62,16 @@ pub(crate) fn process_with<T: Transform>(transform: &mut T, batch: &InputBatch) 
         let mark = out.mark();
         if let Err(e) = transform.process(&record, &mut out) {
             out.rollback(mark);
-            errors.push(RecordError { input: index as u32, message: e.into() });
+            errors.push(RecordError {
+                input: index as u32,
+                message: e.into(),
+            });
         }
     }
-    OutputBatch { data: out.data, headers: out.headers, records: out.records, errors }
+    OutputBatch {
+        data: out.data,
+        headers: out.headers,
+        records: out.records,
+        errors,
+    }
 }

@@ -160,7 +160,9 @@ impl ReadError {
     pub fn describe(self, subject: &str) -> Error {
         match self {
             ReadError::NotJson(why) => Error::new(format!("{subject} is not valid JSON: {why}")),
-            ReadError::WrongType { expected, found } => Error::new(format!("{subject} is not {expected}: {found}")),
+            ReadError::WrongType { expected, found } => {
+                Error::new(format!("{subject} is not {expected}: {found}"))
+            }
             ReadError::Failed(error) => error,
         }
     }
@@ -191,7 +193,13 @@ where
     K: Deserialize<'a>,
     F: FnMut(K, &'a RawValue) -> Result<(), Error>,
 {
-    read(text, b'{', "a JSON object", |deserializer, visitor| deserializer.deserialize_map(visitor), each)
+    read(
+        text,
+        b'{',
+        "a JSON object",
+        |deserializer, visitor| deserializer.deserialize_map(visitor),
+        each,
+    )
 }
 
 /// Calls `each` with every element of the JSON array `text`, in order, in one pass; as
@@ -240,17 +248,26 @@ where
     K: Deserialize<'a>,
     F: FnMut(K, &'a RawValue) -> Result<(), Error>,
 {
-    let start = text.bytes().find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'));
+    let start = text
+        .bytes()
+        .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'));
     if start != Some(open) {
         // serde_json says what is wrong, and where, in the words users know.
         return Err(match serde_json::from_str::<&RawValue>(text) {
-            Ok(other) => ReadError::WrongType { expected, found: excerpt(other.get()).to_string() },
+            Ok(other) => ReadError::WrongType {
+                expected,
+                found: excerpt(other.get()).to_string(),
+            },
             Err(e) => ReadError::NotJson(e.to_string()),
         });
     }
     let mut failure = None;
     let mut deserializer = serde_json::Deserializer::from_str(text);
-    let members = Members { each, failure: &mut failure, key: PhantomData };
+    let members = Members {
+        each,
+        failure: &mut failure,
+        key: PhantomData,
+    };
     let result = drive(&mut deserializer, members).and_then(|()| deserializer.end());
     match (failure, result) {
         // The caller's own error, which stopped the pass.
@@ -338,7 +355,10 @@ impl<'o> Separated<'o> {
     }
 
     fn checkpoint(&self) -> Checkpoint {
-        Checkpoint { len: self.out.len(), empty: self.empty }
+        Checkpoint {
+            len: self.out.len(),
+            empty: self.empty,
+        }
     }
 
     fn rollback(&mut self, checkpoint: Checkpoint) {
@@ -395,7 +415,8 @@ impl<'o> ObjectWriter<'o> {
     /// Copies a field read from the input: its key as read, its value exactly as written.
     #[inline]
     pub fn keep(&mut self, key: &ObjectKey<'_>, value: &RawValue) {
-        self.field_as_read(key).extend_from_slice(value.get().as_bytes());
+        self.field_as_read(key)
+            .extend_from_slice(value.get().as_bytes());
     }
 
     /// Where the object is now, to undo the fields written after it with
@@ -468,7 +489,10 @@ mod tests {
 
     #[test]
     fn strings_are_borrowed_unless_escaped() {
-        assert!(matches!(string_text(r#""plain""#), Ok(Cow::Borrowed("plain"))));
+        assert!(matches!(
+            string_text(r#""plain""#),
+            Ok(Cow::Borrowed("plain"))
+        ));
         assert_eq!(string_text(r#""a\"b\u00e9""#).unwrap(), "a\"bé");
         assert!(matches!(string_text(r#""a\"b""#), Ok(Cow::Owned(_))));
         assert!(string_text("12").is_err());
@@ -493,16 +517,36 @@ mod tests {
     fn fields_come_in_order_as_written() {
         assert_eq!(
             fields(r#" { "a" : 1.50 , "b\u0041":{"x": [1, 2]}, "a":null } "#).unwrap(),
-            [("\"a\"", "1.50"), (r#""b\u0041""#, r#"{"x": [1, 2]}"#), ("\"a\"", "null")]
-                .map(|(k, v)| (k.to_string(), v.to_string()))
+            [
+                ("\"a\"", "1.50"),
+                (r#""b\u0041""#, r#"{"x": [1, 2]}"#),
+                ("\"a\"", "null")
+            ]
+            .map(|(k, v)| (k.to_string(), v.to_string()))
         );
         assert_eq!(fields("{}").unwrap(), []);
-        assert_eq!(fields("[1,2]").unwrap_err(), "value is not a JSON object: [1,2]");
-        assert_eq!(fields("not json").unwrap_err(), "value is not valid JSON: expected ident at line 1 column 2");
-        assert_eq!(fields(r#"{"a":1} x"#).unwrap_err(), "value is not valid JSON: trailing characters at line 1 column 9");
-        assert_eq!(fields(r#"{"a":}"#).unwrap_err(), "value is not valid JSON: expected value at line 1 column 6");
-        let missing_comma = ReadError::NotJson("expected `,` or `}` at line 1 column 8".to_string());
-        assert_eq!(for_each_field(r#"{"a":1 "b":2}"#, |_: ObjectKey<'_>, _| Ok(())), Err(missing_comma));
+        assert_eq!(
+            fields("[1,2]").unwrap_err(),
+            "value is not a JSON object: [1,2]"
+        );
+        assert_eq!(
+            fields("not json").unwrap_err(),
+            "value is not valid JSON: expected ident at line 1 column 2"
+        );
+        assert_eq!(
+            fields(r#"{"a":1} x"#).unwrap_err(),
+            "value is not valid JSON: trailing characters at line 1 column 9"
+        );
+        assert_eq!(
+            fields(r#"{"a":}"#).unwrap_err(),
+            "value is not valid JSON: expected value at line 1 column 6"
+        );
+        let missing_comma =
+            ReadError::NotJson("expected `,` or `}` at line 1 column 8".to_string());
+        assert_eq!(
+            for_each_field(r#"{"a":1 "b":2}"#, |_: ObjectKey<'_>, _| Ok(())),
+            Err(missing_comma)
+        );
     }
 
     #[test]
@@ -510,12 +554,18 @@ mod tests {
         let mut calls = 0;
         let result = for_each_field(r#"{"a":1,"b":2,"c":3}"#, |key: ObjectKey<'_>, _| {
             calls += 1;
-            if key.as_str() == "b" { Err(Error::new("no b")) } else { Ok(()) }
+            if key.as_str() == "b" {
+                Err(Error::new("no b"))
+            } else {
+                Ok(())
+            }
         });
         assert_eq!(result, Err(ReadError::Failed(Error::new("no b"))));
         assert_eq!(calls, 2);
         assert_eq!(
-            ReadError::NotJson("EOF".to_string()).describe("table `t`: the value of key `k`").to_string(),
+            ReadError::NotJson("EOF".to_string())
+                .describe("table `t`: the value of key `k`")
+                .to_string(),
             "table `t`: the value of key `k` is not valid JSON: EOF"
         );
     }
@@ -530,7 +580,10 @@ mod tests {
         .unwrap();
         assert_eq!(seen, ["1.0", r#"{"a": 1}"#, r#""s""#]);
         let error = for_each_element("{}", |_| Ok(())).unwrap_err();
-        assert_eq!(error.describe("list").to_string(), "list is not a JSON array: {}");
+        assert_eq!(
+            error.describe("list").to_string(),
+            "list is not a JSON array: {}"
+        );
     }
 
     #[test]
@@ -539,7 +592,9 @@ mod tests {
         let mut object = ObjectWriter::new(&mut out);
         object.field("a\"").extend_from_slice(b"1");
         let before_b = object.checkpoint();
-        object.field_as_written(r#""b\u0041""#).extend_from_slice(b"2");
+        object
+            .field_as_written(r#""b\u0041""#)
+            .extend_from_slice(b"2");
         object.rollback(before_b);
         let key: ObjectKey<'_> = serde_json::from_str(r#""c\u00e9""#).unwrap();
         let value: &RawValue = serde_json::from_str("[ 3 ]").unwrap();
@@ -553,23 +608,33 @@ mod tests {
         array.element().extend_from_slice(b"3");
         array.end();
         object.end();
-        assert_eq!(String::from_utf8(out).unwrap(), r#"{"a\"":1,"cé":[ 3 ],"d":null,"e":[2,3]}"#);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            r#"{"a\"":1,"cé":[ 3 ],"d":null,"e":[2,3]}"#
+        );
     }
 
     #[test]
     fn rewrite_object_replaces_and_drops_fields() {
         let mut out = Vec::new();
-        rewrite_object(br#"{"a": 1, "b": 2, "c": "x"}"#, &mut out, |object, key, value| {
-            match key.as_str() {
-                "a" => object.field("A").extend_from_slice(b"10"),
-                "b" => {}
-                _ => object.keep(&key, value),
-            }
-            Ok(())
-        })
+        rewrite_object(
+            br#"{"a": 1, "b": 2, "c": "x"}"#,
+            &mut out,
+            |object, key, value| {
+                match key.as_str() {
+                    "a" => object.field("A").extend_from_slice(b"10"),
+                    "b" => {}
+                    _ => object.keep(&key, value),
+                }
+                Ok(())
+            },
+        )
         .unwrap();
         assert_eq!(out, br#"{"A":10,"c":"x"}"#);
         let invalid = rewrite_object(b"\xff", &mut Vec::new(), |_, _, _| Ok(())).unwrap_err();
-        assert_eq!(invalid.to_string(), "value is not valid JSON: invalid utf-8 sequence of 1 bytes from index 0");
+        assert_eq!(
+            invalid.to_string(),
+            "value is not valid JSON: invalid utf-8 sequence of 1 bytes from index 0"
+        );
     }
 }

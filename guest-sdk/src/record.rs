@@ -32,23 +32,34 @@ pub struct Record<'a> {
 impl<'a> Record<'a> {
     /// A record with only a value, for tests.
     pub fn from_value(value: &'a [u8]) -> Self {
-        Record { value: Some(value), ..Record::default() }
+        Record {
+            value: Some(value),
+            ..Record::default()
+        }
     }
 
     /// The value as UTF-8 text, or an error saying why not.
     pub fn value_str(&self) -> Result<&'a str, Error> {
-        let value = self.value.ok_or_else(|| Error::new("record has no value"))?;
+        let value = self
+            .value
+            .ok_or_else(|| Error::new("record has no value"))?;
         std::str::from_utf8(value).map_err(|e| Error::new(format!("value is not UTF-8: {e}")))
     }
 
     /// The value parsed as JSON into `T` (`serde_json::Value` for free-form editing).
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, Error> {
-        let value = self.value.ok_or_else(|| Error::new("record has no value"))?;
-        serde_json::from_slice(value).map_err(|e| Error::new(format!("value is not valid JSON: {e}")))
+        let value = self
+            .value
+            .ok_or_else(|| Error::new("record has no value"))?;
+        serde_json::from_slice(value)
+            .map_err(|e| Error::new(format!("value is not valid JSON: {e}")))
     }
 
     /// The value of the first header called `name`, if any.
     pub fn header(&self, name: &str) -> Option<&'a [u8]> {
-        self.headers.iter().find(|h| h.name == name).and_then(|h| h.value)
+        self.headers
+            .iter()
+            .find(|h| h.name == name)
+            .and_then(|h| h.value)
     }
 }

@@ -14,9 +14,7 @@
 //! assert_eq!(out[0].value.as_deref(), Some(&b"hi"[..]));
 //! ```
 
-use crate::wit::types::{
-    Header as WireHeader, InputBatch, InputRecord, OutputBatch, Span,
-};
+use crate::wit::types::{Header as WireHeader, InputBatch, InputRecord, OutputBatch, Span};
 use crate::{Config, Error, Record, Transform};
 
 /// Fake tables of this test thread: name, then key to value.
@@ -70,7 +68,9 @@ pub struct Output {
 impl Output {
     /// The value as UTF-8 text, if it is.
     pub fn value_str(&self) -> Option<&str> {
-        self.value.as_deref().and_then(|v| std::str::from_utf8(v).ok())
+        self.value
+            .as_deref()
+            .and_then(|v| std::str::from_utf8(v).ok())
     }
 
     /// The value parsed as JSON; panics if it is not, as a test assertion would.
@@ -87,7 +87,9 @@ pub fn init<T: Transform>(config: &[(&str, &str)]) -> Result<T, Error> {
 
 /// Runs one record through the transform: its outputs, or its error.
 pub fn process<T: Transform>(transform: &mut T, record: &Record<'_>) -> Result<Vec<Output>, Error> {
-    process_batch(transform, std::slice::from_ref(record)).pop().expect("one result per record")
+    process_batch(transform, std::slice::from_ref(record))
+        .pop()
+        .expect("one result per record")
 }
 
 /// Runs records through the transform as one batch (with the first record's topic and
@@ -110,7 +112,9 @@ pub struct NativeBatch {
 impl NativeBatch {
     /// Encodes `records` as one batch.
     pub fn new(records: &[Record<'_>]) -> Self {
-        NativeBatch { batch: encode(records) }
+        NativeBatch {
+            batch: encode(records),
+        }
     }
 
     /// Runs the transform over the batch; returns how many outputs and errors it produced.
@@ -123,7 +127,10 @@ impl NativeBatch {
 fn encode(records: &[Record<'_>]) -> InputBatch {
     let mut data = Vec::new();
     let mut push = |bytes: &[u8]| {
-        let span = Span { start: data.len() as u32, len: bytes.len() as u32 };
+        let span = Span {
+            start: data.len() as u32,
+            len: bytes.len() as u32,
+        };
         data.extend_from_slice(bytes);
         span
     };
@@ -132,7 +139,10 @@ fn encode(records: &[Record<'_>]) -> InputBatch {
     for r in records {
         let first_header = headers.len() as u32;
         for h in r.headers {
-            headers.push(WireHeader { name: push(h.name.as_bytes()), value: h.value.map(&mut push) });
+            headers.push(WireHeader {
+                name: push(h.name.as_bytes()),
+                value: h.value.map(&mut push),
+            });
         }
         wire_records.push(InputRecord {
             offset: r.offset,
@@ -154,19 +164,28 @@ fn encode(records: &[Record<'_>]) -> InputBatch {
 }
 
 fn decode(inputs: usize, batch: OutputBatch) -> Vec<Result<Vec<Output>, Error>> {
-    let bytes = |span: Span| batch.data[span.start as usize..(span.start + span.len) as usize].to_vec();
+    let bytes =
+        |span: Span| batch.data[span.start as usize..(span.start + span.len) as usize].to_vec();
     let text = |span: Span| String::from_utf8(bytes(span)).expect("SDK writes UTF-8 names");
-    let mut results: Vec<Result<Vec<Output>, Error>> = (0..inputs).map(|_| Ok(Vec::new())).collect();
+    let mut results: Vec<Result<Vec<Output>, Error>> =
+        (0..inputs).map(|_| Ok(Vec::new())).collect();
     for o in &batch.records {
-        let headers = &batch.headers[o.first_header as usize..(o.first_header + o.header_count) as usize];
+        let headers =
+            &batch.headers[o.first_header as usize..(o.first_header + o.header_count) as usize];
         let output = Output {
             topic: o.topic.map(text),
             key: o.key.map(bytes),
             value: o.value.map(bytes),
-            headers: headers.iter().map(|h| (text(h.name), h.value.map(bytes))).collect(),
+            headers: headers
+                .iter()
+                .map(|h| (text(h.name), h.value.map(bytes)))
+                .collect(),
             timestamp: o.timestamp,
         };
-        results[o.input as usize].as_mut().expect("no outputs for a failed record").push(output);
+        results[o.input as usize]
+            .as_mut()
+            .expect("no outputs for a failed record")
+            .push(output);
     }
     for e in batch.errors {
         results[e.input as usize] = Err(Error::new(e.message));
@@ -216,7 +235,16 @@ mod tests {
     #[test]
     fn every_writer_path_round_trips_through_the_batch_encoding() {
         let mut t = init::<Router>(&[]).unwrap();
-        let headers = [Header { name: "trace", value: Some(b"abc") }, Header { name: "null", value: None }];
+        let headers = [
+            Header {
+                name: "trace",
+                value: Some(b"abc"),
+            },
+            Header {
+                name: "null",
+                value: None,
+            },
+        ];
         let base = Record {
             topic: "in",
             partition: 2,
@@ -226,8 +254,16 @@ mod tests {
             value: None,
             headers: &headers,
         };
-        let values: [&[u8]; 7] = [b"plain", b"drop", b"fail", b"route", b"json", b"twice", b"custom"];
-        let records: Vec<Record<'_>> = values.iter().map(|v| Record { value: Some(v), ..base }).collect();
+        let values: [&[u8]; 7] = [
+            b"plain", b"drop", b"fail", b"route", b"json", b"twice", b"custom",
+        ];
+        let records: Vec<Record<'_>> = values
+            .iter()
+            .map(|v| Record {
+                value: Some(v),
+                ..base
+            })
+            .collect();
         let results = process_batch(&mut t, &records);
 
         let plain = &results[0].as_ref().unwrap()[0];
@@ -237,13 +273,27 @@ mod tests {
         assert_eq!(plain.topic, None);
         assert_eq!(
             plain.headers,
-            vec![("trace".to_string(), Some(b"abc".to_vec())), ("null".to_string(), None)]
+            vec![
+                ("trace".to_string(), Some(b"abc".to_vec())),
+                ("null".to_string(), None)
+            ]
         );
         assert_eq!(results[1], Ok(vec![]));
         assert_eq!(results[2], Err(Error::new("failed on purpose")));
-        assert_eq!(results[3].as_ref().unwrap()[0].topic.as_deref(), Some("other"));
-        assert_eq!(results[4].as_ref().unwrap()[0].json(), serde_json::json!({"offset": 7}));
-        let twice: Vec<_> = results[5].as_ref().unwrap().iter().map(|o| o.value_str().unwrap()).collect();
+        assert_eq!(
+            results[3].as_ref().unwrap()[0].topic.as_deref(),
+            Some("other")
+        );
+        assert_eq!(
+            results[4].as_ref().unwrap()[0].json(),
+            serde_json::json!({"offset": 7})
+        );
+        let twice: Vec<_> = results[5]
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|o| o.value_str().unwrap())
+            .collect();
         assert_eq!(twice, ["one", "two"]);
         let custom = &results[6].as_ref().unwrap()[0];
         assert_eq!(custom.value, None);
@@ -255,8 +305,13 @@ mod tests {
     #[test]
     fn fake_tables_behave_like_the_hosts() {
         set_table("customers", b"1", Some(br#"{"name":"ada"}"#));
-        assert_eq!(crate::tables::lookup("customers", b"1").unwrap().as_deref(), Some(&br#"{"name":"ada"}"#[..]));
-        let value: serde_json::Value = crate::tables::lookup_json("customers", b"1").unwrap().unwrap();
+        assert_eq!(
+            crate::tables::lookup("customers", b"1").unwrap().as_deref(),
+            Some(&br#"{"name":"ada"}"#[..])
+        );
+        let value: serde_json::Value = crate::tables::lookup_json("customers", b"1")
+            .unwrap()
+            .unwrap();
         assert_eq!(value["name"], "ada");
         assert_eq!(crate::tables::lookup("customers", b"2").unwrap(), None);
         set_table("customers", b"1", None);
@@ -273,9 +328,17 @@ mod tests {
     fn bad_values_are_per_record_errors_not_panics() {
         let mut t = init::<Router>(&[]).unwrap();
         let tombstone = Record::default();
-        assert_eq!(process(&mut t, &tombstone), Err(Error::new("record has no value")));
+        assert_eq!(
+            process(&mut t, &tombstone),
+            Err(Error::new("record has no value"))
+        );
         let invalid = Record::from_value(&[0xff, 0xfe]);
-        assert!(process(&mut t, &invalid).unwrap_err().message().starts_with("value is not UTF-8"));
+        assert!(
+            process(&mut t, &invalid)
+                .unwrap_err()
+                .message()
+                .starts_with("value is not UTF-8")
+        );
         assert_eq!(
             init::<Router>(&[("x", "1")]).err(),
             Some(Error::new("unknown config key `x`; known keys: "))

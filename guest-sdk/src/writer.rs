@@ -1,6 +1,4 @@
-use crate::wit::types::{
-    Header as WireHeader, OutputRecord as WireOutput, Span,
-};
+use crate::wit::types::{Header as WireHeader, OutputRecord as WireOutput, Span};
 use crate::{Error, Header, Record};
 use serde::Serialize;
 
@@ -30,7 +28,11 @@ pub struct OutputRecord<'b> {
 impl<'b> OutputRecord<'b> {
     /// An output with this value (`None` for a tombstone), inheriting key, headers and timestamp.
     pub fn new(value: Option<&'b [u8]>) -> Self {
-        OutputRecord { value, keep_headers: true, ..Default::default() }
+        OutputRecord {
+            value,
+            keep_headers: true,
+            ..Default::default()
+        }
     }
 
     /// Sends it to `topic`, which must be one of the pipeline's outputs, instead of the default.
@@ -110,19 +112,26 @@ impl<'a> Writer<'a> {
     /// Serialises `value` as JSON and writes it like [`Writer::write`].
     pub fn write_json<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
         self.write_with(|buf| {
-            serde_json::to_writer(buf, value).map_err(|e| Error::new(format!("cannot serialise output as JSON: {e}")))
+            serde_json::to_writer(buf, value)
+                .map_err(|e| Error::new(format!("cannot serialise output as JSON: {e}")))
         })
     }
 
     /// Writes a value that `build` appends to the buffer it is given, like [`Writer::write`]
     /// but without an intermediate copy. If `build` fails, nothing is written.
-    pub fn write_with(&mut self, build: impl FnOnce(&mut Vec<u8>) -> Result<(), Error>) -> Result<(), Error> {
+    pub fn write_with(
+        &mut self,
+        build: impl FnOnce(&mut Vec<u8>) -> Result<(), Error>,
+    ) -> Result<(), Error> {
         let start = self.data.len();
         if let Err(e) = build(&mut self.data) {
             self.data.truncate(start);
             return Err(e);
         }
-        let value = Span { start: start as u32, len: (self.data.len() - start) as u32 };
+        let value = Span {
+            start: start as u32,
+            len: (self.data.len() - start) as u32,
+        };
         self.finish(None, Some(value), None, None, true, &[]);
         Ok(())
     }
@@ -132,14 +141,24 @@ impl<'a> Writer<'a> {
         let topic = record.topic.map(|t| self.push(t.as_bytes()));
         let value = record.value.map(|v| self.push(v));
         let key = record.key.map(|k| k.map(|k| self.push(k)));
-        self.finish(topic, value, key, record.timestamp, record.keep_headers, &record.headers);
+        self.finish(
+            topic,
+            value,
+            key,
+            record.timestamp,
+            record.keep_headers,
+            &record.headers,
+        );
         Ok(())
     }
 
     fn push(&mut self, bytes: &[u8]) -> Span {
         let start = self.data.len() as u32;
         self.data.extend_from_slice(bytes);
-        Span { start, len: bytes.len() as u32 }
+        Span {
+            start,
+            len: bytes.len() as u32,
+        }
     }
 
     fn push_header(&mut self, header: &Header<'_>) {

@@ -283,7 +283,10 @@ mod tests {
         assert_eq!(lines.len(), 6, "{text}");
         for (line, (_, name)) in lines.iter().zip(levels) {
             assert!(line.trim_start().starts_with(name), "{line}");
-            assert!(line.contains(&format!("sluice::guest: at {name}")), "{line}");
+            assert!(
+                line.contains(&format!("sluice::guest: at {name}")),
+                "{line}"
+            );
             assert!(line.contains("tz"), "{line}");
         }
         assert!(lines[5].contains(&"é".repeat(4096)));

@@ -75,7 +75,10 @@ impl Enricher {
         let prefix = config.get("prefix").unwrap_or_default().to_string();
         let prefix_json = json_string(&prefix);
         let prefix_json = prefix_json[1..prefix_json.len() - 1].to_string();
-        let copies = config.get("fields").map(|spec| parse_fields(spec, &prefix)).transpose()?;
+        let copies = config
+            .get("fields")
+            .map(|spec| parse_fields(spec, &prefix))
+            .transpose()?;
         let on_missing = match config.get("on_missing") {
             None | Some("null") => OnMissing::Null,
             Some("drop") => OnMissing::Drop,
@@ -124,7 +127,10 @@ impl Enricher {
             nested.clear();
             if index_fields(raw, &mut nested).is_err() {
                 // Cannot happen: `raw` was checked to be a JSON object when its parent was read.
-                return Err(Error::new(format!("field `{}`: malformed object", self.key_field)));
+                return Err(Error::new(format!(
+                    "field `{}`: malformed object",
+                    self.key_field
+                )));
             }
             match find(raw, &nested, name) {
                 Some(value) => raw = value,
@@ -136,7 +142,11 @@ impl Enricher {
             Some(b'"') => match json::string_text(raw) {
                 Ok(Cow::Borrowed(text)) => Ok(Some(Cow::Borrowed(text.as_bytes()))),
                 Ok(Cow::Owned(text)) => Ok(Some(Cow::Owned(text.into_bytes()))),
-                Err(_) => Err(Error::new(format!("field `{}` is not a valid string: {}", self.key_field, excerpt(raw)))),
+                Err(_) => Err(Error::new(format!(
+                    "field `{}` is not a valid string: {}",
+                    self.key_field,
+                    excerpt(raw)
+                ))),
             },
             Some(b'-' | b'0'..=b'9') => Ok(Some(Cow::Borrowed(raw.as_bytes()))),
             _ => Err(Error::new(format!(
@@ -166,13 +176,16 @@ impl Enricher {
         let mut object = ObjectWriter::new(out);
         for field in &self.record_fields {
             if !self.replaced(&field.name(record), table) {
-                object.field_as_written(field.key(record)).extend_from_slice(field.value(record).as_bytes());
+                object
+                    .field_as_written(field.key(record))
+                    .extend_from_slice(field.value(record).as_bytes());
             }
         }
         match (&self.copies, table) {
             (Some(copies), table) => {
                 for copy in copies {
-                    let value = table.and_then(|table| find(table, &self.table_fields, &copy.source));
+                    let value =
+                        table.and_then(|table| find(table, &self.table_fields, &copy.source));
                     let out = object.field_unwritten();
                     out.extend_from_slice(&copy.target_key);
                     out.extend_from_slice(value.unwrap_or("null").as_bytes());
@@ -182,7 +195,10 @@ impl Enricher {
                 for (i, field) in self.table_fields.iter().enumerate() {
                     let name = field.name(table);
                     // A repeated name would repeat the output key: the first one counts.
-                    if self.table_fields[..i].iter().any(|earlier| earlier.name(table) == name) {
+                    if self.table_fields[..i]
+                        .iter()
+                        .any(|earlier| earlier.name(table) == name)
+                    {
                         continue;
                     }
                     let out = object.field_unwritten();
@@ -203,7 +219,9 @@ impl Enricher {
 fn parse_fields(spec: &str, prefix: &str) -> Result<Vec<Copied>, Error> {
     let refuse = |why: String| Error::new(format!("config key `fields`: {why}"));
     if spec.trim().is_empty() {
-        return Err(Error::new("config key `fields` must not be empty; leave it unset to copy every field"));
+        return Err(Error::new(
+            "config key `fields` must not be empty; leave it unset to copy every field",
+        ));
     }
     let mut copies: Vec<Copied> = Vec::new();
     for entry in spec.split(',').map(str::trim) {
@@ -228,7 +246,11 @@ fn parse_fields(spec: &str, prefix: &str) -> Result<Vec<Copied>, Error> {
         }
         let mut target_key = json_string(&target).into_bytes();
         target_key.push(b':');
-        copies.push(Copied { source: source.to_string(), target, target_key });
+        copies.push(Copied {
+            source: source.to_string(),
+            target,
+            target_key,
+        });
     }
     Ok(copies)
 }
@@ -247,7 +269,9 @@ impl Transform for Enricher {
     }
 
     fn process(&mut self, record: &Record<'_>, out: &mut Writer<'_>) -> Result<(), Error> {
-        let value = record.value.ok_or_else(|| Error::new("record has no value"))?;
+        let value = record
+            .value
+            .ok_or_else(|| Error::new("record has no value"))?;
         let text = parse_object(value, &mut self.record_fields)?;
         let key = self.key(text)?;
         let found = match &key {
@@ -255,9 +279,15 @@ impl Transform for Enricher {
             None => None,
         };
         let table = match (&found, &key) {
-            (Some(found), Some(key)) => Some(parse_object(found, &mut self.table_fields).map_err(|e| {
-                e.describe(&format!("table `{}`: the value of key `{}`", self.table, String::from_utf8_lossy(key)))
-            })?),
+            (Some(found), Some(key)) => {
+                Some(parse_object(found, &mut self.table_fields).map_err(|e| {
+                    e.describe(&format!(
+                        "table `{}`: the value of key `{}`",
+                        self.table,
+                        String::from_utf8_lossy(key)
+                    ))
+                })?)
+            }
             _ => None,
         };
         if table.is_none() {
@@ -303,7 +333,10 @@ impl Field {
 
 /// The value of the first field called `name` among `fields` of the object `text`.
 fn find<'t>(text: &'t str, fields: &[Field], name: &str) -> Option<&'t str> {
-    fields.iter().find(|f| f.name(text) == name).map(|f| f.value(text))
+    fields
+        .iter()
+        .find(|f| f.name(text) == name)
+        .map(|f| f.value(text))
 }
 
 /// Reads `value`, which must be exactly one JSON object, and lists its fields in `fields`.
@@ -323,7 +356,10 @@ fn index_fields(text: &str, fields: &mut Vec<Field>) -> Result<(), ReadError> {
         (start, start + part.len())
     };
     json::for_each_field(text, |key: &RawValue, value: &RawValue| {
-        fields.push(Field { key: range(key.get()), value: range(value.get()) });
+        fields.push(Field {
+            key: range(key.get()),
+            value: range(value.get()),
+        });
         Ok(())
     })
 }

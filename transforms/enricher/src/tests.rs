@@ -19,8 +19,11 @@ const ENRICHED: [&str; 5] = [
     r#"{"customer_id":"7","order_id":"22","price":29.71,"currency":"aud","ts":"2020-04-04T00:12:00","customer_name":"sue","customer_age":25}"#,
 ];
 
-const JOIN: [(&str, &str); 3] =
-    [("table", "customers"), ("key_field", "customer_id"), ("fields", "name:customer_name,age:customer_age")];
+const JOIN: [(&str, &str); 3] = [
+    ("table", "customers"),
+    ("key_field", "customer_id"),
+    ("fields", "name:customer_name,age:customer_age"),
+];
 
 /// Fills this thread's `customers` table with the seed's three customers, and nothing else.
 fn seed_customers() {
@@ -58,7 +61,9 @@ fn run(config: &[(&str, &str)], value: &str) -> Result<String, String> {
 }
 
 fn config_error(config: &[(&str, &str)]) -> String {
-    testing::init::<Enricher>(config).expect_err("config refused").to_string()
+    testing::init::<Enricher>(config)
+        .expect_err("config refused")
+        .to_string()
 }
 
 #[test]
@@ -68,7 +73,11 @@ fn seed_orders_are_joined_with_their_customers() {
     let records: Vec<Record<'_>> = ORDERS
         .iter()
         .enumerate()
-        .map(|(i, order)| Record { key: Some(b"k"), timestamp: Some(i as i64), ..Record::from_value(order.as_bytes()) })
+        .map(|(i, order)| Record {
+            key: Some(b"k"),
+            timestamp: Some(i as i64),
+            ..Record::from_value(order.as_bytes())
+        })
         .collect();
     let results = testing::process_batch(&mut t, &records);
     for (i, (result, expected)) in results.iter().zip(ENRICHED).enumerate() {
@@ -90,15 +99,28 @@ fn seed_orders_are_joined_with_their_customers() {
 #[test]
 fn names_without_a_rename_take_the_prefix() {
     seed_customers();
-    let config = [JOIN[0], JOIN[1], ("fields", "name,age"), ("prefix", "customer_")];
+    let config = [
+        JOIN[0],
+        JOIN[1],
+        ("fields", "name,age"),
+        ("prefix", "customer_"),
+    ];
     assert_eq!(run(&config, ORDERS[0]).unwrap(), ENRICHED[0]);
     let unprefixed = [JOIN[0], JOIN[1], ("fields", " name , age:years ")];
     assert_eq!(
         run(&unprefixed, r#"{"customer_id":"2"}"#).unwrap(),
         r#"{"customer_id":"2","name":"bill","years":51}"#
     );
-    let mixed = [JOIN[0], JOIN[1], ("fields", "age,name:who"), ("prefix", "c_")];
-    assert_eq!(run(&mixed, r#"{"customer_id":"2"}"#).unwrap(), r#"{"customer_id":"2","c_age":51,"who":"bill"}"#);
+    let mixed = [
+        JOIN[0],
+        JOIN[1],
+        ("fields", "age,name:who"),
+        ("prefix", "c_"),
+    ];
+    assert_eq!(
+        run(&mixed, r#"{"customer_id":"2"}"#).unwrap(),
+        r#"{"customer_id":"2","c_age":51,"who":"bill"}"#
+    );
 }
 
 #[test]
@@ -121,14 +143,20 @@ fn without_fields_every_field_of_the_value_is_copied() {
     let quoted = [JOIN[0], JOIN[1], ("prefix", "c\"")];
     let out = run(&quoted, r#"{"customer_id":"3"}"#).unwrap();
     assert_eq!(out, r#"{"customer_id":"3","c\"n\u00e4me":"\u00e4da"}"#);
-    assert_eq!(serde_json::from_str::<serde_json::Value>(&out).unwrap()["c\"näme"], "äda");
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()["c\"näme"],
+        "äda"
+    );
 }
 
 #[test]
 fn without_fields_a_missing_key_adds_nothing() {
     seed_customers();
     let all = [JOIN[0], JOIN[1]];
-    assert_eq!(run(&all, r#"{"customer_id": "9", "x": 1}"#).unwrap(), r#"{"customer_id":"9","x":1}"#);
+    assert_eq!(
+        run(&all, r#"{"customer_id": "9", "x": 1}"#).unwrap(),
+        r#"{"customer_id":"9","x":1}"#
+    );
 }
 
 #[test]
@@ -136,7 +164,11 @@ fn later_orders_see_an_updated_customer() {
     seed_customers();
     let mut t = enricher(&JOIN);
     assert_eq!(one(&mut t, ORDERS[1]).unwrap(), ENRICHED[1]);
-    testing::set_table("customers", b"7", Some(br#"{"id":"7","name":"susan","age":26}"#));
+    testing::set_table(
+        "customers",
+        b"7",
+        Some(br#"{"id":"7","name":"susan","age":26}"#),
+    );
     assert_eq!(
         one(&mut t, ORDERS[4]).unwrap(),
         r#"{"customer_id":"7","order_id":"22","price":29.71,"currency":"aud","ts":"2020-04-04T00:12:00","customer_name":"susan","customer_age":26}"#
@@ -162,9 +194,18 @@ fn a_missing_or_null_key_field_is_a_missing_key() {
     seed_customers();
     let mut t = enricher(&JOIN);
     let nulls = r#""customer_name":null,"customer_age":null}"#;
-    assert_eq!(one(&mut t, r#"{"order_id":"1"}"#).unwrap(), format!(r#"{{"order_id":"1",{nulls}"#));
-    assert_eq!(one(&mut t, r#"{"customer_id":null}"#).unwrap(), format!(r#"{{"customer_id":null,{nulls}"#));
-    assert_eq!(one(&mut t, r#"{"customer_id":"9"}"#).unwrap(), format!(r#"{{"customer_id":"9",{nulls}"#));
+    assert_eq!(
+        one(&mut t, r#"{"order_id":"1"}"#).unwrap(),
+        format!(r#"{{"order_id":"1",{nulls}"#)
+    );
+    assert_eq!(
+        one(&mut t, r#"{"customer_id":null}"#).unwrap(),
+        format!(r#"{{"customer_id":null,{nulls}"#)
+    );
+    assert_eq!(
+        one(&mut t, r#"{"customer_id":"9"}"#).unwrap(),
+        format!(r#"{{"customer_id":"9",{nulls}"#)
+    );
     assert_eq!(one(&mut t, "{}").unwrap(), format!("{{{nulls}"));
 }
 
@@ -190,7 +231,12 @@ fn drop_writes_nothing_for_a_missing_key() {
 #[test]
 fn route_writes_the_record_unchanged_to_its_topic() {
     seed_customers();
-    let mut t = enricher(&[JOIN[0], JOIN[1], JOIN[2], ("on_missing", "route:orders.unmatched")]);
+    let mut t = enricher(&[
+        JOIN[0],
+        JOIN[1],
+        JOIN[2],
+        ("on_missing", "route:orders.unmatched"),
+    ]);
     let unmatched = r#"{"customer_id": "9", "order_id": "40", "price": 15.00}"#;
     let outs = outputs(&mut t, unmatched).unwrap();
     assert_eq!(outs.len(), 1);
@@ -242,7 +288,11 @@ fn a_key_that_is_not_a_string_or_a_number_is_an_error_naming_the_field() {
 #[test]
 fn escaped_string_keys_and_names_are_decoded() {
     seed_customers();
-    testing::set_table("customers", "zoë".as_bytes(), Some(br#"{"n\u0061me":"zoe","age":9}"#));
+    testing::set_table(
+        "customers",
+        "zoë".as_bytes(),
+        Some(br#"{"n\u0061me":"zoe","age":9}"#),
+    );
     // The key field's name and value are escaped; the table value's `name` too.
     assert_eq!(
         run(&JOIN, r#"{"customer\u005fid":"zo\u00eb"}"#).unwrap(),
@@ -255,13 +305,26 @@ fn a_dotted_key_field_reads_nested_objects() {
     seed_customers();
     let mut t = enricher(&[JOIN[0], ("key_field", "customer.id"), JOIN[2]]);
     assert_eq!(
-        one(&mut t, r#"{"customer": {"id": "5", "tier": 1}, "order_id": "17"}"#).unwrap(),
+        one(
+            &mut t,
+            r#"{"customer": {"id": "5", "tier": 1}, "order_id": "17"}"#
+        )
+        .unwrap(),
         r#"{"customer":{"id": "5", "tier": 1},"order_id":"17","customer_name":"fred","customer_age":34}"#
     );
     let nulls = r#""customer_name":null,"customer_age":null}"#;
-    assert_eq!(one(&mut t, r#"{"customer":null}"#).unwrap(), format!(r#"{{"customer":null,{nulls}"#));
-    assert_eq!(one(&mut t, r#"{"customer":{}}"#).unwrap(), format!(r#"{{"customer":{{}},{nulls}"#));
-    assert_eq!(one(&mut t, r#"{"id":"5"}"#).unwrap(), format!(r#"{{"id":"5",{nulls}"#));
+    assert_eq!(
+        one(&mut t, r#"{"customer":null}"#).unwrap(),
+        format!(r#"{{"customer":null,{nulls}"#)
+    );
+    assert_eq!(
+        one(&mut t, r#"{"customer":{}}"#).unwrap(),
+        format!(r#"{{"customer":{{}},{nulls}"#)
+    );
+    assert_eq!(
+        one(&mut t, r#"{"id":"5"}"#).unwrap(),
+        format!(r#"{{"id":"5",{nulls}"#)
+    );
     assert_eq!(
         one(&mut t, r#"{"customer":"5"}"#).unwrap_err(),
         r#"field `customer.id`: `customer` is not an object: "5""#
@@ -271,14 +334,21 @@ fn a_dotted_key_field_reads_nested_objects() {
         one(&mut deep, r#"{"a":{"b":{"c":2}}}"#).unwrap(),
         r#"{"a":{"b":{"c":2}},"customer_name":"bill","customer_age":51}"#
     );
-    assert_eq!(one(&mut deep, r#"{"a":{"b":[1]}}"#).unwrap_err(), "field `a.b.c`: `a.b` is not an object: [1]");
+    assert_eq!(
+        one(&mut deep, r#"{"a":{"b":[1]}}"#).unwrap_err(),
+        "field `a.b.c`: `a.b` is not an object: [1]"
+    );
 }
 
 #[test]
 fn copied_fields_replace_record_fields_of_the_same_name() {
     seed_customers();
     assert_eq!(
-        run(&JOIN, r#"{"customer_name":"old","customer_id":"5","customer_age":1,"x":2}"#).unwrap(),
+        run(
+            &JOIN,
+            r#"{"customer_name":"old","customer_id":"5","customer_age":1,"x":2}"#
+        )
+        .unwrap(),
         r#"{"customer_id":"5","x":2,"customer_name":"fred","customer_age":34}"#
     );
     // Also on a missing key: the nulls replace them.
@@ -298,7 +368,11 @@ fn values_keep_their_exact_bytes() {
     );
     let config = [JOIN[0], JOIN[1], ("fields", "name,age,tags")];
     assert_eq!(
-        run(&config, r#" { "customer_id" : "1" , "amount":1.0,"big":1e5,"n":{"a": [1, 2]} , "s":"a\"b" } "#).unwrap(),
+        run(
+            &config,
+            r#" { "customer_id" : "1" , "amount":1.0,"big":1e5,"n":{"a": [1, 2]} , "s":"a\"b" } "#
+        )
+        .unwrap(),
         r#"{"customer_id":"1","amount":1.0,"big":1e5,"n":{"a": [1, 2]},"s":"a\"b","name":"caf\u00e9","age":34.0,"tags":[ 1, 2 ]}"#
     );
 }
@@ -306,8 +380,15 @@ fn values_keep_their_exact_bytes() {
 #[test]
 fn a_repeated_name_in_the_value_is_copied_once() {
     seed_customers();
-    testing::set_table("customers", b"1", Some(br#"{"name":"first","name":"second"}"#));
-    assert_eq!(run(&[JOIN[0], JOIN[1]], r#"{"customer_id":"1"}"#).unwrap(), r#"{"customer_id":"1","name":"first"}"#);
+    testing::set_table(
+        "customers",
+        b"1",
+        Some(br#"{"name":"first","name":"second"}"#),
+    );
+    assert_eq!(
+        run(&[JOIN[0], JOIN[1]], r#"{"customer_id":"1"}"#).unwrap(),
+        r#"{"customer_id":"1","name":"first"}"#
+    );
     assert_eq!(
         run(&JOIN, r#"{"customer_id":"1"}"#).unwrap(),
         r#"{"customer_id":"1","customer_name":"first","customer_age":null}"#
@@ -322,12 +403,24 @@ fn a_value_that_is_not_an_object_is_an_error_naming_table_and_key() {
         (&b"[1,2]"[..], "is not a JSON object: [1,2]"),
         (br#""fred""#, r#"is not a JSON object: "fred""#),
         (b"34", "is not a JSON object: 34"),
-        (br#"{"name":"fred""#, "is not valid JSON: EOF while parsing an object at line 1 column 14"),
-        (br#"{"name":"fred"} {}"#, "is not valid JSON: trailing characters at line 1 column 17"),
-        (b"\xff", "is not valid JSON: invalid utf-8 sequence of 1 bytes from index 0"),
+        (
+            br#"{"name":"fred""#,
+            "is not valid JSON: EOF while parsing an object at line 1 column 14",
+        ),
+        (
+            br#"{"name":"fred"} {}"#,
+            "is not valid JSON: trailing characters at line 1 column 17",
+        ),
+        (
+            b"\xff",
+            "is not valid JSON: invalid utf-8 sequence of 1 bytes from index 0",
+        ),
     ] {
         testing::set_table("customers", b"5", Some(value));
-        assert_eq!(one(&mut t, ORDERS[2]).unwrap_err(), format!("table `customers`: the value of key `5` {message}"));
+        assert_eq!(
+            one(&mut t, ORDERS[2]).unwrap_err(),
+            format!("table `customers`: the value of key `5` {message}")
+        );
     }
 }
 
@@ -335,16 +428,28 @@ fn a_value_that_is_not_an_object_is_an_error_naming_table_and_key() {
 fn an_undeclared_table_is_an_error_with_the_sdks_message() {
     testing::clear_tables();
     let mut t = enricher(&JOIN);
-    assert_eq!(one(&mut t, ORDERS[0]).unwrap_err(), "this pipeline declares no table named `customers`");
+    assert_eq!(
+        one(&mut t, ORDERS[0]).unwrap_err(),
+        "this pipeline declares no table named `customers`"
+    );
 }
 
 #[test]
 fn a_record_that_is_not_an_object_is_an_error() {
     seed_customers();
     let mut t = enricher(&JOIN);
-    assert_eq!(one(&mut t, "[1,2]").unwrap_err(), "value is not a JSON object: [1,2]");
-    assert_eq!(one(&mut t, r#""5""#).unwrap_err(), r#"value is not a JSON object: "5""#);
-    assert_eq!(one(&mut t, "not json").unwrap_err(), "value is not valid JSON: expected ident at line 1 column 2");
+    assert_eq!(
+        one(&mut t, "[1,2]").unwrap_err(),
+        "value is not a JSON object: [1,2]"
+    );
+    assert_eq!(
+        one(&mut t, r#""5""#).unwrap_err(),
+        r#"value is not a JSON object: "5""#
+    );
+    assert_eq!(
+        one(&mut t, "not json").unwrap_err(),
+        "value is not valid JSON: expected ident at line 1 column 2"
+    );
     assert_eq!(
         one(&mut t, r#"{"customer_id":"5","x":}"#).unwrap_err(),
         "value is not valid JSON: expected value at line 1 column 24"
@@ -357,13 +462,22 @@ fn a_record_that_is_not_an_object_is_an_error() {
         one(&mut t, r#"{"customer_id":"5","x":1"#).unwrap_err(),
         "value is not valid JSON: EOF while parsing an object at line 1 column 24"
     );
-    assert_eq!(testing::process(&mut t, &Record::default()).unwrap_err().to_string(), "record has no value");
+    assert_eq!(
+        testing::process(&mut t, &Record::default())
+            .unwrap_err()
+            .to_string(),
+        "record has no value"
+    );
 }
 
 #[test]
 fn mangled_input_never_panics_and_output_is_always_json() {
     seed_customers();
-    testing::set_table("customers", b"1", Some(br#"{"name":[1,{"a":"}"}],"age":-0.5e-3}"#));
+    testing::set_table(
+        "customers",
+        b"1",
+        Some(br#"{"name":[1,{"a":"}"}],"age":-0.5e-3}"#),
+    );
     let mut configs = vec![enricher(&JOIN), enricher(&[JOIN[0], JOIN[1]])];
     configs.push(enricher(&[JOIN[0], ("key_field", "c.id"), JOIN[2]]));
     let inputs = [
@@ -384,8 +498,9 @@ fn mangled_input_never_panics_and_output_is_always_json() {
                     if let Ok(outs) = testing::process(t, &Record::from_value(&bytes)) {
                         for out in outs.iter().filter(|o| o.topic.is_none()) {
                             // Whatever it accepts, it writes valid JSON.
-                            let _: serde_json::Value = serde_json::from_slice(out.value.as_deref().unwrap())
-                                .unwrap_or_else(|e| panic!("{e}: {:?}", out.value_str()));
+                            let _: serde_json::Value =
+                                serde_json::from_slice(out.value.as_deref().unwrap())
+                                    .unwrap_or_else(|e| panic!("{e}: {:?}", out.value_str()));
                         }
                     }
                 }
@@ -396,11 +511,26 @@ fn mangled_input_never_panics_and_output_is_always_json() {
 
 #[test]
 fn bad_config_is_refused_by_key() {
-    assert_eq!(config_error(&[("key_field", "customer_id")]), "config key `table` is required");
-    assert_eq!(config_error(&[("table", "customers")]), "config key `key_field` is required");
-    assert_eq!(config_error(&[("table", ""), JOIN[1]]), "config key `table` must not be empty");
-    assert_eq!(config_error(&[JOIN[0], ("key_field", " ")]), "config key `key_field` must not be empty");
-    assert!(config_error(&[JOIN[0], JOIN[1], ("feilds", "name")]).starts_with("unknown config key `feilds`"));
+    assert_eq!(
+        config_error(&[("key_field", "customer_id")]),
+        "config key `table` is required"
+    );
+    assert_eq!(
+        config_error(&[("table", "customers")]),
+        "config key `key_field` is required"
+    );
+    assert_eq!(
+        config_error(&[("table", ""), JOIN[1]]),
+        "config key `table` must not be empty"
+    );
+    assert_eq!(
+        config_error(&[JOIN[0], ("key_field", " ")]),
+        "config key `key_field` must not be empty"
+    );
+    assert!(
+        config_error(&[JOIN[0], JOIN[1], ("feilds", "name")])
+            .starts_with("unknown config key `feilds`")
+    );
     assert_eq!(
         config_error(&[JOIN[0], ("key_field", "customer..id")]),
         "config key `key_field`: `customer..id` has an empty name between dots"
@@ -408,20 +538,46 @@ fn bad_config_is_refused_by_key() {
     for bad in ["skip", "route:", "route: ", "Null"] {
         assert_eq!(
             config_error(&[JOIN[0], JOIN[1], ("on_missing", bad)]),
-            format!("config key `on_missing`: invalid value `{bad}`, expected null, drop or route:<topic>")
+            format!(
+                "config key `on_missing`: invalid value `{bad}`, expected null, drop or route:<topic>"
+            )
         );
     }
     for (fields, message) in [
-        ("", "config key `fields` must not be empty; leave it unset to copy every field"),
-        ("name,,age", "config key `fields`: empty entry in `name,,age`"),
+        (
+            "",
+            "config key `fields` must not be empty; leave it unset to copy every field",
+        ),
+        (
+            "name,,age",
+            "config key `fields`: empty entry in `name,,age`",
+        ),
         ("name,", "config key `fields`: empty entry in `name,`"),
-        (":x", "config key `fields`: `:x` has no field name before `:`"),
-        ("name:", "config key `fields`: `name:` has no new name after `:`"),
-        ("a:b:c", "config key `fields`: `a:b:c` has more than one `:`"),
-        ("name,name", "config key `fields`: two fields are written as `name`"),
-        ("name:x,age:x", "config key `fields`: two fields are written as `x`"),
+        (
+            ":x",
+            "config key `fields`: `:x` has no field name before `:`",
+        ),
+        (
+            "name:",
+            "config key `fields`: `name:` has no new name after `:`",
+        ),
+        (
+            "a:b:c",
+            "config key `fields`: `a:b:c` has more than one `:`",
+        ),
+        (
+            "name,name",
+            "config key `fields`: two fields are written as `name`",
+        ),
+        (
+            "name:x,age:x",
+            "config key `fields`: two fields are written as `x`",
+        ),
     ] {
-        assert_eq!(config_error(&[JOIN[0], JOIN[1], ("fields", fields)]), message);
+        assert_eq!(
+            config_error(&[JOIN[0], JOIN[1], ("fields", fields)]),
+            message
+        );
     }
 }
 
@@ -435,10 +591,21 @@ fn config_is_parsed_once() {
         ("on_missing", "route: orders.unmatched"),
     ]);
     assert_eq!(t.key_path, ["customer", "id"]);
-    let copies: Vec<_> = t.copies.iter().flatten().map(|c| (c.source.as_str(), c.target.as_str())).collect();
+    let copies: Vec<_> = t
+        .copies
+        .iter()
+        .flatten()
+        .map(|c| (c.source.as_str(), c.target.as_str()))
+        .collect();
     assert_eq!(copies, [("name", "customer_name"), ("age", "c_age")]);
     assert_eq!(t.copies.as_ref().unwrap()[1].target_key, br#""c_age":"#);
-    assert_eq!(t.on_missing, OnMissing::Route("orders.unmatched".to_string()));
+    assert_eq!(
+        t.on_missing,
+        OnMissing::Route("orders.unmatched".to_string())
+    );
     assert_eq!(enricher(&JOIN).on_missing, OnMissing::Null);
-    assert_eq!(enricher(&[JOIN[0], JOIN[1], ("on_missing", "null")]).on_missing, OnMissing::Null);
+    assert_eq!(
+        enricher(&[JOIN[0], JOIN[1], ("on_missing", "null")]).on_missing,
+        OnMissing::Null
+    );
 }

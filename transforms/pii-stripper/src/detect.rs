@@ -27,7 +27,14 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind, in the order of the configuration table.
-    pub const ALL: [Kind; 6] = [Kind::Email, Kind::Phone, Kind::Card, Kind::Ssn, Kind::Ipv4, Kind::Ipv6];
+    pub const ALL: [Kind; 6] = [
+        Kind::Email,
+        Kind::Phone,
+        Kind::Card,
+        Kind::Ssn,
+        Kind::Ipv4,
+        Kind::Ipv6,
+    ];
 
     /// The configuration key that switches its detector on or off.
     pub fn key(self) -> &'static str {
@@ -114,8 +121,20 @@ impl Detectors {
             (Kind::Ipv6, IPV6, Needs::Colon, check_ipv6, true),
             (Kind::Card, CARD, Needs::Digit, check_card, true),
             (Kind::Ssn, SSN, Needs::Digit, check_ssn, true),
-            (Kind::Phone, PHONE_INTERNATIONAL, Needs::Digit, check_international_phone, true),
-            (Kind::Phone, PHONE_NANP, Needs::Digit, check_nanp_phone, true),
+            (
+                Kind::Phone,
+                PHONE_INTERNATIONAL,
+                Needs::Digit,
+                check_international_phone,
+                true,
+            ),
+            (
+                Kind::Phone,
+                PHONE_NANP,
+                Needs::Digit,
+                check_nanp_phone,
+                true,
+            ),
             (Kind::Ipv4, IPV4, Needs::Digit, check_ipv4, true),
         ];
         let patterns = all
@@ -163,16 +182,22 @@ impl Detectors {
             let mut finds = Vec::new();
             let mut from = 0;
             while from < text.len() {
-                let Some(m) = p.regex.find_at(text, from) else { break };
+                let Some(m) = p.regex.find_at(text, from) else {
+                    break;
+                };
                 let start = m.start();
                 while found.get(earlier).is_some_and(|f: &Found| f.end <= start) {
                     earlier += 1;
                 }
-                let kept =
-                    (p.check)(bytes, start, m.end()).filter(|&end| found.get(earlier).is_none_or(|f| end <= f.start));
+                let kept = (p.check)(bytes, start, m.end())
+                    .filter(|&end| found.get(earlier).is_none_or(|f| end <= f.start));
                 from = match kept {
                     Some(end) => {
-                        finds.push(Found { start, end, kind: p.kind });
+                        finds.push(Found {
+                            start,
+                            end,
+                            kind: p.kind,
+                        });
                         end
                     }
                     // Every pattern starts with an ASCII character, so `start + 1` is a boundary.
@@ -196,7 +221,14 @@ fn merge(a: Vec<Found>, b: Vec<Found>) -> Vec<Found> {
     let mut merged = Vec::with_capacity(a.len() + b.len());
     let (mut a, mut b) = (a.into_iter().peekable(), b.into_iter().peekable());
     while let (Some(x), Some(y)) = (a.peek(), b.peek()) {
-        merged.push(if x.start < y.start { a.next() } else { b.next() }.expect("peeked"));
+        merged.push(
+            if x.start < y.start {
+                a.next()
+            } else {
+                b.next()
+            }
+            .expect("peeked"),
+        );
     }
     merged.extend(a.chain(b));
     merged
@@ -225,8 +257,9 @@ fn standalone(text: &[u8], start: usize, end: usize, joiners: &[u8]) -> bool {
 const NUMBER_JOINERS: &[u8] = b".-:";
 
 /// File names such as `logo@2x.png` have the shape of an email address.
-const FILE_EXTENSIONS: &[&str] =
-    &["png", "jpg", "jpeg", "gif", "svg", "webp", "avif", "ico", "bmp", "tif", "tiff", "css", "js"];
+const FILE_EXTENSIONS: &[&str] = &[
+    "png", "jpg", "jpeg", "gif", "svg", "webp", "avif", "ico", "bmp", "tif", "tiff", "css", "js",
+];
 
 fn check_email(text: &[u8], start: usize, end: usize) -> Option<usize> {
     let at = start + text[start..end].iter().position(|&b| b == b'@')?;
@@ -234,7 +267,9 @@ fn check_email(text: &[u8], start: usize, end: usize) -> Option<usize> {
     let ok = at - start <= 64
         && end - start <= 254
         && !text.get(end).copied().is_some_and(is_word)
-        && !FILE_EXTENSIONS.iter().any(|e| e.as_bytes().eq_ignore_ascii_case(tld));
+        && !FILE_EXTENSIONS
+            .iter()
+            .any(|e| e.as_bytes().eq_ignore_ascii_case(tld));
     ok.then_some(end)
 }
 
@@ -253,7 +288,9 @@ fn check_ipv6(text: &[u8], start: usize, end: usize) -> Option<usize> {
 /// The ends of the digit groups of `start..end`, longest first: where a grouped number may be
 /// cut when the whole is too long or glued to what follows.
 fn group_ends(text: &[u8], start: usize, end: usize) -> impl Iterator<Item = usize> + '_ {
-    (start + 1..=end).rev().filter(move |&i| text[i - 1].is_ascii_digit() && (i == end || !text[i].is_ascii_digit()))
+    (start + 1..=end)
+        .rev()
+        .filter(move |&i| text[i - 1].is_ascii_digit() && (i == end || !text[i].is_ascii_digit()))
 }
 
 fn digits(text: &[u8]) -> impl Iterator<Item = u8> + '_ {
@@ -284,7 +321,11 @@ pub fn luhn(digits: &[u8]) -> bool {
         .enumerate()
         .map(|(i, &d)| {
             let d = u32::from(d);
-            if i % 2 == 1 { if d > 4 { 2 * d - 9 } else { 2 * d } } else { d }
+            if i % 2 == 1 {
+                if d > 4 { 2 * d - 9 } else { 2 * d }
+            } else {
+                d
+            }
         })
         .sum();
     sum.is_multiple_of(10)
@@ -294,7 +335,11 @@ pub fn luhn(digits: &[u8]) -> bool {
 /// issues: Visa, Mastercard, American Express, Discover, Diners, JCB, UnionPay, Maestro.
 /// Epoch timestamps (which start with 1 until 2033) and most ids do not.
 fn plausible_issuer(digits: &[u8]) -> bool {
-    let prefix = |n: usize| digits[..n].iter().fold(0u32, |acc, &d| acc * 10 + u32::from(d));
+    let prefix = |n: usize| {
+        digits[..n]
+            .iter()
+            .fold(0u32, |acc, &d| acc * 10 + u32::from(d))
+    };
     let len = digits.len();
     match digits[0] {
         4 => matches!(len, 13 | 16 | 19),
@@ -318,7 +363,9 @@ fn plausible_issuer(digits: &[u8]) -> bool {
 
 fn check_ssn(text: &[u8], start: usize, end: usize) -> Option<usize> {
     let number = |range: std::ops::Range<usize>| {
-        text[start + range.start..start + range.end].iter().fold(0u32, |acc, &d| acc * 10 + u32::from(d - b'0'))
+        text[start + range.start..start + range.end]
+            .iter()
+            .fold(0u32, |acc, &d| acc * 10 + u32::from(d - b'0'))
     };
     let (area, group, serial) = (number(0..3), number(4..6), number(7..11));
     let valid = area != 0 && area != 666 && area < 900 && group != 0 && serial != 0;
@@ -357,10 +404,18 @@ pub fn canonical(kind: Kind, text: &str) -> String {
         Kind::Email => text.to_ascii_lowercase(),
         Kind::Phone => {
             let digits = only_digits(&text.replace("(0)", ""));
-            if text.starts_with('+') { format!("+{digits}") } else { format!("+1{digits}") }
+            if text.starts_with('+') {
+                format!("+{digits}")
+            } else {
+                format!("+1{digits}")
+            }
         }
         Kind::Card | Kind::Ssn => only_digits(text),
-        Kind::Ipv4 => text.parse::<Ipv4Addr>().map_or_else(|_| text.to_string(), |a| a.to_string()),
-        Kind::Ipv6 => text.parse::<Ipv6Addr>().map_or_else(|_| text.to_string(), |a| a.to_string()),
+        Kind::Ipv4 => text
+            .parse::<Ipv4Addr>()
+            .map_or_else(|_| text.to_string(), |a| a.to_string()),
+        Kind::Ipv6 => text
+            .parse::<Ipv6Addr>()
+            .map_or_else(|_| text.to_string(), |a| a.to_string()),
     }
 }

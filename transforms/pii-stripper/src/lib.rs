@@ -19,7 +19,9 @@ use sluice_sdk::{Config, Error, OutputRecord, Record, Transform, Writer};
 use detect::{Detectors, Kind, canonical};
 
 /// Configuration keys, with their defaults in [`Stripper::from_config`].
-const KEYS: &[&str] = &["drop", "mask", "action", "salt", "email", "phone", "card", "ssn", "ipv4", "ipv6"];
+const KEYS: &[&str] = &[
+    "drop", "mask", "action", "salt", "email", "phone", "card", "ssn", "ipv4", "ipv6",
+];
 
 /// What a field listed in `mask` becomes, whatever its type.
 pub const REDACTED: &str = "[REDACTED]";
@@ -83,20 +85,33 @@ impl Stripper {
                 if salt.is_empty() {
                     return Err(Error::new("config key `salt` must not be empty"));
                 }
-                Action::Hash(HmacSha256::new_from_slice(salt.as_bytes()).expect("HMAC takes keys of any length"))
+                Action::Hash(
+                    HmacSha256::new_from_slice(salt.as_bytes())
+                        .expect("HMAC takes keys of any length"),
+                )
             }
             Some("drop") => Action::Drop,
             _ => Action::Mask,
         };
         if config.get("salt").is_some() && !matches!(action, Action::Hash(_)) {
-            return Err(Error::new("config key `salt` is only used when action = hash"));
+            return Err(Error::new(
+                "config key `salt` is only used when action = hash",
+            ));
         }
         let drop = field_paths(config, "drop")?;
         let mask = field_paths(config, "mask")?;
         if let Some(both) = mask.iter().find(|path| drop.contains(path)) {
-            return Err(Error::new(format!("config key `mask`: field `{}` is also in `drop`", both.join("."))));
+            return Err(Error::new(format!(
+                "config key `mask`: field `{}` is also in `drop`",
+                both.join(".")
+            )));
         }
-        Ok(Stripper { detectors: Detectors::new(&enabled), action, drop, mask })
+        Ok(Stripper {
+            detectors: Detectors::new(&enabled),
+            action,
+            drop,
+            mask,
+        })
     }
 
     /// Finds the PII in `text` and says what becomes of it.
@@ -132,10 +147,11 @@ impl Stripper {
     /// Strips one record value, which must be JSON, appending the result to `out`. Returns
     /// `false`, with nothing appended, when the value is a string dropped because of its PII.
     pub fn strip_value(&self, value: &[u8], out: &mut Vec<u8>) -> Result<bool, Error> {
-        let text = std::str::from_utf8(value).map_err(|e| Error::new(format!("value is not UTF-8: {e}")))?;
+        let text = std::str::from_utf8(value)
+            .map_err(|e| Error::new(format!("value is not UTF-8: {e}")))?;
         // Validates the whole value first; the walk below then only meets well-formed JSON.
-        let raw: &RawValue =
-            serde_json::from_str(text).map_err(|e| Error::new(format!("value is not valid JSON: {e}")))?;
+        let raw: &RawValue = serde_json::from_str(text)
+            .map_err(|e| Error::new(format!("value is not valid JSON: {e}")))?;
         self.value(raw, &mut Vec::new(), 0, out)
     }
 
@@ -150,9 +166,9 @@ impl Stripper {
     ) -> Result<bool, Error> {
         let text = raw.get();
         match text.as_bytes()[0] {
-            b'{' | b'[' if depth == MAX_DEPTH => {
-                Err(Error::new(format!("value is nested deeper than {MAX_DEPTH} levels")))
-            }
+            b'{' | b'[' if depth == MAX_DEPTH => Err(Error::new(format!(
+                "value is nested deeper than {MAX_DEPTH} levels"
+            ))),
             b'{' => {
                 let mut object = ObjectWriter::new(out);
                 json::for_each_field(text, |key, raw| {
@@ -178,8 +194,8 @@ impl Stripper {
                 Ok(true)
             }
             b'"' => {
-                let decoded =
-                    json::string_text(text).map_err(|e| Error::new(format!("value is not valid JSON: {e}")))?;
+                let decoded = json::string_text(text)
+                    .map_err(|e| Error::new(format!("value is not valid JSON: {e}")))?;
                 match self.strip_text(&decoded) {
                     // As it was written, escapes included.
                     Scanned::Clean => out.extend_from_slice(text.as_bytes()),
@@ -229,7 +245,12 @@ fn pseudonym(mac: &HmacSha256, kind: Kind, text: &str) -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     digest[..PSEUDONYM_HEX_DIGITS / 2]
         .iter()
-        .flat_map(|b| [HEX[usize::from(b >> 4)] as char, HEX[usize::from(b & 15)] as char])
+        .flat_map(|b| {
+            [
+                HEX[usize::from(b >> 4)] as char,
+                HEX[usize::from(b & 15)] as char,
+            ]
+        })
         .collect()
 }
 
@@ -255,7 +276,9 @@ fn field_paths(config: &Config, key: &str) -> Result<Vec<Vec<String>>, Error> {
 
 /// Whether `path` is one of `paths`.
 fn listed(paths: &[Vec<String>], path: &[ObjectKey<'_>]) -> bool {
-    paths.iter().any(|p| p.len() == path.len() && p.iter().zip(path).all(|(a, b)| a == b.as_str()))
+    paths
+        .iter()
+        .any(|p| p.len() == path.len() && p.iter().zip(path).all(|(a, b)| a == b.as_str()))
 }
 
 /// The transform: one [`Stripper`] per instance.

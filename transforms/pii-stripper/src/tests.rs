@@ -30,21 +30,36 @@ fn text(config: &[(&str, &str)], text: &str) -> String {
 }
 
 fn config_error(config: &[(&str, &str)]) -> String {
-    testing::init::<PiiStripper>(config).err().expect("config is refused").to_string()
+    testing::init::<PiiStripper>(config)
+        .err()
+        .expect("config is refused")
+        .to_string()
 }
 
 /// Text that must be found, with what the default config makes of it.
 const MUST_DETECT: &[(&str, &str)] = &[
     // Email addresses.
     ("a@b.com", "[EMAIL]"),
-    ("contact me at a@b.com please", "contact me at [EMAIL] please"),
+    (
+        "contact me at a@b.com please",
+        "contact me at [EMAIL] please",
+    ),
     ("Jane.Doe+news@Mail.Example.co.uk", "[EMAIL]"),
-    ("<ops@example.org>,dev-team@example.org.", "<[EMAIL]>,[EMAIL]."),
-    ("mailto:j_smith99@sub-domain.example.io?subject=hi", "mailto:[EMAIL]?subject=hi"),
+    (
+        "<ops@example.org>,dev-team@example.org.",
+        "<[EMAIL]>,[EMAIL].",
+    ),
+    (
+        "mailto:j_smith99@sub-domain.example.io?subject=hi",
+        "mailto:[EMAIL]?subject=hi",
+    ),
     // International phone numbers.
     ("+44 20 7946 0958", "[PHONE]"),
     ("+33 1 23 45 67 89", "[PHONE]"),
-    ("tel: +44 (0)20 7946 0958, ask for Sam", "tel: [PHONE], ask for Sam"),
+    (
+        "tel: +44 (0)20 7946 0958, ask for Sam",
+        "tel: [PHONE], ask for Sam",
+    ),
     ("+442079460958", "[PHONE]"),
     ("+49-30-901820", "[PHONE]"),
     ("+44 20 7946 0958 2024-02-05", "[PHONE] 2024-02-05"),
@@ -62,7 +77,10 @@ const MUST_DETECT: &[(&str, &str)] = &[
     ("4111111111111111", "[CARD]"),
     ("4111 1111 1111 1111", "[CARD]"),
     ("4111-1111-1111-1111", "[CARD]"),
-    ("card 4012 8888 8888 1881 exp 12/27", "card [CARD] exp 12/27"),
+    (
+        "card 4012 8888 8888 1881 exp 12/27",
+        "card [CARD] exp 12/27",
+    ),
     ("4222222222222", "[CARD]"),
     ("4000 0000 0000 0000 006", "[CARD]"),
     ("5555555555554444", "[CARD]"),
@@ -93,7 +111,10 @@ const MUST_DETECT: &[(&str, &str)] = &[
     ("::ffff:192.168.1.1", "[IPV6]"),
     ("FE80::0202:B3FF:FE1E:8329", "[IPV6]"),
     // Several kinds in one string.
-    ("a@b.com / +1 555 123 4567 / 4111111111111111", "[EMAIL] / [PHONE] / [CARD]"),
+    (
+        "a@b.com / +1 555 123 4567 / 4111111111111111",
+        "[EMAIL] / [PHONE] / [CARD]",
+    ),
 ];
 
 /// Text that is not PII (or that a detector must not take for its kind), left as it is.
@@ -214,7 +235,11 @@ fn no_must_not_touch_example_is_changed() {
 fn the_card_examples_are_real_test_numbers() {
     for (input, expected) in MUST_DETECT {
         if *expected == "[CARD]" {
-            let digits: Vec<u8> = input.bytes().filter(u8::is_ascii_digit).map(|d| d - b'0').collect();
+            let digits: Vec<u8> = input
+                .bytes()
+                .filter(u8::is_ascii_digit)
+                .map(|d| d - b'0')
+                .collect();
             assert!(luhn(&digits), "{input}");
         }
     }
@@ -225,7 +250,10 @@ fn the_card_examples_are_real_test_numbers() {
 fn four_part_version_numbers_are_valid_ipv4_and_are_masked() {
     // A documented limit: without context, version 1.2.3.4 is the address 1.2.3.4.
     assert_eq!(text(&[], "version 1.2.3.4"), "version [IPV4]");
-    assert_eq!(text(&[("ipv4", "false")], "version 1.2.3.4"), "version 1.2.3.4");
+    assert_eq!(
+        text(&[("ipv4", "false")], "version 1.2.3.4"),
+        "version 1.2.3.4"
+    );
 }
 
 #[test]
@@ -245,9 +273,18 @@ fn nested_objects_and_arrays_are_walked_in_order() {
 
 #[test]
 fn top_level_values_of_any_json_type() {
-    assert_eq!(run(&[], r#""mail a@b.com""#).unwrap().unwrap(), r#""mail [EMAIL]""#);
-    assert_eq!(run(&[], r#"["a@b.com", 1.50, "x"]"#).unwrap().unwrap(), r#"["[EMAIL]",1.50,"x"]"#);
-    assert_eq!(run(&[], "  4111111111111111 \n").unwrap().unwrap(), "4111111111111111");
+    assert_eq!(
+        run(&[], r#""mail a@b.com""#).unwrap().unwrap(),
+        r#""mail [EMAIL]""#
+    );
+    assert_eq!(
+        run(&[], r#"["a@b.com", 1.50, "x"]"#).unwrap().unwrap(),
+        r#"["[EMAIL]",1.50,"x"]"#
+    );
+    assert_eq!(
+        run(&[], "  4111111111111111 \n").unwrap().unwrap(),
+        "4111111111111111"
+    );
     assert_eq!(run(&[], "null").unwrap().unwrap(), "null");
     assert_eq!(run(&[], "{}").unwrap().unwrap(), "{}");
     assert_eq!(run(&[], "[]").unwrap().unwrap(), "[]");
@@ -255,9 +292,14 @@ fn top_level_values_of_any_json_type() {
 
 #[test]
 fn escapes_are_decoded_before_detection_and_kept_when_nothing_changes() {
-    assert_eq!(run(&[], r#"{"s":"mail a\u0040b.com"}"#).unwrap().unwrap(), r#"{"s":"mail [EMAIL]"}"#);
     assert_eq!(
-        run(&[], r#"{"caf\u00e9":"a@b.com\n\t\"x\"","k\"":"\u00e9"}"#).unwrap().unwrap(),
+        run(&[], r#"{"s":"mail a\u0040b.com"}"#).unwrap().unwrap(),
+        r#"{"s":"mail [EMAIL]"}"#
+    );
+    assert_eq!(
+        run(&[], r#"{"caf\u00e9":"a@b.com\n\t\"x\"","k\"":"\u00e9"}"#)
+            .unwrap()
+            .unwrap(),
         r#"{"café":"[EMAIL]\n\t\"x\"","k\"":"\u00e9"}"#
     );
 }
@@ -266,7 +308,10 @@ fn escapes_are_decoded_before_detection_and_kept_when_nothing_changes() {
 fn hash_gives_salted_deterministic_pseudonyms() {
     let s = [("action", "hash"), ("salt", "s")];
     // Known answers: python3 -c 'import hmac,hashlib; print(hmac.new(b"s", b"a@b.com", hashlib.sha256).hexdigest()[:16])'
-    assert_eq!(text(&s, "mail a@b.com now"), "mail [EMAIL:078760c0aa2f7bee] now");
+    assert_eq!(
+        text(&s, "mail a@b.com now"),
+        "mail [EMAIL:078760c0aa2f7bee] now"
+    );
     assert_eq!(text(&s, "+44 20 7946 0958"), "[PHONE:f859f4a76db0234d]");
     assert_eq!(text(&s, "4111 1111 1111 1111"), "[CARD:c5126ce16a0d413a]");
     assert_eq!(text(&s, "123-45-6789"), "[SSN:fcb495ccf704ea59]");
@@ -280,7 +325,10 @@ fn hash_gives_salted_deterministic_pseudonyms() {
     assert_eq!(text(&s, "+44 (0)20 7946 0958"), "[PHONE:f859f4a76db0234d]");
     assert_eq!(text(&s, "(555) 123-4567"), "[PHONE:739a09c62339a993]");
     assert_eq!(text(&s, "+1 555.123.4567"), "[PHONE:739a09c62339a993]");
-    assert_eq!(text(&s, "4111-1111-1111-1111"), text(&s, "4111111111111111"));
+    assert_eq!(
+        text(&s, "4111-1111-1111-1111"),
+        text(&s, "4111111111111111")
+    );
     // A different salt, a different pseudonym; different values, different pseudonyms.
     let t = [("action", "hash"), ("salt", "t")];
     assert_eq!(text(&t, "a@b.com"), "[EMAIL:ee39d518de8c0bc4]");
@@ -300,8 +348,16 @@ fn drop_removes_the_member_or_element_that_held_pii() {
         r#"{"id":1,"n":{"ok":"fine"},"list":["x","y",2]}"#
     );
     // Commas stay right when the first or every member goes.
-    assert_eq!(run(&d, r#"{"a":"a@b.com","b":1}"#).unwrap().unwrap(), r#"{"b":1}"#);
-    assert_eq!(run(&d, r#"{"a":"a@b.com","b":"c@d.com"}"#).unwrap().unwrap(), "{}");
+    assert_eq!(
+        run(&d, r#"{"a":"a@b.com","b":1}"#).unwrap().unwrap(),
+        r#"{"b":1}"#
+    );
+    assert_eq!(
+        run(&d, r#"{"a":"a@b.com","b":"c@d.com"}"#)
+            .unwrap()
+            .unwrap(),
+        "{}"
+    );
     assert_eq!(run(&d, r#"["a@b.com","c@d.com"]"#).unwrap().unwrap(), "[]");
     // A value that is one string holding PII produces no output: the record is filtered out.
     assert_eq!(run(&d, r#""mail a@b.com""#).unwrap(), None);
@@ -310,21 +366,37 @@ fn drop_removes_the_member_or_element_that_held_pii() {
 
 #[test]
 fn drop_and_mask_fields_by_dotted_path() {
-    let cfg = [("drop", "ssn, customer.card"), ("mask", "name,customer.address,items.note")];
+    let cfg = [
+        ("drop", "ssn, customer.card"),
+        ("mask", "name,customer.address,items.note"),
+    ];
     let input = r#"{"name":"Ada Lovelace","ssn":"n/a","customer":{"card":7,"address":{"city":"London"},"name":"Bob"},"items":[{"note":"fragile","sku":"A1"},{"note":null}],"x":{"ssn":"kept: not at the root"}}"#;
     assert_eq!(
         run(&cfg, input).unwrap().unwrap(),
         r#"{"name":"[REDACTED]","customer":{"address":"[REDACTED]","name":"Bob"},"items":[{"note":"[REDACTED]","sku":"A1"},{"note":"[REDACTED]"}],"x":{"ssn":"kept: not at the root"}}"#
     );
     // Listed fields that are absent change nothing; a top-level array is walked through.
-    assert_eq!(run(&cfg, r#"[{"ssn":"1"},{"other":2}]"#).unwrap().unwrap(), r#"[{},{"other":2}]"#);
+    assert_eq!(
+        run(&cfg, r#"[{"ssn":"1"},{"other":2}]"#).unwrap().unwrap(),
+        r#"[{},{"other":2}]"#
+    );
 }
 
 #[test]
 fn whole_field_masks_apply_whatever_the_action_and_detectors() {
-    let cfg = [("mask", "name"), ("action", "hash"), ("salt", "s"), ("email", "false")];
+    let cfg = [
+        ("mask", "name"),
+        ("action", "hash"),
+        ("salt", "s"),
+        ("email", "false"),
+    ];
     assert_eq!(
-        run(&cfg, r#"{"name":"a@b.com","mail":"a@b.com","ip":"1.2.3.4"}"#).unwrap().unwrap(),
+        run(
+            &cfg,
+            r#"{"name":"a@b.com","mail":"a@b.com","ip":"1.2.3.4"}"#
+        )
+        .unwrap()
+        .unwrap(),
         r#"{"name":"[REDACTED]","mail":"a@b.com","ip":"[IPV4:005d3bf728fc74b3]"}"#
     );
 }
@@ -332,18 +404,31 @@ fn whole_field_masks_apply_whatever_the_action_and_detectors() {
 #[test]
 fn each_detector_can_be_switched_off() {
     let input = "a@b.com +44 20 7946 0958 4111111111111111 123-45-6789 10.0.0.1 2001:db8::1";
-    assert_eq!(text(&[], input), "[EMAIL] [PHONE] [CARD] [SSN] [IPV4] [IPV6]");
+    assert_eq!(
+        text(&[], input),
+        "[EMAIL] [PHONE] [CARD] [SSN] [IPV4] [IPV6]"
+    );
     let expected = [
         ("email", "a@b.com [PHONE] [CARD] [SSN] [IPV4] [IPV6]"),
-        ("phone", "[EMAIL] +44 20 7946 0958 [CARD] [SSN] [IPV4] [IPV6]"),
-        ("card", "[EMAIL] [PHONE] 4111111111111111 [SSN] [IPV4] [IPV6]"),
+        (
+            "phone",
+            "[EMAIL] +44 20 7946 0958 [CARD] [SSN] [IPV4] [IPV6]",
+        ),
+        (
+            "card",
+            "[EMAIL] [PHONE] 4111111111111111 [SSN] [IPV4] [IPV6]",
+        ),
         ("ssn", "[EMAIL] [PHONE] [CARD] 123-45-6789 [IPV4] [IPV6]"),
         ("ipv4", "[EMAIL] [PHONE] [CARD] [SSN] 10.0.0.1 [IPV6]"),
         ("ipv6", "[EMAIL] [PHONE] [CARD] [SSN] [IPV4] 2001:db8::1"),
     ];
     for (key, output) in expected {
         assert_eq!(text(&[(key, "false")], input), output, "{key}=false");
-        assert_eq!(text(&[(key, "true")], input), text(&[], input), "{key}=true");
+        assert_eq!(
+            text(&[(key, "true")], input),
+            text(&[], input),
+            "{key}=true"
+        );
     }
     let all_off: Vec<(&str, &str)> = Kind::ALL.iter().map(|k| (k.key(), "false")).collect();
     assert_eq!(text(&all_off, input), input);
@@ -351,12 +436,18 @@ fn each_detector_can_be_switched_off() {
 
 #[test]
 fn bad_values_are_per_record_errors_not_panics() {
-    assert_eq!(run(&[], "not json").unwrap_err(), "value is not valid JSON: expected ident at line 1 column 2");
+    assert_eq!(
+        run(&[], "not json").unwrap_err(),
+        "value is not valid JSON: expected ident at line 1 column 2"
+    );
     assert_eq!(
         run(&[], r#"{"a":1} x"#).unwrap_err(),
         "value is not valid JSON: trailing characters at line 1 column 9"
     );
-    assert_eq!(run(&[], "").unwrap_err(), "value is not valid JSON: EOF while parsing a value at line 1 column 0");
+    assert_eq!(
+        run(&[], "").unwrap_err(),
+        "value is not valid JSON: EOF while parsing a value at line 1 column 0"
+    );
     assert_eq!(
         run(&[], r#"{"a":"#).unwrap_err(),
         "value is not valid JSON: EOF while parsing a value at line 1 column 5"
@@ -367,18 +458,31 @@ fn bad_values_are_per_record_errors_not_panics() {
         "value is not UTF-8: invalid utf-8 sequence of 1 bytes from index 1"
     );
     // The instance carries on after a bad record.
-    assert_eq!(run_bytes(&mut t, br#""a@b.com""#).unwrap().unwrap(), r#""[EMAIL]""#);
+    assert_eq!(
+        run_bytes(&mut t, br#""a@b.com""#).unwrap().unwrap(),
+        r#""[EMAIL]""#
+    );
 
     let deep = format!("{}{}", "[".repeat(MAX_DEPTH), "]".repeat(MAX_DEPTH));
     assert_eq!(run(&[], &deep).unwrap().unwrap(), deep);
     let too_deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
-    assert_eq!(run(&[], &too_deep).unwrap_err(), "value is nested deeper than 128 levels");
+    assert_eq!(
+        run(&[], &too_deep).unwrap_err(),
+        "value is nested deeper than 128 levels"
+    );
 }
 
 #[test]
 fn tombstones_pass_through() {
     let mut t = stripper(&[]);
-    let outputs = testing::process(&mut t, &Record { key: Some(b"k"), ..Record::default() }).unwrap();
+    let outputs = testing::process(
+        &mut t,
+        &Record {
+            key: Some(b"k"),
+            ..Record::default()
+        },
+    )
+    .unwrap();
     assert_eq!(outputs.len(), 1);
     assert_eq!(outputs[0].value, None);
     assert_eq!(outputs[0].key.as_deref(), Some(&b"k"[..]));
@@ -394,7 +498,10 @@ fn long_strings_of_digits_and_candidates_stay_linear() {
     let local = format!("{}@2x.png", "a".repeat(200_000));
     assert_eq!(text(&[], &local), local);
     // Many finds in one string.
-    assert_eq!(text(&[], &"a@b.com 10.0.0.1 ".repeat(20_000)), "[EMAIL] [IPV4] ".repeat(20_000));
+    assert_eq!(
+        text(&[], &"a@b.com 10.0.0.1 ".repeat(20_000)),
+        "[EMAIL] [IPV4] ".repeat(20_000)
+    );
 }
 
 #[test]
@@ -415,8 +522,14 @@ fn bad_config_is_refused_by_key() {
         config_error(&[("action", "hash")]),
         "config key `salt` is required when action = hash: a secret, the same in every deployment whose pseudonyms must match"
     );
-    assert_eq!(config_error(&[("action", "hash"), ("salt", "")]), "config key `salt` must not be empty");
-    assert_eq!(config_error(&[("salt", "s")]), "config key `salt` is only used when action = hash");
+    assert_eq!(
+        config_error(&[("action", "hash"), ("salt", "")]),
+        "config key `salt` must not be empty"
+    );
+    assert_eq!(
+        config_error(&[("salt", "s")]),
+        "config key `salt` is only used when action = hash"
+    );
     assert_eq!(
         config_error(&[("drop", "ssn,,card")]),
         "config key `drop`: invalid field path ``: expected names separated by dots, such as `customer.email`"

@@ -17,7 +17,16 @@ use std::borrow::Cow;
 const DEFAULT_FORMAT: &str = "%Y-%m-%d %H:%M:%S.%f %z";
 
 /// Configuration keys, with their defaults in [`Normaliser::from_config`].
-const KEYS: &[&str] = &["field", "format", "output_field", "unit", "timezone", "output", "ambiguous", "nonexistent"];
+const KEYS: &[&str] = &[
+    "field",
+    "format",
+    "output_field",
+    "unit",
+    "timezone",
+    "output",
+    "ambiguous",
+    "nonexistent",
+];
 
 /// The unit of epoch output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,11 +89,17 @@ impl Normaliser {
         let format = config.get("format").unwrap_or(DEFAULT_FORMAT).to_string();
         let items = StrftimeItems::new(&python_fraction_to_chrono(&format))
             .parse_to_owned()
-            .map_err(|e| Error::new(format!("config key `format`: invalid format `{format}`: {e}")))?;
+            .map_err(|e| {
+                Error::new(format!(
+                    "config key `format`: invalid format `{format}`: {e}"
+                ))
+            })?;
         let timezone = match config.get("timezone") {
             None => Tz::UTC,
             Some(name) => name.parse::<Tz>().map_err(|_| {
-                Error::new(format!("config key `timezone`: unknown IANA time zone `{name}` (e.g. Europe/Paris)"))
+                Error::new(format!(
+                    "config key `timezone`: unknown IANA time zone `{name}` (e.g. Europe/Paris)"
+                ))
             })?,
         };
         let unit = match config.choice("unit", &["ms", "s", "us"])? {
@@ -106,13 +121,25 @@ impl Normaliser {
             _ => Nonexistent::ShiftForward,
         };
         let field = config.get("field").unwrap_or("date").to_string();
-        let output_field = config.get("output_field").unwrap_or("timestamp").to_string();
+        let output_field = config
+            .get("output_field")
+            .unwrap_or("timestamp")
+            .to_string();
         for (key, value) in [("field", &field), ("output_field", &output_field)] {
             if value.is_empty() {
                 return Err(Error::new(format!("config key `{key}` must not be empty")));
             }
         }
-        Ok(Normaliser { field, output_field, format, items, timezone, output, ambiguous, nonexistent })
+        Ok(Normaliser {
+            field,
+            output_field,
+            format,
+            items,
+            timezone,
+            output,
+            ambiguous,
+            nonexistent,
+        })
     }
 
     /// Parses `text` with the configured format, resolving local times in the configured zone.
@@ -126,8 +153,8 @@ impl Normaliser {
         chrono::format::parse(&mut parsed, text, self.items.iter())
             .map_err(|e| self.parse_error(text, &e.to_string()))?;
         if parsed.offset().is_some() {
-            let instant: DateTime<FixedOffset> =
-                with_default_time(&parsed, |p| p.to_datetime()).map_err(|e| self.parse_error(text, &e.to_string()))?;
+            let instant: DateTime<FixedOffset> = with_default_time(&parsed, |p| p.to_datetime())
+                .map_err(|e| self.parse_error(text, &e.to_string()))?;
             return Ok(instant.with_timezone(&Utc));
         }
         let local = with_default_time(&parsed, |p| p.to_naive_datetime_with_offset(0))
@@ -157,14 +184,20 @@ impl Normaliser {
                     let before = local - chrono::Duration::days(1);
                     let offset = self.timezone.offset_from_utc_datetime(&before);
                     let offset = chrono::Offset::fix(&offset);
-                    Ok(DateTime::<Utc>::from_naive_utc_and_offset(local - offset, Utc))
+                    Ok(DateTime::<Utc>::from_naive_utc_and_offset(
+                        local - offset,
+                        Utc,
+                    ))
                 }
             },
         }
     }
 
     fn parse_error(&self, text: &str, why: &str) -> Error {
-        Error::new(format!("field `{}`: cannot parse `{text}` with format `{}`: {why}", self.field, self.format))
+        Error::new(format!(
+            "field `{}`: cannot parse `{text}` with format `{}`: {why}",
+            self.field, self.format
+        ))
     }
 
     /// Appends `instant` to `out` as configured: a JSON number or string.
@@ -180,8 +213,14 @@ impl Normaliser {
                 return;
             }
             OutputFormat::Epoch(Unit::Seconds) => (secs, nanos, 9),
-            OutputFormat::Epoch(Unit::Millis) => (secs * 1_000 + (nanos / 1_000_000) as i64, nanos % 1_000_000, 6),
-            OutputFormat::Epoch(Unit::Micros) => (secs * 1_000_000 + (nanos / 1_000) as i64, nanos % 1_000, 3),
+            OutputFormat::Epoch(Unit::Millis) => (
+                secs * 1_000 + (nanos / 1_000_000) as i64,
+                nanos % 1_000_000,
+                6,
+            ),
+            OutputFormat::Epoch(Unit::Micros) => {
+                (secs * 1_000_000 + (nanos / 1_000) as i64, nanos % 1_000, 3)
+            }
         };
         // The exact decimal value: a double's shortest form could drop digits, and integer
         // formatting is much cheaper than float formatting, above all in Wasm.
@@ -231,8 +270,13 @@ impl Normaliser {
 
     /// The date field's text, borrowed unless it has escapes.
     fn field_text<'a>(&self, raw: &'a RawValue) -> Result<Cow<'a, str>, Error> {
-        json::string_text(raw.get())
-            .map_err(|_| Error::new(format!("field `{}` is not a string: {}", self.field, json::excerpt(raw.get()))))
+        json::string_text(raw.get()).map_err(|_| {
+            Error::new(format!(
+                "field `{}` is not a string: {}",
+                self.field,
+                json::excerpt(raw.get())
+            ))
+        })
     }
 }
 
@@ -242,10 +286,13 @@ impl Normaliser {
 /// errors are chrono's; a test checks the two agree.
 fn parse_default_format(b: &[u8]) -> Option<DateTime<Utc>> {
     fn number(digits: &[u8]) -> Option<u32> {
-        digits.iter().try_fold(0u32, |n, &d| d.is_ascii_digit().then(|| n * 10 + u32::from(d - b'0')))
+        digits.iter().try_fold(0u32, |n, &d| {
+            d.is_ascii_digit().then(|| n * 10 + u32::from(d - b'0'))
+        })
     }
     let (head, rest) = b.split_at_checked(19)?;
-    if [head[4], head[7], head[10], head[13], head[16]] != *b"-- ::" || rest.first() != Some(&b'.') {
+    if [head[4], head[7], head[10], head[13], head[16]] != *b"-- ::" || rest.first() != Some(&b'.')
+    {
         return None;
     }
     let rest = &rest[1..];
@@ -264,18 +311,33 @@ fn parse_default_format(b: &[u8]) -> Option<DateTime<Utc>> {
     if hours > 23 || minutes > 59 {
         return None;
     }
-    let date = chrono::NaiveDate::from_ymd_opt(number(&head[0..4])? as i32, number(&head[5..7])?, number(&head[8..10])?)?;
-    let local = date.and_hms_nano_opt(number(&head[11..13])?, number(&head[14..16])?, number(&head[17..19])?, nanos)?;
+    let date = chrono::NaiveDate::from_ymd_opt(
+        number(&head[0..4])? as i32,
+        number(&head[5..7])?,
+        number(&head[8..10])?,
+    )?;
+    let local = date.and_hms_nano_opt(
+        number(&head[11..13])?,
+        number(&head[14..16])?,
+        number(&head[17..19])?,
+        nanos,
+    )?;
     let offset = chrono::TimeDelta::seconds(sign * i64::from(hours * 3600 + minutes * 60));
     Some(local.checked_sub_signed(offset)?.and_utc())
 }
 
 /// Formats without a time of day (`%Y-%m-%d`) mean midnight, as in Python's `strptime`.
-fn with_default_time<T>(parsed: &Parsed, build: impl Fn(&Parsed) -> chrono::ParseResult<T>) -> chrono::ParseResult<T> {
+fn with_default_time<T>(
+    parsed: &Parsed,
+    build: impl Fn(&Parsed) -> chrono::ParseResult<T>,
+) -> chrono::ParseResult<T> {
     match build(parsed) {
         Err(e) if parsed.hour_div_12().is_none() && parsed.minute().is_none() => {
             let mut midnight = parsed.clone();
-            midnight.set_hour(0).and_then(|_| midnight.set_minute(0)).map_err(|_| e)?;
+            midnight
+                .set_hour(0)
+                .and_then(|_| midnight.set_minute(0))
+                .map_err(|_| e)?;
             build(&midnight)
         }
         other => other,
@@ -324,7 +386,9 @@ impl Transform for TzNormaliser {
     }
 
     fn process(&mut self, record: &Record<'_>, out: &mut Writer<'_>) -> Result<(), Error> {
-        let value = record.value.ok_or_else(|| Error::new("record has no value"))?;
+        let value = record
+            .value
+            .ok_or_else(|| Error::new("record has no value"))?;
         out.write_with(|buf| self.0.normalise_value(value, buf))
     }
 }

@@ -30,7 +30,15 @@ fn contains(value: Option<&[u8]>, needle: &Option<String>) -> bool {
 
 impl Transform for TestGuest {
     fn init(config: &Config) -> Result<Self, Error> {
-        config.allow_only(&["route_field", "fail_on", "panic_on", "loop_on", "grow_on", "init_error", "log"])?;
+        config.allow_only(&[
+            "route_field",
+            "fail_on",
+            "panic_on",
+            "loop_on",
+            "grow_on",
+            "init_error",
+            "log",
+        ])?;
         if let Some(message) = config.get("init_error") {
             return Err(Error::new(message));
         }
@@ -51,7 +59,10 @@ impl Transform for TestGuest {
             sluice_sdk::info!("record at offset {}", record.offset);
         }
         if contains(record.value, &self.fail_on) {
-            return Err(Error::new(format!("rejected record at offset {}", record.offset)));
+            return Err(Error::new(format!(
+                "rejected record at offset {}",
+                record.offset
+            )));
         }
         if contains(record.value, &self.panic_on) {
             panic!("guest panicked on purpose at offset {}", record.offset);
@@ -70,9 +81,9 @@ impl Transform for TestGuest {
         match &self.route_field {
             Some(field) => {
                 let value: serde_json::Value = record.json()?;
-                let topic = value[field.as_str()]
-                    .as_str()
-                    .ok_or_else(|| Error::new(format!("field `{field}` is missing or not a string")))?;
+                let topic = value[field.as_str()].as_str().ok_or_else(|| {
+                    Error::new(format!("field `{field}` is missing or not a string"))
+                })?;
                 out.write_to(topic, record.value.unwrap_or_default())
             }
             None => match record.value {
