@@ -4,19 +4,7 @@ use crate::{Config, Header, Record, Transform, Writer};
 use std::any::Any;
 use std::cell::RefCell;
 
-#[allow(missing_docs, clippy::all)]
-pub mod bindings {
-    wit_bindgen::generate!({
-        path: "../wit",
-        world: "transformer",
-        pub_export_macro: true,
-        runtime_path: "::sluice_sdk::guest::wit_bindgen::rt",
-    });
-}
-
-pub use wit_bindgen;
-
-use bindings::sluice::transform::types::{InputBatch, OutputBatch, RecordError, Span};
+use crate::wit::types::{InputBatch, OutputBatch, RecordError, Span};
 
 thread_local! {
     /// The instance's transform. A component instance is single-threaded and hosts exactly one

@@ -1,10 +1,14 @@
-//! Write [Sluice](https://github.com/) stream transforms in Rust.
+//! Write Sluice stream transforms in Rust.
 //!
 //! A transform is a type that implements [`Transform`]: it is built once per instance from the
 //! deployment's [`Config`], then called once per record with the record and a [`Writer`] for its
 //! outputs. One line, [`export!`], turns it into a WebAssembly component for the Sluice runtime.
 //! The generated bindings stay inside this crate; the same code runs natively, so transform logic
 //! is unit-tested with plain `cargo test` through the [`testing`] module.
+//!
+//! Beside that: [`json`] rewrites JSON records field by field, keeping the bytes of what does
+//! not change; [`tables`] looks keys up in the pipeline's lookup tables; [`log`] and the macros
+//! [`trace!`], [`debug!`], [`info!`], [`warn!`] and [`error!`] write to the runtime's log.
 //!
 //! ```
 //! use sluice_sdk::{Config, Error, Record, Transform, Writer};
@@ -52,8 +56,7 @@ extern crate self as sluice_sdk;
 
 mod config;
 mod error;
-#[doc(hidden)]
-pub mod guest;
+mod guest;
 pub mod json;
 pub mod log;
 mod record;
@@ -65,6 +68,27 @@ pub use config::Config;
 pub use error::Error;
 pub use record::{Header, Record};
 pub use writer::{OutputRecord, Writer};
+
+/// Not part of the API: what [`export!`] expands to, and the bindings generated from the WIT
+/// contract (`wit/transform.wit`). May change in any release.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::guest::{init, process};
+    pub use wit_bindgen;
+
+    #[allow(missing_docs, clippy::all)]
+    pub mod bindings {
+        wit_bindgen::generate!({
+            path: "../wit",
+            world: "transformer",
+            pub_export_macro: true,
+            runtime_path: "::sluice_sdk::__private::wit_bindgen::rt",
+        });
+    }
+}
+
+/// The contract's interfaces, as the bindings name them.
+use __private::bindings::sluice::transform as wit;
 
 /// A stream transform: built once per instance, then called for every record.
 ///
@@ -91,21 +115,21 @@ macro_rules! export {
         #[cfg(target_arch = "wasm32")]
         const _: () = {
             struct SluiceExport;
-            impl $crate::guest::bindings::exports::sluice::transform::transform::Guest
+            impl $crate::__private::bindings::exports::sluice::transform::transform::Guest
                 for SluiceExport
             {
-                fn init(
-                    config: ::std::vec::Vec<(::std::string::String, ::std::string::String)>,
-                ) -> ::std::result::Result<(), ::std::string::String> {
-                    $crate::guest::init::<$transform>(config)
+                fn init(config: ::std::vec::Vec<(::std::string::String, ::std::string::String)>)
+                    -> ::std::result::Result<(), ::std::string::String>
+                {
+                    $crate::__private::init::<$transform>(config)
                 }
                 fn process(
-                    batch: $crate::guest::bindings::sluice::transform::types::InputBatch,
-                ) -> $crate::guest::bindings::sluice::transform::types::OutputBatch {
-                    $crate::guest::process::<$transform>(batch)
+                    batch: $crate::__private::bindings::sluice::transform::types::InputBatch,
+                ) -> $crate::__private::bindings::sluice::transform::types::OutputBatch {
+                    $crate::__private::process::<$transform>(batch)
                 }
             }
-    $crate::guest::bindings::export!(SluiceExport with_types_in $crate::guest::bindings);
+            $crate::__private::bindings::export!(SluiceExport with_types_in $crate::__private::bindings);
         };
         // Natively, the type is still checked to be a transform (and counts as used).
         #[cfg(not(target_arch = "wasm32"))]

@@ -9,10 +9,10 @@ use serde::de::DeserializeOwned;
 /// error when the pipeline declares no table called `table`.
 pub fn lookup(table: &str, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
     #[cfg(target_arch = "wasm32")]
-    let found = crate::guest::bindings::sluice::transform::tables::lookup(table, key);
+    let found = crate::wit::tables::lookup(table, key);
     #[cfg(not(target_arch = "wasm32"))]
     let found = {
-        let _ = crate::guest::bindings::sluice::transform::tables::lookup; // the host's import
+        let _ = crate::wit::tables::lookup; // the host's import
         crate::testing::fake_lookup(table, key)
     };
     found.map_err(Error::new)

@@ -14,9 +14,7 @@
 //! assert_eq!(out[0].value.as_deref(), Some(&b"hi"[..]));
 //! ```
 
-use crate::guest::bindings::sluice::transform::types::{
-    Header as WireHeader, InputBatch, InputRecord, OutputBatch, Span,
-};
+use crate::wit::types::{Header as WireHeader, InputBatch, InputRecord, OutputBatch, Span};
 use crate::{Config, Error, Record, Transform};
 
 /// Fake tables of this test thread: name, then key to value.

@@ -1,6 +1,4 @@
-use crate::guest::bindings::sluice::transform::types::{
-    Header as WireHeader, OutputRecord as WireOutput, Span,
-};
+use crate::wit::types::{Header as WireHeader, OutputRecord as WireOutput, Span};
 use crate::{Error, Header, Record};
 use serde::Serialize;
 

@@ -308,7 +308,7 @@ mod tests {
 
 const README_TEMPLATE: &str = r#"# {{NAME}}
 
-A [Sluice](https://github.com/) stream transform, written with `sluice-sdk`: it renames fields of
+A Sluice stream transform, written with `sluice-sdk`: it renames fields of
 JSON records and adds constant ones. Make it yours in `src/lib.rs`.
 
 ```sh

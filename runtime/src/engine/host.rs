@@ -227,3 +227,69 @@ impl tokio::io::AsyncWrite for StderrTail {
         std::task::Poll::Ready(Ok(()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io;
+
+    /// Collects what a `fmt` subscriber writes.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl io::Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+        type Writer = Captured;
+        fn make_writer(&'a self) -> Captured {
+            self.clone()
+        }
+    }
+
+    #[test]
+    fn guest_log_lines_keep_their_level_and_are_cut_at_4096_characters() {
+        let captured = Captured::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(captured.clone())
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .without_time()
+            .finish();
+        let mut state = HostState::new("tz".to_string(), 1 << 20, Tables::default());
+        let levels = [
+            (Level::Trace, "TRACE"),
+            (Level::Debug, "DEBUG"),
+            (Level::Info, "INFO"),
+            (Level::Warn, "WARN"),
+            (Level::Error, "ERROR"),
+        ];
+        tracing::subscriber::with_default(subscriber, || {
+            for (level, name) in levels {
+                log::Host::log(&mut state, level, format!("at {name}"));
+            }
+            log::Host::log(&mut state, Level::Info, "é".repeat(5000));
+        });
+
+        let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 6, "{text}");
+        for (line, (_, name)) in lines.iter().zip(levels) {
+            assert!(line.trim_start().starts_with(name), "{line}");
+            assert!(
+                line.contains(&format!("sluice::guest: at {name}")),
+                "{line}"
+            );
+            assert!(line.contains("tz"), "{line}");
+        }
+        assert!(lines[5].contains(&"é".repeat(4096)));
+        assert!(!lines[5].contains(&"é".repeat(4097)));
+    }
+}

@@ -10,7 +10,7 @@
 //! the crate's README for the configuration.
 
 use serde_json::value::RawValue;
-use sluice_sdk::json::excerpt;
+use sluice_sdk::json::{self, ObjectWriter, ReadError, excerpt};
 use sluice_sdk::{Config, Error, Record, Transform, Writer, tables};
 use std::borrow::Cow;
 
@@ -125,7 +125,7 @@ impl Enricher {
                 }
             }
             nested.clear();
-            if scan_object(raw, &mut nested).is_none() {
+            if index_fields(raw, &mut nested).is_err() {
                 // Cannot happen: `raw` was checked to be a JSON object when its parent was read.
                 return Err(Error::new(format!(
                     "field `{}`: malformed object",
@@ -139,10 +139,10 @@ impl Enricher {
         }
         match raw.as_bytes().first() {
             Some(b'n') => Ok(None),
-            Some(b'"') => match decode_string(raw) {
-                Some(Cow::Borrowed(text)) => Ok(Some(Cow::Borrowed(text.as_bytes()))),
-                Some(Cow::Owned(text)) => Ok(Some(Cow::Owned(text.into_bytes()))),
-                None => Err(Error::new(format!(
+            Some(b'"') => match json::string_text(raw) {
+                Ok(Cow::Borrowed(text)) => Ok(Some(Cow::Borrowed(text.as_bytes()))),
+                Ok(Cow::Owned(text)) => Ok(Some(Cow::Owned(text.into_bytes()))),
+                Err(_) => Err(Error::new(format!(
                     "field `{}` is not a valid string: {}",
                     self.key_field,
                     excerpt(raw)
@@ -173,29 +173,21 @@ impl Enricher {
     /// copied fields. `table` is the matched table value (its fields in `table_fields`), or
     /// `None` for a missing key: then `fields` are written as null.
     fn write_enriched(&self, record: &str, table: Option<&str>, out: &mut Vec<u8>) {
-        let mut first = true;
-        let mut separate = |out: &mut Vec<u8>| {
-            if !std::mem::take(&mut first) {
-                out.push(b',');
-            }
-        };
-        out.push(b'{');
+        let mut object = ObjectWriter::new(out);
         for field in &self.record_fields {
-            if self.replaced(&field.name(record), table) {
-                continue;
+            if !self.replaced(&field.name(record), table) {
+                object
+                    .field_as_written(field.key(record))
+                    .extend_from_slice(field.value(record).as_bytes());
             }
-            separate(out);
-            out.extend_from_slice(field.key(record).as_bytes());
-            out.push(b':');
-            out.extend_from_slice(field.value(record).as_bytes());
         }
         match (&self.copies, table) {
             (Some(copies), table) => {
                 for copy in copies {
-                    separate(out);
-                    out.extend_from_slice(&copy.target_key);
                     let value =
                         table.and_then(|table| find(table, &self.table_fields, &copy.source));
+                    let out = object.field_unwritten();
+                    out.extend_from_slice(&copy.target_key);
                     out.extend_from_slice(value.unwrap_or("null").as_bytes());
                 }
             }
@@ -209,18 +201,17 @@ impl Enricher {
                     {
                         continue;
                     }
-                    separate(out);
-                    let key = field.key(table);
+                    let out = object.field_unwritten();
                     out.push(b'"');
                     out.extend_from_slice(self.prefix_json.as_bytes());
-                    out.extend_from_slice(&key.as_bytes()[1..]); // the rest of the key, with its quote
+                    out.extend_from_slice(&field.key(table).as_bytes()[1..]); // the rest of the key, with its quote
                     out.push(b':');
                     out.extend_from_slice(field.value(table).as_bytes());
                 }
             }
             (None, None) => {}
         }
-        out.push(b'}');
+        object.end();
     }
 }
 
@@ -281,7 +272,7 @@ impl Transform for Enricher {
         let value = record
             .value
             .ok_or_else(|| Error::new("record has no value"))?;
-        let text = parse_object(value, &mut self.record_fields).map_err(|e| e.describe("value"))?;
+        let text = parse_object(value, &mut self.record_fields)?;
         let key = self.key(text)?;
         let found = match &key {
             Some(key) => tables::lookup(&self.table, key)?,
@@ -336,7 +327,7 @@ impl Field {
     fn name<'t>(&self, text: &'t str) -> Cow<'t, str> {
         let raw = self.key(text);
         // A key with an escape that does not decode (a lone surrogate) matches nothing.
-        decode_string(raw).unwrap_or(Cow::Borrowed(raw))
+        json::string_text(raw).unwrap_or(Cow::Borrowed(raw))
     }
 }
 
@@ -348,100 +339,29 @@ fn find<'t>(text: &'t str, fields: &[Field], name: &str) -> Option<&'t str> {
         .map(|f| f.value(text))
 }
 
-/// Why a value is not a JSON object.
-enum NotAnObject {
-    /// It is not JSON at all.
-    Invalid(String),
-    /// It is JSON, but not an object; the start of its text.
-    Other(String),
-}
-
-impl NotAnObject {
-    /// The error about `subject`, such as `value`.
-    fn describe(self, subject: &str) -> Error {
-        match self {
-            NotAnObject::Invalid(why) => Error::new(format!("{subject} is not valid JSON: {why}")),
-            NotAnObject::Other(text) => {
-                Error::new(format!("{subject} is not a JSON object: {text}"))
-            }
-        }
-    }
-}
-
 /// Reads `value`, which must be exactly one JSON object, and lists its fields in `fields`.
-fn parse_object<'v>(value: &'v [u8], fields: &mut Vec<Field>) -> Result<&'v str, NotAnObject> {
-    let text = std::str::from_utf8(value).map_err(|e| NotAnObject::Invalid(e.to_string()))?;
+fn parse_object<'v>(value: &'v [u8], fields: &mut Vec<Field>) -> Result<&'v str, ReadError> {
+    let text = std::str::from_utf8(value)?;
     fields.clear();
-    match scan_object(text, fields) {
-        Some(end) if skip_whitespace(text.as_bytes(), end) == text.len() => Ok(text),
-        _ => Err(match serde_json::from_str::<&RawValue>(text) {
-            // serde_json says what is wrong, and where, in the words users know.
-            Err(e) => NotAnObject::Invalid(e.to_string()),
-            Ok(raw) if !raw.get().starts_with('{') => {
-                NotAnObject::Other(excerpt(raw.get()).to_string())
-            }
-            Ok(_) => NotAnObject::Invalid("malformed object".to_string()),
-        }),
-    }
+    index_fields(text, fields)?;
+    Ok(text)
 }
 
-/// Lists the fields of the JSON object at the start of `text` (after whitespace) in `fields`;
-/// returns where the object ends, or `None` if `text` does not start with a valid object. Every
-/// key and value is checked by serde_json, which also finds where each one ends.
-fn scan_object(text: &str, fields: &mut Vec<Field>) -> Option<usize> {
-    let bytes = text.as_bytes();
-    let mut at = skip_whitespace(bytes, 0);
-    if bytes.get(at) != Some(&b'{') {
-        return None;
-    }
-    at = skip_whitespace(bytes, at + 1);
-    if bytes.get(at) == Some(&b'}') {
-        return Some(at + 1);
-    }
-    loop {
-        if bytes.get(at) != Some(&b'"') {
-            return None;
-        }
-        let key = next_value(text, at)?;
-        at = skip_whitespace(bytes, key.1);
-        if bytes.get(at) != Some(&b':') {
-            return None;
-        }
-        let value = next_value(text, at + 1)?;
-        fields.push(Field { key, value });
-        at = skip_whitespace(bytes, value.1);
-        match bytes.get(at) {
-            Some(b',') => at = skip_whitespace(bytes, at + 1),
-            Some(b'}') => return Some(at + 1),
-            _ => return None,
-        }
-    }
-}
-
-/// Where the JSON value starting at `at` (after whitespace) lies, if it is valid. `at` is
-/// always just past ASCII punctuation, so a character boundary.
-fn next_value(text: &str, at: usize) -> Option<(usize, usize)> {
-    let mut values = serde_json::Deserializer::from_str(&text[at..]).into_iter::<&RawValue>();
-    let raw = values.next()?.ok()?;
-    let end = at + values.byte_offset();
-    Some((end - raw.get().len(), end))
-}
-
-fn skip_whitespace(bytes: &[u8], mut at: usize) -> usize {
-    while matches!(bytes.get(at), Some(b' ' | b'\t' | b'\n' | b'\r')) {
-        at += 1;
-    }
-    at
-}
-
-/// The text of the JSON string `raw` (quotes included), borrowed unless it has escapes; `None`
-/// if an escape does not decode.
-fn decode_string(raw: &str) -> Option<Cow<'_, str>> {
-    let inner = raw.get(1..raw.len().saturating_sub(1)).unwrap_or_default();
-    if !inner.contains('\\') {
-        return Some(Cow::Borrowed(inner));
-    }
-    serde_json::from_str::<String>(raw).ok().map(Cow::Owned)
+/// Appends where the fields of the JSON object `text` lie to `fields`. Keys are read as
+/// written, so that they are copied with their escapes.
+fn index_fields(text: &str, fields: &mut Vec<Field>) -> Result<(), ReadError> {
+    // Positions rather than slices, so that the list outlives the text and is reused.
+    let range = |part: &str| {
+        let start = part.as_ptr() as usize - text.as_ptr() as usize;
+        (start, start + part.len())
+    };
+    json::for_each_field(text, |key: &RawValue, value: &RawValue| {
+        fields.push(Field {
+            key: range(key.get()),
+            value: range(value.get()),
+        });
+        Ok(())
+    })
 }
 
 fn json_string(text: &str) -> String {

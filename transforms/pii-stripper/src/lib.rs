@@ -11,12 +11,10 @@
 mod detect;
 
 use hmac::{Hmac, Mac};
-use serde::de::{MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 use sha2::Sha256;
-use sluice_sdk::json::ObjectKey;
+use sluice_sdk::json::{self, ArrayWriter, ObjectKey, ObjectWriter};
 use sluice_sdk::{Config, Error, OutputRecord, Record, Transform, Writer};
-use std::borrow::Cow;
 
 use detect::{Detectors, Kind, canonical};
 
@@ -168,39 +166,40 @@ impl Stripper {
     ) -> Result<bool, Error> {
         let text = raw.get();
         match text.as_bytes()[0] {
-            open @ (b'{' | b'[') => {
-                if depth == MAX_DEPTH {
-                    return Err(Error::new(format!(
-                        "value is nested deeper than {MAX_DEPTH} levels"
-                    )));
-                }
-                let mut failure = None;
-                let walk = Walk {
-                    stripper: self,
-                    path,
-                    depth: depth + 1,
-                    out,
-                    failure: &mut failure,
-                };
-                let mut deserializer = serde_json::Deserializer::from_str(text);
-                let result = if open == b'{' {
-                    serde::Deserializer::deserialize_map(&mut deserializer, walk)
-                } else {
-                    serde::Deserializer::deserialize_seq(&mut deserializer, walk)
-                };
-                match (failure, result) {
-                    (Some(error), _) => Err(error),
-                    (None, Ok(())) => Ok(true),
-                    // Not expected: the text was validated whole before the walk began.
-                    (None, Err(e)) => Err(Error::new(format!("value is not valid JSON: {e}"))),
-                }
+            b'{' | b'[' if depth == MAX_DEPTH => Err(Error::new(format!(
+                "value is nested deeper than {MAX_DEPTH} levels"
+            ))),
+            b'{' => {
+                let mut object = ObjectWriter::new(out);
+                json::for_each_field(text, |key, raw| {
+                    path.push(key);
+                    let result = self.member(&mut object, raw, path, depth + 1);
+                    path.pop();
+                    result
+                })?;
+                object.end();
+                Ok(true)
+            }
+            b'[' => {
+                let mut array = ArrayWriter::new(out);
+                json::for_each_element(text, |raw| {
+                    let start = array.checkpoint();
+                    // A dropped element is removed: the ones after it move up.
+                    if !self.value(raw, path, depth + 1, array.element())? {
+                        array.rollback(start);
+                    }
+                    Ok(())
+                })?;
+                array.end();
+                Ok(true)
             }
             b'"' => {
-                let decoded = string_text(text)?;
+                let decoded = json::string_text(text)
+                    .map_err(|e| Error::new(format!("value is not valid JSON: {e}")))?;
                 match self.strip_text(&decoded) {
                     // As it was written, escapes included.
                     Scanned::Clean => out.extend_from_slice(text.as_bytes()),
-                    Scanned::Rewritten(new) => write_string(out, &new),
+                    Scanned::Rewritten(new) => json::write_string(out, &new),
                     Scanned::Drop => return Ok(false),
                 }
                 Ok(true)
@@ -211,6 +210,29 @@ impl Stripper {
                 Ok(true)
             }
         }
+    }
+
+    /// Writes the field at `path` (its key is the last) to `object`, unless it is dropped.
+    /// `path` lists the keys leading to it; arrays add nothing, so `items.sku` reaches the `sku`
+    /// of every element of `items`.
+    fn member<'a>(
+        &self,
+        object: &mut ObjectWriter<'_>,
+        raw: &'a RawValue,
+        path: &mut Vec<ObjectKey<'a>>,
+        depth: usize,
+    ) -> Result<(), Error> {
+        if listed(&self.drop, path) {
+            return Ok(());
+        }
+        let start = object.checkpoint();
+        let out = object.field_as_read(path.last().expect("the field's key was pushed"));
+        if listed(&self.mask, path) {
+            json::write_string(out, REDACTED);
+        } else if !self.value(raw, path, depth, out)? {
+            object.rollback(start);
+        }
+        Ok(())
     }
 }
 
@@ -257,106 +279,6 @@ fn listed(paths: &[Vec<String>], path: &[ObjectKey<'_>]) -> bool {
     paths
         .iter()
         .any(|p| p.len() == path.len() && p.iter().zip(path).all(|(a, b)| a == b.as_str()))
-}
-
-/// Copies a JSON object or array member by member into `out`, stripping each value.
-struct Walk<'w, 'a> {
-    stripper: &'w Stripper,
-    /// The keys leading to the current object; arrays add nothing, so `items.sku` reaches the
-    /// `sku` of every element of `items`.
-    path: &'w mut Vec<ObjectKey<'a>>,
-    depth: usize,
-    out: &'w mut Vec<u8>,
-    /// Where the stripper's own error goes; serde's error then only stops the pass.
-    failure: &'w mut Option<Error>,
-}
-
-impl<'a> Walk<'_, 'a> {
-    fn fail<E: serde::de::Error>(&mut self, error: Error) -> E {
-        *self.failure = Some(error);
-        E::custom("the value cannot be stripped")
-    }
-
-    /// Writes the member at `self.path` unless it is dropped; whether it was written.
-    fn member(&mut self, raw: &'a RawValue, first: bool) -> Result<bool, Error> {
-        let s = self.stripper;
-        if listed(&s.drop, self.path) {
-            return Ok(false);
-        }
-        let mark = self.out.len();
-        if !first {
-            self.out.push(b',');
-        }
-        self.path
-            .last()
-            .expect("the member's key was pushed")
-            .write(self.out);
-        if listed(&s.mask, self.path) {
-            write_string(self.out, REDACTED);
-            return Ok(true);
-        }
-        let written = s.value(raw, self.path, self.depth, self.out)?;
-        if !written {
-            self.out.truncate(mark);
-        }
-        Ok(written)
-    }
-}
-
-impl<'a> Visitor<'a> for Walk<'_, 'a> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("a JSON object or array")
-    }
-
-    fn visit_map<M: MapAccess<'a>>(mut self, mut map: M) -> Result<(), M::Error> {
-        self.out.push(b'{');
-        let mut first = true;
-        while let Some(key) = map.next_key::<ObjectKey<'a>>()? {
-            let raw: &'a RawValue = map.next_value()?;
-            self.path.push(key);
-            let written = self.member(raw, first);
-            self.path.pop();
-            first &= !written.map_err(|e| self.fail::<M::Error>(e))?;
-        }
-        self.out.push(b'}');
-        Ok(())
-    }
-
-    fn visit_seq<S: SeqAccess<'a>>(mut self, mut seq: S) -> Result<(), S::Error> {
-        self.out.push(b'[');
-        let mut first = true;
-        while let Some(raw) = seq.next_element::<&'a RawValue>()? {
-            let mark = self.out.len();
-            if !first {
-                self.out.push(b',');
-            }
-            let written = self.stripper.value(raw, self.path, self.depth, self.out);
-            // A dropped element is removed: the ones after it move up.
-            if written.map_err(|e| self.fail::<S::Error>(e))? {
-                first = false;
-            } else {
-                self.out.truncate(mark);
-            }
-        }
-        self.out.push(b']');
-        Ok(())
-    }
-}
-
-fn write_string(out: &mut Vec<u8>, text: &str) {
-    serde_json::to_writer(&mut *out, text).expect("writing a string to a Vec cannot fail");
-}
-
-/// A JSON string's text, borrowed unless it has escapes.
-fn string_text(raw: &str) -> Result<Cow<'_, str>, Error> {
-    match serde_json::from_str::<&str>(raw) {
-        Ok(text) => Ok(Cow::Borrowed(text)),
-        Err(_) => serde_json::from_str::<String>(raw)
-            .map(Cow::Owned)
-            .map_err(|e| Error::new(format!("value is not valid JSON: {e}"))),
-    }
 }
 
 /// The transform: one [`Stripper`] per instance.

@@ -8,9 +8,8 @@
 use chrono::format::{Item, Parsed, StrftimeItems};
 use chrono::{DateTime, FixedOffset, LocalResult, NaiveDateTime, SecondsFormat, TimeZone, Utc};
 use chrono_tz::Tz;
-use serde::de::{MapAccess, Visitor};
 use serde_json::value::RawValue;
-use sluice_sdk::json::{ObjectKey, excerpt, write_key};
+use sluice_sdk::json;
 use sluice_sdk::{Config, Error, Record, Transform, Writer};
 use std::borrow::Cow;
 
@@ -247,88 +246,37 @@ impl Normaliser {
     /// instant. Every other field keeps its position and its exact bytes. The whole per-record
     /// work, native or in Wasm, in one pass without allocating.
     pub fn normalise_value(&self, value: &[u8], out: &mut Vec<u8>) -> Result<(), Error> {
-        let text = std::str::from_utf8(value)
-            .map_err(|e| Error::new(format!("value is not valid JSON: {e}")))?;
-        if value.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
-            return match serde_json::from_str::<&RawValue>(text) {
-                Ok(other) => Err(Error::new(format!(
-                    "value is not a JSON object: {}",
-                    excerpt(other.get())
-                ))),
-                Err(e) => Err(Error::new(format!("value is not valid JSON: {e}"))),
-            };
-        }
-        let mut deserializer = serde_json::Deserializer::from_str(text);
-        let mut failure = None;
-        let rewrite = Rewrite {
-            normaliser: self,
-            out,
-            failure: &mut failure,
-        };
-        let result = serde::Deserializer::deserialize_map(&mut deserializer, rewrite)
-            .and_then(|()| deserializer.end());
-        match (failure, result) {
-            // The date field's own problem, which stopped the pass.
-            (Some(error), _) => Err(error),
-            (None, Ok(())) => Ok(()),
-            (None, Err(e)) => Err(Error::new(format!("value is not valid JSON: {e}"))),
-        }
-    }
-}
-
-/// Copies a JSON object field by field into `out`, replacing the date field as it passes.
-struct Rewrite<'a> {
-    normaliser: &'a Normaliser,
-    out: &'a mut Vec<u8>,
-    /// Where a problem with the date field goes; serde's error then only stops the pass.
-    failure: &'a mut Option<Error>,
-}
-
-impl Rewrite<'_> {
-    fn fail<E: serde::de::Error>(&mut self, error: Error) -> E {
-        *self.failure = Some(error);
-        E::custom("the date field cannot be normalised")
-    }
-}
-
-impl<'de> Visitor<'de> for Rewrite<'_> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("a JSON object")
-    }
-
-    fn visit_map<M: MapAccess<'de>>(mut self, mut map: M) -> Result<(), M::Error> {
-        let n = self.normaliser;
-        let (mut first, mut found) = (true, false);
-        self.out.push(b'{');
-        while let Some(key) = map.next_key::<ObjectKey<'de>>()? {
-            let raw: &RawValue = map.next_value()?;
-            // The output field replaces any field of the same name.
+        let mut found = false;
+        json::rewrite_object(value, out, |object, key, raw| {
             let name = key.as_str();
-            if name == n.output_field && name != n.field {
-                continue;
+            // The output field replaces any field of the same name.
+            if name == self.output_field && name != self.field {
+                return Ok(());
             }
-            if !std::mem::take(&mut first) {
-                self.out.push(b',');
-            }
-            if name == n.field && !found {
+            if name == self.field && !found {
                 found = true;
-                write_key(self.out, &n.output_field);
-                let instant = field_text(n, raw)
-                    .and_then(|text| n.parse(&text))
-                    .map_err(|e| self.fail::<M::Error>(e))?;
-                n.render(instant, self.out);
+                let instant = self.parse(&self.field_text(raw)?)?;
+                self.render(instant, object.field(&self.output_field));
             } else {
-                key.write(self.out);
-                self.out.extend_from_slice(raw.get().as_bytes());
+                object.keep(&key, raw);
             }
-        }
-        self.out.push(b'}');
+            Ok(())
+        })?;
         if !found {
-            return Err(self.fail(Error::new(format!("field `{}` is missing", n.field))));
+            return Err(Error::new(format!("field `{}` is missing", self.field)));
         }
         Ok(())
+    }
+
+    /// The date field's text, borrowed unless it has escapes.
+    fn field_text<'a>(&self, raw: &'a RawValue) -> Result<Cow<'a, str>, Error> {
+        json::string_text(raw.get()).map_err(|_| {
+            Error::new(format!(
+                "field `{}` is not a string: {}",
+                self.field,
+                json::excerpt(raw.get())
+            ))
+        })
     }
 }
 
@@ -376,23 +324,6 @@ fn parse_default_format(b: &[u8]) -> Option<DateTime<Utc>> {
     )?;
     let offset = chrono::TimeDelta::seconds(sign * i64::from(hours * 3600 + minutes * 60));
     Some(local.checked_sub_signed(offset)?.and_utc())
-}
-
-/// The date field's text, borrowed unless it has escapes.
-fn field_text<'a>(n: &Normaliser, raw: &'a RawValue) -> Result<Cow<'a, str>, Error> {
-    let not_a_string = || {
-        Error::new(format!(
-            "field `{}` is not a string: {}",
-            n.field,
-            excerpt(raw.get())
-        ))
-    };
-    match serde_json::from_str::<&str>(raw.get()) {
-        Ok(text) => Ok(Cow::Borrowed(text)),
-        Err(_) => serde_json::from_str::<String>(raw.get())
-            .map(Cow::Owned)
-            .map_err(|_| not_a_string()),
-    }
 }
 
 /// Formats without a time of day (`%Y-%m-%d`) mean midnight, as in Python's `strptime`.

@@ -56,7 +56,7 @@ impl Transform for TestGuest {
 
     fn process(&mut self, record: &Record<'_>, out: &mut Writer<'_>) -> Result<(), Error> {
         if self.log && record.offset % 1000 == 0 {
-            sluice_sdk::log::info(&format!("record at offset {}", record.offset));
+            sluice_sdk::info!("record at offset {}", record.offset);
         }
         if contains(record.value, &self.fail_on) {
             return Err(Error::new(format!(
