@@ -14,7 +14,7 @@ mod support;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use support::kafka::{Sluice, create_topic, unique, write_config};
 use support::{data, repo, wasm};
 
@@ -131,18 +131,11 @@ config = {{}}
         .stderr(Stdio::inherit())
         .spawn()
         .expect("bash runs tests/browser/run.sh");
-    let deadline = Instant::now() + BROWSER_TIMEOUT;
-    let result = loop {
-        if let Some(status) = browser.try_wait().unwrap() {
-            break Some(status);
-        }
-        if Instant::now() > deadline {
-            let _ = browser.kill();
-            let _ = browser.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let result = support::wait_for_exit(&mut browser, BROWSER_TIMEOUT);
+    if result.is_none() {
+        let _ = browser.kill();
+        let _ = browser.wait();
+    }
 
     stop.store(true, Ordering::Relaxed);
     let sent = producer.join().unwrap();

@@ -6,7 +6,7 @@ mod support;
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[test]
 fn demo_runs_both_seed_pipelines_on_the_embedded_broker() {
@@ -34,37 +34,21 @@ fn demo_runs_both_seed_pipelines_on_the_embedded_broker() {
             broker = rest.split_whitespace().next().unwrap().to_string();
         }
     }
-    let get = |path: &str| -> Value {
-        use std::io::{Read, Write};
-        let mut stream = std::net::TcpStream::connect(&dashboard).unwrap();
-        write!(
-            stream,
-            "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
-        let mut response = String::new();
-        stream.read_to_string(&mut response).unwrap();
-        serde_json::from_str(response.split_once("\r\n\r\n").unwrap().1).unwrap()
-    };
-
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let pipelines = get("/api/v1/pipelines");
+    let mut pipelines = Value::Null;
+    let flowing = support::poll(Duration::from_secs(60), || {
+        pipelines = support::http::get_json(&format!("http://{dashboard}/api/v1/pipelines"));
         let out: Vec<u64> = pipelines["pipelines"]
             .as_array()
             .unwrap()
             .iter()
             .map(|p| p["totals"]["out"].as_u64().unwrap())
             .collect();
-        if out.len() == 2 && out.iter().all(|&n| n > 100) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no throughput within a minute: {pipelines}"
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
+        (out.len() == 2 && out.iter().all(|&n| n > 100)).then_some(())
+    });
+    assert!(
+        flowing.is_some(),
+        "no throughput within a minute: {pipelines}"
+    );
 
     // What reached the outputs, as a user would look at it.
     let peek = |topic: &str| -> Vec<Value> {
@@ -110,16 +94,7 @@ fn demo_runs_both_seed_pipelines_on_the_embedded_broker() {
         .status()
         .unwrap();
     assert!(kill.success());
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = demo.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the demo did not stop on SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let status = support::wait_for_exit(&mut demo, Duration::from_secs(60))
+        .expect("the demo stops within a minute of SIGTERM");
     assert!(status.success(), "{status}");
 }
