@@ -109,33 +109,33 @@ config = {{}}
     );
 
     let screenshots = repo().join("target/screenshots");
-    let mut browser = Command::new("bash")
-        .arg(repo().join("tests/browser/run.sh"))
-        .args([
-            "--url",
-            &format!("http://{address}/"),
-            "--pipeline",
-            &name,
-            "--token",
-            TOKEN,
-        ])
-        .arg("--wasm")
-        .arg(wasm("tz_normaliser"))
-        .arg("--samples")
-        .arg(data("seed-000.jsonl"))
-        .arg("--expected")
-        .arg(data("seed-000.expected.jsonl"))
-        .arg("--screenshots")
-        .arg(&screenshots)
-        .stdout(Stdio::inherit())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("bash runs tests/browser/run.sh");
+    let mut browser = support::KillOnDrop(
+        Command::new("bash")
+            .arg(repo().join("tests/browser/run.sh"))
+            .args([
+                "--url",
+                &format!("http://{address}/"),
+                "--pipeline",
+                &name,
+                "--token",
+                TOKEN,
+            ])
+            .arg("--wasm")
+            .arg(wasm("tz_normaliser"))
+            .arg("--samples")
+            .arg(data("seed-000.jsonl"))
+            .arg("--expected")
+            .arg(data("seed-000.expected.jsonl"))
+            .arg("--screenshots")
+            .arg(&screenshots)
+            .stdout(Stdio::inherit())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("bash runs tests/browser/run.sh"),
+    );
+    // Past the deadline, the browser run is killed when `browser` is dropped.
     let result = support::wait_for_exit(&mut browser, BROWSER_TIMEOUT);
-    if result.is_none() {
-        let _ = browser.kill();
-        let _ = browser.wait();
-    }
+    drop(browser);
 
     stop.store(true, Ordering::Relaxed);
     let sent = producer.join().unwrap();

@@ -34,6 +34,29 @@ pub fn wait_until(what: &str, timeout: Duration, mut condition: impl FnMut() -> 
     }
 }
 
+/// A child process that is killed when this is dropped, so a failing test leaves none behind.
+pub struct KillOnDrop(pub Child);
+
+impl std::ops::Deref for KillOnDrop {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for KillOnDrop {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Waits for `child` to exit, at most `timeout`; its status, or `None` if it is still running.
 pub fn wait_for_exit(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
     poll(timeout, || child.try_wait().unwrap())
