@@ -3,7 +3,7 @@ CARGO       ?= cargo
 WASM_TARGET := wasm32-wasip2
 GUESTS      := -p tz-normaliser -p pii-stripper -p enricher -p test-guest
 
-.PHONY: build ui wasm test bench bench-peers demo toolchain setup
+.PHONY: build ui wasm fmt clippy test bench bench-peers demo toolchain setup
 
 ## build: the `sluice` binary (release, dashboard embedded) and every transform component
 build: ui wasm
@@ -21,8 +21,17 @@ demo: build
 wasm: toolchain
 	$(CARGO) build --quiet --release --target $(WASM_TARGET) $(GUESTS)
 
-## test: all tests, against a real Apache Kafka broker started for the run
-test: setup ui wasm
+## fmt: fails on Rust code that `cargo fmt` would change
+fmt:
+	$(CARGO) fmt --all --check
+
+## clippy: every crate and target, warnings as errors
+clippy:
+	$(CARGO) clippy --quiet --workspace --all-targets -- -D warnings
+
+## test: formatting and lints first (cheapest first), then all tests, against a real Apache
+## Kafka broker started for the run
+test: fmt clippy setup ui wasm
 	bash tests/with-kafka.sh $(CARGO) test --workspace
 
 ## bench: engine boundary cost, Wasm versus native, and end to end on a real broker (release)

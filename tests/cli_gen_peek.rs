@@ -262,14 +262,18 @@ fn peek_from_beginning_end_and_offset() {
 #[test]
 fn peek_from_a_time() {
     let topic = topic_with_ids(0..4);
-    // The broker keeps the producer's timestamps: records produced after `since` are at or after it.
-    std::thread::sleep(Duration::from_millis(1100));
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
-    let since = chrono::DateTime::from_timestamp_millis(now_ms).unwrap();
-    std::thread::sleep(Duration::from_millis(100));
+    // The broker keeps the producer's timestamps. `since` is just after the first records';
+    // once the clock has passed it, records produced are at or after it.
+    let first = peek_json(&[&topic, "-n", "4"]);
+    let newest = first
+        .iter()
+        .map(|r| r["timestamp"].as_i64().unwrap())
+        .max()
+        .unwrap();
+    let since = chrono::DateTime::from_timestamp_millis(newest + 1).unwrap();
+    support::wait_until("the clock passed `since`", Duration::from_secs(5), || {
+        chrono::Utc::now() > since
+    });
     produce(
         &topic,
         &(4..7)

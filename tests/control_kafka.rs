@@ -5,7 +5,7 @@ mod support;
 
 use serde_json::{Value, json};
 use std::collections::HashSet;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use support::kafka::{
     Sluice, consume_values, count, create_topic, produce, unique, wait_for_count, write_config,
 };
@@ -25,11 +25,9 @@ fn variant(bytes: &[u8], n: u32) -> Vec<u8> {
 }
 
 fn wait_ready(sluice: &Sluice) {
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while sluice.http_get("/readyz").0 != 200 {
-        assert!(Instant::now() < deadline, "not ready:\n{}", sluice.log());
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    sluice.wait_until("/readyz answers 200", Duration::from_secs(90), || {
+        sluice.http_get("/readyz").0 == 200
+    });
 }
 
 fn json_of(answer: (u16, String), expected: u16) -> Value {
@@ -80,17 +78,18 @@ fn ten_hot_swaps_while_200k_records_stream_lose_and_repeat_nothing() {
         );
     }
 
-    let producer = std::thread::spawn(move || {
-        for chunk in 0..CHUNKS {
-            let values: Vec<String> = (chunk * RECORDS / CHUNKS..(chunk + 1) * RECORDS / CHUNKS)
-                .map(|id| format!("{{\"id\":{id}}}"))
-                .collect();
-            produce(&input, &values);
-            std::thread::sleep(Duration::from_millis(150));
+    // The records go in 20 chunks. Right after every second chunk is produced, while the
+    // pipeline is still working through it, the next version is deployed; the chunk after
+    // the deploy runs on the new version.
+    for chunk in 0..CHUNKS {
+        let values: Vec<String> = (chunk * RECORDS / CHUNKS..(chunk + 1) * RECORDS / CHUNKS)
+            .map(|id| format!("{{\"id\":{id}}}"))
+            .collect();
+        produce(&input, &values);
+        if chunk % 2 == 1 {
+            continue;
         }
-    });
-    for version in 1..=10 {
-        std::thread::sleep(Duration::from_millis(300));
+        let version = chunk / 2 + 1;
         let body = json!({ "module": "swapper", "version": version }).to_string();
         let pipeline = json_of(
             sluice.http(
@@ -102,7 +101,6 @@ fn ten_hot_swaps_while_200k_records_stream_lose_and_repeat_nothing() {
         );
         assert_eq!(pipeline["slots"][0]["version"], version);
     }
-    producer.join().unwrap();
     expect_count(&output, RECORDS, &sluice);
 
     let outputs = consume_values(&output);
@@ -143,16 +141,22 @@ fn ten_hot_swaps_while_200k_records_stream_lose_and_repeat_nothing() {
 #[test]
 fn pause_holds_records_back_resume_lets_them_through_and_dead_letters_are_shown() {
     let (input, output, dead) = (unique("pause-in"), unique("pause-out"), unique("pause-dlq"));
+    // A second pipeline reads the same input, never paused: once it has copied everything, the
+    // paused one has had every chance to write.
+    let unpaused_output = unique("unpaused-out");
     create_topic(&input, 1);
     create_topic(&output, 1);
     create_topic(&dead, 1);
+    create_topic(&unpaused_output, 1);
+    let guest = support::wasm("test_guest");
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(
         dir.path(),
         &format!(
             "[[pipeline]]\nname = \"held\"\ninputs = [\"{input}\"]\noutputs = [\"{output}\"]\ndead_letter = \"{dead}\"\n\n\
-             [[pipeline.transform]]\nmodule = {:?}\nconfig = {{ fail_on = \"poison\" }}\n",
-            support::wasm("test_guest")
+             [[pipeline.transform]]\nmodule = {guest:?}\nconfig = {{ fail_on = \"poison\" }}\n\n\
+             [[pipeline]]\nname = \"unpaused\"\ninputs = [\"{input}\"]\noutputs = [\"{unpaused_output}\"]\n\n\
+             [[pipeline.transform]]\nmodule = {guest:?}\n",
         ),
     );
     let sluice = Sluice::start(&config);
@@ -162,8 +166,17 @@ fn pause_holds_records_back_resume_lets_them_through_and_dead_letters_are_shown(
         200,
     );
     assert_eq!(paused["status"], "paused");
-    // The pause is applied by the poll loop; give it a moment before producing.
-    std::thread::sleep(Duration::from_millis(500));
+    // The pause is applied by the poll loop, which logs it.
+    sluice.wait_until(
+        "the poll loop applied the pause",
+        Duration::from_secs(30),
+        || {
+            sluice
+                .log()
+                .lines()
+                .any(|l| l.contains("paused") && l.contains("pipeline=held"))
+        },
+    );
     let records: Vec<String> = (0..100)
         .map(|i| {
             if i == 7 {
@@ -174,7 +187,7 @@ fn pause_holds_records_back_resume_lets_them_through_and_dead_letters_are_shown(
         })
         .collect();
     produce(&input, &records);
-    std::thread::sleep(Duration::from_secs(3));
+    expect_count(&unpaused_output, 100, &sluice);
     assert_eq!(count(&output), 0, "a paused pipeline wrote records");
 
     let resumed = json_of(

@@ -14,7 +14,7 @@ mod support;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use support::kafka::{Sluice, create_topic, unique, write_config};
 use support::{data, repo, wasm};
 
@@ -109,40 +109,33 @@ config = {{}}
     );
 
     let screenshots = repo().join("target/screenshots");
-    let mut browser = Command::new("bash")
-        .arg(repo().join("tests/browser/run.sh"))
-        .args([
-            "--url",
-            &format!("http://{address}/"),
-            "--pipeline",
-            &name,
-            "--token",
-            TOKEN,
-        ])
-        .arg("--wasm")
-        .arg(wasm("tz_normaliser"))
-        .arg("--samples")
-        .arg(data("seed-000.jsonl"))
-        .arg("--expected")
-        .arg(data("seed-000.expected.jsonl"))
-        .arg("--screenshots")
-        .arg(&screenshots)
-        .stdout(Stdio::inherit())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("bash runs tests/browser/run.sh");
-    let deadline = Instant::now() + BROWSER_TIMEOUT;
-    let result = loop {
-        if let Some(status) = browser.try_wait().unwrap() {
-            break Some(status);
-        }
-        if Instant::now() > deadline {
-            let _ = browser.kill();
-            let _ = browser.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let mut browser = support::KillOnDrop(
+        Command::new("bash")
+            .arg(repo().join("tests/browser/run.sh"))
+            .args([
+                "--url",
+                &format!("http://{address}/"),
+                "--pipeline",
+                &name,
+                "--token",
+                TOKEN,
+            ])
+            .arg("--wasm")
+            .arg(wasm("tz_normaliser"))
+            .arg("--samples")
+            .arg(data("seed-000.jsonl"))
+            .arg("--expected")
+            .arg(data("seed-000.expected.jsonl"))
+            .arg("--screenshots")
+            .arg(&screenshots)
+            .stdout(Stdio::inherit())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("bash runs tests/browser/run.sh"),
+    );
+    // Past the deadline, the browser run is killed when `browser` is dropped.
+    let result = support::wait_for_exit(&mut browser, BROWSER_TIMEOUT);
+    drop(browser);
 
     stop.store(true, Ordering::Relaxed);
     let sent = producer.join().unwrap();

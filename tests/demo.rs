@@ -6,16 +6,18 @@ mod support;
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[test]
 fn demo_runs_both_seed_pipelines_on_the_embedded_broker() {
-    let mut demo = support::sluice()
-        .args(["demo", "--listen", "127.0.0.1:0", "--rate", "100"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut demo = support::KillOnDrop(
+        support::sluice()
+            .args(["demo", "--listen", "127.0.0.1:0", "--rate", "100"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let mut lines = BufReader::new(demo.stdout.take().unwrap()).lines();
     let (mut dashboard, mut broker) = (String::new(), String::new());
     while dashboard.is_empty() || broker.is_empty() {
@@ -34,40 +36,25 @@ fn demo_runs_both_seed_pipelines_on_the_embedded_broker() {
             broker = rest.split_whitespace().next().unwrap().to_string();
         }
     }
-    let get = |path: &str| -> Value {
-        use std::io::{Read, Write};
-        let mut stream = std::net::TcpStream::connect(&dashboard).unwrap();
-        write!(
-            stream,
-            "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
-        let mut response = String::new();
-        stream.read_to_string(&mut response).unwrap();
-        serde_json::from_str(response.split_once("\r\n\r\n").unwrap().1).unwrap()
-    };
-
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let pipelines = get("/api/v1/pipelines");
+    let mut pipelines = Value::Null;
+    let flowing = support::poll(Duration::from_secs(60), || {
+        pipelines = support::http::get_json(&format!("http://{dashboard}/api/v1/pipelines"));
         let out: Vec<u64> = pipelines["pipelines"]
             .as_array()
             .unwrap()
             .iter()
             .map(|p| p["totals"]["out"].as_u64().unwrap())
             .collect();
-        if out.len() == 2 && out.iter().all(|&n| n > 100) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no throughput within a minute: {pipelines}"
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
+        (out.len() == 2 && out.iter().all(|&n| n > 100)).then_some(())
+    });
+    assert!(
+        flowing.is_some(),
+        "no throughput within a minute: {pipelines}"
+    );
 
-    // What reached the outputs, as a user would look at it.
-    let peek = |topic: &str| -> Vec<Value> {
+    // What reached the outputs, as a user would look at it. The totals count records handed to
+    // the producer, which may not be on the broker yet: wait until the topic has some.
+    let read = |topic: &str| -> Vec<Value> {
         let out = support::sluice()
             .args([
                 "peek",
@@ -87,17 +74,22 @@ fn demo_runs_both_seed_pipelines_on_the_embedded_broker() {
             .map(|l| serde_json::from_str::<Value>(l).unwrap()["value"].clone())
             .collect()
     };
+    let peek = |topic: &str| -> Vec<Value> {
+        support::poll(Duration::from_secs(60), || {
+            Some(read(topic)).filter(|values| !values.is_empty())
+        })
+        .unwrap_or_else(|| panic!("nothing reached {topic} within a minute"))
+    };
     let unified = peek("unified_timestamps");
     assert!(
-        !unified.is_empty()
-            && unified
-                .iter()
-                .all(|v| v["timestamp"].is_number() && v.get("date").is_none()),
+        unified
+            .iter()
+            .all(|v| v["timestamp"].is_number() && v.get("date").is_none()),
         "{unified:?}"
     );
     let enriched = peek("orders_enriched");
     assert!(
-        !enriched.is_empty() && enriched.iter().all(|v| v["email"] == "[EMAIL]"),
+        enriched.iter().all(|v| v["email"] == "[EMAIL]"),
         "{enriched:?}"
     );
     assert!(
@@ -110,16 +102,7 @@ fn demo_runs_both_seed_pipelines_on_the_embedded_broker() {
         .status()
         .unwrap();
     assert!(kill.success());
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = demo.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the demo did not stop on SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let status = support::wait_for_exit(&mut demo, Duration::from_secs(60))
+        .expect("the demo stops within a minute of SIGTERM");
     assert!(status.success(), "{status}");
 }

@@ -7,7 +7,8 @@ use chrono::{DateTime, FixedOffset};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 use support::kafka::{
-    Sluice, consume_at_least, count, create_topic, produce, unique, wait_for_count, write_config,
+    Sluice, consume, consume_at_least, count, create_topic, produce, unique, wait_for_count,
+    write_config,
 };
 use support::wasm;
 
@@ -168,19 +169,16 @@ fn numbered(n: usize) -> Vec<String> {
 
 /// Consumes `topic` until ids 0..n are all there (duplicates allowed) or the wait runs out.
 fn consume_until_all_ids(topic: &str, n: usize) -> Vec<support::kafka::Consumed> {
-    let deadline = std::time::Instant::now() + WAIT;
-    loop {
-        let records = consume_at_least(
-            topic,
-            n,
-            deadline.saturating_duration_since(std::time::Instant::now()),
-        );
-        let unique: HashSet<u64> = ids(&records, "id").into_iter().collect();
-        if unique.len() >= n || std::time::Instant::now() > deadline {
-            return records;
+    // Counting is cheap, reading is not: read only once the topic holds enough records.
+    support::poll(WAIT, || {
+        if count(topic) < n {
+            return None;
         }
-        std::thread::sleep(Duration::from_millis(500));
-    }
+        let records = consume(topic);
+        let unique: HashSet<u64> = ids(&records, "id").into_iter().collect();
+        (unique.len() >= n).then_some(records)
+    })
+    .unwrap_or_else(|| consume(topic))
 }
 
 /// A topic of `n` numbered records, an output topic, and a test-guest pipeline between them with
@@ -475,12 +473,9 @@ fn without_a_dead_letter_topic_stop_halts_before_the_failed_record_and_skip_skip
     let seen: HashSet<u64> = ids(&output, "id").into_iter().collect();
     assert_eq!(seen.len(), 299, "log:\n{}", skipping.log());
     assert!(!seen.contains(&150));
-    std::thread::sleep(Duration::from_millis(500));
-    assert!(
-        skipping.log().contains("skipping failed record"),
-        "log:\n{}",
-        skipping.log()
-    );
+    skipping.wait_until("the skip is logged", WAIT, || {
+        skipping.log().contains("skipping failed record")
+    });
 }
 
 #[test]
@@ -498,10 +493,9 @@ fn a_second_instance_joining_mid_stream_takes_partitions_without_loss() {
     );
     // The second instance joins the same group: the first must drain and commit what it gives up.
     let mut second = Sluice::start(config);
-    let deadline = std::time::Instant::now() + WAIT;
-    while !second.log().contains("partition assigned") && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    second.wait_until("the second instance is assigned partitions", WAIT, || {
+        second.log().contains("partition assigned")
+    });
     assert!(
         count(out) < n,
         "the stream ended before the second instance joined; first:\n{}\nsecond:\n{}",
@@ -651,7 +645,13 @@ config = {{ table = "customers", key_field = "customer_id", fields = "name:custo
             ("7", None),
         ],
     );
-    std::thread::sleep(Duration::from_secs(3));
+    // The tombstone comes after the rename: two keys left means the table has both.
+    sluice.wait_until("the customers table applied the update", WAIT, || {
+        let (_, metrics) = sluice.http_get("/metrics");
+        metrics
+            .lines()
+            .any(|l| l.starts_with("sluice_table_entries{") && l.ends_with(" 2"))
+    });
     produce(
         &orders,
         &seed_004_orders(&[
@@ -689,17 +689,13 @@ fn health_readiness_and_metrics_describe_a_running_pipeline() {
     assert_eq!(status, 200, "{body}");
     assert!(body.contains(r#""ready":true"#), "{body}");
     // Counters are read at scrape time; the last batch may still be awaiting its commit.
-    let deadline = std::time::Instant::now() + WAIT;
-    let metrics = loop {
+    let mut metrics = String::new();
+    sluice.wait_until("500 records produced, in the metrics", WAIT, || {
         let (status, body) = sluice.http_get("/metrics");
-        assert_eq!(status, 200);
-        if body.contains("sluice_records_produced_total{pipeline=") && body.contains("} 500\n")
-            || std::time::Instant::now() > deadline
-        {
-            break body;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
+        assert_eq!(status, 200, "{body}");
+        metrics = body;
+        metrics.contains("sluice_records_produced_total{pipeline=") && metrics.contains("} 500\n")
+    });
     let line = |name: &str| {
         metrics
             .lines()

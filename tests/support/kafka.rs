@@ -1,12 +1,12 @@
 //! A real Kafka broker for tests (started by `tests/with-kafka.sh`), driven with kcat, and a
 //! `sluice run` process to test against it.
 
-use super::sluice;
+use super::{poll, sluice};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The broker's address.
 pub fn bootstrap() -> String {
@@ -195,23 +195,13 @@ pub fn count(topic: &str) -> usize {
 /// Waits until `topic` holds at least `n` records (or `timeout` passes); how many it holds.
 /// Unlike consuming, this returns at once while records keep arriving.
 pub fn wait_for_count(topic: &str, n: usize, timeout: Duration) -> usize {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let held = count(topic);
-        if held >= n || Instant::now() >= deadline {
-            return held;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    poll(timeout, || Some(count(topic)).filter(|&held| held >= n)).unwrap_or_else(|| count(topic))
 }
 
 /// Consumes `topic` once it holds at least `count` records, or when `timeout` passes. While
 /// records keep arriving, kcat reads until it catches up with every partition at once.
 pub fn consume_at_least(topic: &str, count: usize, timeout: Duration) -> Vec<Consumed> {
-    let deadline = Instant::now() + timeout;
-    while self::count(topic) < count && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_for_count(topic, count, timeout);
     consume(topic)
 }
 
@@ -254,14 +244,17 @@ impl Sluice {
 
     /// Waits for the process to exit, at most `timeout`.
     pub fn wait(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        super::wait_for_exit(&mut self.child, timeout)
+    }
+
+    /// Waits until `condition` holds; panics saying `what` was not reached, with the log.
+    pub fn wait_until(&self, what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {
+        if poll(timeout, || condition().then_some(())).is_none() {
+            panic!(
+                "not reached within {timeout:?}: {what}; log:\n{}",
+                self.log()
+            );
         }
-        None
     }
 
     /// The log so far.
@@ -271,30 +264,17 @@ impl Sluice {
 
     /// The address its API listens on, once it has logged it.
     pub fn api_address(&self) -> String {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
+        poll(Duration::from_secs(60), || {
             let log = self.log();
-            let found = log
-                .lines()
-                .find(|l| l.contains("api listening"))
-                .and_then(|l| {
-                    let l = l.split("address=").nth(1)?;
-                    Some(
-                        l.split_whitespace()
-                            .next()?
-                            .trim_matches(|c: char| !c.is_ascii_digit())
-                            .to_string(),
-                    )
-                });
-            if let Some(address) = found {
-                return address;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no api address in the log:\n{log}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+            let line = log.lines().find(|l| l.contains("api listening"))?;
+            let address = line.split("address=").nth(1)?.split_whitespace().next()?;
+            Some(
+                address
+                    .trim_matches(|c: char| !c.is_ascii_digit())
+                    .to_string(),
+            )
+        })
+        .unwrap_or_else(|| panic!("no api address in the log:\n{}", self.log()))
     }
 
     /// GETs `path` from its API: status code and body.
@@ -304,28 +284,11 @@ impl Sluice {
 
     /// Sends `method path` with `body` to its API: status code and body.
     pub fn http(&self, method: &str, path: &str, body: &[u8]) -> (u16, String) {
-        use std::io::Read;
-        let mut stream = std::net::TcpStream::connect(self.api_address()).unwrap();
-        write!(
-            stream,
-            "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-            body.len()
+        super::http::send(
+            method,
+            &format!("http://{}{path}", self.api_address()),
+            body,
         )
-        .unwrap();
-        stream.write_all(body).unwrap();
-        let mut response = Vec::new();
-        stream.read_to_end(&mut response).unwrap();
-        let response = String::from_utf8_lossy(&response);
-        let status = response
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        let body = response
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_string())
-            .unwrap_or_default();
-        (status, body)
     }
 }
 
