@@ -158,10 +158,11 @@ impl ControlPlane {
             });
         }
         let mut deployments = self.deployments.lock().unwrap();
-        let state = deployments
+        let mut state = deployments
             .pipelines
-            .entry(pipeline.name.clone())
-            .or_default();
+            .get(&pipeline.name)
+            .cloned()
+            .unwrap_or_default();
         if state.slots.len() != from_file.len() {
             if !state.slots.is_empty() {
                 tracing::warn!(pipeline = %pipeline.name, deployed = state.slots.len(), file = from_file.len(),
@@ -196,7 +197,7 @@ impl ControlPlane {
             }
         }
         let slots: Vec<SlotDeployment> = state.slots.iter().map(|s| s.current.clone()).collect();
-        self.save(&deployments)?;
+        self.commit(&mut deployments, &pipeline.name, state)?;
         drop(deployments);
         slots
             .iter()
@@ -261,82 +262,86 @@ impl ControlPlane {
         config: Option<BTreeMap<String, String>>,
     ) -> Result<(), ControlError> {
         let mut deployments = self.deployments.lock().unwrap();
-        let (shared, state) = self.slot(&mut deployments, pipeline, index)?;
-        let config = config.unwrap_or_else(|| state.current.config.clone());
+        let (shared, mut state) = self.slot(&deployments, pipeline, index)?;
+        let slot = &mut state.slots[index];
+        let config = config.unwrap_or_else(|| slot.current.config.clone());
         let next = SlotDeployment {
             module: module.to_string(),
             version,
             config,
         };
         let stage = self.stage(&next, &shared.tables)?;
-        let previous = std::mem::replace(&mut state.current, next);
-        state.history.push(previous);
-        self.apply(&deployments, shared, index, stage)
+        let previous = std::mem::replace(&mut slot.current, next);
+        slot.history.push(previous);
+        self.apply(&mut deployments, state, shared, index, stage)
     }
 
     /// Returns slot `index` of `pipeline` to what ran before the last deploy.
     pub fn roll_back(&self, pipeline: &str, index: usize) -> Result<(), ControlError> {
         let mut deployments = self.deployments.lock().unwrap();
-        let (shared, state) = self.slot(&mut deployments, pipeline, index)?;
-        let previous =
-            state
-                .history
-                .last()
-                .cloned()
-                .ok_or_else(|| ControlError::NothingToRollBack {
-                    pipeline: pipeline.to_string(),
-                    index,
-                })?;
+        let (shared, mut state) = self.slot(&deployments, pipeline, index)?;
+        let slot = &mut state.slots[index];
+        let previous = slot
+            .history
+            .pop()
+            .ok_or_else(|| ControlError::NothingToRollBack {
+                pipeline: pipeline.to_string(),
+                index,
+            })?;
         let stage = self.stage(&previous, &shared.tables)?;
-        state.current = previous;
-        state.history.pop();
-        self.apply(&deployments, shared, index, stage)
+        slot.current = previous;
+        self.apply(&mut deployments, state, shared, index, stage)
     }
 
     /// Pauses (stops consuming, keeps the group membership) or resumes `pipeline`.
     pub fn set_paused(&self, pipeline: &str, paused: bool) -> Result<(), ControlError> {
         let shared = self.pipeline(pipeline)?;
         let mut deployments = self.deployments.lock().unwrap();
-        deployments
+        let mut state = deployments
             .pipelines
-            .entry(pipeline.to_string())
-            .or_default()
-            .paused = paused;
-        self.save(&deployments)?;
+            .get(pipeline)
+            .cloned()
+            .unwrap_or_default();
+        state.paused = paused;
+        self.commit(&mut deployments, pipeline, state)?;
         shared.paused.store(paused, Relaxed);
         Ok(())
     }
 
-    fn slot<'s, 'd>(
-        &'s self,
-        deployments: &'d mut Deployments,
+    /// The running pipeline `pipeline` and a copy of its deployments to change, checked to have
+    /// slot `index`.
+    fn slot(
+        &self,
+        deployments: &Deployments,
         pipeline: &str,
         index: usize,
-    ) -> Result<(&'s Arc<PipelineShared>, &'d mut SlotState), ControlError> {
+    ) -> Result<(&Arc<PipelineShared>, PipelineState), ControlError> {
         let shared = self.pipeline(pipeline)?;
-        let slots = &mut deployments
+        let state = deployments
             .pipelines
-            .entry(pipeline.to_string())
-            .or_default()
-            .slots;
-        let count = slots.len();
-        let state = slots.get_mut(index).ok_or(ControlError::UnknownSlot {
-            pipeline: pipeline.to_string(),
-            count,
-            index,
-        })?;
+            .get(pipeline)
+            .cloned()
+            .unwrap_or_default();
+        if index >= state.slots.len() {
+            return Err(ControlError::UnknownSlot {
+                pipeline: pipeline.to_string(),
+                count: state.slots.len(),
+                index,
+            });
+        }
         Ok((shared, state))
     }
 
-    /// Persists the deployments, then swaps `stage` into the running chain.
+    /// Persists `state` as `pipeline`'s deployments, then swaps `stage` into the running chain.
     fn apply(
         &self,
-        deployments: &Deployments,
+        deployments: &mut Deployments,
+        state: PipelineState,
         shared: &PipelineShared,
         index: usize,
         stage: Arc<StageSpec>,
     ) -> Result<(), ControlError> {
-        self.save(deployments)?;
+        self.commit(deployments, &shared.name, state)?;
         let (_, stages) = shared.deployed.current();
         let mut stages = stages.to_vec();
         stages[index] = stage;
@@ -372,9 +377,22 @@ impl ControlPlane {
         }))
     }
 
-    fn save(&self, deployments: &Deployments) -> Result<(), StoreError> {
-        let bytes = serde_json::to_vec_pretty(deployments).expect("deployments serialise");
-        store::write_atomically(&self.path, &bytes)
+    /// Makes `state` `pipeline`'s deployments: on disk first, then in memory, so that a failed
+    /// write changes neither.
+    fn commit(
+        &self,
+        deployments: &mut Deployments,
+        pipeline: &str,
+        state: PipelineState,
+    ) -> Result<(), StoreError> {
+        let mut next = Deployments {
+            pipelines: deployments.pipelines.clone(),
+        };
+        next.pipelines.insert(pipeline.to_string(), state);
+        let bytes = serde_json::to_vec_pretty(&next).expect("deployments serialise");
+        store::write_atomically(&self.path, &bytes)?;
+        *deployments = next;
+        Ok(())
     }
 }
 
