@@ -405,3 +405,70 @@ fn stages_label(deployed: &crate::pipeline::chain::Deployed) -> String {
         .collect::<Vec<_>>()
         .join(" -> ")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::engine::Limits;
+    use crate::engine::tests::guest_bytes;
+
+    /// A control plane over `dir` with one pipeline `p` whose only slot runs the test guest.
+    fn control_plane(dir: &Path) -> (ControlPlane, Arc<PipelineShared>) {
+        let guest = dir.join("test_guest.wasm");
+        std::fs::write(&guest, guest_bytes("test_guest")).unwrap();
+        let text = format!(
+            "[[pipeline]]\nname = \"p\"\ninputs = [\"a\"]\noutputs = [\"b\"]\n\
+             [[pipeline.transform]]\nmodule = {guest:?}\n"
+        );
+        let config = Config::parse(&text).unwrap();
+        let engine = Engine::new(Limits::default()).unwrap();
+        let control = ControlPlane::open(&dir.join("state"), engine, 64 << 20).unwrap();
+        let stages = control
+            .stages_for(0, &config.pipeline[0], &Tables::default())
+            .unwrap();
+        let pipeline = Arc::new(PipelineShared::new(
+            &config.pipeline[0],
+            Tables::default(),
+            stages,
+        ));
+        control.attach(vec![pipeline.clone()]);
+        (control, pipeline)
+    }
+
+    #[test]
+    fn a_change_that_cannot_be_saved_is_not_made() {
+        let dir = tempfile::tempdir().unwrap();
+        let (control, pipeline) = control_plane(dir.path());
+        control
+            .store
+            .add("test_guest", &guest_bytes("pii_stripper"))
+            .unwrap();
+        // The state directory replaced by a file: every write under it fails, even as root.
+        let state = dir.path().join("state");
+        std::fs::rename(&state, dir.path().join("moved")).unwrap();
+        std::fs::write(&state, "").unwrap();
+
+        let unwritable = |e: ControlError| {
+            assert!(
+                matches!(&e, ControlError::Store(StoreError::Unwritable { path, .. })
+                    if *path == state.join("deployments.json")),
+                "{e}"
+            );
+        };
+        unwritable(control.deploy("p", 0, "test_guest", 2, None).unwrap_err());
+        unwritable(control.set_paused("p", true).unwrap_err());
+        assert_eq!(pipeline.deployed.current().1[0].version, 1);
+        assert!(!pipeline.paused.load(Relaxed));
+        assert!(!control.can_roll_back("p", 0));
+
+        // Writable again: the deploy goes through, and a rollback returns to version 1.
+        std::fs::remove_file(&state).unwrap();
+        std::fs::rename(dir.path().join("moved"), &state).unwrap();
+        control.deploy("p", 0, "test_guest", 2, None).unwrap();
+        assert_eq!(pipeline.deployed.current().1[0].version, 2);
+        control.roll_back("p", 0).unwrap();
+        assert_eq!(pipeline.deployed.current().1[0].version, 1);
+        assert!(!control.can_roll_back("p", 0));
+    }
+}
