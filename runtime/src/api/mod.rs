@@ -2,7 +2,9 @@
 //! readiness and Prometheus metrics.
 //!
 //! `app` builds the router from state and is tested without a server (`oneshot`); `serve` binds
-//! it. Every error is JSON `{"error": "..."}`; a 5xx hides its cause from the client and logs it.
+//! it. What `/api/v1` receives and answers is typed in [`model`], and its OpenAPI document is
+//! generated from those types ([`ApiDoc`]). Every error is JSON `{"error": "..."}`; a 500 hides
+//! its cause from the client and logs it, a 507 says which state file could not be written.
 
 mod metrics;
 pub mod model;
@@ -145,8 +147,8 @@ fn status_text(status: &Status) -> String {
     }
 }
 
-/// An error answer: `{"error": message}` with a status. Internal errors (500) are logged and
-/// their cause is not shown to the client.
+/// An error answer: `{"error": message}` with a status. Server errors (5xx) are logged; the
+/// cause of an internal error (500) is not shown to the client.
 #[derive(Debug)]
 pub struct ApiError {
     status: StatusCode,
@@ -175,8 +177,10 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let message = if self.status == StatusCode::INTERNAL_SERVER_ERROR {
+        if self.status.is_server_error() {
             tracing::error!(status = %self.status, error = %self.message, "API request failed");
+        }
+        let message = if self.status == StatusCode::INTERNAL_SERVER_ERROR {
             "internal error; the runtime's log has the details".to_string()
         } else {
             self.message

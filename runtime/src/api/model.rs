@@ -56,7 +56,7 @@ pub struct Uploaded {
     pub version: ModuleVersion,
 }
 
-/// A pipeline's (or the runtime's) status.
+/// A pipeline's status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
