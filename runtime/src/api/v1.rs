@@ -46,16 +46,23 @@ type ApiResult<T> = Result<T, ApiError>;
         info, openapi, list_modules, upload_module, module_versions, try_module, list_pipelines,
         pipeline, deploy, roll_back, pause, resume, dead_letters, stats::events
     ),
-    modifiers(&BearerAuth)
+    modifiers(&Finish)
 )]
 pub struct ApiDoc;
 
-/// Adds the bearer token scheme that the changing routes name.
-struct BearerAuth;
+/// Adds the bearer token scheme that the changing routes name, and drops the tags utoipa derives
+/// from Rust module names (they mean nothing to a client).
+struct Finish;
 
-impl utoipa::Modify for BearerAuth {
+impl utoipa::Modify for Finish {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [&mut item.get, &mut item.put, &mut item.post];
+            for operation in operations.into_iter().flatten() {
+                operation.tags = None;
+            }
+        }
         openapi
             .components
             .get_or_insert_with(Default::default)
