@@ -1,8 +1,9 @@
 //! The control plane: stored modules, what each pipeline slot runs, and the changes the API
 //! makes to running pipelines (deploy, roll back, pause, resume).
 //!
-//! Deployments persist in `<state>/deployments.json`, written before a change takes effect, so
-//! that after a restart each pipeline runs what was deployed rather than what the configuration
+//! Deployments persist in `<state>/deployments.json`, written before a change takes effect (a
+//! change that cannot be written is refused, with memory left as it is on disk), so that after
+//! a restart each pipeline runs what was deployed rather than what the configuration
 //! file names. The file's modules are stored too (under their file name), and decide a slot only
 //! until something is deployed into it.
 
@@ -54,6 +55,13 @@ struct PipelineState {
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct Deployments {
     pipelines: BTreeMap<String, PipelineState>,
+}
+
+impl Deployments {
+    /// A copy of `pipeline`'s deployments, to change and then [`ControlPlane::commit`].
+    fn of(&self, pipeline: &str) -> PipelineState {
+        self.pipelines.get(pipeline).cloned().unwrap_or_default()
+    }
 }
 
 /// Why a control-plane change was refused.
@@ -158,11 +166,7 @@ impl ControlPlane {
             });
         }
         let mut deployments = self.deployments.lock().unwrap();
-        let mut state = deployments
-            .pipelines
-            .get(&pipeline.name)
-            .cloned()
-            .unwrap_or_default();
+        let mut state = deployments.of(&pipeline.name);
         if state.slots.len() != from_file.len() {
             if !state.slots.is_empty() {
                 tracing::warn!(pipeline = %pipeline.name, deployed = state.slots.len(), file = from_file.len(),
@@ -297,11 +301,7 @@ impl ControlPlane {
     pub fn set_paused(&self, pipeline: &str, paused: bool) -> Result<(), ControlError> {
         let shared = self.pipeline(pipeline)?;
         let mut deployments = self.deployments.lock().unwrap();
-        let mut state = deployments
-            .pipelines
-            .get(pipeline)
-            .cloned()
-            .unwrap_or_default();
+        let mut state = deployments.of(pipeline);
         state.paused = paused;
         self.commit(&mut deployments, pipeline, state)?;
         shared.paused.store(paused, Relaxed);
@@ -317,11 +317,7 @@ impl ControlPlane {
         index: usize,
     ) -> Result<(&Arc<PipelineShared>, PipelineState), ControlError> {
         let shared = self.pipeline(pipeline)?;
-        let state = deployments
-            .pipelines
-            .get(pipeline)
-            .cloned()
-            .unwrap_or_default();
+        let state = deployments.of(pipeline);
         if index >= state.slots.len() {
             return Err(ControlError::UnknownSlot {
                 pipeline: pipeline.to_string(),
