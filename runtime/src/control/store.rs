@@ -58,7 +58,7 @@ pub enum StoreError {
         /// Its latest version.
         latest: u32,
     },
-    /// The state directory could not be read.
+    /// The state directory could not be read (or created, at start-up).
     #[error("module store: {0}")]
     Io(String),
     /// A change could not be saved, so it was not made.
