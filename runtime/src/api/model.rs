@@ -316,3 +316,48 @@ pub struct DeadLetters {
     /// Its newest records, oldest first.
     pub records: Vec<DeadLetter>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn record_bytes_are_text_hex_or_null() {
+        let shown = |bytes: Option<&[u8]>| serde_json::to_value(RecordBytes::of(bytes)).unwrap();
+        assert_eq!(shown(Some(b"caf\xc3\xa9")), json!("café"));
+        assert_eq!(shown(Some(b"\xff\x00")), json!({"hex": "ff00"}));
+        assert_eq!(shown(None), json!(null));
+    }
+
+    #[test]
+    fn a_pipeline_is_one_flat_object_both_ways() {
+        let pipeline = Pipeline {
+            stats: PipelineStats {
+                name: "p".into(),
+                status: Status::Paused,
+                ..Default::default()
+            },
+            error: None,
+            inputs: vec!["a".into()],
+            outputs: vec!["b".into()],
+            dead_letter: None,
+            slots: Vec::new(),
+        };
+        let text = serde_json::to_value(&pipeline).unwrap();
+        assert_eq!(
+            (
+                &text["name"],
+                &text["status"],
+                &text["rates"]["in"],
+                &text["error"]
+            ),
+            (&json!("p"), &json!("paused"), &json!(0.0), &json!(null))
+        );
+        let back: Pipeline = serde_json::from_value(text).unwrap();
+        assert_eq!(
+            (back.stats.status, back.inputs),
+            (Status::Paused, vec!["a".to_string()])
+        );
+    }
+}
