@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Builds the dashboard into web-ui/dist (index.html, app.js, app.css): type-checks with tsc,
-# bundles with esbuild. Idempotent and quiet: installs Node.js and npm with apt-get if missing,
+# Builds the dashboard into web-ui/dist (index.html, app.js, app.css): generates the API's
+# TypeScript types (src/api.gen.ts) from the OpenAPI document the runtime serves
+# (runtime/src/api/openapi.json, itself generated from the Rust types and checked by
+# `cargo test -p sluice --lib api`), type-checks with tsc, bundles with esbuild. Idempotent and quiet: installs Node.js and npm with apt-get if missing,
 # runs `npm ci` only when node_modules is missing or older than package-lock.json, and rebuilds
 # only when a source changed. Prints nothing on success; on failure, what went wrong.
 #
@@ -34,7 +36,7 @@ fi
 # Dependencies: reinstalled when package.json or package-lock.json changed since the last install.
 stamp=node_modules/.sluice-installed
 want=$(cat package.json package-lock.json 2>/dev/null | sha256sum | cut -d' ' -f1)
-if [[ ! -f $stamp || $(cat "$stamp") != "$want" || ! -x node_modules/.bin/esbuild || ! -x node_modules/.bin/tsc ]]; then
+if [[ ! -f $stamp || $(cat "$stamp") != "$want" || ! -x node_modules/.bin/esbuild || ! -x node_modules/.bin/tsc || ! -x node_modules/.bin/openapi-typescript ]]; then
 	npm_flags=(--no-audit --no-fund --loglevel=error --ignore-scripts=false)
 	if [[ -f package-lock.json ]]; then
 		npm ci "${npm_flags[@]}" >"$log" 2>&1 || fail "npm ci failed"
@@ -44,6 +46,16 @@ if [[ ! -f $stamp || $(cat "$stamp") != "$want" || ! -x node_modules/.bin/esbuil
 	fi
 	echo "$want" >"$stamp"
 	force=true
+fi
+
+# The API's types, generated (not kept in git) whenever the OpenAPI document changed, so that tsc
+# fails wherever the dashboard and the API disagree.
+openapi=../runtime/src/api/openapi.json
+types=src/api.gen.ts
+if $force || [[ ! -f $types || $openapi -nt $types ]]; then
+	node_modules/.bin/openapi-typescript "$openapi" --output "$types.tmp" >"$log" 2>&1 ||
+		fail "openapi-typescript could not read $openapi"
+	mv "$types.tmp" "$types"
 fi
 
 # Up to date: dist exists and no source is newer than the last build.

@@ -1,105 +1,37 @@
 // The Sluice HTTP API (`/api/v1`): types and a small client. Errors come back as
 // `{"error": "message"}`; ApiError carries that message unchanged.
+//
+// The types are generated (src/api.gen.ts, by build.sh) from the OpenAPI document that the
+// runtime serves, which is generated from its Rust types: a change to the API that the dashboard
+// does not follow fails `tsc`.
 
-export interface Info {
-  version: string;
-  auth_required: boolean;
-  max_module_bytes: number;
-}
+import type { components } from "./api.gen";
 
-export interface ModuleVersion {
-  version: number;
-  sha256: string;
-  size: number;
-  uploaded_at: string;
-  exports: string[];
-}
+type Schemas = components["schemas"];
 
-export interface Module {
-  name: string;
-  versions: ModuleVersion[];
-}
+export type Info = Schemas["Info"];
+export type ModuleVersion = Schemas["ModuleVersion"];
+export type Module = Schemas["Module"];
+export type Uploaded = Schemas["Uploaded"];
+export type Rates = Schemas["Rates"];
+export type Status = Schemas["Status"];
+export type Slot = Schemas["Slot"];
+export type Pipeline = Schemas["Pipeline"];
+export type RecordBytes = Schemas["RecordBytes"];
+export type TryRequest = Schemas["TryRequest"];
+export type TryOutput = Schemas["TryOutput"];
+export type TryResult = Schemas["TryResult"];
+export type TryResponse = Schemas["TryResponse"];
+export type DeployRequest = Schemas["Deploy"];
+export type DeadLetter = Schemas["DeadLetter"];
+export type DeadLetters = Schemas["DeadLetters"];
+export type PipelineStats = Schemas["PipelineStats"];
+export type StatsEvent = Schemas["Stats"];
 
-export interface Uploaded extends ModuleVersion {
-  name: string;
-}
-
-export interface Rates {
-  in: number;
-  out: number;
-  failed: number;
-}
-
-export type Status = "starting" | "running" | "paused" | "stopping" | "stopped" | "failed";
-
-export interface Slot {
-  index: number;
-  module: string;
-  version: number;
-  sha256: string;
-  config: Record<string, string>;
-  can_rollback: boolean;
-}
-
-export interface Pipeline {
-  name: string;
-  status: Status;
-  error: string | null;
-  inputs: string[];
-  outputs: string[];
-  dead_letter: string | null;
-  slots: Slot[];
-  rates: Rates;
-  lag: number;
-  batch_latency_ms: number;
-  totals: { in: number; out: number; failed: number; dead_letters: number };
-  swaps: { count: number; max_pause_ms: number };
-}
-
-export interface TryOutput {
-  topic: string | null;
-  key: string | null;
-  value: string | null;
-  headers: Record<string, string>;
-}
-
-export interface TryResult {
-  outputs: TryOutput[];
-  error: string | null;
-}
-
-export interface TryResponse {
-  results: TryResult[];
-  init_error: string | null;
-}
-
-export interface DeadLetter {
-  partition: number;
-  offset: number;
-  timestamp: number | null;
-  key: string | null;
-  value: string | null;
-  headers: Record<string, string>;
-}
-
-export interface DeadLetters {
-  topic: string | null;
-  records: DeadLetter[];
-}
-
-export interface PipelineStats {
-  name: string;
-  status: Status;
-  rates: Rates;
-  lag: number;
-  batch_latency_ms: number;
-  totals: Pipeline["totals"];
-  swaps: Pipeline["swaps"];
-}
-
-export interface StatsEvent {
-  time: number;
-  pipelines: PipelineStats[];
+/** Record bytes as text: UTF-8 as it is, anything else as `hex …`; null when absent. */
+export function bytesText(bytes: RecordBytes | null | undefined): string | null {
+  if (bytes === null || bytes === undefined) return null;
+  return typeof bytes === "string" ? bytes : `hex ${bytes.hex}`;
 }
 
 export class ApiError extends Error {
@@ -174,24 +106,24 @@ async function requestWithStatus<T>(method: string, path: string, body?: BodyIni
 }
 
 const seg = encodeURIComponent;
-const jsonBody = (value: unknown) => JSON.stringify(value);
+const jsonBody = <T>(value: T) => JSON.stringify(value);
 const JSON_TYPE = "application/json";
 
 export const api = {
   info: () => request<Info>("GET", "/info"),
-  modules: () => request<{ modules: Module[] }>("GET", "/modules").then((r) => r.modules),
+  modules: () => request<Schemas["ModuleList"]>("GET", "/modules").then((r) => r.modules),
   module: (name: string) => request<Module>("GET", `/modules/${seg(name)}`),
   /** Status 201: a new version; 200: these exact bytes were already stored under that name. */
   upload: (name: string, bytes: Blob) => requestWithStatus<Uploaded>("POST", `/modules?name=${seg(name)}`, bytes, "application/wasm"),
   try: (name: string, version: number, records: string[], config: Record<string, string>) =>
-    request<TryResponse>("POST", `/modules/${seg(name)}/versions/${version}/try`, jsonBody({ records, config }), JSON_TYPE),
-  pipelines: () => request<{ pipelines: Pipeline[] }>("GET", "/pipelines").then((r) => r.pipelines),
+    request<TryResponse>("POST", `/modules/${seg(name)}/versions/${version}/try`, jsonBody<TryRequest>({ records, config }), JSON_TYPE),
+  pipelines: () => request<Schemas["PipelineList"]>("GET", "/pipelines").then((r) => r.pipelines),
   pipeline: (name: string) => request<Pipeline>("GET", `/pipelines/${seg(name)}`),
   deploy: (pipeline: string, index: number, module: string, version: number, config?: Record<string, string>) =>
     request<Pipeline>(
       "PUT",
       `/pipelines/${seg(pipeline)}/transforms/${index}`,
-      jsonBody(config ? { module, version, config } : { module, version }),
+      jsonBody<DeployRequest>(config ? { module, version, config } : { module, version }),
       JSON_TYPE,
     ),
   rollback: (pipeline: string, index: number) => request<Pipeline>("POST", `/pipelines/${seg(pipeline)}/transforms/${index}/rollback`),

@@ -2,9 +2,12 @@
 //! readiness and Prometheus metrics.
 //!
 //! `app` builds the router from state and is tested without a server (`oneshot`); `serve` binds
-//! it. Every error is JSON `{"error": "..."}`; a 5xx hides its cause from the client and logs it.
+//! it. What `/api/v1` receives and answers is typed in [`model`], and its OpenAPI document is
+//! generated from those types ([`ApiDoc`]). Every error is JSON `{"error": "..."}`; a 500 hides
+//! its cause from the client and logs it, a 507 says which state file could not be written.
 
 mod metrics;
+pub mod model;
 mod stats;
 mod ui;
 mod v1;
@@ -19,8 +22,9 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use std::sync::Arc;
+use subtle::ConstantTimeEq;
 
-pub use stats::{PipelineStats, Stats};
+pub use v1::{ApiDoc, openapi_json};
 
 /// Shared state of the handlers.
 #[derive(Debug, Clone)]
@@ -31,7 +35,7 @@ pub struct AppState {
     pub token: Option<Arc<str>>,
     /// Kafka client properties, to read dead letters; `None` where there is no Kafka.
     pub kafka: Option<Arc<KafkaConfig>>,
-    stats: tokio::sync::watch::Receiver<Arc<Stats>>,
+    stats: tokio::sync::watch::Receiver<Arc<model::Stats>>,
 }
 
 impl AppState {
@@ -93,7 +97,8 @@ async fn require_token(State(state): State<AppState>, request: Request, next: Ne
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
     match given.and_then(|v| v.strip_prefix("Bearer ")) {
-        Some(given) if constant_time_eq(given.as_bytes(), token.as_bytes()) => {
+        // Constant-time, so that timing does not tell how much of a guess was right.
+        Some(given) if bool::from(given.as_bytes().ct_eq(token.as_bytes())) => {
             next.run(request).await
         }
         Some(_) => ApiError::new(
@@ -107,11 +112,6 @@ async fn require_token(State(state): State<AppState>, request: Request, next: Ne
         )
         .into_response(),
     }
-}
-
-/// Compares without leaking, through timing, how much of a guess was right.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0, |diff, (x, y)| diff | (x ^ y)) == 0
 }
 
 /// Ready when every pipeline is running (connected, partitions assigned); otherwise 503 with
@@ -147,8 +147,8 @@ fn status_text(status: &Status) -> String {
     }
 }
 
-/// An error answer: `{"error": message}` with a status. Internal errors (500) are logged and
-/// their cause is not shown to the client.
+/// An error answer: `{"error": message}` with a status. Server errors (5xx) are logged; the
+/// cause of an internal error (500) is not shown to the client.
 #[derive(Debug)]
 pub struct ApiError {
     status: StatusCode,
@@ -177,17 +177,15 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let message = if self.status == StatusCode::INTERNAL_SERVER_ERROR {
+        if self.status.is_server_error() {
             tracing::error!(status = %self.status, error = %self.message, "API request failed");
+        }
+        let message = if self.status == StatusCode::INTERNAL_SERVER_ERROR {
             "internal error; the runtime's log has the details".to_string()
         } else {
             self.message
         };
-        (
-            self.status,
-            axum::Json(serde_json::json!({ "error": message })),
-        )
-            .into_response()
+        (self.status, axum::Json(model::ErrorBody { error: message })).into_response()
     }
 }
 
@@ -200,6 +198,8 @@ impl From<StoreError> for ApiError {
                 StatusCode::NOT_FOUND
             }
             StoreError::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            // The user's to fix (the state directory), so the message is shown, not hidden.
+            StoreError::Unwritable { .. } => StatusCode::INSUFFICIENT_STORAGE,
         };
         ApiError::new(status, e.to_string())
     }

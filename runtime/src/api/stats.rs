@@ -2,11 +2,11 @@
 //! and the live feed (`GET /api/v1/events`, Server-Sent Events).
 
 use super::AppState;
+use super::model::{PipelineStats, Rates, Stats, Status, Swaps, Totals};
 use crate::control::ControlPlane;
 use crate::pipeline::metrics::PipelineMetrics;
 use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
-use serde::Serialize;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
@@ -14,49 +14,6 @@ use tokio::sync::watch;
 
 /// How often rates are sampled and the live feed ticks.
 const PERIOD: Duration = Duration::from_secs(1);
-
-/// One sample of every pipeline.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Stats {
-    /// When it was taken, in milliseconds since the Unix epoch.
-    pub time: i64,
-    /// Per pipeline, in configuration order.
-    pub pipelines: Vec<PipelineStats>,
-}
-
-/// One pipeline's rates over the last period.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct PipelineStats {
-    /// The pipeline.
-    pub name: String,
-    /// `starting`, `running`, `paused`, `stopping`, `stopped` or `failed`.
-    pub status: &'static str,
-    /// Records per second.
-    pub rates: Rates,
-    /// Records not yet consumed, over every input partition.
-    pub lag: i64,
-    /// Mean time to run a batch through the chain, in milliseconds (0 without batches).
-    pub batch_latency_ms: f64,
-    /// Counts since the process started.
-    pub totals: Totals,
-    /// Switches to deployed chains.
-    pub swaps: Swaps,
-}
-
-/// Records since the process started.
-#[derive(Debug, Clone, Copy, Default, Serialize)]
-pub struct Totals {
-    /// Consumed.
-    #[serde(rename = "in")]
-    pub input: u64,
-    /// Written to outputs.
-    #[serde(rename = "out")]
-    pub output: u64,
-    /// Failed in a transform.
-    pub failed: u64,
-    /// Written to the dead-letter topic.
-    pub dead_letters: u64,
-}
 
 impl Totals {
     /// The totals of `m` now.
@@ -70,15 +27,6 @@ impl Totals {
     }
 }
 
-/// Partition workers' switches to newly deployed chains.
-#[derive(Debug, Clone, Copy, Default, Serialize)]
-pub struct Swaps {
-    /// How many switches.
-    pub count: u64,
-    /// The longest pause one caused, in milliseconds.
-    pub max_pause_ms: f64,
-}
-
 impl Swaps {
     /// The swaps of `m` so far.
     pub fn read(m: &PipelineMetrics) -> Self {
@@ -87,19 +35,6 @@ impl Swaps {
             max_pause_ms: m.swap_pause_max_us.load(Relaxed) as f64 / 1e3,
         }
     }
-}
-
-/// Records per second.
-#[derive(Debug, Clone, Copy, Default, Serialize)]
-pub struct Rates {
-    /// Consumed.
-    #[serde(rename = "in")]
-    pub input: f64,
-    /// Written to outputs.
-    #[serde(rename = "out")]
-    pub output: f64,
-    /// Failed in a transform.
-    pub failed: f64,
 }
 
 /// Counter values at one instant.
@@ -147,7 +82,7 @@ pub(super) fn start_sampling(control: Arc<ControlPlane>) -> watch::Receiver<Arc<
                     let latency = now.latency_us.saturating_sub(before.latency_us);
                     let stats = PipelineStats {
                         name: p.name.clone(),
-                        status: status_name(p),
+                        status: status_of(p),
                         rates: Rates {
                             input: rate(now.input, before.input),
                             output: rate(now.output, before.output),
@@ -181,16 +116,16 @@ pub(super) fn start_sampling(control: Arc<ControlPlane>) -> watch::Receiver<Arc<
     receiver
 }
 
-/// The status word of a pipeline, `paused` included.
-pub(super) fn status_name(p: &crate::pipeline::Pipeline) -> &'static str {
-    use crate::pipeline::metrics::Status;
+/// The status of a pipeline, `paused` included.
+pub(super) fn status_of(p: &crate::pipeline::Pipeline) -> Status {
+    use crate::pipeline::metrics::Status as Running;
     match p.metrics.status() {
-        Status::Running if p.paused.load(Relaxed) => "paused",
-        Status::Starting => "starting",
-        Status::Running => "running",
-        Status::Stopping => "stopping",
-        Status::Stopped => "stopped",
-        Status::Failed(_) => "failed",
+        Running::Running if p.paused.load(Relaxed) => Status::Paused,
+        Running::Starting => Status::Starting,
+        Running::Running => Status::Running,
+        Running::Stopping => Status::Stopping,
+        Running::Stopped => Status::Stopped,
+        Running::Failed(_) => Status::Failed,
     }
 }
 
@@ -202,6 +137,15 @@ impl AppState {
 }
 
 /// `GET /api/v1/events`: a `stats` event with every new sample.
+#[utoipa::path(
+    get,
+    path = "/events",
+    summary = "Live feed: a `stats` Server-Sent Event about once a second",
+    responses(
+        (status = 200, description = "text/event-stream; each event's data is a Stats object",
+            content_type = "text/event-stream", body = Stats),
+    ),
+)]
 pub(super) async fn events(
     State(state): State<AppState>,
 ) -> Sse<impl futures::Stream<Item = Result<Event, std::convert::Infallible>>> {

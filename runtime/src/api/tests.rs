@@ -134,6 +134,28 @@ async fn readyz_follows_the_pipelines() {
 }
 
 #[tokio::test]
+async fn a_dead_partition_worker_fails_readiness_with_the_reason_and_is_counted() {
+    let f = running();
+    assert_eq!(get(&f.state, "/readyz").await.0, StatusCode::OK);
+    f.pipeline
+        .worker_died("timezone1", 2, "index out of bounds");
+    assert!(f.pipeline.has_failed(), "the pipeline's threads stop");
+    let (status, body) = get(&f.state, "/readyz").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        body.contains(
+            "failed: the worker of partition timezone1/2 died (index out of bounds); the pipeline stopped, restart the process"
+        ),
+        "{body}"
+    );
+    let (_, metrics) = get(&f.state, "/metrics").await;
+    assert!(
+        metrics.contains(r#"sluice_worker_deaths_total{pipeline="unify"} 1"#),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
 async fn metrics_use_conventional_names_and_labels() {
     let f = running();
     let m: &PipelineMetrics = &f.pipeline.metrics;
@@ -642,6 +664,10 @@ async fn dead_letters_without_kafka_are_empty_and_openapi_lists_every_route() {
     );
     let (status, doc) = get_json(&f.state, "/api/v1/openapi.json").await;
     assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        doc["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
     let paths: Vec<&String> = doc["paths"].as_object().unwrap().keys().collect();
     for route in [
         "/info",
@@ -665,4 +691,93 @@ async fn dead_letters_without_kafka_are_empty_and_openapi_lists_every_route() {
     let (status, body) = get(&f.state, "/").await;
     assert_eq!(status, StatusCode::OK);
     assert!(body.contains("<title>"), "{body}");
+}
+
+/// The dashboard's TypeScript types are generated from `openapi.json` (web-ui/build.sh), so the
+/// file must be the document the API serves. `SLUICE_UPDATE_OPENAPI=1` rewrites it.
+#[tokio::test]
+async fn the_committed_openapi_document_is_the_served_one() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/api/openapi.json");
+    let (status, served) = get(&running().state, "/api/v1/openapi.json").await;
+    assert_eq!((status, served.as_str()), (StatusCode::OK, openapi_json()));
+    if std::env::var_os("SLUICE_UPDATE_OPENAPI").is_some() {
+        std::fs::write(&path, &served).unwrap();
+    }
+    let committed = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        committed == served,
+        "{} is not the document the API serves: run \
+         `SLUICE_UPDATE_OPENAPI=1 cargo test -p sluice --lib api::tests::the_committed_openapi_document_is_the_served_one`, \
+         then `bash web-ui/build.sh` to check the dashboard against it",
+        path.display()
+    );
+}
+
+/// The state directory replaced by a file after start-up: every write under it fails, even as
+/// root (where permissions would not stop one).
+fn make_state_unwritable(dir: &std::path::Path) -> std::path::PathBuf {
+    let moved = dir.with_extension("moved");
+    std::fs::rename(dir, &moved).unwrap();
+    std::fs::write(dir, "not a directory").unwrap();
+    moved
+}
+
+#[tokio::test]
+async fn changes_the_state_directory_cannot_keep_are_refused_and_not_made() {
+    let f = running();
+    let state = &f.state;
+    upload(state, "test_guest", guest_bytes("pii_stripper")).await;
+    let (_, before) = get_json(state, "/api/v1/pipelines").await;
+    let (_, modules_before) = get_json(state, "/api/v1/modules").await;
+    let dir = f._dir.path().to_path_buf();
+    let moved = make_state_unwritable(&dir);
+
+    let deploy = json!({"module": "test_guest", "version": 2}).to_string();
+    for (method, path, body) in [
+        ("PUT", "/api/v1/pipelines/unify/transforms/0", deploy),
+        ("POST", "/api/v1/pipelines/unify/pause", String::new()),
+    ] {
+        let (status, answer) = call(state, method, path, Body::from(body), None).await;
+        assert_eq!(status, StatusCode::INSUFFICIENT_STORAGE, "{path}: {answer}");
+        let error = answer["error"].as_str().unwrap();
+        assert!(
+            error.starts_with(&format!(
+                "cannot write {}",
+                dir.join("deployments.json").display()
+            )) && error.ends_with(
+                "the state directory (state_dir) must be writable, and nothing was changed"
+            ),
+            "{error}"
+        );
+    }
+    let (status, answer) = upload(state, "tz", guest_bytes("tz_normaliser")).await;
+    assert_eq!(status, StatusCode::INSUFFICIENT_STORAGE, "{answer}");
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .contains("must be writable"),
+        "{answer}"
+    );
+
+    // Nothing changed: not the running chain, not what the API shows.
+    assert_eq!(f.pipeline.deployed.current().1[0].version, 1);
+    assert!(!f.pipeline.paused.load(Relaxed));
+    let (_, after) = get_json(state, "/api/v1/pipelines").await;
+    let view = |p: &Value| (p["status"].clone(), p["slots"].clone());
+    assert_eq!(view(&after["pipelines"][0]), view(&before["pipelines"][0]));
+    assert_eq!(get_json(state, "/api/v1/modules").await.1, modules_before);
+
+    // Writable again: the same changes go through.
+    std::fs::remove_file(&dir).unwrap();
+    std::fs::rename(&moved, &dir).unwrap();
+    let (status, p) = call(
+        state,
+        "POST",
+        "/api/v1/pipelines/unify/pause",
+        Body::empty(),
+        None,
+    )
+    .await;
+    assert_eq!((status, &p["status"]), (StatusCode::OK, &json!("paused")));
 }

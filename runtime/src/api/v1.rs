@@ -1,9 +1,15 @@
 //! `/api/v1`: modules, pipelines, deploys, the try endpoint, dead letters and the live feed.
-//! The routes are described for clients in `openapi.json`, served at `/api/v1/openapi.json`.
+//! Each handler answers with a type of [`model`](super::model) and is described by its
+//! `#[utoipa::path]`; [`ApiDoc`] gathers them into the OpenAPI document served at
+//! `/api/v1/openapi.json` (and kept in `openapi.json` beside this file for the dashboard's build).
 
+use super::model::{
+    DeadLetter, DeadLetters, DeployRequest, ErrorBody, HeaderValue, Info, Module, ModuleList,
+    Pipeline, PipelineList, RecordBytes, Slot, TryOutput, TryRequest, TryResponse, TryResult,
+    Uploaded, WasmBytes,
+};
 use super::{ApiError, AppState, stats};
-use crate::engine::{InputBatchBuilder, bytes_json};
-use crate::pipeline::Pipeline;
+use crate::engine::InputBatchBuilder;
 use crate::pipeline::metrics::Status;
 use crate::tables::Tables;
 use axum::Json;
@@ -15,18 +21,68 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{get, post, put};
 use serde::Deserialize;
-use serde_json::{Value, json};
-use std::collections::BTreeMap;
+use serde_json::Value;
+use std::sync::LazyLock;
 use std::time::Duration;
+use utoipa::OpenApi;
 
-/// The OpenAPI document of these routes.
-pub const OPENAPI: &str = include_str!("openapi.json");
 /// Most records one try request may carry.
 const MAX_TRY_RECORDS: usize = 10_000;
 /// Most dead letters one request may ask for.
 const MAX_DEAD_LETTERS: usize = 500;
 
-type ApiResult<T = Json<Value>> = Result<T, ApiError>;
+type ApiResult<T> = Result<T, ApiError>;
+
+/// The OpenAPI document of these routes.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Sluice control API",
+        description = "Upload WebAssembly transforms, deploy them into running pipelines without a restart, roll back, pause, try modules on sample records, watch rates live. Every error is JSON {\"error\": \"...\"}. Routes that change anything need `Authorization: Bearer <api.token>` when a token is configured."
+    ),
+    servers((url = "/api/v1")),
+    paths(
+        info, openapi, list_modules, upload_module, module_versions, try_module, list_pipelines,
+        pipeline, deploy, roll_back, pause, resume, dead_letters, stats::events
+    ),
+    modifiers(&Finish)
+)]
+pub struct ApiDoc;
+
+/// Adds the bearer token scheme that the changing routes name, and drops the tags utoipa derives
+/// from Rust module names (they mean nothing to a client).
+struct Finish;
+
+impl utoipa::Modify for Finish {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [&mut item.get, &mut item.put, &mut item.post];
+            for operation in operations.into_iter().flatten() {
+                operation.tags = None;
+            }
+        }
+        openapi
+            .components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme(
+                "bearer",
+                SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+            );
+    }
+}
+
+/// [`ApiDoc`] as JSON, as served and as kept in `openapi.json`.
+pub fn openapi_json() -> &'static str {
+    static DOCUMENT: LazyLock<String> = LazyLock::new(|| {
+        let mut text = ApiDoc::openapi()
+            .to_pretty_json()
+            .expect("the OpenAPI document serialises");
+        text.push('\n');
+        text
+    });
+    &DOCUMENT
+}
 
 pub(super) fn routes(state: &AppState) -> Router<AppState> {
     // One byte over the cap, so that a module of exactly the cap is accepted and a larger one
@@ -34,10 +90,7 @@ pub(super) fn routes(state: &AppState) -> Router<AppState> {
     let upload_limit = DefaultBodyLimit::max(state.control.store.max_bytes() + 1);
     Router::new()
         .route("/info", get(info))
-        .route(
-            "/openapi.json",
-            get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }),
-        )
+        .route("/openapi.json", get(openapi))
         .route(
             "/modules",
             get(list_modules).post(upload_module).layer(upload_limit),
@@ -63,13 +116,29 @@ pub(super) fn routes(state: &AppState) -> Router<AppState> {
         })
 }
 
-async fn info(State(state): State<AppState>) -> Json<Value> {
-    Json(json!({
-        "version": env!("CARGO_PKG_VERSION"),
-        "contract": crate::engine::CONTRACT,
-        "auth_required": state.token.is_some(),
-        "max_module_bytes": state.control.store.max_bytes(),
-    }))
+#[utoipa::path(
+    get,
+    path = "/info",
+    summary = "Runtime version, contract, whether a token is needed, upload cap",
+    responses((status = 200, description = "Info", body = Info)),
+)]
+async fn info(State(state): State<AppState>) -> Json<Info> {
+    Json(Info {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        contract: crate::engine::CONTRACT.to_string(),
+        auth_required: state.token.is_some(),
+        max_module_bytes: state.control.store.max_bytes() as u64,
+    })
+}
+
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    summary = "This document",
+    responses((status = 200, description = "OpenAPI 3.1", content_type = "application/json")),
+)]
+async fn openapi() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], openapi_json())
 }
 
 /// Runs blocking work (compiling, instantiating, Kafka reads) off the async threads.
@@ -96,20 +165,39 @@ fn number<T: std::str::FromStr>(what: &str, text: &str) -> ApiResult<T> {
 
 // ---------------------------------------------------------------------------------- modules
 
-async fn list_modules(State(state): State<AppState>) -> Json<Value> {
-    let modules: Vec<Value> = state
+#[utoipa::path(
+    get,
+    path = "/modules",
+    summary = "Every stored module and its versions",
+    responses((status = 200, description = "Modules", body = ModuleList)),
+)]
+async fn list_modules(State(state): State<AppState>) -> Json<ModuleList> {
+    let modules = state
         .control
         .store
         .list()
         .into_iter()
-        .map(|(name, versions)| json!({ "name": name, "versions": versions }))
+        .map(|(name, versions)| Module { name, versions })
         .collect();
-    Json(json!({ "modules": modules }))
+    Json(ModuleList { modules })
 }
 
-async fn module_versions(State(state): State<AppState>, Path(name): Path<String>) -> ApiResult {
+#[utoipa::path(
+    get,
+    path = "/modules/{name}",
+    summary = "One module's versions",
+    params(("name" = String, Path, description = "Module name")),
+    responses(
+        (status = 200, description = "Module", body = Module),
+        (status = 404, description = "No such module", body = ErrorBody),
+    ),
+)]
+async fn module_versions(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Module>> {
     let versions = state.control.store.versions(&name)?;
-    Ok(Json(json!({ "name": name, "versions": versions })))
+    Ok(Json(Module { name, versions }))
 }
 
 #[derive(Deserialize)]
@@ -117,12 +205,36 @@ struct UploadQuery {
     name: Option<String>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/modules",
+    summary = "Upload a transform component as the next version of a module",
+    security(("bearer" = [])),
+    params((
+        "name" = String, Query, description = "The module's name",
+        pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+    )),
+    request_body(
+        content = WasmBytes, content_type = "application/wasm",
+        description = "The .wasm component's bytes"
+    ),
+    responses(
+        (status = 201, description = "Stored as a new version", body = Uploaded),
+        (status = 200, description = "These bytes were already stored under this name", body = Uploaded),
+        (status = 400, description = "No name, or an empty body", body = ErrorBody),
+        (status = 401, description = "Token missing or wrong", body = ErrorBody),
+        (status = 413, description = "Larger than api.max_module_mb", body = ErrorBody),
+        (status = 415, description = "Sent as a form instead of raw bytes", body = ErrorBody),
+        (status = 422, description = "Not a Sluice transform component, with what is wrong, or a bad name", body = ErrorBody),
+        (status = 507, description = "The state directory cannot be written; nothing was stored", body = ErrorBody),
+    ),
+)]
 async fn upload_module(
     State(state): State<AppState>,
     query: Result<Query<UploadQuery>, QueryRejection>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> ApiResult<impl IntoResponse> {
+) -> ApiResult<(StatusCode, Json<Uploaded>)> {
     let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let name = query
         .name
@@ -155,37 +267,37 @@ async fn upload_module(
     let (control, module) = (state.control.clone(), name.clone());
     let (version, new) = blocking(move || Ok(control.store.add(&module, &body)?)).await?;
     tracing::info!(module = %name, version = version.version, sha256 = %version.sha256, new, "module uploaded");
-    let mut answer = json!({ "name": name });
-    answer
-        .as_object_mut()
-        .unwrap()
-        .extend(json!(version).as_object().unwrap().clone());
-    Ok((
-        if new {
-            StatusCode::CREATED
-        } else {
-            StatusCode::OK
-        },
-        Json(answer),
-    ))
+    let status = if new {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(Uploaded { name, version })))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TryRequest {
-    /// Record values: strings as they are, anything else as its JSON text.
-    records: Vec<Value>,
-    #[serde(default)]
-    config: BTreeMap<String, String>,
-    /// Run with this pipeline's lookup tables.
-    pipeline: Option<String>,
-}
-
+#[utoipa::path(
+    post,
+    path = "/modules/{name}/versions/{version}/try",
+    summary = "Run a module version over sample records",
+    security(("bearer" = [])),
+    params(
+        ("name" = String, Path, description = "Module name"),
+        ("version" = u32, Path, description = "Module version", minimum = 1),
+    ),
+    request_body = TryRequest,
+    responses(
+        (status = 200, description = "Outputs and error per record, in order", body = TryResponse),
+        (status = 400, description = "Malformed request", body = ErrorBody),
+        (status = 401, description = "Token missing or wrong", body = ErrorBody),
+        (status = 404, description = "No such module, version or pipeline", body = ErrorBody),
+        (status = 422, description = "init refused the configuration, or the body is not a TryRequest", body = ErrorBody),
+    ),
+)]
 async fn try_module(
     State(state): State<AppState>,
     Path((name, version)): Path<(String, String)>,
     body: Result<Json<TryRequest>, JsonRejection>,
-) -> ApiResult {
+) -> ApiResult<Json<TryResponse>> {
     let request = json_body(body)?;
     let version: u32 = number("the version", &version)?;
     if request.records.len() > MAX_TRY_RECORDS {
@@ -217,54 +329,44 @@ async fn try_module(
             batch.push(i as i64, None, None, Some(text.as_bytes()), []);
         }
         let processed = instance.process(batch.batch()).map_err(init_failed)?;
-        let mut results: Vec<Value> = (0..request.records.len())
-            .map(|_| json!({ "outputs": [], "error": null }))
-            .collect();
+        let mut results = vec![TryResult::default(); request.records.len()];
         for output in processed.outputs() {
-            let mut o = output.to_json();
-            // Headers as an object, for display; a repeated name keeps its last value.
-            let headers: serde_json::Map<String, Value> = output
-                .headers()
-                .map(|(k, v)| (k.to_string(), bytes_json(v)))
-                .collect();
-            o["headers"] = Value::Object(headers);
-            results[output.input()]["outputs"]
-                .as_array_mut()
-                .unwrap()
-                .push(o);
+            results[output.input()].outputs.push(TryOutput {
+                topic: RecordBytes::of(output.topic()),
+                key: RecordBytes::of(output.key()),
+                headers: output
+                    .headers()
+                    .map(|(k, v)| (k.to_string(), HeaderValue(RecordBytes::of(v))))
+                    .collect(),
+                timestamp: output.timestamp(),
+                value: RecordBytes::of(output.value()),
+            });
         }
         for failure in processed.failures() {
-            results[failure.input]["error"] = json!(failure.message);
+            results[failure.input].error = Some(failure.message.clone());
         }
-        Ok(Json(json!({ "results": results })))
+        Ok(Json(TryResponse { results }))
     })
     .await
 }
 
 // -------------------------------------------------------------------------------- pipelines
 
-/// A pipeline as the API shows it.
-fn pipeline_json(state: &AppState, p: &Pipeline) -> Value {
+/// A pipeline as the API shows it: live figures, with the rates of the latest sample.
+fn pipeline_view(state: &AppState, p: &crate::pipeline::Pipeline) -> Pipeline {
     let stats = state.stats();
-    let sample = stats
-        .pipelines
-        .iter()
-        .find(|s| s.name == p.name)
-        .cloned()
-        .unwrap_or_default();
+    let sample = stats.pipelines.iter().find(|s| s.name == p.name);
     let (_, stages) = p.deployed.current();
-    let slots: Vec<Value> = stages
+    let slots = stages
         .iter()
         .enumerate()
-        .map(|(index, s)| {
-            json!({
-                "index": index,
-                "module": s.name,
-                "version": s.version,
-                "sha256": s.module.sha256,
-                "config": s.config.iter().cloned().collect::<BTreeMap<_, _>>(),
-                "can_rollback": state.control.can_roll_back(&p.name, index),
-            })
+        .map(|(index, s)| Slot {
+            index,
+            module: s.name.clone(),
+            version: s.version,
+            sha256: s.module.sha256.clone(),
+            config: s.config.iter().cloned().collect(),
+            can_rollback: state.control.can_roll_back(&p.name, index),
         })
         .collect();
     let m = &p.metrics;
@@ -272,51 +374,86 @@ fn pipeline_json(state: &AppState, p: &Pipeline) -> Value {
         Status::Failed(error) => Some(error),
         _ => None,
     };
-    json!({
-        "name": p.name,
-        "status": stats::status_name(p),
-        "error": error,
-        "inputs": p.inputs,
-        "outputs": *p.outputs,
-        "dead_letter": p.dead_letter,
-        "slots": slots,
-        "rates": sample.rates,
-        "lag": m.total_lag(),
-        "batch_latency_ms": sample.batch_latency_ms,
-        "totals": stats::Totals::read(m),
-        "swaps": stats::Swaps::read(m),
-    })
+    Pipeline {
+        stats: super::model::PipelineStats {
+            name: p.name.clone(),
+            status: stats::status_of(p),
+            rates: sample.map(|s| s.rates).unwrap_or_default(),
+            lag: m.total_lag(),
+            batch_latency_ms: sample.map_or(0.0, |s| s.batch_latency_ms),
+            totals: super::model::Totals::read(m),
+            swaps: super::model::Swaps::read(m),
+        },
+        error,
+        inputs: p.inputs.clone(),
+        outputs: p.outputs.to_vec(),
+        dead_letter: p.dead_letter.clone(),
+        slots,
+    }
 }
 
-async fn list_pipelines(State(state): State<AppState>) -> Json<Value> {
-    let pipelines: Vec<Value> = state
+/// The answer of the routes that change a pipeline: the pipeline as it is now.
+fn pipeline_answer(state: &AppState, name: &str) -> ApiResult<Json<Pipeline>> {
+    Ok(Json(pipeline_view(state, state.control.pipeline(name)?)))
+}
+
+#[utoipa::path(
+    get,
+    path = "/pipelines",
+    summary = "Every pipeline with status, slots and rates",
+    responses((status = 200, description = "Pipelines", body = PipelineList)),
+)]
+async fn list_pipelines(State(state): State<AppState>) -> Json<PipelineList> {
+    let pipelines = state
         .control
         .pipelines()
         .iter()
-        .map(|p| pipeline_json(&state, p))
+        .map(|p| pipeline_view(&state, p))
         .collect();
-    Json(json!({ "pipelines": pipelines }))
+    Json(PipelineList { pipelines })
 }
 
-async fn pipeline(State(state): State<AppState>, Path(name): Path<String>) -> ApiResult {
-    Ok(Json(pipeline_json(&state, state.control.pipeline(&name)?)))
+#[utoipa::path(
+    get,
+    path = "/pipelines/{pipeline}",
+    summary = "One pipeline",
+    params(("pipeline" = String, Path, description = "Pipeline name")),
+    responses(
+        (status = 200, description = "Pipeline", body = Pipeline),
+        (status = 404, description = "No such pipeline", body = ErrorBody),
+    ),
+)]
+async fn pipeline(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Pipeline>> {
+    pipeline_answer(&state, &name)
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct DeployRequest {
-    module: String,
-    /// The latest version when absent.
-    version: Option<u32>,
-    /// The slot's current configuration when absent.
-    config: Option<BTreeMap<String, String>>,
-}
-
+#[utoipa::path(
+    put,
+    path = "/pipelines/{pipeline}/transforms/{index}",
+    summary = "Hot swap: deploy a module version into a slot; every partition switches at its next batch boundary",
+    security(("bearer" = [])),
+    params(
+        ("pipeline" = String, Path, description = "Pipeline name"),
+        ("index" = u32, Path, description = "Transform slot, from 0"),
+    ),
+    request_body = DeployRequest,
+    responses(
+        (status = 200, description = "Deployed", body = Pipeline),
+        (status = 400, description = "Malformed request", body = ErrorBody),
+        (status = 401, description = "Token missing or wrong", body = ErrorBody),
+        (status = 404, description = "No such pipeline, slot, module or version", body = ErrorBody),
+        (status = 422, description = "The module did not start with the slot's configuration (the running version stays), or the body is not a Deploy", body = ErrorBody),
+        (status = 507, description = "The state directory cannot be written; nothing was changed", body = ErrorBody),
+    ),
+)]
 async fn deploy(
     State(state): State<AppState>,
     Path((name, index)): Path<(String, String)>,
     body: Result<Json<DeployRequest>, JsonRejection>,
-) -> ApiResult {
+) -> ApiResult<Json<Pipeline>> {
     let request = json_body(body)?;
     let index: usize = number("the transform index", &index)?;
     let control = state.control.clone();
@@ -333,28 +470,78 @@ async fn deploy(
         Ok(control.deploy(&pipeline, index, &request.module, version, request.config)?)
     })
     .await?;
-    Ok(Json(pipeline_json(&state, state.control.pipeline(&name)?)))
+    pipeline_answer(&state, &name)
 }
 
+#[utoipa::path(
+    post,
+    path = "/pipelines/{pipeline}/transforms/{index}/rollback",
+    summary = "Return a slot to what ran before its last deploy",
+    security(("bearer" = [])),
+    params(
+        ("pipeline" = String, Path, description = "Pipeline name"),
+        ("index" = u32, Path, description = "Transform slot, from 0"),
+    ),
+    responses(
+        (status = 200, description = "Rolled back", body = Pipeline),
+        (status = 400, description = "Malformed request", body = ErrorBody),
+        (status = 401, description = "Token missing or wrong", body = ErrorBody),
+        (status = 404, description = "No such pipeline or slot", body = ErrorBody),
+        (status = 409, description = "Nothing to roll back to", body = ErrorBody),
+        (status = 507, description = "The state directory cannot be written; nothing was changed", body = ErrorBody),
+    ),
+)]
 async fn roll_back(
     State(state): State<AppState>,
     Path((name, index)): Path<(String, String)>,
-) -> ApiResult {
+) -> ApiResult<Json<Pipeline>> {
     let index: usize = number("the transform index", &index)?;
     let control = state.control.clone();
     let pipeline = name.clone();
     blocking(move || Ok(control.roll_back(&pipeline, index)?)).await?;
-    Ok(Json(pipeline_json(&state, state.control.pipeline(&name)?)))
+    pipeline_answer(&state, &name)
 }
 
-async fn pause(State(state): State<AppState>, Path(name): Path<String>) -> ApiResult {
+#[utoipa::path(
+    post,
+    path = "/pipelines/{pipeline}/pause",
+    summary = "Stop consuming; the consumer keeps its group membership",
+    security(("bearer" = [])),
+    params(("pipeline" = String, Path, description = "Pipeline name")),
+    responses(
+        (status = 200, description = "Paused", body = Pipeline),
+        (status = 401, description = "Token missing or wrong", body = ErrorBody),
+        (status = 404, description = "No such pipeline", body = ErrorBody),
+        (status = 507, description = "The state directory cannot be written; nothing was changed", body = ErrorBody),
+    ),
+)]
+async fn pause(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Pipeline>> {
     state.control.set_paused(&name, true)?;
-    Ok(Json(pipeline_json(&state, state.control.pipeline(&name)?)))
+    pipeline_answer(&state, &name)
 }
 
-async fn resume(State(state): State<AppState>, Path(name): Path<String>) -> ApiResult {
+#[utoipa::path(
+    post,
+    path = "/pipelines/{pipeline}/resume",
+    summary = "Go on consuming",
+    security(("bearer" = [])),
+    params(("pipeline" = String, Path, description = "Pipeline name")),
+    responses(
+        (status = 200, description = "Resumed", body = Pipeline),
+        (status = 401, description = "Token missing or wrong", body = ErrorBody),
+        (status = 404, description = "No such pipeline", body = ErrorBody),
+        (status = 507, description = "The state directory cannot be written; nothing was changed", body = ErrorBody),
+    ),
+)]
+async fn resume(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Pipeline>> {
     state.control.set_paused(&name, false)?;
-    Ok(Json(pipeline_json(&state, state.control.pipeline(&name)?)))
+    pipeline_answer(&state, &name)
 }
 
 #[derive(Deserialize)]
@@ -362,18 +549,36 @@ struct DeadLetterQuery {
     limit: Option<usize>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/pipelines/{pipeline}/dead-letters",
+    summary = "The newest records of the pipeline's dead-letter topic, with their error headers",
+    params(
+        ("pipeline" = String, Path, description = "Pipeline name"),
+        ("limit" = Option<u32>, Query, description = "How many records, at most; 20 when absent",
+            minimum = 1, maximum = 500),
+    ),
+    responses(
+        (status = 200, description = "Dead letters, oldest first", body = DeadLetters),
+        (status = 400, description = "Malformed request", body = ErrorBody),
+        (status = 404, description = "No such pipeline", body = ErrorBody),
+        (status = 502, description = "The topic could not be read", body = ErrorBody),
+    ),
+)]
 async fn dead_letters(
     State(state): State<AppState>,
     Path(name): Path<String>,
     query: Result<Query<DeadLetterQuery>, QueryRejection>,
-) -> ApiResult {
+) -> ApiResult<Json<DeadLetters>> {
     let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let limit = query.limit.unwrap_or(20).clamp(1, MAX_DEAD_LETTERS);
     let topic = state.control.pipeline(&name)?.dead_letter.clone();
-    let (Some(topic), Some(kafka)) = (topic.clone(), state.kafka.clone()) else {
-        return Ok(Json(json!({ "topic": topic, "records": [] })));
+    let (Some(read_topic), Some(kafka)) = (topic.clone(), state.kafka.clone()) else {
+        return Ok(Json(DeadLetters {
+            topic,
+            records: Vec::new(),
+        }));
     };
-    let read_topic = topic.clone();
     let records = blocking(move || {
         crate::kafka::read_latest(&kafka, &read_topic, limit, Duration::from_secs(5)).map_err(|e| {
             ApiError::new(
@@ -384,24 +589,21 @@ async fn dead_letters(
     })
     .await?;
     use rdkafka::message::{Headers, Message};
-    let records: Vec<Value> = records
+    let records = records
         .iter()
-        .map(|m| {
-            let headers: serde_json::Map<String, Value> = m
+        .map(|m| DeadLetter {
+            partition: m.partition(),
+            offset: m.offset(),
+            timestamp: m.timestamp().to_millis(),
+            key: RecordBytes::of(m.key()),
+            value: RecordBytes::of(m.payload()),
+            headers: m
                 .headers()
                 .into_iter()
                 .flat_map(|h| h.iter())
-                .map(|h| (h.key.to_string(), bytes_json(h.value)))
-                .collect();
-            json!({
-                "partition": m.partition(),
-                "offset": m.offset(),
-                "timestamp": m.timestamp().to_millis(),
-                "key": bytes_json(m.key()),
-                "value": bytes_json(m.payload()),
-                "headers": headers,
-            })
+                .map(|h| (h.key.to_string(), HeaderValue(RecordBytes::of(h.value))))
+                .collect(),
         })
         .collect();
-    Ok(Json(json!({ "topic": topic, "records": records })))
+    Ok(Json(DeadLetters { topic, records }))
 }

@@ -1,9 +1,10 @@
 //! `sluice modules` and `sluice deploy`: clients of a running runtime's HTTP API, for scripts
 //! and terminals (the dashboard does the same from a browser).
 
+use crate::api::model::{DeployRequest, ErrorBody, ModuleList, Pipeline, Uploaded};
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use serde_json::{Value, json};
+use serde::de::DeserializeOwned;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -106,14 +107,14 @@ impl Client {
         }
     }
 
-    /// Sends a request; the JSON answer, or the API's error message.
-    fn call(
+    /// Sends a request; the answer, or the API's error message.
+    fn call<T: DeserializeOwned>(
         &self,
         method: &str,
         path: &str,
         content_type: &str,
         body: Option<&[u8]>,
-    ) -> anyhow::Result<Value> {
+    ) -> anyhow::Result<T> {
         let url = format!("{}/api/v1{path}", self.base);
         let mut request = ureq::http::Request::builder()
             .method(method)
@@ -134,19 +135,22 @@ impl Client {
             .body_mut()
             .read_to_string()
             .context("cannot read the API's answer")?;
-        let answer: Value = serde_json::from_str(&text)
-            .with_context(|| format!("{url} answered {status} with something other than JSON"))?;
         if !status.is_success() {
-            anyhow::bail!("{} ({status})", answer["error"].as_str().unwrap_or(&text));
+            let message = serde_json::from_str::<ErrorBody>(&text).map_or(text, |e| e.error);
+            anyhow::bail!("{message} ({status})");
         }
-        Ok(answer)
+        serde_json::from_str(&text).with_context(|| {
+            format!(
+                "{url} answered {status} with something this sluice does not understand: {text}"
+            )
+        })
     }
 
-    fn get(&self, path: &str) -> anyhow::Result<Value> {
+    fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
         self.call("GET", path, "application/json", None)
     }
 
-    fn upload(&self, file: &Path, name: Option<&str>) -> anyhow::Result<Value> {
+    fn upload(&self, file: &Path, name: Option<&str>) -> anyhow::Result<Uploaded> {
         let bytes =
             std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
         let stem = file
@@ -169,33 +173,29 @@ pub fn modules(args: ModulesArgs) -> anyhow::Result<i32> {
     let client = Client::new(&args.api);
     match args.command {
         ModulesCommand::List => {
-            let answer = client.get("/modules")?;
+            let answer: ModuleList = client.get("/modules")?;
             println!(
                 "{:<24} {:>7}  {:<12}  {:>9}  UPLOADED",
                 "MODULE", "VERSION", "SHA256", "BYTES"
             );
-            for module in answer["modules"].as_array().into_iter().flatten() {
-                for v in module["versions"].as_array().into_iter().flatten() {
-                    let sha = v["sha256"].as_str().unwrap_or_default();
+            for module in &answer.modules {
+                for v in &module.versions {
                     println!(
                         "{:<24} {:>7}  {:<12}  {:>9}  {}",
-                        module["name"].as_str().unwrap_or_default(),
-                        v["version"],
-                        &sha[..sha.len().min(12)],
-                        v["size"],
-                        v["uploaded_at"].as_str().unwrap_or_default()
+                        module.name,
+                        v.version,
+                        &v.sha256[..v.sha256.len().min(12)],
+                        v.size,
+                        v.uploaded_at
                     );
                 }
             }
         }
         ModulesCommand::Upload { file, name } => {
-            let v = client.upload(&file, name.as_deref())?;
+            let Uploaded { name, version: v } = client.upload(&file, name.as_deref())?;
             println!(
-                "{} version {} (sha256 {}, {} bytes)",
-                v["name"].as_str().unwrap_or_default(),
-                v["version"],
-                v["sha256"].as_str().unwrap_or_default(),
-                v["size"]
+                "{name} version {} (sha256 {}, {} bytes)",
+                v.version, v.sha256, v.size
             );
         }
     }
@@ -206,7 +206,7 @@ pub fn modules(args: ModulesArgs) -> anyhow::Result<i32> {
 pub fn deploy(args: DeployArgs) -> anyhow::Result<i32> {
     let client = Client::new(&args.api);
     let slot_path = format!("/pipelines/{}/transforms/{}", args.pipeline, args.slot);
-    let pipeline = if args.rollback {
+    let pipeline: Pipeline = if args.rollback {
         client.call(
             "POST",
             &format!("{slot_path}/rollback"),
@@ -217,14 +217,11 @@ pub fn deploy(args: DeployArgs) -> anyhow::Result<i32> {
         let module = args.module.as_deref().unwrap_or_default();
         let (name, version) = if module.ends_with(".wasm") || Path::new(module).is_file() {
             let uploaded = client.upload(Path::new(module), None)?;
-            (
-                uploaded["name"].as_str().unwrap_or_default().to_string(),
-                uploaded["version"].as_u64(),
-            )
+            (uploaded.name, Some(uploaded.version.version))
         } else {
             match module.split_once('@') {
                 Some((name, version)) => {
-                    let version = version.parse::<u64>().with_context(|| {
+                    let version = version.parse::<u32>().with_context(|| {
                         format!("`{version}` in `{module}` is not a version number")
                     })?;
                     (name.to_string(), Some(version))
@@ -232,34 +229,19 @@ pub fn deploy(args: DeployArgs) -> anyhow::Result<i32> {
                 None => (module.to_string(), None),
             }
         };
-        let mut body = json!({ "module": name, "version": version });
-        if !args.config.is_empty() {
-            body["config"] = json!(
-                args.config
-                    .iter()
-                    .cloned()
-                    .collect::<std::collections::BTreeMap<_, _>>()
-            );
-        }
-        client.call(
-            "PUT",
-            &slot_path,
-            "application/json",
-            Some(body.to_string().as_bytes()),
-        )?
+        let body = DeployRequest {
+            module: name,
+            version,
+            // The slot's current configuration unless some is given.
+            config: (!args.config.is_empty()).then(|| args.config.into_iter().collect()),
+        };
+        let body = serde_json::to_vec(&body).expect("a deploy request serialises");
+        client.call("PUT", &slot_path, "application/json", Some(&body))?
     };
-    let chain: Vec<String> = pipeline["slots"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|s| {
-            format!(
-                "[{}] {}@{}",
-                s["index"],
-                s["module"].as_str().unwrap_or_default(),
-                s["version"]
-            )
-        })
+    let chain: Vec<String> = pipeline
+        .slots
+        .iter()
+        .map(|s| format!("[{}] {}@{}", s.index, s.module, s.version))
         .collect();
     println!("{}: {}", args.pipeline, chain.join(" -> "));
     Ok(0)

@@ -1,8 +1,9 @@
 //! The control plane: stored modules, what each pipeline slot runs, and the changes the API
 //! makes to running pipelines (deploy, roll back, pause, resume).
 //!
-//! Deployments persist in `<state>/deployments.json`, written before a change takes effect, so
-//! that after a restart each pipeline runs what was deployed rather than what the configuration
+//! Deployments persist in `<state>/deployments.json`, written before a change takes effect (a
+//! change that cannot be written is refused, with memory left as it is on disk), so that after
+//! a restart each pipeline runs what was deployed rather than what the configuration
 //! file names. The file's modules are stored too (under their file name), and decide a slot only
 //! until something is deployed into it.
 
@@ -54,6 +55,13 @@ struct PipelineState {
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct Deployments {
     pipelines: BTreeMap<String, PipelineState>,
+}
+
+impl Deployments {
+    /// A copy of `pipeline`'s deployments, to change and then [`ControlPlane::commit`].
+    fn of(&self, pipeline: &str) -> PipelineState {
+        self.pipelines.get(pipeline).cloned().unwrap_or_default()
+    }
 }
 
 /// Why a control-plane change was refused.
@@ -158,10 +166,7 @@ impl ControlPlane {
             });
         }
         let mut deployments = self.deployments.lock().unwrap();
-        let state = deployments
-            .pipelines
-            .entry(pipeline.name.clone())
-            .or_default();
+        let mut state = deployments.of(&pipeline.name);
         if state.slots.len() != from_file.len() {
             if !state.slots.is_empty() {
                 tracing::warn!(pipeline = %pipeline.name, deployed = state.slots.len(), file = from_file.len(),
@@ -196,7 +201,7 @@ impl ControlPlane {
             }
         }
         let slots: Vec<SlotDeployment> = state.slots.iter().map(|s| s.current.clone()).collect();
-        self.save(&deployments)?;
+        self.commit(&mut deployments, &pipeline.name, state)?;
         drop(deployments);
         slots
             .iter()
@@ -261,82 +266,78 @@ impl ControlPlane {
         config: Option<BTreeMap<String, String>>,
     ) -> Result<(), ControlError> {
         let mut deployments = self.deployments.lock().unwrap();
-        let (shared, state) = self.slot(&mut deployments, pipeline, index)?;
-        let config = config.unwrap_or_else(|| state.current.config.clone());
+        let (shared, mut state) = self.slot(&deployments, pipeline, index)?;
+        let slot = &mut state.slots[index];
+        let config = config.unwrap_or_else(|| slot.current.config.clone());
         let next = SlotDeployment {
             module: module.to_string(),
             version,
             config,
         };
         let stage = self.stage(&next, &shared.tables)?;
-        let previous = std::mem::replace(&mut state.current, next);
-        state.history.push(previous);
-        self.apply(&deployments, shared, index, stage)
+        let previous = std::mem::replace(&mut slot.current, next);
+        slot.history.push(previous);
+        self.apply(&mut deployments, state, shared, index, stage)
     }
 
     /// Returns slot `index` of `pipeline` to what ran before the last deploy.
     pub fn roll_back(&self, pipeline: &str, index: usize) -> Result<(), ControlError> {
         let mut deployments = self.deployments.lock().unwrap();
-        let (shared, state) = self.slot(&mut deployments, pipeline, index)?;
-        let previous =
-            state
-                .history
-                .last()
-                .cloned()
-                .ok_or_else(|| ControlError::NothingToRollBack {
-                    pipeline: pipeline.to_string(),
-                    index,
-                })?;
+        let (shared, mut state) = self.slot(&deployments, pipeline, index)?;
+        let slot = &mut state.slots[index];
+        let previous = slot
+            .history
+            .pop()
+            .ok_or_else(|| ControlError::NothingToRollBack {
+                pipeline: pipeline.to_string(),
+                index,
+            })?;
         let stage = self.stage(&previous, &shared.tables)?;
-        state.current = previous;
-        state.history.pop();
-        self.apply(&deployments, shared, index, stage)
+        slot.current = previous;
+        self.apply(&mut deployments, state, shared, index, stage)
     }
 
     /// Pauses (stops consuming, keeps the group membership) or resumes `pipeline`.
     pub fn set_paused(&self, pipeline: &str, paused: bool) -> Result<(), ControlError> {
         let shared = self.pipeline(pipeline)?;
         let mut deployments = self.deployments.lock().unwrap();
-        deployments
-            .pipelines
-            .entry(pipeline.to_string())
-            .or_default()
-            .paused = paused;
-        self.save(&deployments)?;
+        let mut state = deployments.of(pipeline);
+        state.paused = paused;
+        self.commit(&mut deployments, pipeline, state)?;
         shared.paused.store(paused, Relaxed);
         Ok(())
     }
 
-    fn slot<'s, 'd>(
-        &'s self,
-        deployments: &'d mut Deployments,
+    /// The running pipeline `pipeline` and a copy of its deployments to change, checked to have
+    /// slot `index`.
+    fn slot(
+        &self,
+        deployments: &Deployments,
         pipeline: &str,
         index: usize,
-    ) -> Result<(&'s Arc<Pipeline>, &'d mut SlotState), ControlError> {
+    ) -> Result<(&Arc<Pipeline>, PipelineState), ControlError> {
         let shared = self.pipeline(pipeline)?;
-        let slots = &mut deployments
-            .pipelines
-            .entry(pipeline.to_string())
-            .or_default()
-            .slots;
-        let count = slots.len();
-        let state = slots.get_mut(index).ok_or(ControlError::UnknownSlot {
-            pipeline: pipeline.to_string(),
-            count,
-            index,
-        })?;
+        let state = deployments.of(pipeline);
+        if index >= state.slots.len() {
+            return Err(ControlError::UnknownSlot {
+                pipeline: pipeline.to_string(),
+                count: state.slots.len(),
+                index,
+            });
+        }
         Ok((shared, state))
     }
 
-    /// Persists the deployments, then swaps `stage` into the running chain.
+    /// Persists `state` as `pipeline`'s deployments, then swaps `stage` into the running chain.
     fn apply(
         &self,
-        deployments: &Deployments,
+        deployments: &mut Deployments,
+        state: PipelineState,
         shared: &Pipeline,
         index: usize,
         stage: Arc<StageSpec>,
     ) -> Result<(), ControlError> {
-        self.save(deployments)?;
+        self.commit(deployments, &shared.name, state)?;
         let (_, stages) = shared.deployed.current();
         let mut stages = stages.to_vec();
         stages[index] = stage;
@@ -372,9 +373,22 @@ impl ControlPlane {
         }))
     }
 
-    fn save(&self, deployments: &Deployments) -> Result<(), StoreError> {
-        let bytes = serde_json::to_vec_pretty(deployments).expect("deployments serialise");
-        store::write_atomically(&self.path, &bytes)
+    /// Makes `state` `pipeline`'s deployments: on disk first, then in memory, so that a failed
+    /// write changes neither.
+    fn commit(
+        &self,
+        deployments: &mut Deployments,
+        pipeline: &str,
+        state: PipelineState,
+    ) -> Result<(), StoreError> {
+        let mut next = Deployments {
+            pipelines: deployments.pipelines.clone(),
+        };
+        next.pipelines.insert(pipeline.to_string(), state);
+        let bytes = serde_json::to_vec_pretty(&next).expect("deployments serialise");
+        store::write_atomically(&self.path, &bytes)?;
+        *deployments = next;
+        Ok(())
     }
 }
 
@@ -386,4 +400,71 @@ fn stages_label(deployed: &crate::pipeline::chain::Deployed) -> String {
         .map(|s| format!("{}@{}", s.name, s.version))
         .collect::<Vec<_>>()
         .join(" -> ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::engine::Limits;
+    use crate::engine::tests::guest_bytes;
+
+    /// A control plane over `dir` with one pipeline `p` whose only slot runs the test guest.
+    fn control_plane(dir: &Path) -> (ControlPlane, Arc<Pipeline>) {
+        let guest = dir.join("test_guest.wasm");
+        std::fs::write(&guest, guest_bytes("test_guest")).unwrap();
+        let text = format!(
+            "[[pipeline]]\nname = \"p\"\ninputs = [\"a\"]\noutputs = [\"b\"]\n\
+             [[pipeline.transform]]\nmodule = {guest:?}\n"
+        );
+        let config = Config::parse(&text).unwrap();
+        let engine = Engine::new(Limits::default()).unwrap();
+        let control = ControlPlane::open(&dir.join("state"), engine, 64 << 20).unwrap();
+        let stages = control
+            .stages_for(0, &config.pipeline[0], &Tables::default())
+            .unwrap();
+        let pipeline = Arc::new(Pipeline::new(
+            &config.pipeline[0],
+            Tables::default(),
+            stages,
+        ));
+        control.attach(vec![pipeline.clone()]);
+        (control, pipeline)
+    }
+
+    #[test]
+    fn a_change_that_cannot_be_saved_is_not_made() {
+        let dir = tempfile::tempdir().unwrap();
+        let (control, pipeline) = control_plane(dir.path());
+        control
+            .store
+            .add("test_guest", &guest_bytes("pii_stripper"))
+            .unwrap();
+        // The state directory replaced by a file: every write under it fails, even as root.
+        let state = dir.path().join("state");
+        std::fs::rename(&state, dir.path().join("moved")).unwrap();
+        std::fs::write(&state, "").unwrap();
+
+        let unwritable = |e: ControlError| {
+            assert!(
+                matches!(&e, ControlError::Store(StoreError::Unwritable { path, .. })
+                    if *path == state.join("deployments.json")),
+                "{e}"
+            );
+        };
+        unwritable(control.deploy("p", 0, "test_guest", 2, None).unwrap_err());
+        unwritable(control.set_paused("p", true).unwrap_err());
+        assert_eq!(pipeline.deployed.current().1[0].version, 1);
+        assert!(!pipeline.paused.load(Relaxed));
+        assert!(!control.can_roll_back("p", 0));
+
+        // Writable again: the deploy goes through, and a rollback returns to version 1.
+        std::fs::remove_file(&state).unwrap();
+        std::fs::rename(dir.path().join("moved"), &state).unwrap();
+        control.deploy("p", 0, "test_guest", 2, None).unwrap();
+        assert_eq!(pipeline.deployed.current().1[0].version, 2);
+        control.roll_back("p", 0).unwrap();
+        assert_eq!(pipeline.deployed.current().1[0].version, 1);
+        assert!(!control.can_roll_back("p", 0));
+    }
 }

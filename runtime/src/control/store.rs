@@ -10,8 +10,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-/// One stored version of a module.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// One stored version of a module, as kept in `modules.json` and shown by the API.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ModuleVersion {
     /// 1 for the first version stored under a name, then 2, 3, ...
     pub version: u32,
@@ -20,6 +20,7 @@ pub struct ModuleVersion {
     /// Size of the component, in bytes.
     pub size: u64,
     /// When it was stored (RFC 3339, UTC).
+    #[schema(format = DateTime)]
     pub uploaded_at: String,
     /// The component's exports.
     pub exports: Vec<String>,
@@ -57,9 +58,19 @@ pub enum StoreError {
         /// Its latest version.
         latest: u32,
     },
-    /// The state directory could not be read or written.
+    /// The state directory could not be read (or created, at start-up).
     #[error("module store: {0}")]
     Io(String),
+    /// A change could not be saved, so it was not made.
+    #[error(
+        "cannot write {path}: {error}; the state directory (state_dir) must be writable, and nothing was changed"
+    )]
+    Unwritable {
+        /// The file that could not be written.
+        path: PathBuf,
+        /// Why.
+        error: std::io::Error,
+    },
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -134,7 +145,7 @@ impl ModuleStore {
             write_atomically(&blob, bytes)?;
         }
         let mut index = self.index.lock().unwrap();
-        let versions = index.modules.entry(name.to_string()).or_default();
+        let versions = index.modules.get(name).map_or(&[][..], Vec::as_slice);
         // Another upload of the same bytes may have won the race while this one compiled.
         if let Some(existing) = versions.iter().find(|v| v.sha256 == sha256) {
             return Ok((existing.clone(), false));
@@ -146,12 +157,17 @@ impl ModuleStore {
             uploaded_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             exports: module.exports.clone(),
         };
-        versions.push(version.clone());
-        let saved = serde_json::to_vec_pretty(&*index).expect("index serialises");
-        if let Err(e) = write_atomically(&self.index_path, &saved) {
-            index.modules.get_mut(name).map(|v| v.pop());
-            return Err(e);
-        }
+        // Saved first, so that a failed write leaves the index in memory as it is on disk.
+        let mut next = Index {
+            modules: index.modules.clone(),
+        };
+        next.modules
+            .entry(name.to_string())
+            .or_default()
+            .push(version.clone());
+        let saved = serde_json::to_vec_pretty(&next).expect("index serialises");
+        write_atomically(&self.index_path, &saved)?;
+        *index = next;
         drop(index);
         self.compiled.lock().unwrap().insert(sha256, module);
         Ok((version, true))
@@ -245,17 +261,24 @@ fn io_error(path: &Path, e: std::io::Error) -> StoreError {
     StoreError::Io(format!("{}: {e}", path.display()))
 }
 
-/// Writes `bytes` to `path` so that a crash leaves either the old file or the new one.
+/// Writes `bytes` to `path` so that a crash leaves either the old file or the new one: a
+/// temporary file beside it (a name of its own, so that two runtimes sharing a state directory
+/// never rename each other's half-written file), flushed to disk, renamed over `path`, and the
+/// rename flushed too.
 pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
-    // A name of its own, so that two runtimes sharing a state directory never rename each
-    // other's half-written file.
-    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let temporary = path.with_extension(format!("{}.{n}.tmp", std::process::id()));
-    std::fs::write(&temporary, bytes)
-        .and_then(|()| std::fs::File::open(&temporary)?.sync_all())
-        .and_then(|()| std::fs::rename(&temporary, path))
-        .map_err(|e| io_error(path, e))
+    use std::io::Write;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let write = || -> std::io::Result<()> {
+        let mut temporary = tempfile::NamedTempFile::new_in(dir)?;
+        temporary.write_all(bytes)?;
+        temporary.as_file().sync_all()?;
+        temporary.persist(path)?;
+        std::fs::File::open(dir)?.sync_all()
+    };
+    write().map_err(|error| StoreError::Unwritable {
+        path: path.to_path_buf(),
+        error,
+    })
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 // Dead letters: the latest records of a pipeline's dead-letter topic, with their error headers.
 
-import { api, DeadLetter, errorText, Pipeline } from "../api";
+import { api, bytesText, DeadLetter, errorText, Pipeline } from "../api";
 import { h, notice, replace } from "../dom";
 import { Route } from "../store";
 import { Page } from "./page";
@@ -120,7 +120,8 @@ function renderTable(records: DeadLetter[]): HTMLElement {
       "tbody",
       null,
       records.map((r) => {
-        const hd = r.headers ?? {};
+        const hd: Record<string, string | null> = Object.fromEntries(Object.entries(r.headers).map(([k, v]) => [k, bytesText(v)]));
+        const key = bytesText(r.key);
         const others = Object.entries(hd).filter(([k]) => !SHOWN.includes(k));
         return h(
           "tr",
@@ -147,14 +148,14 @@ function renderTable(records: DeadLetter[]): HTMLElement {
           h(
             "td",
             { class: "record" },
-            r.key !== null ? h("div", { class: "small" }, h("span", { class: "muted" }, "key "), h("code", null, r.key)) : null,
-            h("pre", { "data-testid": "dl-value" }, r.value ?? "(null)"),
+            key !== null ? h("div", { class: "small" }, h("span", { class: "muted" }, "key "), h("code", null, key)) : null,
+            h("pre", { "data-testid": "dl-value" }, bytesText(r.value) ?? "(null)"),
             others.length
               ? h(
                   "details",
                   null,
                   h("summary", null, `${others.length} other header${others.length === 1 ? "" : "s"}`),
-                  h("dl", null, others.map(([k, v]) => [h("dt", null, k), h("dd", null, v)])),
+                  h("dl", null, others.map(([k, v]) => [h("dt", null, k), h("dd", null, v ?? "(null)")])),
                 )
               : null,
           ),

@@ -1,7 +1,7 @@
 // Try it: run a module version on pasted lines, one record value per line, and show each
 // record's outputs and error side by side.
 
-import { api, errorText, TryOutput, TryResponse } from "../api";
+import { api, bytesText, errorText, TryOutput, TryResponse } from "../api";
 import { h, notice, parseConfig, replace } from "../dom";
 import { currentModules, moduleOptions, modulesLoaded, onModules, refreshModules, Route, versionOptions } from "../store";
 import { Page } from "./page";
@@ -87,10 +87,8 @@ export function tryPage(route: Route): Page {
   return { el: h("div", { class: "page" }, h("h1", null, "Try it"), form, results), destroy: off };
 }
 
+// A module whose init refuses the configuration is a 422 from the API, shown by the caller.
 function renderResults(records: string[], response: TryResponse): HTMLElement {
-  if (response.init_error) {
-    return h("div", { class: "notice notice-error", role: "alert" }, h("pre", { class: "error-text", "data-testid": "try-error" }, response.init_error));
-  }
   const failed = response.results.filter((r) => r.error).length;
   const outputs = response.results.reduce((n, r) => n + r.outputs.length, 0);
   return h(
@@ -129,13 +127,14 @@ function renderResults(records: string[], response: TryResponse): HTMLElement {
 
 function renderOutput(o: TryOutput): HTMLElement {
   const meta: string[] = [];
-  if (o.topic) meta.push(`topic ${o.topic}`);
-  if (o.key !== null && o.key !== undefined) meta.push(`key ${o.key}`);
-  for (const [k, v] of Object.entries(o.headers ?? {})) meta.push(`${k}: ${v}`);
+  const value = bytesText(o.value);
+  if (o.topic !== null) meta.push(`topic ${bytesText(o.topic)}`);
+  if (o.key !== null) meta.push(`key ${bytesText(o.key)}`);
+  for (const [k, v] of Object.entries(o.headers)) meta.push(`${k}: ${bytesText(v)}`);
   return h(
     "div",
     { class: "output", "data-testid": "try-output" },
-    h("pre", null, o.value === null ? h("span", { class: "muted" }, "(tombstone)") : o.value),
+    h("pre", null, value === null ? h("span", { class: "muted" }, "(tombstone)") : value),
     meta.length ? h("div", { class: "muted small" }, meta.join(" · ")) : null,
   );
 }
