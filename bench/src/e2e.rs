@@ -98,7 +98,7 @@ fn start_running(
     engine: &Engine,
     stop: &Arc<AtomicBool>,
 ) -> Result<Vec<pipeline::RunningPipeline>> {
-    let pipelines = pipeline::start_all(config, engine, stop.clone(), |i, p, t| {
+    let pipelines = pipeline::start_all(config, engine, "bench", stop.clone(), |i, p, t| {
         Ok(pipeline::load_stages(engine, i, p, t)?)
     })?;
     let deadline = Instant::now() + Duration::from_secs(60);

@@ -102,6 +102,30 @@ pub enum OnError {
     Skip,
 }
 
+/// What a pipeline promises about its outputs when Sluice or the broker fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Guarantee {
+    /// Every input record's outputs are written at least once: after a crash, the records
+    /// since the last commit (about a second) are processed again.
+    #[default]
+    AtLeastOnce,
+    /// Outputs, dead letters and input offsets are committed together in one Kafka
+    /// transaction per `commit_interval_ms`: readers with `isolation.level=read_committed`
+    /// see every input record's outputs exactly once.
+    ExactlyOnce,
+}
+
+impl Guarantee {
+    /// The name used in the file, the API and the dashboard.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Guarantee::AtLeastOnce => "at-least-once",
+            Guarantee::ExactlyOnce => "exactly-once",
+        }
+    }
+}
+
 /// One pipeline: inputs, a chain of transforms, outputs.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -133,6 +157,13 @@ pub struct PipelineConfig {
     /// working memory fit under the cap. A single record larger than this goes to the
     /// dead-letter topic with kind `too_large` instead of trapping the transform.
     pub batch_max_bytes: Option<usize>,
+    /// `at-least-once` (the default) or `exactly-once`.
+    #[serde(default)]
+    pub guarantee: Guarantee,
+    /// With `exactly-once`: how often a transaction commits, in milliseconds. Outputs become
+    /// visible to read_committed readers when their transaction commits.
+    #[serde(default = "defaults::commit_interval_ms")]
+    pub commit_interval_ms: u64,
     /// Cap on records consumed per second by this pipeline, across its partitions.
     pub max_records_per_second: Option<u64>,
     /// The chain of transforms; each one's outputs feed the next. Empty copies records as they
@@ -243,6 +274,9 @@ mod defaults {
     }
     pub fn linger_ms() -> u64 {
         20
+    }
+    pub fn commit_interval_ms() -> u64 {
+        100
     }
     pub fn memory_mb() -> u32 {
         64
@@ -440,6 +474,12 @@ impl Config {
                     ));
                 }
             }
+            if p.commit_interval_ms == 0 || p.commit_interval_ms > 60_000 {
+                return Err(invalid(
+                    format!("{at}.commit_interval_ms"),
+                    format!("{} is out of range 1..=60000", p.commit_interval_ms),
+                ));
+            }
             if p.max_records_per_second == Some(0) {
                 return Err(invalid(
                     format!("{at}.max_records_per_second"),
@@ -544,6 +584,19 @@ mod tests {
         assert_eq!(
             (p.start, p.on_error, p.batch_size),
             (Start::Earliest, OnError::Stop, 1024)
+        );
+        assert_eq!(
+            (p.guarantee, p.commit_interval_ms),
+            (Guarantee::AtLeastOnce, 100)
+        );
+        let exactly = MINIMAL.replace(
+            "name = \"unify\"",
+            "name = \"unify\"\nguarantee = \"exactly-once\"\ncommit_interval_ms = 250",
+        );
+        let p = &Config::parse(&exactly).unwrap().pipeline[0];
+        assert_eq!(
+            (p.guarantee, p.commit_interval_ms),
+            (Guarantee::ExactlyOnce, 250)
         );
         assert_eq!(p.transform[0].config["strict"].0, "true");
     }

@@ -3,7 +3,7 @@
 //! the command line's [`KafkaArgs`]) and what the role requires; one quiet context; one way to
 //! read partitions of a topic by assignment ([`TopicReader`]).
 
-use crate::config::{KafkaConfig, PipelineConfig, Scalar, Start};
+use crate::config::{Guarantee, KafkaConfig, PipelineConfig, Scalar, Start};
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
@@ -69,6 +69,20 @@ const PIPELINE_CONSUMER_REQUIRED: &[(&str, &str)] = &[
     ("enable.auto.commit", "true"),
 ];
 
+/// Consumer settings an exactly-once pipeline needs, whatever the user sets: offsets are
+/// committed inside the producer's transactions, never by the consumer, and inputs written by
+/// transactions are read only once committed.
+const EXACTLY_ONCE_CONSUMER_REQUIRED: &[(&str, &str)] = &[
+    ("enable.auto.offset.store", "false"),
+    ("enable.auto.commit", "false"),
+    ("isolation.level", "read_committed"),
+];
+
+/// An exactly-once producer's default: a transaction left open by a crashed member that does
+/// not come back is aborted by the broker after this long, and until then read_committed
+/// readers of its output partitions wait (librdkafka: 60 s).
+const EXACTLY_ONCE_PRODUCER_DEFAULTS: &[(&str, &str)] = &[("transaction.timeout.ms", "10000")];
+
 /// A pipeline consumer's defaults, tuned for throughput; any of them can be overridden in
 /// `[kafka]`.
 pub const PIPELINE_CONSUMER_DEFAULTS: &[(&str, &str)] = &[
@@ -127,8 +141,14 @@ const TRAFFIC_PRODUCER_DEFAULTS: &[(&str, &str)] = &[
 pub enum Role<'a> {
     /// The consumer of a pipeline's inputs, in the pipeline's group.
     PipelineConsumer(&'a PipelineConfig),
-    /// The producer of a pipeline's outputs and dead letters.
-    PipelineProducer(&'a PipelineConfig),
+    /// The producer of a pipeline's outputs and dead letters; transactional with an id for
+    /// exactly-once.
+    PipelineProducer {
+        /// The pipeline.
+        pipeline: &'a PipelineConfig,
+        /// `transactional.id`, for exactly-once.
+        transactional_id: Option<&'a str>,
+    },
     /// A consumer that reads partitions by assignment ([`TopicReader`]); `group` names it in
     /// the broker's logs only.
     Reader {
@@ -166,7 +186,15 @@ pub fn client_config(kafka: &KafkaConfig, role: Role<'_>, client_id: &str) -> Cl
             config.set("auto.offset.reset", start);
             config.set("group.id", pipeline.group());
         }
-        Role::PipelineProducer(_) => set(&mut config, PIPELINE_PRODUCER_DEFAULTS),
+        Role::PipelineProducer {
+            transactional_id, ..
+        } => {
+            set(&mut config, PIPELINE_PRODUCER_DEFAULTS);
+            if let Some(id) = transactional_id {
+                set(&mut config, EXACTLY_ONCE_PRODUCER_DEFAULTS);
+                config.set("transactional.id", id);
+            }
+        }
         Role::Reader { group } => {
             config.set("group.id", group);
         }
@@ -176,11 +204,14 @@ pub fn client_config(kafka: &KafkaConfig, role: Role<'_>, client_id: &str) -> Cl
     user(&mut config, &kafka.common);
     match role {
         Role::PipelineConsumer(_) | Role::Reader { .. } => user(&mut config, &kafka.consumer),
-        Role::PipelineProducer(_) | Role::TrafficProducer => user(&mut config, &kafka.producer),
+        Role::PipelineProducer { .. } | Role::TrafficProducer => user(&mut config, &kafka.producer),
         Role::Admin => {}
     }
     match role {
-        Role::PipelineConsumer(_) => set(&mut config, PIPELINE_CONSUMER_REQUIRED),
+        Role::PipelineConsumer(pipeline) => match pipeline.guarantee {
+            Guarantee::AtLeastOnce => set(&mut config, PIPELINE_CONSUMER_REQUIRED),
+            Guarantee::ExactlyOnce => set(&mut config, EXACTLY_ONCE_CONSUMER_REQUIRED),
+        },
         Role::Reader { .. } => set(&mut config, READER_REQUIRED),
         _ => {}
     }
@@ -459,10 +490,30 @@ mod tests {
         assert_eq!(consumer.get("auto.offset.reset"), Some("latest"));
         assert_eq!(consumer.get("fetch.wait.max.ms"), Some("5"));
         assert_eq!(consumer.get("enable.auto.offset.store"), Some("false"));
-        let producer = client_config(&config.kafka, Role::PipelineProducer(pipeline), "c");
+        let producer = client_config(
+            &config.kafka,
+            Role::PipelineProducer {
+                pipeline,
+                transactional_id: None,
+            },
+            "c",
+        );
         assert_eq!(producer.get("linger.ms"), Some("50"));
         assert_eq!(producer.get("compression.type"), Some("lz4"));
         assert_eq!(producer.get("fetch.wait.max.ms"), None);
+        assert_eq!(producer.get("transactional.id"), None);
+        let mut exactly = pipeline.clone();
+        exactly.guarantee = Guarantee::ExactlyOnce;
+        let consumer = client_config(&config.kafka, Role::PipelineConsumer(&exactly), "c");
+        assert_eq!(consumer.get("enable.auto.commit"), Some("false"));
+        assert_eq!(consumer.get("isolation.level"), Some("read_committed"));
+        let role = Role::PipelineProducer {
+            pipeline: &exactly,
+            transactional_id: Some("sluice-p-m1"),
+        };
+        let producer = client_config(&config.kafka, role, "c");
+        assert_eq!(producer.get("transactional.id"), Some("sluice-p-m1"));
+        assert_eq!(producer.get("linger.ms"), Some("50"));
         let reader = client_config(&config.kafka, Role::Reader { group: "g" }, "r");
         assert_eq!(reader.get("enable.auto.commit"), Some("false"));
         assert_eq!(reader.get("fetch.wait.max.ms"), Some("5"));

@@ -77,6 +77,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
             args.config.display(),
             config.pipeline.len()
         );
+        for p in &config.pipeline {
+            println!("  {}: {}", p.name, p.guarantee.as_str());
+        }
         return Ok(0);
     }
 
@@ -87,6 +90,23 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
         &state_dir,
         |address| tracing::info!(%address, "api listening"),
     )
+}
+
+/// This member's name among its group's members: made once and kept in `state_dir/member-id`,
+/// so that it stays the same across restarts (see [`pipeline::transactional_id`]). Members
+/// must not share a state directory.
+pub fn member_id(state_dir: &Path) -> anyhow::Result<String> {
+    let path = state_dir.join("member-id");
+    match std::fs::read_to_string(&path) {
+        Ok(id) if !id.trim().is_empty() => return Ok(id.trim().to_string()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+    let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
+    std::fs::write(&path, format!("{id}\n"))
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(id)
 }
 
 /// The engine `config`'s limits ask for.
@@ -111,10 +131,12 @@ pub fn serve(
         ControlPlane::open(state_dir, engine.clone(), max_module_bytes)
             .with_context(|| format!("state directory {}", state_dir.display()))?,
     );
+    let member = member_id(state_dir)?;
     let stop = Arc::new(AtomicBool::new(false));
-    let pipelines = pipeline::start_all(config, engine, stop.clone(), |index, p, tables| {
-        control.stages_for(index, p, tables)
-    })?;
+    let pipelines =
+        pipeline::start_all(config, engine, &member, stop.clone(), |index, p, tables| {
+            control.stages_for(index, p, tables)
+        })?;
     for p in &pipelines {
         tracing::info!(pipeline = %p.pipeline.name, "pipeline started");
     }

@@ -89,6 +89,15 @@ pub struct PipelineMetrics {
     pub instance_restarts: AtomicU64,
     /// Partition workers that died (each stops the pipeline).
     pub worker_deaths: AtomicU64,
+    /// Exactly-once: transactions committed.
+    pub transactions_committed: AtomicU64,
+    /// Exactly-once: transactions aborted (their records are processed again).
+    pub transactions_aborted: AtomicU64,
+    /// Exactly-once: when the last transaction committed, in milliseconds since the Unix
+    /// epoch (0 before the first).
+    pub last_commit_ms: AtomicU64,
+    /// Exactly-once: why the last transaction was aborted.
+    pub last_abort: Mutex<Option<String>>,
     /// Partition workers that switched to a newly deployed chain.
     pub swaps: AtomicU64,
     /// The longest a partition waited for a switch (new instances starting), in microseconds.
@@ -114,6 +123,10 @@ impl PipelineMetrics {
             batch_latency_buckets: Default::default(),
             instance_restarts: AtomicU64::new(0),
             worker_deaths: AtomicU64::new(0),
+            transactions_committed: AtomicU64::new(0),
+            transactions_aborted: AtomicU64::new(0),
+            last_commit_ms: AtomicU64::new(0),
+            last_abort: Mutex::new(None),
             swaps: AtomicU64::new(0),
             swap_pause_max_us: AtomicU64::new(0),
             lag: Mutex::new(BTreeMap::new()),
@@ -138,6 +151,21 @@ impl PipelineMetrics {
         self.swaps.fetch_add(1, Relaxed);
         self.swap_pause_max_us
             .fetch_max(pause.as_micros() as u64, Relaxed);
+    }
+
+    /// Records a committed transaction.
+    pub fn observe_commit(&self) {
+        self.transactions_committed.fetch_add(1, Relaxed);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        self.last_commit_ms.store(now.as_millis() as u64, Relaxed);
+    }
+
+    /// Records an aborted transaction and why.
+    pub fn observe_abort(&self, cause: &str) {
+        self.transactions_aborted.fetch_add(1, Relaxed);
+        *self.last_abort.lock().unwrap() = Some(cause.to_string());
     }
 
     /// Sets the status, unless the pipeline already failed (the first error is the one to keep).

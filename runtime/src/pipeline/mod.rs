@@ -18,7 +18,7 @@ pub mod source;
 pub mod table_loader;
 pub mod worker;
 
-use crate::config::{Config, PipelineConfig};
+use crate::config::{Config, Guarantee, PipelineConfig};
 use crate::engine::{Engine, InstantiateError, LoadError};
 use crate::tables::{Table, Tables};
 use chain::{Deployed, StageSpec};
@@ -76,6 +76,15 @@ pub enum PipelineError {
         /// What went wrong.
         #[source]
         source: Box<table_loader::TableLoadError>,
+    },
+    /// The producer could not start.
+    #[error("pipeline `{pipeline}`")]
+    Sink {
+        /// The pipeline.
+        pipeline: String,
+        /// Why.
+        #[source]
+        source: sink::SinkError,
     },
     /// A thread could not be started.
     #[error("cannot start a thread")]
@@ -148,6 +157,14 @@ impl Pipeline {
             "the worker of partition {topic}/{partition} died ({reason}); the pipeline stopped, restart the process"
         ));
     }
+}
+
+/// The `transactional.id` of `pipeline`'s producer in member `member`: stable across the
+/// member's restarts, so that a restarted member fences its crashed predecessor and aborts its
+/// open transaction at once, and unique between members, which would otherwise fence each
+/// other.
+pub fn transactional_id(pipeline: &PipelineConfig, member: &str) -> String {
+    format!("{}-{member}", pipeline.group())
 }
 
 /// `error` and its causes, `: `-separated, for a status a person reads.
@@ -275,9 +292,12 @@ pub fn load_stages(
 
 /// Starts every pipeline of `config`, each running the stages `stages_for` chooses for it
 /// (given its index, configuration and tables). `stop` asks them all to drain and stop.
+/// `member` names this process among the group's members, stably across its restarts: the
+/// transactional ids of exactly-once pipelines are made from it.
 pub fn start_all(
     config: &Config,
     engine: &Engine,
+    member: &str,
     stop: Arc<AtomicBool>,
     mut stages_for: impl FnMut(usize, &PipelineConfig, &Tables) -> anyhow::Result<Vec<Arc<StageSpec>>>,
 ) -> anyhow::Result<Vec<RunningPipeline>> {
@@ -306,6 +326,7 @@ pub fn start_all(
             config,
             pipeline,
             engine,
+            member,
             stages,
             tables,
             loaders,
@@ -315,25 +336,33 @@ pub fn start_all(
     Ok(pipelines)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn start(
     config: &Config,
     pipeline: &PipelineConfig,
     engine: &Engine,
+    member: &str,
     stages: Vec<Arc<StageSpec>>,
     tables: Tables,
     loaders: Vec<table_loader::TableLoader>,
     stop: Arc<AtomicBool>,
 ) -> Result<RunningPipeline, PipelineError> {
-    let sink = sink::Sink::new(&config.kafka, pipeline).map_err(|source| PipelineError::Kafka {
-        pipeline: pipeline.name.clone(),
-        source,
-    })?;
+    let transactional_id =
+        (pipeline.guarantee == Guarantee::ExactlyOnce).then(|| transactional_id(pipeline, member));
+    let sink = sink::Sink::new(&config.kafka, pipeline, transactional_id.as_deref()).map_err(
+        |source| PipelineError::Sink {
+            pipeline: pipeline.name.clone(),
+            source,
+        },
+    )?;
     let shared = Arc::new(Pipeline::new(pipeline, tables, stages));
     let workers = Arc::new(worker::WorkerShared {
         pipeline: shared.clone(),
         engine: engine.clone(),
         sink,
         on_error: pipeline.on_error,
+        generation: Default::default(),
+        transactions: Default::default(),
     });
     let settings = source::SourceSettings {
         batch: source::BatchLimits {
@@ -343,6 +372,7 @@ fn start(
         },
         max_records_per_second: pipeline.max_records_per_second,
         drain_timeout: Duration::from_millis(config.shutdown_timeout_ms),
+        commit_interval: Duration::from_millis(pipeline.commit_interval_ms),
     };
     let thread = source::start(&config.kafka, pipeline, workers, settings, stop)?;
     Ok(RunningPipeline {

@@ -6,32 +6,83 @@
 use crate::config::{KafkaConfig, PipelineConfig};
 use crate::engine::{InputRef, OutputRef};
 use crate::kafka::{Role, client_config};
-use rdkafka::ClientContext;
+use rdkafka::consumer::ConsumerGroupMetadata;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Message, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, DeliveryResult, ProducerContext, ThreadedProducer};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::{ClientConfig, ClientContext, TopicPartitionList};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
-/// Writes one pipeline's outputs and dead letters; shared by its partition workers.
+/// Writes one pipeline's outputs and dead letters; shared by its partition workers. With
+/// exactly-once, its producer is transactional: workers write batches inside the open
+/// transaction ([`Sink::batch`]), and the source commits or aborts it between batches
+/// ([`Sink::transaction`]).
 pub struct Sink {
-    producer: ThreadedProducer<AckContext>,
+    /// Read-locked while a batch's records are handed over; write-locked to commit, abort or
+    /// replace the producer, so that a transaction never ends in the middle of a batch.
+    producer: RwLock<ThreadedProducer<AckContext>>,
     outputs: Arc<Vec<String>>,
     dead_letter: Option<String>,
+    /// For exactly-once: the settings to make the producer again after a fatal error.
+    transactional: Option<ClientConfig>,
 }
 
+/// Why a sink could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    /// The producer could not be created.
+    #[error("cannot create the producer")]
+    Client(#[source] KafkaError),
+    /// The broker refused transactions.
+    #[error(
+        "exactly-once: the broker refused transactional.id `{id}`: it needs Kafka 2.5 or later with transactions enabled (a transaction state log it can write) and, with ACLs, WRITE and DESCRIBE on the transactional id and the consumer group"
+    )]
+    Transactions {
+        /// The transactional id.
+        id: String,
+        /// What the broker said.
+        #[source]
+        source: KafkaError,
+    },
+}
+
+/// How long a transaction call may block.
+const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(30);
+
 impl Sink {
-    /// A sink for `pipeline`'s output and dead-letter topics.
-    pub fn new(kafka: &KafkaConfig, pipeline: &PipelineConfig) -> Result<Sink, KafkaError> {
+    /// A sink for `pipeline`'s output and dead-letter topics; transactional, with
+    /// `transactional_id`, for exactly-once.
+    pub fn new(
+        kafka: &KafkaConfig,
+        pipeline: &PipelineConfig,
+        transactional_id: Option<&str>,
+    ) -> Result<Sink, SinkError> {
         let client_id = format!("sluice-{}", pipeline.name);
-        let producer = client_config(kafka, Role::PipelineProducer(pipeline), &client_id)
-            .create_with_context(AckContext)?;
+        let role = Role::PipelineProducer {
+            pipeline,
+            transactional_id,
+        };
+        let config = client_config(kafka, role, &client_id);
+        let producer = match transactional_id {
+            None => config
+                .create_with_context(AckContext)
+                .map_err(SinkError::Client)?,
+            Some(id) => start_transactions(&config).map_err(|source| match source {
+                KafkaError::ClientCreation(_) => SinkError::Client(source),
+                _ => SinkError::Transactions {
+                    id: id.to_string(),
+                    source,
+                },
+            })?,
+        };
         Ok(Sink {
-            producer,
+            producer: RwLock::new(producer),
             outputs: Arc::new(pipeline.outputs.clone()),
             dead_letter: pipeline.dead_letter.clone(),
+            transactional: transactional_id.map(|_| config),
         })
     }
 
@@ -45,11 +96,49 @@ impl Sink {
         self.dead_letter.is_some()
     }
 
+    /// Whether writes go into transactions (exactly-once).
+    pub fn is_transactional(&self) -> bool {
+        self.transactional.is_some()
+    }
+
+    /// Hands a batch's records over; the open transaction cannot end until it is dropped.
+    pub fn batch(&self) -> SinkBatch<'_> {
+        SinkBatch {
+            sink: self,
+            producer: self.producer.read().unwrap_or_else(|e| e.into_inner()),
+        }
+    }
+
+    /// Waits until no batch is being handed over and holds further ones off, to end the open
+    /// transaction.
+    pub fn transaction(&self) -> Transaction<'_> {
+        Transaction {
+            sink: self,
+            producer: self.producer.write().unwrap_or_else(|e| e.into_inner()),
+        }
+    }
+}
+
+/// Creates a transactional producer, fences older ones with its id, and opens a transaction.
+fn start_transactions(config: &ClientConfig) -> Result<ThreadedProducer<AckContext>, KafkaError> {
+    let producer: ThreadedProducer<AckContext> = config.create_with_context(AckContext)?;
+    producer.init_transactions(TRANSACTION_TIMEOUT)?;
+    producer.begin_transaction()?;
+    Ok(producer)
+}
+
+/// A batch being handed to the sink.
+pub struct SinkBatch<'a> {
+    sink: &'a Sink,
+    producer: RwLockReadGuard<'a, ThreadedProducer<AckContext>>,
+}
+
+impl SinkBatch<'_> {
     /// Writes `output` to the output topic at index `route`.
     pub fn output(&self, route: usize, output: &OutputRef<'_>, acks: &Arc<Acks>) {
         send(
             &self.producer,
-            &self.outputs[route],
+            &self.sink.outputs[route],
             output.key(),
             output.value(),
             output.headers(),
@@ -61,7 +150,7 @@ impl Sink {
     /// Writes `record` as it was read to the dead-letter topic, with `context` (what failed
     /// and where) appended to its headers. Without a dead-letter topic, does nothing.
     pub fn dead_letter(&self, record: &InputRef<'_>, context: &[(&str, &str)], acks: &Arc<Acks>) {
-        let Some(topic) = &self.dead_letter else {
+        let Some(topic) = &self.sink.dead_letter else {
             return;
         };
         let headers = record
@@ -76,6 +165,76 @@ impl Sink {
             record.timestamp(),
             acks,
         );
+    }
+}
+
+/// Why a transaction did not commit.
+#[derive(Debug, thiserror::Error)]
+pub enum TransactionError {
+    /// The transaction must be aborted; the producer can go on.
+    #[error("the transaction must be aborted")]
+    Abortable(#[source] KafkaError),
+    /// The producer cannot go on (fenced by a newer one with its id, or broken): it must be
+    /// made again.
+    #[error("the transactional producer failed")]
+    Fatal(#[source] KafkaError),
+}
+
+impl TransactionError {
+    fn of(error: KafkaError) -> Self {
+        match &error {
+            KafkaError::Transaction(e) if e.is_fatal() => TransactionError::Fatal(error),
+            _ => TransactionError::Abortable(error),
+        }
+    }
+}
+
+/// The open transaction, with no batch being handed over.
+pub struct Transaction<'a> {
+    sink: &'a Sink,
+    producer: RwLockWriteGuard<'a, ThreadedProducer<AckContext>>,
+}
+
+impl Transaction<'_> {
+    /// Commits every record written since the last commit together with `offsets` as the
+    /// consumer group's positions, then opens the next transaction.
+    pub fn commit(
+        &mut self,
+        offsets: &TopicPartitionList,
+        group: &ConsumerGroupMetadata,
+    ) -> Result<(), TransactionError> {
+        let retrying = |call: &dyn Fn() -> Result<(), KafkaError>| {
+            let mut tries = 0;
+            loop {
+                match call() {
+                    Err(KafkaError::Transaction(e)) if e.is_retriable() && tries < 3 => tries += 1,
+                    other => return other.map_err(TransactionError::of),
+                }
+            }
+        };
+        if offsets.count() > 0 {
+            retrying(&|| {
+                self.producer
+                    .send_offsets_to_transaction(offsets, group, TRANSACTION_TIMEOUT)
+            })?;
+        }
+        retrying(&|| self.producer.commit_transaction(TRANSACTION_TIMEOUT))?;
+        self.producer
+            .begin_transaction()
+            .map_err(TransactionError::of)
+    }
+
+    /// Aborts the open transaction (its records are never seen by read_committed readers)
+    /// and opens the next; with `fatal`, the producer is made again first, which fences the
+    /// old one.
+    pub fn abort(&mut self, fatal: bool) -> Result<(), KafkaError> {
+        if fatal {
+            let config = self.sink.transactional.as_ref().expect("transactional");
+            *self.producer = start_transactions(config)?;
+            return Ok(());
+        }
+        self.producer.abort_transaction(TRANSACTION_TIMEOUT)?;
+        self.producer.begin_transaction()
     }
 }
 

@@ -7,7 +7,8 @@
 use super::Pipeline;
 use super::chain::Chain;
 use super::metrics::Status;
-use super::worker::{Command, PartitionError, WorkerHandle, WorkerShared};
+use super::sink::TransactionError;
+use super::worker::{Command, PartitionError, Progress, WorkerHandle, WorkerShared};
 use crate::config::{KafkaConfig, PipelineConfig};
 use crate::engine::InputBatchBuilder;
 use crate::kafka::{Role, client_config};
@@ -15,7 +16,7 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Reb
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Headers, Message};
 use rdkafka::statistics::Statistics;
-use rdkafka::{ClientContext, TopicPartitionList};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -41,6 +42,8 @@ pub struct SourceSettings {
     pub max_records_per_second: Option<u64>,
     /// How long a partition's worker may take to drain when it is let go.
     pub drain_timeout: Duration,
+    /// With exactly-once: how often the open transaction commits.
+    pub commit_interval: Duration,
 }
 
 /// Subscribes `config`'s consumer to the pipeline's inputs and starts the poll thread, which
@@ -156,6 +159,9 @@ struct AssignedPartition {
     partition: i32,
     pending: PendingBatch,
     worker: WorkerHandle,
+    /// The first offset read since the partition was assigned: where an aborted transaction
+    /// rewinds to when the group has no committed offset yet.
+    first_offset: Option<i64>,
 }
 
 impl AssignedPartition {
@@ -211,6 +217,7 @@ impl Assigned {
                     partition,
                     pending: PendingBatch::new(topic, partition),
                     worker,
+                    first_offset: None,
                 });
                 self.entries.len() - 1
             }
@@ -263,14 +270,9 @@ impl Assigned {
         })
     }
 
-    /// Drains the workers of the partitions `which` selects, stores their final offsets and
-    /// forgets them.
-    fn drain<C: ConsumerContext>(
-        &mut self,
-        consumer: &BaseConsumer<C>,
-        timeout: Duration,
-        which: impl Fn(&str, i32) -> bool,
-    ) {
+    /// Drains the workers of the partitions `which` selects and forgets them; returns what
+    /// each one finished, to commit.
+    fn drain(&mut self, timeout: Duration, which: impl Fn(&str, i32) -> bool) -> Vec<Drained> {
         let (mut drained, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.entries)
             .into_iter()
             .partition(|e| which(&e.topic, e.partition));
@@ -278,14 +280,144 @@ impl Assigned {
         // Hand every pending batch over first, so that the workers finish in parallel.
         drained.iter_mut().for_each(AssignedPartition::flush);
         let deadline = Instant::now() + timeout;
-        for entry in drained {
-            let stored = entry.worker.stored;
-            let next = entry.worker.drain(deadline);
-            if next > stored {
-                store_offset(consumer, &entry.topic, entry.partition, next);
-            }
+        drained
+            .into_iter()
+            .map(|entry| Drained {
+                stored: entry.worker.stored,
+                progress: entry.worker.drain(deadline),
+                topic: entry.topic,
+                partition: entry.partition,
+            })
+            .collect()
+    }
+}
+
+/// A partition let go, with what its worker finished.
+struct Drained {
+    topic: String,
+    partition: i32,
+    progress: Arc<Progress>,
+    /// What was last stored or committed for it.
+    stored: i64,
+}
+
+/// Commits what is done, after `drained` partitions were let go (or none, for a periodic
+/// commit). At-least-once stores the drained partitions' acknowledged offsets and commits
+/// what is stored; exactly-once commits the open transaction with every partition's produced
+/// offsets.
+fn commit_done<C: ConsumerContext>(
+    workers: &WorkerShared,
+    consumer: &BaseConsumer<C>,
+    assigned: &mut Assigned,
+    drained: &[Drained],
+) {
+    if workers.sink.is_transactional() {
+        return commit_transaction(workers, consumer, assigned, drained);
+    }
+    for d in drained {
+        if d.progress.committable() > d.stored {
+            store_offset(consumer, &d.topic, d.partition, d.progress.committable());
         }
     }
+    commit(consumer, &workers.pipeline.name);
+}
+
+/// How long a seek after an aborted transaction may take.
+const SEEK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Commits the open transaction with the produced offsets of every assigned partition and of
+/// `drained`; on failure aborts it and rewinds every assigned partition to its committed
+/// offset, so that what the aborted transaction held is processed again.
+fn commit_transaction<C: ConsumerContext>(
+    workers: &WorkerShared,
+    consumer: &BaseConsumer<C>,
+    assigned: &mut Assigned,
+    drained: &[Drained],
+) {
+    let pipeline = &workers.pipeline;
+    // Waits for batches being handed over and holds further ones off, so that the offsets
+    // read below cover exactly the records in the transaction.
+    let mut transaction = workers.sink.transaction();
+    let mut offsets = TopicPartitionList::new();
+    let progress = (assigned.entries.iter())
+        .map(|e| (&e.topic, e.partition, e.worker.produced(), e.worker.stored))
+        .chain(
+            drained
+                .iter()
+                .map(|d| (&d.topic, d.partition, d.progress.produced(), d.stored)),
+        );
+    for (topic, partition, produced, stored) in progress {
+        if produced > stored {
+            let _ = offsets.add_partition_offset(topic, partition, Offset::Offset(produced));
+        }
+    }
+    if offsets.count() == 0 {
+        return;
+    }
+    let result = match consumer.group_metadata() {
+        Some(group) => transaction.commit(&offsets, &group),
+        None => Err(TransactionError::Abortable(KafkaError::Subscription(
+            "no consumer group metadata".into(),
+        ))),
+    };
+    workers.transactions.fetch_add(1, Relaxed);
+    let error = match result {
+        Ok(()) => {
+            for entry in &mut assigned.entries {
+                entry.worker.stored = entry.worker.produced().max(entry.worker.stored);
+            }
+            pipeline.metrics.observe_commit();
+            return;
+        }
+        Err(error) => error,
+    };
+    let fatal = matches!(error, TransactionError::Fatal(_));
+    let cause = super::error_chain(&error);
+    tracing::warn!(pipeline = %pipeline.name, event = "transaction_aborted", %cause,
+        "aborting the transaction; its records are read again from the committed offsets");
+    pipeline.metrics.observe_abort(&cause);
+    // Batches sent before this are dropped by the workers.
+    workers.generation.fetch_add(1, Relaxed);
+    if let Err(e) = transaction.abort(fatal) {
+        pipeline.fail(format!(
+            "exactly-once: cannot abort the transaction ({cause}): {e}"
+        ));
+        return;
+    }
+    drop(transaction);
+    rewind(consumer, assigned, &pipeline.name);
+}
+
+/// Seeks every assigned partition back to its committed offset and drops what was read since.
+fn rewind<C: ConsumerContext>(consumer: &BaseConsumer<C>, assigned: &mut Assigned, pipeline: &str) {
+    let mut list = TopicPartitionList::new();
+    for e in &assigned.entries {
+        let _ = list.add_partition(&e.topic, e.partition);
+    }
+    let committed = consumer
+        .committed_offsets(list, SEEK_TIMEOUT)
+        .unwrap_or_default();
+    for entry in &mut assigned.entries {
+        entry.pending.take();
+        let next = match committed
+            .find_partition(&entry.topic, entry.partition)
+            .map(|e| e.offset())
+        {
+            Some(Offset::Offset(next)) => Some(next),
+            _ => entry.first_offset,
+        };
+        let Some(next) = next else { continue };
+        if let Err(error) = consumer.seek(
+            &entry.topic,
+            entry.partition,
+            Offset::Offset(next),
+            SEEK_TIMEOUT,
+        ) {
+            tracing::error!(pipeline, topic = %entry.topic, partition = entry.partition, %error, "cannot rewind after an aborted transaction");
+        }
+        entry.worker.rewind(next);
+    }
+    assigned.oldest_pending = None;
 }
 
 /// Stores `next` as the offset to resume `topic`/`partition` from at the next commit.
@@ -347,10 +479,10 @@ impl ConsumerContext for RebalanceHandler {
         if let Rebalance::Revoke(list) = rebalance {
             let revoked = pairs(list);
             let mut assigned = self.assigned.lock().unwrap();
-            assigned.drain(consumer, self.drain_timeout, |topic, partition| {
+            let drained = assigned.drain(self.drain_timeout, |topic, partition| {
                 revoked.iter().any(|(t, p)| t == topic && *p == partition)
             });
-            commit(consumer, &self.pipeline().name);
+            commit_done(&self.workers, consumer, &mut assigned, &drained);
             let mut lag = self.pipeline().metrics.lag.lock().unwrap();
             lag.retain(|key, _| !revoked.contains(key));
             tracing::info!(pipeline = %self.pipeline().name, partitions = revoked.len(), "partitions revoked after draining");
@@ -409,6 +541,8 @@ impl Source {
         let limits = self.settings.batch;
         let mut limiter = self.settings.max_records_per_second.map(RateLimiter::new);
         let mut last_tick = Instant::now();
+        let mut last_commit = Instant::now();
+        let transactional = self.workers.sink.is_transactional();
         let mut last_error: Option<(String, Instant)> = None;
         let poll_timeout = limits
             .linger
@@ -447,6 +581,7 @@ impl Source {
                             .flat_map(|h| h.iter())
                             .map(|h| (h.key, h.value))
                     };
+                    entry.first_offset.get_or_insert(message.offset());
                     let worker = &mut entry.worker;
                     let started = entry.pending.add(
                         &limits,
@@ -476,9 +611,15 @@ impl Source {
                 None => {}
             }
             assigned.flush_lingering(now, limits.linger);
+            if transactional && now.duration_since(last_commit) >= self.settings.commit_interval {
+                last_commit = now;
+                commit_transaction(&self.workers, &self.consumer, &mut assigned, &[]);
+            }
             if now.duration_since(last_tick) >= Duration::from_millis(100) {
                 last_tick = now;
-                assigned.store_offsets(&self.consumer);
+                if !transactional {
+                    assigned.store_offsets(&self.consumer);
+                }
                 if let Some((topic, partition, reason)) = assigned.dead_worker() {
                     pipeline.worker_died(&topic, partition, &reason);
                 }
@@ -518,11 +659,10 @@ impl Source {
         let pipeline = self.pipeline();
         pipeline.metrics.set_status(Status::Stopping);
         tracing::info!(pipeline = %pipeline.name, "draining in-flight batches");
-        self.assigned
-            .lock()
-            .unwrap()
-            .drain(&self.consumer, self.settings.drain_timeout, |_, _| true);
-        commit(&self.consumer, &pipeline.name);
+        let mut assigned = self.assigned.lock().unwrap();
+        let drained = assigned.drain(self.settings.drain_timeout, |_, _| true);
+        commit_done(&self.workers, &self.consumer, &mut assigned, &drained);
+        drop(assigned);
         self.consumer.unsubscribe();
         pipeline.metrics.set_status(Status::Stopped);
         tracing::info!(pipeline = %pipeline.name, status = ?pipeline.metrics.status(), "pipeline stopped");

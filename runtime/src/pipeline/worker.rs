@@ -7,13 +7,13 @@
 
 use super::Pipeline;
 use super::chain::{Chain, ChainFailure, ChainResult};
-use super::sink::{Acks, Ledger, Sink};
+use super::sink::{Acks, Ledger, Sink, SinkBatch};
 use crate::config::OnError;
 use crate::engine::{
     Engine, FailureKind, InputBatch, InputBatchBuilder, InputRef, InstantiateError,
 };
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 use std::time::{Duration, Instant};
 
@@ -74,6 +74,12 @@ pub struct WorkerShared {
     pub sink: Sink,
     /// What to do with failed records without a dead-letter topic.
     pub on_error: OnError,
+    /// Bumped by each aborted transaction: batches sent before it are dropped, since the
+    /// source reads their records again from the committed offsets.
+    pub generation: Arc<AtomicU64>,
+    /// Transactions ended (committed or aborted): with exactly-once, a deploy is switched to
+    /// only at a transaction boundary.
+    pub transactions: AtomicU64,
 }
 
 /// What the source sends a worker.
@@ -93,13 +99,43 @@ pub enum Command {
     },
 }
 
+/// A command with the generation it was sent in.
+pub struct Envelope {
+    generation: u64,
+    command: Command,
+}
+
+/// The offsets a worker publishes for its partition.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// The offset after the last batch whose outputs are all acknowledged (-1 before any):
+    /// what at-least-once commits.
+    committable: AtomicI64,
+    /// The offset after the last batch whose outputs were all handed to the producer (-1
+    /// before any): with exactly-once, what the open transaction covers.
+    produced: AtomicI64,
+}
+
+impl Progress {
+    /// Nothing done yet.
+    pub fn new() -> Arc<Self> {
+        Arc::new(Progress {
+            committable: AtomicI64::new(-1),
+            produced: AtomicI64::new(-1),
+        })
+    }
+}
+
 /// The source's handle on a worker.
 pub struct WorkerHandle {
     /// Where batches go; bounded, so a slow worker slows consumption.
-    commands: SyncSender<Command>,
-    /// The next offset to commit, once known (-1 before).
-    committable: Arc<AtomicI64>,
-    /// What the source last stored with the consumer.
+    commands: SyncSender<Envelope>,
+    /// What the worker has done.
+    progress: Arc<Progress>,
+    /// The generation commands are sent in.
+    generation: Arc<AtomicU64>,
+    /// What the source last stored with the consumer (at-least-once) or committed in a
+    /// transaction (exactly-once).
     pub stored: i64,
     thread: Option<std::thread::JoinHandle<()>>,
     /// Set when a command could not be delivered: the worker is gone.
@@ -114,27 +150,31 @@ impl WorkerHandle {
         topic: &str,
         partition: i32,
     ) -> std::io::Result<WorkerHandle> {
-        let committable = Arc::new(AtomicI64::new(-1));
+        let progress = Progress::new();
+        let generation = shared.generation.clone();
         let worker = Worker {
             shared,
             chain,
             topic: topic.to_string(),
             partition,
-            committable: committable.clone(),
+            progress: progress.clone(),
             ledger: Ledger::default(),
             halted: false,
+            transactions_seen: 0,
         };
         Self::start(
             format!("sluice-{topic}-{partition}"),
-            committable,
+            progress,
+            generation,
             move |commands| worker.run(commands),
         )
     }
 
     fn start(
         name: String,
-        committable: Arc<AtomicI64>,
-        body: impl FnOnce(Receiver<Command>) + Send + 'static,
+        progress: Arc<Progress>,
+        generation: Arc<AtomicU64>,
+        body: impl FnOnce(Receiver<Envelope>) + Send + 'static,
     ) -> std::io::Result<WorkerHandle> {
         let (commands, receiver) = std::sync::mpsc::sync_channel(2);
         let thread = std::thread::Builder::new()
@@ -142,7 +182,8 @@ impl WorkerHandle {
             .spawn(move || body(receiver))?;
         Ok(WorkerHandle {
             commands,
-            committable,
+            progress,
+            generation,
             stored: -1,
             thread: Some(thread),
             lost: false,
@@ -152,14 +193,36 @@ impl WorkerHandle {
     /// Hands `command` over, waiting while the worker is busy; a worker that is gone is noted
     /// (see [`WorkerHandle::death`]).
     pub fn send(&mut self, command: Command) {
-        if self.commands.send(command).is_err() {
+        let generation = self.generation.load(Relaxed);
+        if self
+            .commands
+            .send(Envelope {
+                generation,
+                command,
+            })
+            .is_err()
+        {
             self.lost = true;
         }
     }
 
     /// The offset after the last batch whose outputs are all acknowledged (-1 before any).
     pub fn committable(&self) -> i64 {
-        self.committable.load(Relaxed)
+        self.progress.committable.load(Relaxed)
+    }
+
+    /// The offset after the last batch whose outputs were all handed to the producer (-1
+    /// before any).
+    pub fn produced(&self) -> i64 {
+        self.progress.produced.load(Relaxed)
+    }
+
+    /// Starts counting again from `next` after an aborted transaction: what the worker had
+    /// produced since is gone.
+    pub fn rewind(&mut self, next: i64) {
+        self.progress.produced.store(next, Relaxed);
+        self.progress.committable.store(next, Relaxed);
+        self.stored = next;
     }
 
     /// Why the worker is gone, if it ended without being asked to drain: its panic message.
@@ -179,9 +242,9 @@ impl WorkerHandle {
         Some(reason)
     }
 
-    /// Asks the worker to drain, waits until it has (or `deadline` passes), and returns the
-    /// final committable offset.
-    pub fn drain(mut self, deadline: Instant) -> i64 {
+    /// Asks the worker to drain, waits until it has (or `deadline` passes), and returns what
+    /// it has done.
+    pub fn drain(mut self, deadline: Instant) -> Arc<Progress> {
         let (reply, done) = std::sync::mpsc::sync_channel(1);
         self.send(Command::Drain { deadline, reply });
         let left = deadline.saturating_duration_since(Instant::now());
@@ -191,7 +254,19 @@ impl WorkerHandle {
         {
             let _ = thread.join();
         }
-        self.committable()
+        self.progress
+    }
+}
+
+impl Progress {
+    /// See [`WorkerHandle::committable`].
+    pub fn committable(&self) -> i64 {
+        self.committable.load(Relaxed)
+    }
+
+    /// See [`WorkerHandle::produced`].
+    pub fn produced(&self) -> i64 {
+        self.produced.load(Relaxed)
     }
 }
 
@@ -200,18 +275,27 @@ struct Worker {
     chain: Chain,
     topic: String,
     partition: i32,
-    committable: Arc<AtomicI64>,
+    progress: Arc<Progress>,
     ledger: Ledger,
     /// After an unrecoverable error: batches are ignored and nothing more is committed.
     halted: bool,
+    /// [`WorkerShared::transactions`] when this worker last looked for a deploy.
+    transactions_seen: u64,
 }
 
 impl Worker {
-    fn run(mut self, commands: Receiver<Command>) {
+    fn run(mut self, commands: Receiver<Envelope>) {
         loop {
-            match commands.recv_timeout(Duration::from_millis(20)) {
-                Ok(Command::Batch(batch)) if !self.halted => {
-                    if let Err(error) = self.handle(batch.batch()) {
+            let received = commands.recv_timeout(Duration::from_millis(20));
+            // Batches sent before an aborted transaction are read again from the committed
+            // offsets.
+            let current = |generation| generation == self.shared.generation.load(Relaxed);
+            match received {
+                Ok(Envelope {
+                    generation,
+                    command: Command::Batch(batch),
+                }) if !self.halted && current(generation) => {
+                    if let Err(error) = self.handle(batch.batch(), generation) {
                         self.halt(error);
                     }
                     self.settle(None);
@@ -220,18 +304,24 @@ impl Worker {
                         self.settle(None);
                     }
                 }
-                Ok(Command::TooLarge(record)) if !self.halted => {
-                    if let Err(error) = self.too_large(record.batch()) {
+                Ok(Envelope {
+                    generation,
+                    command: Command::TooLarge(record),
+                }) if !self.halted && current(generation) => {
+                    if let Err(error) = self.too_large(record.batch(), generation) {
                         self.halt(error);
                     }
                     self.settle(None);
                 }
-                Ok(Command::Batch(_) | Command::TooLarge(_)) => {}
-                Ok(Command::Drain { deadline, reply }) => {
+                Ok(Envelope {
+                    command: Command::Drain { deadline, reply },
+                    ..
+                }) => {
                     self.settle(Some(deadline));
                     let _ = reply.send(());
                     return;
                 }
+                Ok(_) => {}
                 Err(RecvTimeoutError::Timeout) => self.settle(None),
                 Err(RecvTimeoutError::Disconnected) => return,
             }
@@ -257,9 +347,17 @@ impl Worker {
         let settled = self.ledger.settle(wait);
         if let Some(next_offset) = settled.committable {
             tracing::debug!(topic = %self.topic, partition = self.partition, next_offset, "batches acknowledged");
-            self.committable.store(next_offset, Relaxed);
+            self.progress.committable.store(next_offset, Relaxed);
         }
         if let Some(error) = settled.failed {
+            if self.shared.sink.is_transactional() {
+                // The transaction cannot commit with a record missing: the source aborts it and
+                // reads these records again.
+                tracing::warn!(pipeline = %self.pipeline().name, topic = %self.topic, partition = self.partition,
+                    %error, "a write failed; the open transaction will be aborted");
+                self.ledger.clear();
+                return;
+            }
             self.halt(PartitionError::Delivery(error));
         } else if wait.is_some() && !self.ledger.is_empty() {
             tracing::warn!(pipeline = %self.pipeline().name, topic = %self.topic, partition = self.partition,
@@ -267,7 +365,7 @@ impl Worker {
         }
     }
 
-    fn handle(&mut self, batch: &InputBatch) -> Result<(), PartitionError> {
+    fn handle(&mut self, batch: &InputBatch, generation: u64) -> Result<(), PartitionError> {
         let Some(last) = batch.records.last() else {
             return Ok(());
         };
@@ -285,16 +383,21 @@ impl Worker {
             .instance_restarts
             .fetch_add(self.chain.restarts() - restarts, Relaxed);
 
+        let Some(sink) = self.open_sink(generation) else {
+            return Ok(());
+        };
         let acks = Acks::new();
         if !result.failures.is_empty() {
             metrics
                 .failed
                 .add(&batch.topic, result.failures.len() as u64);
             for failure in &result.failures {
-                self.fail_record(batch, failure, &acks)?;
+                self.fail_record(&sink, batch, failure, &acks)?;
             }
         }
-        let outputs = self.write_outputs(&result, &acks);
+        let outputs = self.write_outputs(&sink, &result, &acks);
+        self.progress.produced.store(next_offset, Relaxed);
+        drop(sink);
         tracing::debug!(topic = %self.topic, partition = self.partition, first = batch.records[0].offset,
             last = last.offset, records = batch.records.len(), outputs, "batch written");
         acks.seal();
@@ -302,8 +405,15 @@ impl Worker {
         Ok(())
     }
 
+    /// The sink, for a batch of `generation`; `None` if a transaction was aborted since, in
+    /// which case the batch is dropped (the source reads its records again).
+    fn open_sink(&self, generation: u64) -> Option<SinkBatch<'_>> {
+        let sink = self.shared.sink.batch();
+        (self.shared.generation.load(Relaxed) == generation).then_some(sink)
+    }
+
     /// Fails the one record of `record` as too large for any batch, without running the chain.
-    fn too_large(&mut self, record: &InputBatch) -> Result<(), PartitionError> {
+    fn too_large(&mut self, record: &InputBatch, generation: u64) -> Result<(), PartitionError> {
         let Some(only) = record.records.first() else {
             return Ok(());
         };
@@ -319,8 +429,13 @@ impl Worker {
                 "the record is {size} bytes (key, value and headers), more than a batch may hold (batch_max_bytes)"
             ),
         };
+        let Some(sink) = self.open_sink(generation) else {
+            return Ok(());
+        };
         let acks = Acks::new();
-        self.fail_record(record, &failure, &acks)?;
+        self.fail_record(&sink, record, &failure, &acks)?;
+        self.progress.produced.store(only.offset + 1, Relaxed);
+        drop(sink);
         acks.seal();
         self.ledger.push(only.offset + 1, acks);
         Ok(())
@@ -328,6 +443,14 @@ impl Worker {
 
     /// Switches to a newly deployed chain at this batch boundary, timing the pause it causes.
     fn switch_if_deployed(&mut self) {
+        // With exactly-once, a transaction's records all come from one version of the chain.
+        if self.shared.sink.is_transactional() {
+            let ended = self.shared.transactions.load(Relaxed);
+            if ended == self.transactions_seen {
+                return;
+            }
+            self.transactions_seen = ended;
+        }
         let pipeline = &self.shared.pipeline;
         let started = Instant::now();
         match self
@@ -349,9 +472,13 @@ impl Worker {
     }
 
     /// Writes the batch's outputs, counting them per output topic; returns how many.
-    fn write_outputs(&self, result: &ChainResult<'_>, acks: &Arc<Acks>) -> u64 {
-        let sink = &self.shared.sink;
-        let mut written = vec![0u64; sink.outputs().len()];
+    fn write_outputs(
+        &self,
+        sink: &SinkBatch<'_>,
+        result: &ChainResult<'_>,
+        acks: &Arc<Acks>,
+    ) -> u64 {
+        let mut written = vec![0u64; self.shared.sink.outputs().len()];
         for (_, route, output) in result.outputs() {
             sink.output(route, &output, acks);
             written[route] += 1;
@@ -366,6 +493,7 @@ impl Worker {
     /// the pipeline's settings say.
     fn fail_record(
         &self,
+        sink: &SinkBatch<'_>,
         batch: &InputBatch,
         failure: &ChainFailure,
         acks: &Arc<Acks>,
@@ -398,7 +526,7 @@ impl Worker {
                     ("sluice.transform.sha256", stage.module.sha256.as_str()),
                 ]);
             }
-            self.shared.sink.dead_letter(&record, &context, acks);
+            sink.dead_letter(&record, &context, acks);
             pipeline.metrics.dead_lettered.fetch_add(1, Relaxed);
             return Ok(());
         }
@@ -444,8 +572,10 @@ mod tests {
 
     #[test]
     fn a_worker_that_dies_is_noticed_with_its_panic_and_keeps_only_what_was_acknowledged() {
-        let committable = Arc::new(AtomicI64::new(41));
-        let mut handle = WorkerHandle::start("t".into(), committable, |commands| {
+        let progress = Progress::new();
+        progress.committable.store(41, Relaxed);
+        let generation = Arc::new(AtomicU64::new(0));
+        let mut handle = WorkerHandle::start("t".into(), progress, generation, |commands| {
             let _first = commands.recv();
             panic!("bug in the worker");
         })
@@ -458,18 +588,20 @@ mod tests {
         handle.send(Command::Batch(InputBatchBuilder::new("t", 0)));
         assert!(handle.lost);
         let started = Instant::now();
-        assert_eq!(handle.drain(Instant::now() + Duration::from_secs(30)), 41);
+        let progress = handle.drain(Instant::now() + Duration::from_secs(30));
+        assert_eq!(progress.committable(), 41);
         assert!(started.elapsed() < Duration::from_secs(5));
     }
 
     #[test]
     fn a_healthy_worker_drains_and_is_not_taken_for_dead() {
-        let committable = Arc::new(AtomicI64::new(-1));
-        let published = committable.clone();
-        let mut handle = WorkerHandle::start("t".into(), committable, move |commands| {
-            while let Ok(command) = commands.recv() {
-                if let Command::Drain { reply, .. } = command {
-                    published.store(7, Relaxed);
+        let progress = Progress::new();
+        let published = progress.clone();
+        let generation = Arc::new(AtomicU64::new(0));
+        let mut handle = WorkerHandle::start("t".into(), progress, generation, move |commands| {
+            while let Ok(envelope) = commands.recv() {
+                if let Command::Drain { reply, .. } = envelope.command {
+                    published.committable.store(7, Relaxed);
                     let _ = reply.send(());
                     return;
                 }
@@ -478,6 +610,11 @@ mod tests {
         .unwrap();
         handle.send(Command::Batch(InputBatchBuilder::new("t", 0)));
         assert_eq!(handle.death(), None);
-        assert_eq!(handle.drain(Instant::now() + Duration::from_secs(30)), 7);
+        assert_eq!(
+            handle
+                .drain(Instant::now() + Duration::from_secs(30))
+                .committable(),
+            7
+        );
     }
 }
