@@ -158,8 +158,8 @@ config = {{ field = "date" }}
     for (step, threshold) in &plan {
         let what = format!("{threshold} ids out");
         wait_for(&mut tally, &processes, &what, |tally, processes| {
-            tally.distinct >= *threshold as usize
-                && processes[primary].log().contains("partition assigned")
+            // Each disturbance hits a process at work: one that has written records.
+            tally.distinct >= *threshold as usize && records_written(&processes[primary]) > 0
         });
         let at = (started.elapsed(), tally.distinct);
         let began = Instant::now();
@@ -210,8 +210,8 @@ config = {{ field = "date" }}
                 wait_for(
                     &mut tally,
                     &processes,
-                    "the second instance's partitions",
-                    |_, p| p[joined].log().contains("partition assigned"),
+                    "the second instance's first records",
+                    |_, p| records_written(&p[joined]) > 0,
                 );
                 format!("sluice#{joined} joined the group")
             }
@@ -226,14 +226,14 @@ config = {{ field = "date" }}
                 format!("SIGTERM sluice#{leaving}, it left the group")
             }
         };
-        let line = format!(
-            "at {:.1} s, {} ids out: {description} (took {:.1} s)",
+        println!(
+            "chaos {}: at {:.1} s, {} ids out: {description} (took {:.1} s)",
+            scenario.name,
             at.0.as_secs_f64(),
             at.1,
             began.elapsed().as_secs_f64()
         );
-        println!("chaos {}: {line}", scenario.name);
-        steps.push(line);
+        steps.push((at, description, tally.duplicates()));
     }
 
     let produced = producer.join().expect("the producer thread panicked");
@@ -260,6 +260,22 @@ config = {{ field = "date" }}
         primary_process.log()
     );
 
+    // Each step is charged with the duplicates that came out between it and the next one.
+    let mut charged = steps
+        .iter()
+        .map(|s| s.2)
+        .skip(1)
+        .chain([tally.duplicates()]);
+    let steps: Vec<String> = steps
+        .iter()
+        .map(|((elapsed, ids), description, duplicates_before)| {
+            format!(
+                "at {:.1} s, {ids} ids out: {description} (+{} duplicates before the next step)",
+                elapsed.as_secs_f64(),
+                charged.next().unwrap() - duplicates_before
+            )
+        })
+        .collect();
     let lost: Vec<u64> = (0..n).filter(|&id| tally.seen[id as usize] == 0).collect();
     let lost_inputs = if lost.is_empty() {
         String::new()
@@ -271,7 +287,7 @@ config = {{ field = "date" }}
          {:.1} s in all (input produced in {:.1} s at up to {rate}/s); seed {seed}; steps: {}",
         scenario.name,
         lost.len(),
-        tally.records - tally.distinct,
+        tally.duplicates(),
         tally.dead_letters,
         tally.records,
         started.elapsed().as_secs_f64(),
@@ -290,8 +306,24 @@ config = {{ field = "date" }}
             }
         }
     }
+    // What Sluice complained about, for judging its behaviour under the disturbances.
+    for (i, process) in processes.iter().enumerate() {
+        let log = process.log();
+        let complaints: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+            .collect();
+        println!(
+            "chaos {}: sluice#{i}: {} warnings/errors",
+            scenario.name,
+            complaints.len()
+        );
+        for line in complaints.iter().take(8) {
+            println!("    {}", &line[..line.len().min(240)]);
+        }
+    }
     Outcome {
-        duplicates: tally.records - tally.distinct,
+        duplicates: tally.duplicates(),
         dead_letters: tally.dead_letters,
         lost,
         lost_inputs,
@@ -358,6 +390,16 @@ fn assert_alive(process: &mut Sluice) {
             process.log()
         );
     }
+}
+
+/// Records `process` has written so far, from its metrics.
+fn records_written(process: &Sluice) -> u64 {
+    let (_, metrics) = process.http_get("/metrics");
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("sluice_records_produced_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
 }
 
 /// Polls `tally` until `done` holds, or panics with the logs after `STEP_WAIT`.
@@ -517,6 +559,11 @@ impl Tally {
             records: 0,
             dead_letters: 0,
         }
+    }
+
+    /// Output records beyond one per id.
+    fn duplicates(&self) -> usize {
+        self.records - self.distinct
     }
 
     /// Reads what arrives for about `budget`.
