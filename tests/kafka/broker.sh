@@ -95,11 +95,17 @@ state_dir() {
 # True if something accepts TCP connections on 127.0.0.1:$1.
 port_busy() { (: <>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
+# True if a broker state dir under the cache holds port $1 (its broker may be down for a
+# restart, and must get its port back).
+port_reserved() {
+	grep -qsE "127\.0\.0\.1:$1(,|$)" "$CACHE"/*/server.properties
+}
+
 # First free port >= $1, skipping $2 (the port already picked).
 free_port_from() {
 	local p=$1
 	while ((p < 65535)); do
-		if [[ $p != "${2:-}" ]] && ! port_busy "$p"; then
+		if [[ $p != "${2:-}" ]] && ! port_busy "$p" && ! port_reserved "$p"; then
 			echo "$p"
 			return 0
 		fi
