@@ -111,7 +111,11 @@ fn run_scenario(scenario: &Scenario) -> Outcome {
         create_topic(topic, PARTITIONS);
     }
     create_topic(&dlq, 1);
+    let pipeline = unique("chaos");
+    // Sluice's default consumer group for the pipeline.
+    let group = format!("sluice-{pipeline}");
     let dir = tempfile::tempdir().unwrap();
+    let tracing = std::env::var_os("SLUICE_CHAOS_TRACE").is_some();
     let config = write_config(
         dir.path(),
         &format!(
@@ -120,6 +124,7 @@ fn run_scenario(scenario: &Scenario) -> Outcome {
 # A killed member is noticed after 6 s rather than librdkafka's 45 s, the broker's minimum.
 "session.timeout.ms" = "6000"
 "heartbeat.interval.ms" = "1000"
+{}
 
 [[pipeline]]
 name = "{}"
@@ -133,7 +138,9 @@ start = "earliest"
 module = "{}"
 config = {{ field = "date" }}
 "#,
-            unique("chaos"),
+            // Traced: the consumer group's protocol, in Sluice's logs.
+            if tracing { r#""debug" = "cgrp""# } else { "" },
+            pipeline,
             inputs[0],
             inputs[1],
             scenario.pipeline_settings,
@@ -149,6 +156,7 @@ config = {{ field = "date" }}
     let mut processes = vec![Sluice::start(&config)];
     let mut primary = 0;
     let mut second: Option<usize> = None;
+    trace_commits(group.clone(), inputs.clone(), started);
     let producer = {
         let inputs = inputs.clone();
         std::thread::spawn(move || produce(&inputs, n, rate))
@@ -167,6 +175,11 @@ config = {{ field = "date" }}
             Step::Kill => {
                 let killed = &mut processes[primary];
                 assert_alive(killed);
+                // What the kill leaves to be processed again: written but not committed (read
+                // to the end first, since the tally may lag after a broker restart).
+                tally.read_to_end();
+                let uncommitted = committed(&group, &inputs)
+                    .map_or("?".into(), |c| (tally.distinct as i64 - c).to_string());
                 killed.signal("KILL");
                 killed
                     .wait(Duration::from_secs(10))
@@ -174,7 +187,10 @@ config = {{ field = "date" }}
                 processes.push(Sluice::start(&config));
                 let old = primary;
                 primary = processes.len() - 1;
-                format!("SIGKILL sluice#{old}, started sluice#{primary}")
+                format!(
+                    "SIGKILL sluice#{old} ({uncommitted} ids out beyond the group's commits), \
+                     started sluice#{primary}"
+                )
             }
             Step::BrokerRestart => {
                 assert_alive(&mut processes[primary]);
@@ -233,7 +249,7 @@ config = {{ field = "date" }}
             at.1,
             began.elapsed().as_secs_f64()
         );
-        steps.push((at, description, tally.duplicates()));
+        steps.push((at, description));
     }
 
     let produced = producer.join().expect("the producer thread panicked");
@@ -249,30 +265,23 @@ config = {{ field = "date" }}
         tally.poll(Duration::from_millis(500));
     }
     // Whatever is still in flight (duplicates of a last replay) has landed by the time the
-    // primary has committed and stopped.
+    // primary has committed and stopped; then the tally reads all of it.
     let primary_process = &mut processes[primary];
     primary_process.signal("TERM");
     let status = primary_process.wait(Duration::from_secs(60));
-    tally.poll(Duration::from_secs(2));
+    tally.read_to_end();
     assert!(
         status.is_some_and(|s| s.success()),
         "exit {status:?} after SIGTERM; log:\n{}",
         primary_process.log()
     );
 
-    // Each step is charged with the duplicates that came out between it and the next one.
-    let mut charged = steps
-        .iter()
-        .map(|s| s.2)
-        .skip(1)
-        .chain([tally.duplicates()]);
     let steps: Vec<String> = steps
         .iter()
-        .map(|((elapsed, ids), description, duplicates_before)| {
+        .map(|((elapsed, ids), description)| {
             format!(
-                "at {:.1} s, {ids} ids out: {description} (+{} duplicates before the next step)",
-                elapsed.as_secs_f64(),
-                charged.next().unwrap() - duplicates_before
+                "at {:.1} s, {ids} ids out: {description}",
+                elapsed.as_secs_f64()
             )
         })
         .collect();
@@ -306,21 +315,31 @@ config = {{ field = "date" }}
             }
         }
     }
-    // What Sluice complained about, for judging its behaviour under the disturbances.
+    // What Sluice complained about, for judging its behaviour under the disturbances: its own
+    // warnings in full, librdkafka's (the broker going away) counted.
     for (i, process) in processes.iter().enumerate() {
         let log = process.log();
-        let complaints: Vec<&str> = log
+        let (librdkafka, own): (Vec<&str>, Vec<&str>) = log
             .lines()
-            .filter(|l| l.contains("WARN") || l.contains("ERROR"))
-            .collect();
+            .filter(|l| l.contains(" WARN ") || l.contains(" ERROR "))
+            .partition(|l| l.contains(" librdkafka: ") || l.contains(" rdkafka::"));
         println!(
-            "chaos {}: sluice#{i}: {} warnings/errors",
+            "chaos {}: sluice#{i}: {} warnings/errors of its own, {} from librdkafka",
             scenario.name,
-            complaints.len()
+            own.len(),
+            librdkafka.len()
         );
-        for line in complaints.iter().take(8) {
-            println!("    {}", &line[..line.len().min(240)]);
+        for line in own.iter().take(10) {
+            println!("    {}", &line[..line.len().min(300)]);
         }
+    }
+    if tracing {
+        drop(processes);
+        println!(
+            "chaos {}: logs kept in {}",
+            scenario.name,
+            dir.keep().display()
+        );
     }
     Outcome {
         duplicates: tally.duplicates(),
@@ -390,6 +409,90 @@ fn assert_alive(process: &mut Sluice) {
             process.log()
         );
     }
+}
+
+/// The sum of `group`'s committed offsets over the input partitions: how many inputs it has
+/// committed.
+fn committed(group: &str, inputs: &[String; 2]) -> Option<i64> {
+    // The coordinator may be moving (a restarted broker): ask a few times.
+    (0..5).find_map(|_| {
+        let offsets = committed_by_partition(group, inputs);
+        if offsets.is_none() {
+            std::thread::sleep(Duration::from_secs(1));
+        }
+        offsets.map(|o| o.iter().map(|(_, _, offset)| offset).sum())
+    })
+}
+
+/// `group`'s committed offset of every input partition (0 for none yet), if the broker answers.
+fn committed_by_partition(group: &str, inputs: &[String; 2]) -> Option<Vec<(String, i32, i64)>> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut partitions = TopicPartitionList::new();
+    for topic in inputs {
+        for p in 0..PARTITIONS as i32 {
+            partitions.add_partition(topic, p);
+        }
+    }
+    // Only asks for the offsets (OffsetFetch): it does not join the group.
+    let committed = consumer
+        .committed_offsets(partitions, Duration::from_secs(10))
+        .ok()?;
+    let offsets = committed
+        .elements()
+        .iter()
+        .map(|e| {
+            let offset = match e.offset() {
+                Offset::Offset(n) => n,
+                _ => 0,
+            };
+            (e.topic().to_string(), e.partition(), offset)
+        })
+        .collect();
+    Some(offsets)
+}
+
+/// With `SLUICE_CHAOS_TRACE` set, prints every 2 s each input partition's committed offset
+/// against its end, to see where commits lag.
+fn trace_commits(group: String, inputs: [String; 2], started: Instant) {
+    if std::env::var_os("SLUICE_CHAOS_TRACE").is_none() {
+        return;
+    }
+    std::thread::spawn(move || {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", bootstrap())
+            .create()
+            .unwrap();
+        loop {
+            std::thread::sleep(Duration::from_secs(2));
+            let Some(offsets) = committed_by_partition(&group, &inputs) else {
+                println!(
+                    "trace {:.1} s: no committed offsets",
+                    started.elapsed().as_secs_f64()
+                );
+                continue;
+            };
+            let line: Vec<String> = offsets
+                .into_iter()
+                .map(|(topic, partition, offset)| {
+                    let end = consumer
+                        .fetch_watermarks(&topic, partition, Duration::from_secs(5))
+                        .map_or(-1, |w| w.1);
+                    let name = if topic == inputs[0] { "a" } else { "b" };
+                    format!("{name}{partition} {offset}/{end}")
+                })
+                .collect();
+            println!(
+                "trace {:.1} s: committed/end {}",
+                started.elapsed().as_secs_f64(),
+                line.join(", ")
+            );
+        }
+    });
 }
 
 /// Records `process` has written so far, from its metrics.
@@ -564,6 +667,41 @@ impl Tally {
     /// Output records beyond one per id.
     fn duplicates(&self) -> usize {
         self.records - self.distinct
+    }
+
+    /// Reads every record written so far (up to each partition's high watermark).
+    fn read_to_end(&mut self) {
+        let deadline = Instant::now() + STEP_WAIT;
+        let assignment = self.consumer.assignment().unwrap();
+        let ends: Vec<(String, i32, i64)> = assignment
+            .elements()
+            .iter()
+            .map(|e| {
+                let (_, high) = self
+                    .consumer
+                    .fetch_watermarks(e.topic(), e.partition(), Duration::from_secs(10))
+                    .expect("watermarks");
+                (e.topic().to_string(), e.partition(), high)
+            })
+            .collect();
+        loop {
+            let positions = self.consumer.position().unwrap();
+            let behind = ends.iter().any(|(topic, partition, high)| {
+                let at = positions
+                    .find_partition(topic, *partition)
+                    .and_then(|p| p.offset().to_raw())
+                    .unwrap_or(0);
+                *high > 0 && at < *high
+            });
+            if !behind {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the outputs were not read to their end within {STEP_WAIT:?}"
+            );
+            self.poll(Duration::from_millis(200));
+        }
     }
 
     /// Reads what arrives for about `budget`.
