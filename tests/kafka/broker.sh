@@ -7,15 +7,17 @@
 #
 #   broker.sh install                     fetch the jars once (no-op afterwards)
 #   broker.sh start [DIR]                 fresh broker; prints "127.0.0.1:PORT"
-#   broker.sh stop [DIR]                  stop it (fine if it is not running)
+#   broker.sh stop [DIR]                  stop it (fine if it is not running); keeps its data
+#   broker.sh resume [DIR]                start a stopped broker again on the same data and port
+#   broker.sh restart [DIR]               stop, then resume (a broker restart, as in production)
 #   broker.sh topic-create NAME PARTS [DIR]  create a topic unless it exists
 #
-# DIR defaults to <repo>/.cache/kafka/run and is wiped by every start. It holds
+# DIR defaults to <repo>/.cache/kafka/run and is wiped by every start (not by resume). It holds
 # server.properties, data/, broker.log, broker.pid and bootstrap (the address).
 #
 # Environment:
 #   SLUICE_BROKER_PORT           broker port (default: 19092, or the next free one)
-#   SLUICE_BROKER_START_TIMEOUT  seconds to wait for the broker (default 90)
+#   SLUICE_BROKER_START_TIMEOUT  seconds to wait for the broker (default 90, also for resume)
 #   JAVA                        java binary (default: java on PATH)
 set -euo pipefail
 
@@ -93,11 +95,17 @@ state_dir() {
 # True if something accepts TCP connections on 127.0.0.1:$1.
 port_busy() { (: <>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
+# True if a broker state dir under the cache holds port $1 (its broker may be down for a
+# restart, and must get its port back).
+port_reserved() {
+	grep -qsE "127\.0\.0\.1:$1(,|$)" "$CACHE"/*/server.properties
+}
+
 # First free port >= $1, skipping $2 (the port already picked).
 free_port_from() {
 	local p=$1
 	while ((p < 65535)); do
-		if [[ $p != "${2:-}" ]] && ! port_busy "$p"; then
+		if [[ $p != "${2:-}" ]] && ! port_busy "$p" && ! port_reserved "$p"; then
 			echo "$p"
 			return 0
 		fi
@@ -242,15 +250,23 @@ EOF
 		die "formatting $dir/data failed"
 	fi
 
+	launch "$dir" "$bootstrap" && warm_up "$bootstrap" "$dir" && echo "$bootstrap"
+}
+
+# Starts the broker JVM on DIR's server.properties and data, and waits (with a deadline) until
+# it serves on BOOTSTRAP; then writes DIR/bootstrap. On failure: the log's tail, and exit.
+launch() {
+	local dir=$1 bootstrap=$2 port=${2##*:}
 	# nohup + stdin from /dev/null + all output to the log: the broker holds
 	# none of our descriptors, so `addr=$(broker.sh start)` returns at once.
+	# Appending keeps the log of the run before a restart.
 	nohup "$JAVA" -Xms256m -Xmx1g -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
 		-XX:InitiatingHeapOccupancyPercent=35 -XX:+ExplicitGCInvokesConcurrent \
 		-Djava.awt.headless=true \
 		-Dlog4j2.configurationFile="$HERE/log4j2.yaml" -Dsluice.kafka.loglevel=INFO \
 		-Dkafka.logs.dir="$dir" \
 		-cp "$LIBS/*" kafka.Kafka "$dir/server.properties" \
-		>"$dir/broker.log" 2>&1 </dev/null &
+		>>"$dir/broker.log" 2>&1 </dev/null &
 	local pid=$!
 	echo "$pid" >"$dir/broker.pid"
 
@@ -261,10 +277,8 @@ EOF
 			break
 		fi
 		# Cheap TCP check first; the real Kafka probe only once it listens.
-		if port_busy "$bport" && probe "$bootstrap" "$dir"; then
-			warm_up "$bootstrap" "$dir"
+		if port_busy "$port" && probe "$bootstrap" "$dir"; then
 			echo "$bootstrap" >"$dir/bootstrap"
-			echo "$bootstrap"
 			return 0
 		fi
 		if ((SECONDS >= deadline)); then
@@ -294,6 +308,30 @@ cmd_stop() {
 	stop_dir "$(state_dir "${1:-}")"
 }
 
+cmd_resume() {
+	local dir bootstrap
+	dir=$(state_dir "${1:-}")
+	[[ -f $dir/$STATE_MARK && -f $dir/server.properties ]] ||
+		die "no broker state in $dir to resume (run: broker.sh start)"
+	if broker_pid "$dir" >/dev/null; then
+		cat "$dir/bootstrap"
+		return 0
+	fi
+	# The same address as before, so clients configured with it reconnect.
+	bootstrap=$(sed -n 's|^listeners=PLAINTEXT://\([^,]*\),.*|\1|p' "$dir/server.properties")
+	[[ -n $bootstrap ]] || die "no PLAINTEXT listener in $dir/server.properties"
+	# While it was down, another broker (an overlapping test run) may have taken its port.
+	port_busy "${bootstrap##*:}" && die "cannot resume: $bootstrap is taken by another process"
+	launch "$dir" "$bootstrap" && echo "$bootstrap"
+}
+
+cmd_restart() {
+	local dir
+	dir=$(state_dir "${1:-}")
+	stop_dir "$dir"
+	cmd_resume "$dir"
+}
+
 cmd_topic_create() {
 	(($# >= 2)) || die "usage: broker.sh topic-create NAME PARTITIONS [DIR]"
 	local name=$1 parts=$2 dir out
@@ -313,6 +351,8 @@ case ${1:-} in
 install) cmd_install ;;
 start) cmd_start "${2:-}" ;;
 stop) cmd_stop "${2:-}" ;;
+resume) cmd_resume "${2:-}" ;;
+restart) cmd_restart "${2:-}" ;;
 topic-create) shift && cmd_topic_create "$@" ;;
 *)
 	sed -n '2,/^set -euo/{/^#/s/^# \{0,1\}//p}' "${BASH_SOURCE[0]}" >&2
