@@ -47,7 +47,34 @@ fn at_least_once_survives_kills_a_broker_restart_and_a_rebalance_with_nothing_lo
     assert_eq!(outcome.dead_letters, 0, "{}", outcome.summary);
 }
 
-/// What varies between the at-least-once scenario and the exactly-once one (issue 14).
+#[test]
+fn exactly_once_survives_kills_a_broker_restart_and_a_rebalance_with_every_id_once() {
+    let outcome = run_scenario(&Scenario {
+        name: "exactly-once",
+        pipeline_settings: "guarantee = \"exactly-once\"",
+        isolation_level: "read_committed",
+    });
+    println!("{}", outcome.summary);
+    assert!(
+        outcome.lost.is_empty(),
+        "{} ids lost (first 20: {:?}); where they were in the inputs:\n{}\n{}",
+        outcome.lost.len(),
+        &outcome.lost[..outcome.lost.len().min(20)],
+        outcome.lost_inputs,
+        outcome.summary
+    );
+    assert_eq!(outcome.duplicates, 0, "{}", outcome.summary);
+    assert_eq!(outcome.dead_letters, 0, "{}", outcome.summary);
+    // The kills left aborted writes in the log, which read_uncommitted readers do see: the
+    // test would fail for a pipeline that is not transactional.
+    assert!(
+        outcome.uncommitted_records > outcome.records,
+        "no aborted writes in the log: {}",
+        outcome.summary
+    );
+}
+
+/// What varies between the at-least-once scenario and the exactly-once one.
 struct Scenario {
     /// Shown in the summary.
     name: &'static str,
@@ -64,8 +91,11 @@ struct Outcome {
     /// Where the first lost ids were in the input topics, one per line.
     lost_inputs: String,
     /// Output records beyond one per id.
-    #[allow(dead_code)] // asserted on by the exactly-once variant
     duplicates: usize,
+    /// Output and dead-letter records read at the scenario's isolation level.
+    records: usize,
+    /// Output and dead-letter records in the log, those of aborted transactions included.
+    uncommitted_records: usize,
     /// Records in the dead-letter topic.
     dead_letters: usize,
     /// One line: ids, lost, duplicates, the seed and the exact steps taken.
@@ -117,10 +147,9 @@ fn run_scenario(scenario: &Scenario) -> Outcome {
     let group = format!("sluice-{pipeline}");
     let dir = tempfile::tempdir().unwrap();
     let tracing = std::env::var_os("SLUICE_CHAOS_TRACE").is_some();
-    let config = write_config(
-        dir.path(),
-        &format!(
-            r#"
+    let second_dir = tempfile::tempdir().unwrap();
+    let body = format!(
+        r#"
 [kafka.consumer]
 # A killed member is noticed after 6 s rather than librdkafka's 45 s, the broker's minimum.
 "session.timeout.ms" = "6000"
@@ -138,13 +167,13 @@ start = "earliest"
 module = "{}"
 config = {{ field = "date" }}
 "#,
-            pipeline,
-            inputs[0],
-            inputs[1],
-            scenario.pipeline_settings,
-            wasm("tz_normaliser").display()
-        ),
+        pipeline,
+        inputs[0],
+        inputs[1],
+        scenario.pipeline_settings,
+        wasm("tz_normaliser").display()
     );
+    let config = write_config(dir.path(), &body);
 
     let mut tally = Tally::new(
         &[(&out, PARTITIONS), (&dlq, 1)],
@@ -218,7 +247,8 @@ config = {{ field = "date" }}
                 )
             }
             Step::Join => {
-                processes.push(Sluice::start(&config));
+                // Its own state directory: members must not share one.
+                processes.push(Sluice::start(&write_config(second_dir.path(), &body)));
                 let joined = processes.len() - 1;
                 second = Some(joined);
                 wait_for(
@@ -268,6 +298,8 @@ config = {{ field = "date" }}
     primary_process.signal("TERM");
     let status = primary_process.wait(Duration::from_secs(60));
     tally.read_to_end();
+    let mut everything = Tally::new(&[(&out, PARTITIONS), (&dlq, 1)], n, "read_uncommitted");
+    everything.read_to_end();
     assert!(
         status.is_some_and(|s| s.success()),
         "exit {status:?} after SIGTERM; log:\n{}",
@@ -290,13 +322,14 @@ config = {{ field = "date" }}
         locate(&inputs, &lost[..lost.len().min(20)])
     };
     let summary = format!(
-        "chaos {}: {n} ids, {} lost, {} duplicates, {} dead letters, {} output records; \
-         {:.1} s in all (input produced in {:.1} s at up to {rate}/s); seed {seed}; steps: {}",
+        "chaos {}: {n} ids, {} lost, {} duplicates, {} dead letters, {} output records ({} in the \
+         log, aborted included); {:.1} s in all (input produced in {:.1} s at up to {rate}/s); seed {seed}; steps: {}",
         scenario.name,
         lost.len(),
         tally.duplicates(),
         tally.dead_letters,
         tally.records,
+        everything.records,
         started.elapsed().as_secs_f64(),
         produced.took.as_secs_f64(),
         steps.join("; ")
@@ -341,6 +374,8 @@ config = {{ field = "date" }}
     }
     Outcome {
         duplicates: tally.duplicates(),
+        records: tally.records,
+        uncommitted_records: everything.records,
         dead_letters: tally.dead_letters,
         lost,
         lost_inputs,

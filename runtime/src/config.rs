@@ -103,7 +103,7 @@ pub enum OnError {
 }
 
 /// What a pipeline promises about its outputs when Sluice or the broker fails.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum Guarantee {
     /// Every input record's outputs are written at least once: after a crash, the records
@@ -376,6 +376,12 @@ impl Config {
         if overrides.state_dir.is_some() {
             self.state_dir = overrides.state_dir;
         }
+        for pipeline in &mut self.pipeline {
+            pipeline.guarantee = overrides.guarantee.unwrap_or(pipeline.guarantee);
+            pipeline.commit_interval_ms = overrides
+                .commit_interval_ms
+                .unwrap_or(pipeline.commit_interval_ms);
+        }
         self.check()
     }
 
@@ -533,6 +539,10 @@ pub struct Overrides {
     pub token: Option<String>,
     /// `state_dir`.
     pub state_dir: Option<PathBuf>,
+    /// Every pipeline's `guarantee`.
+    pub guarantee: Option<Guarantee>,
+    /// Every pipeline's `commit_interval_ms`.
+    pub commit_interval_ms: Option<u64>,
 }
 
 /// Kafka's own rules for topic names.
@@ -635,9 +645,16 @@ mod tests {
         );
         let with_token = Overrides {
             token: Some("t".into()),
+            guarantee: Some(Guarantee::ExactlyOnce),
+            commit_interval_ms: Some(500),
             ..Default::default()
         };
         c.apply(with_token).unwrap();
+        let p = &c.pipeline[0];
+        assert_eq!(
+            (p.guarantee, p.commit_interval_ms),
+            (Guarantee::ExactlyOnce, 500)
+        );
     }
 
     #[test]

@@ -133,6 +133,18 @@ impl Collector for Snapshot {
         )?;
         counter(
             &mut encoder,
+            "transactions_committed",
+            "Exactly-once: transactions committed.",
+            &per_pipeline(&|m| m.transactions_committed.load(Relaxed)),
+        )?;
+        counter(
+            &mut encoder,
+            "transactions_aborted",
+            "Exactly-once: transactions aborted; their records were processed again.",
+            &per_pipeline(&|m| m.transactions_aborted.load(Relaxed)),
+        )?;
+        counter(
+            &mut encoder,
             "worker_deaths",
             "Partition workers that died; each stops its pipeline.",
             &per_pipeline(&|m| m.worker_deaths.load(Relaxed)),

@@ -158,6 +158,59 @@ pub struct Slot {
     pub can_rollback: bool,
 }
 
+/// What a pipeline promises about its outputs when Sluice or the broker fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Guarantee {
+    /// After a crash, the records since the last commit are processed again.
+    AtLeastOnce,
+    /// Outputs, dead letters and offsets are committed in one transaction per commit
+    /// interval: read_committed readers see every input record's outputs once.
+    ExactlyOnce,
+}
+
+impl From<crate::config::Guarantee> for Guarantee {
+    fn from(g: crate::config::Guarantee) -> Self {
+        match g {
+            crate::config::Guarantee::AtLeastOnce => Guarantee::AtLeastOnce,
+            crate::config::Guarantee::ExactlyOnce => Guarantee::ExactlyOnce,
+        }
+    }
+}
+
+/// An exactly-once pipeline's transactions since the process started.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct Transactions {
+    /// Committed.
+    pub committed: u64,
+    /// Aborted (their records were processed again).
+    pub aborted: u64,
+    /// Milliseconds since the last commit; absent before the first.
+    #[schema(required = true)]
+    pub last_commit_age_ms: Option<u64>,
+    /// Why the last aborted transaction was aborted.
+    #[schema(required = true)]
+    pub last_abort: Option<String>,
+}
+
+impl Transactions {
+    /// The counters of `m`.
+    pub fn read(m: &crate::pipeline::metrics::PipelineMetrics) -> Self {
+        use std::sync::atomic::Ordering::Relaxed;
+        let last = m.last_commit_ms.load(Relaxed);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis() as u64;
+        Transactions {
+            committed: m.transactions_committed.load(Relaxed),
+            aborted: m.transactions_aborted.load(Relaxed),
+            last_commit_age_ms: (last > 0).then(|| now.saturating_sub(last)),
+            last_abort: m.last_abort.lock().unwrap().clone(),
+        }
+    }
+}
+
 /// A pipeline: its figures, topics and transform slots.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Pipeline {
@@ -176,6 +229,11 @@ pub struct Pipeline {
     pub dead_letter: Option<String>,
     /// Its transforms, in chain order.
     pub slots: Vec<Slot>,
+    /// What it promises about its outputs.
+    pub guarantee: Guarantee,
+    /// With exactly-once: its transactions.
+    #[schema(required = true)]
+    pub transactions: Option<Transactions>,
 }
 
 /// `GET /pipelines`.
@@ -343,6 +401,8 @@ mod tests {
             outputs: vec!["b".into()],
             dead_letter: None,
             slots: Vec::new(),
+            guarantee: Guarantee::ExactlyOnce,
+            transactions: Some(Transactions::default()),
         };
         let text = serde_json::to_value(&pipeline).unwrap();
         assert_eq!(

@@ -389,6 +389,9 @@ fn pipeline_view(state: &AppState, p: &crate::pipeline::Pipeline) -> Pipeline {
         outputs: p.outputs.to_vec(),
         dead_letter: p.dead_letter.clone(),
         slots,
+        guarantee: p.guarantee.into(),
+        transactions: (p.guarantee == crate::config::Guarantee::ExactlyOnce)
+            .then(|| super::model::Transactions::read(m)),
     }
 }
 

@@ -1,7 +1,7 @@
 //! `sluice run`: the main job.
 
 use crate::api::AppState;
-use crate::config::{Config, Overrides};
+use crate::config::{Config, Guarantee, Overrides};
 use crate::control::ControlPlane;
 use crate::engine::{Engine, Limits};
 use crate::kafka::KafkaArgs;
@@ -21,6 +21,7 @@ Examples:
   SLUICE_BOOTSTRAP_SERVERS=127.0.0.1:9092 sluice run -c sluice.toml
   sluice run --config sluice.toml --check      # validate the file and the modules, then exit
   sluice run --config sluice.toml --state-dir /var/lib/sluice
+  sluice run --config sluice.toml --guarantee exactly-once     # outputs and offsets in one transaction
   SLUICE_KAFKA_SASL_PASSWORD=... sluice run -c sluice.toml   # any librdkafka property: SLUICE_KAFKA_<NAME>, `_` for `.`
 
 The dashboard and the API are served on [api] listen (default http://127.0.0.1:8080/).
@@ -50,6 +51,12 @@ pub struct RunArgs {
         hide_env_values = true
     )]
     pub token: Option<String>,
+    /// Every pipeline's guarantee, overriding `guarantee` in the file.
+    #[arg(long, env = "SLUICE_GUARANTEE", value_enum)]
+    pub guarantee: Option<Guarantee>,
+    /// Every pipeline's commit interval with exactly-once, overriding `commit_interval_ms`.
+    #[arg(long, env = "SLUICE_COMMIT_INTERVAL_MS", value_name = "MS")]
+    pub commit_interval_ms: Option<u64>,
     /// Check the configuration and load every module, then exit.
     #[arg(long)]
     pub check: bool,
@@ -63,6 +70,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
         listen: args.listen,
         token: args.token,
         state_dir: args.state_dir,
+        guarantee: args.guarantee,
+        commit_interval_ms: args.commit_interval_ms,
     };
     config
         .apply(overrides)

@@ -84,7 +84,7 @@ pub enum PipelineError {
         pipeline: String,
         /// Why.
         #[source]
-        source: sink::SinkError,
+        source: Box<sink::SinkError>,
     },
     /// A thread could not be started.
     #[error("cannot start a thread")]
@@ -102,6 +102,8 @@ pub struct Pipeline {
     pub outputs: Arc<Vec<String>>,
     /// Where failed records go.
     pub dead_letter: Option<String>,
+    /// What it promises about its outputs.
+    pub guarantee: Guarantee,
     /// Counters and status.
     pub metrics: Arc<PipelineMetrics>,
     /// The lookup tables the transforms may read.
@@ -122,6 +124,7 @@ impl Pipeline {
             inputs: config.inputs.clone(),
             outputs: Arc::new(config.outputs.clone()),
             dead_letter: config.dead_letter.clone(),
+            guarantee: config.guarantee,
             metrics: Arc::new(PipelineMetrics::new(
                 &config.name,
                 &config.inputs,
@@ -352,7 +355,7 @@ fn start(
     let sink = sink::Sink::new(&config.kafka, pipeline, transactional_id.as_deref()).map_err(
         |source| PipelineError::Sink {
             pipeline: pipeline.name.clone(),
-            source,
+            source: Box::new(source),
         },
     )?;
     let shared = Arc::new(Pipeline::new(pipeline, tables, stages));

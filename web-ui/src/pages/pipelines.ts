@@ -97,6 +97,8 @@ class PipelineCard {
       h("span", { class: "muted" }, " to "),
       p.outputs.map((t, i) => [i ? ", " : "", h("code", null, t)]),
       p.dead_letter ? [h("span", { class: "muted" }, " · dead letters to "), h("code", null, p.dead_letter)] : h("span", { class: "muted" }, " · no dead-letter topic"),
+      h("span", { class: "muted" }, " · "),
+      h("span", { class: "guarantee", title: guaranteeTitle(p) }, p.guarantee),
     );
     this.showRates(p.rates, p.lag, p.batch_latency_ms);
     this.showCounts(p.totals, p.swaps);
@@ -317,4 +319,13 @@ export function pipelinesPage(): Page {
       cards.forEach((c) => c.destroy());
     },
   };
+}
+
+/// What the guarantee means, with the transactions of an exactly-once pipeline.
+function guaranteeTitle(p: Pipeline): string {
+  const t = p.transactions;
+  if (!t) return "after a crash, the records since the last commit are processed again";
+  const age = t.last_commit_age_ms === null ? "none yet" : `${Math.round(t.last_commit_age_ms)} ms ago`;
+  const abort = t.last_abort ? `; last abort: ${t.last_abort}` : "";
+  return `read_committed readers see each input's outputs once; ${t.committed} transactions committed (last ${age}), ${t.aborted} aborted${abort}`;
 }
