@@ -70,11 +70,13 @@ fn hot_swaps_while_records_stream(guarantee: &str) {
     let (input, output) = (unique("swap-in"), unique("swap-out"));
     create_topic(&input, 3);
     create_topic(&output, 3);
+    // Its own consumer group: the two variants run at once.
+    let name = format!("swap-{guarantee}");
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(
         dir.path(),
         &format!(
-            "[[pipeline]]\nname = \"swap\"\ninputs = [\"{input}\"]\noutputs = [\"{output}\"]\nbatch_size = 500\n\
+            "[[pipeline]]\nname = \"{name}\"\ninputs = [\"{input}\"]\noutputs = [\"{output}\"]\nbatch_size = 500\n\
              guarantee = \"{guarantee}\"\n\n\
              [[pipeline.transform]]\nmodule = {:?}\n",
             support::wasm("test_guest")
@@ -106,7 +108,7 @@ fn hot_swaps_while_records_stream(guarantee: &str) {
         let pipeline = json_of(
             sluice.http(
                 "PUT",
-                "/api/v1/pipelines/swap/transforms/0",
+                &format!("/api/v1/pipelines/{name}/transforms/0"),
                 body.as_bytes(),
             ),
             200,
@@ -135,7 +137,7 @@ fn hot_swaps_while_records_stream(guarantee: &str) {
         (0, 0),
         "records lost or written twice across hot swaps"
     );
-    let pipeline = json_of(sluice.http_get("/api/v1/pipelines/swap"), 200);
+    let pipeline = json_of(sluice.http_get(&format!("/api/v1/pipelines/{name}")), 200);
     assert_eq!(pipeline["slots"][0]["module"], "swapper");
     assert_eq!(pipeline["slots"][0]["version"], 10);
     let swaps = &pipeline["swaps"];

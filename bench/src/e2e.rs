@@ -80,13 +80,14 @@ fn pipeline_config(
     output: &str,
     module: Option<&Path>,
     start: &str,
+    settings: &str,
 ) -> Result<Config> {
     let transform = module
         .map(|m| format!("[[pipeline.transform]]\nmodule = \"{}\"\n", m.display()))
         .unwrap_or_default();
     let text = format!(
         "[kafka]\n\"bootstrap.servers\" = \"{bootstrap}\"\n\n[[pipeline]]\nname = \"{name}\"\ninputs = [\"{}\", \"{}\"]\n\
-         outputs = [\"{output}\"]\nstart = \"{start}\"\n{transform}",
+         outputs = [\"{output}\"]\nstart = \"{start}\"\n{settings}\n{transform}",
         inputs[0], inputs[1]
     );
     Ok(Config::parse(&text)?)
@@ -155,6 +156,7 @@ fn latency(
     rate: f64,
     seconds: u64,
     id: &str,
+    settings: &str,
 ) -> Result<(f64, f64, usize, f64)> {
     let (in1, in2, out) = (
         format!("lat-tz1-{id}"),
@@ -169,6 +171,7 @@ fn latency(
         &out,
         Some(module),
         "earliest",
+        settings,
     )?;
     let stop = Arc::new(AtomicBool::new(false));
     let pipelines = start_running(&config, engine, &stop)?;
@@ -236,7 +239,7 @@ pub fn run(bootstrap: &str, engine: &Engine, n: usize) -> Result<serde_json::Val
         SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs()
     );
     let (tz1, tz2) = (format!("bench-tz1-{id}"), format!("bench-tz2-{id}"));
-    let outputs: Vec<String> = (0..4).map(|i| format!("bench-out{i}-{id}")).collect();
+    let outputs: Vec<String> = (0..6).map(|i| format!("bench-out{i}-{id}")).collect();
     let mut topics = vec![tz1.as_str(), tz2.as_str()];
     topics.extend(outputs.iter().map(String::as_str));
     create_topics(bootstrap, &topics)?;
@@ -250,37 +253,69 @@ pub fn run(bootstrap: &str, engine: &Engine, n: usize) -> Result<serde_json::Val
     }
     producer.flush(Duration::from_secs(60))?;
 
-    // Alternate the two systems, twice each, and keep each one's best run.
-    let (mut limit, mut tz_rate) = (0f64, 0f64);
+    // Alternate the three runs (no transform; tz at-least-once; tz exactly-once), twice each,
+    // and keep each one's best.
+    const EXACTLY_ONCE: &str = "guarantee = \"exactly-once\"\ncommit_interval_ms = 100";
+    let (mut limit, mut tz_rate, mut exactly_rate) = (0f64, 0f64, 0f64);
     for (round, output) in outputs.iter().enumerate() {
-        let with_tz = round % 2 == 1;
         let name = format!("run{round}-{id}");
-        let module = with_tz.then_some(module.as_path());
-        let config = pipeline_config(bootstrap, &name, [&tz1, &tz2], output, module, "earliest")?;
+        let (transform, settings, best) = match round % 3 {
+            0 => (None, "", &mut limit),
+            1 => (Some(module.as_path()), "", &mut tz_rate),
+            _ => (Some(module.as_path()), EXACTLY_ONCE, &mut exactly_rate),
+        };
+        let config = pipeline_config(
+            bootstrap,
+            &name,
+            [&tz1, &tz2],
+            output,
+            transform,
+            "earliest",
+            settings,
+        )?;
         let rate = throughput(bootstrap, engine, &config, output, n as i64)?;
-        if with_tz {
-            tz_rate = tz_rate.max(rate)
-        } else {
-            limit = limit.max(rate)
-        }
+        *best = best.max(rate);
     }
     println!("    passthrough (no transform): {limit:>10.0} records/s");
     println!("    tz normaliser in Wasm:      {tz_rate:>10.0} records/s");
+    println!("    tz, exactly-once:           {exactly_rate:>10.0} records/s");
     println!("    tz / passthrough: {:.2}", tz_rate / limit);
+    println!(
+        "    exactly-once / at-least-once: {:.2} (target at least 0.8)",
+        exactly_rate / tz_rate
+    );
 
     let rate = tz_rate / 2.0;
-    let (p50, p99, samples, produced_rate) = latency(bootstrap, engine, &module, rate, 5, &id)?;
+    let (p50, p99, samples, produced_rate) = latency(bootstrap, engine, &module, rate, 5, &id, "")?;
     println!(
         "    latency at {rate:.0} records/s (half the tz peak; produced at {produced_rate:.0}/s): p50 {p50:.0} ms, p99 {p99:.0} ms ({samples} records)"
+    );
+    let exactly_id = format!("{id}-eos");
+    let (eos_p50, eos_p99, eos_samples, eos_produced) = latency(
+        bootstrap,
+        engine,
+        &module,
+        rate,
+        5,
+        &exactly_id,
+        EXACTLY_ONCE,
+    )?;
+    println!(
+        "    exactly-once latency at {rate:.0} records/s (produced at {eos_produced:.0}/s, read_committed): p50 {eos_p50:.0} ms, p99 {eos_p99:.0} ms ({eos_samples} records); target p99 at most {:.0} ms (2 x at-least-once + commit_interval_ms)",
+        2.0 * p99 + 100.0
     );
     Ok(serde_json::json!({
         "records": n,
         "passthrough_records_per_s": limit.round(),
         "tz_records_per_s": tz_rate.round(),
+        "tz_exactly_once_records_per_s": exactly_rate.round(),
         "tz_to_passthrough": (tz_rate / limit * 100.0).round() / 100.0,
+        "exactly_once_to_at_least_once": (exactly_rate / tz_rate * 100.0).round() / 100.0,
         "latency_rate": rate.round(),
         "latency_produced_rate": produced_rate.round(),
         "latency_p50_ms": p50,
         "latency_p99_ms": p99,
+        "exactly_once_latency_p50_ms": eos_p50,
+        "exactly_once_latency_p99_ms": eos_p99,
     }))
 }

@@ -165,6 +165,21 @@ impl Collector for Snapshot {
             &up,
         )?;
 
+        let last_commit: Vec<(Labels, i64)> = pipelines
+            .iter()
+            .filter(|p| p.guarantee == crate::config::Guarantee::ExactlyOnce)
+            .filter_map(|p| {
+                let age = super::model::Transactions::read(&p.metrics).last_commit_age_ms?;
+                Some((vec![("pipeline", p.metrics.name.clone())], age as i64))
+            })
+            .collect();
+        gauge(
+            &mut encoder,
+            "transaction_last_commit_age_ms",
+            "Exactly-once: milliseconds since the last transaction committed.",
+            &last_commit,
+        )?;
+
         let mut lag = Vec::new();
         for p in pipelines.iter() {
             for ((topic, partition), value) in p.metrics.lag.lock().unwrap().iter() {

@@ -214,3 +214,29 @@ pub fn serve(
     }
     Ok(if failed { 1 } else { 0 })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_member_keeps_its_name_across_restarts_and_members_differ() {
+        let (one, two) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let first = member_id(one.path()).unwrap();
+        assert_eq!(first.len(), 12);
+        assert_eq!(
+            member_id(one.path()).unwrap(),
+            first,
+            "same state dir, same name"
+        );
+        assert_ne!(member_id(two.path()).unwrap(), first);
+        let config = Config::parse(
+            "[[pipeline]]\nname = \"p\"\ninputs = [\"a\"]\noutputs = [\"b\"]\nguarantee = \"exactly-once\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            pipeline::transactional_id(&config.pipeline[0], &first),
+            format!("sluice-p-{first}")
+        );
+    }
+}
