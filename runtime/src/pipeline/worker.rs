@@ -161,6 +161,7 @@ impl WorkerHandle {
             ledger: Ledger::default(),
             halted: false,
             transactions_seen: 0,
+            generation_seen: 0,
         };
         Self::start(
             format!("sluice-{topic}-{partition}"),
@@ -281,6 +282,8 @@ struct Worker {
     halted: bool,
     /// [`WorkerShared::transactions`] when this worker last looked for a deploy.
     transactions_seen: u64,
+    /// The generation of the last batch run: a newer one means a transaction was aborted.
+    generation_seen: u64,
 }
 
 impl Worker {
@@ -374,6 +377,9 @@ impl Worker {
         metrics
             .consumed
             .add(&batch.topic, batch.records.len() as u64);
+        if generation != self.generation_seen {
+            self.forget_aborted_work(generation)?;
+        }
         self.switch_if_deployed();
         let started = Instant::now();
         let restarts = self.chain.restarts();
@@ -402,6 +408,25 @@ impl Worker {
             last = last.offset, records = batch.records.len(), outputs, "batch written");
         acks.seal();
         self.ledger.push(next_offset, acks);
+        Ok(())
+    }
+
+    /// After an aborted transaction: the instances start afresh, so that nothing they kept in
+    /// memory from the aborted records survives into the records read again.
+    fn forget_aborted_work(&mut self, generation: u64) -> Result<(), PartitionError> {
+        let pipeline = &self.shared.pipeline;
+        self.chain = Chain::new(
+            &self.shared.engine,
+            &pipeline.deployed,
+            self.shared.sink.outputs().clone(),
+            &pipeline.tables,
+        )
+        .map_err(|source| PartitionError::Start {
+            topic: self.topic.clone(),
+            partition: self.partition,
+            source,
+        })?;
+        self.generation_seen = generation;
         Ok(())
     }
 
