@@ -212,13 +212,27 @@ impl Transaction<'_> {
                 }
             }
         };
+        // Flushing apart from the commit only to time it: it is most of a commit's time
+        // (`make bench`; see the README's exactly-once figures).
+        let started = Instant::now();
+        self.producer
+            .flush(TRANSACTION_TIMEOUT)
+            .map_err(TransactionError::of)?;
+        let flushed = Instant::now();
         if offsets.count() > 0 {
             retrying(&|| {
                 self.producer
                     .send_offsets_to_transaction(offsets, group, TRANSACTION_TIMEOUT)
             })?;
         }
+        let offsets_sent = Instant::now();
         retrying(&|| self.producer.commit_transaction(TRANSACTION_TIMEOUT))?;
+        tracing::debug!(
+            flush_us = (flushed - started).as_micros() as u64,
+            offsets_us = (offsets_sent - flushed).as_micros() as u64,
+            end_us = offsets_sent.elapsed().as_micros() as u64,
+            "transaction commit phases"
+        );
         self.producer
             .begin_transaction()
             .map_err(TransactionError::of)

@@ -335,9 +335,11 @@ fn commit_transaction<C: ConsumerContext>(
     drained: &[Drained],
 ) {
     let pipeline = &workers.pipeline;
+    let asked = Instant::now();
     // Waits for batches being handed over and holds further ones off, so that the offsets
     // read below cover exactly the records in the transaction.
     let mut transaction = workers.sink.transaction();
+    let locked = asked.elapsed();
     let mut offsets = TopicPartitionList::new();
     let progress = (assigned.entries.iter())
         .map(|e| (&e.topic, e.partition, e.worker.produced(), e.worker.stored))
@@ -366,6 +368,8 @@ fn commit_transaction<C: ConsumerContext>(
             for entry in &mut assigned.entries {
                 entry.worker.stored = entry.worker.produced().max(entry.worker.stored);
             }
+            tracing::debug!(pipeline = %pipeline.name, lock_us = locked.as_micros() as u64,
+                commit_us = (asked.elapsed() - locked).as_micros() as u64, "transaction committed");
             pipeline.metrics.observe_commit();
             return;
         }
@@ -385,35 +389,36 @@ fn commit_transaction<C: ConsumerContext>(
         return;
     }
     drop(transaction);
-    rewind(consumer, assigned, &pipeline.name);
+    rewind(consumer, assigned, pipeline);
 }
 
 /// Seeks every assigned partition back to its committed offset and drops what was read since.
-fn rewind<C: ConsumerContext>(consumer: &BaseConsumer<C>, assigned: &mut Assigned, pipeline: &str) {
-    let mut list = TopicPartitionList::new();
-    for e in &assigned.entries {
-        let _ = list.add_partition(&e.topic, e.partition);
-    }
-    let committed = consumer
-        .committed_offsets(list, SEEK_TIMEOUT)
-        .unwrap_or_default();
+/// The committed offset is the one the last committed transaction sent for the partition or,
+/// before any since the assignment, where reading started: both are known here, so a rewind
+/// needs no answer from a broker that may be the reason for the abort.
+/// A partition that cannot be sought back stops the pipeline: reading on from where it is
+/// would skip the aborted records.
+fn rewind<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    assigned: &mut Assigned,
+    pipeline: &Pipeline,
+) {
     for entry in &mut assigned.entries {
         entry.pending.take();
-        let next = match committed
-            .find_partition(&entry.topic, entry.partition)
-            .map(|e| e.offset())
-        {
-            Some(Offset::Offset(next)) => Some(next),
-            _ => entry.first_offset,
+        let committed = entry.worker.stored;
+        let Some(next) = (committed >= 0).then_some(committed).or(entry.first_offset) else {
+            continue;
         };
-        let Some(next) = next else { continue };
         if let Err(error) = consumer.seek(
             &entry.topic,
             entry.partition,
             Offset::Offset(next),
             SEEK_TIMEOUT,
         ) {
-            tracing::error!(pipeline, topic = %entry.topic, partition = entry.partition, %error, "cannot rewind after an aborted transaction");
+            pipeline.fail(format!(
+                "exactly-once: cannot seek {}/{} back to offset {next} after an aborted transaction: {error}",
+                entry.topic, entry.partition
+            ));
         }
         entry.worker.rewind(next);
     }
