@@ -141,6 +141,19 @@ pub fn serve(
             .with_context(|| format!("state directory {}", state_dir.display()))?,
     );
     let member = member_id(state_dir)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    // Listen for the stop signals before anything starts, so that one sent during start-up
+    // (tables loading, the group forming) stops the process as gracefully as one sent later.
+    let (mut terminate, mut interrupt) = runtime.block_on(async {
+        use tokio::signal::unix::{SignalKind, signal};
+        anyhow::Ok((
+            signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?,
+            signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?,
+        ))
+    })?;
     let stop = Arc::new(AtomicBool::new(false));
     let pipelines =
         pipeline::start_all(config, engine, &member, stop.clone(), |index, p, tables| {
@@ -150,10 +163,6 @@ pub fn serve(
         tracing::info!(pipeline = %p.pipeline.name, "pipeline started");
     }
     control.attach(pipelines.iter().map(|p| p.pipeline.clone()).collect());
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()?;
     let state = runtime.block_on(async {
         AppState::new(
             control,
@@ -172,19 +181,15 @@ pub fn serve(
         })))
     })?;
     runtime.block_on(async {
-        let mut terminate =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                .context("cannot listen for SIGTERM")?;
         let mut tick = tokio::time::interval(Duration::from_millis(200));
         loop {
             tokio::select! {
                 _ = terminate.recv() => break,
-                _ = tokio::signal::ctrl_c() => break,
+                _ = interrupt.recv() => break,
                 _ = tick.tick() => if pipelines.iter().all(|p| p.is_finished()) { break },
             }
         }
-        anyhow::Ok(())
-    })?;
+    });
     let _ = stop_api.send(());
     let _ = runtime.block_on(api);
 
