@@ -710,10 +710,14 @@ impl Tally {
             .elements()
             .iter()
             .map(|e| {
-                let (_, high) = self
-                    .consumer
-                    .fetch_watermarks(e.topic(), e.partition(), Duration::from_secs(10))
-                    .expect("watermarks");
+                // Right after the broker restart its metadata may still be settling (not
+                // leader yet): ask again until it answers.
+                let (_, high) = support::poll(STEP_WAIT, || {
+                    self.consumer
+                        .fetch_watermarks(e.topic(), e.partition(), Duration::from_secs(10))
+                        .ok()
+                })
+                .expect("the broker answers for the outputs' watermarks");
                 (e.topic().to_string(), e.partition(), high)
             })
             .collect();

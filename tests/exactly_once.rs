@@ -118,7 +118,9 @@ inputs = ["{}", "{}"]
 outputs = ["{output}"]
 dead_letter = "{dead}"
 guarantee = "exactly-once"
-commit_interval_ms = 100
+# Long transactions: each kill lands in one that holds written records, which read_uncommitted
+# readers must then see as aborted.
+commit_interval_ms = 2000
 
 [[pipeline.transform]]
 module = "{}"
