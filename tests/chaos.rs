@@ -35,16 +35,7 @@ fn at_least_once_survives_kills_a_broker_restart_and_a_rebalance_with_nothing_lo
         pipeline_settings: "",
         isolation_level: "read_uncommitted",
     });
-    println!("{}", outcome.summary);
-    assert!(
-        outcome.lost.is_empty(),
-        "{} ids lost (first 20: {:?}); where they were in the inputs:\n{}\n{}",
-        outcome.lost.len(),
-        &outcome.lost[..outcome.lost.len().min(20)],
-        outcome.lost_inputs,
-        outcome.summary
-    );
-    assert_eq!(outcome.dead_letters, 0, "{}", outcome.summary);
+    outcome.assert_nothing_lost();
 }
 
 #[test]
@@ -54,17 +45,8 @@ fn exactly_once_survives_kills_a_broker_restart_and_a_rebalance_with_every_id_on
         pipeline_settings: "guarantee = \"exactly-once\"",
         isolation_level: "read_committed",
     });
-    println!("{}", outcome.summary);
-    assert!(
-        outcome.lost.is_empty(),
-        "{} ids lost (first 20: {:?}); where they were in the inputs:\n{}\n{}",
-        outcome.lost.len(),
-        &outcome.lost[..outcome.lost.len().min(20)],
-        outcome.lost_inputs,
-        outcome.summary
-    );
+    outcome.assert_nothing_lost();
     assert_eq!(outcome.duplicates, 0, "{}", outcome.summary);
-    assert_eq!(outcome.dead_letters, 0, "{}", outcome.summary);
     // The kills left aborted writes in the log, which read_uncommitted readers do see: the
     // test would fail for a pipeline that is not transactional.
     assert!(
@@ -100,6 +82,22 @@ struct Outcome {
     dead_letters: usize,
     /// One line: ids, lost, duplicates, the seed and the exact steps taken.
     summary: String,
+}
+
+impl Outcome {
+    /// Prints the summary; panics, saying where they were, if any input id is missing.
+    fn assert_nothing_lost(&self) {
+        println!("{}", self.summary);
+        assert!(
+            self.lost.is_empty(),
+            "{} ids lost (first 20: {:?}); where they were in the inputs:\n{}\n{}",
+            self.lost.len(),
+            &self.lost[..self.lost.len().min(20)],
+            self.lost_inputs,
+            self.summary
+        );
+        assert_eq!(self.dead_letters, 0, "{}", self.summary);
+    }
 }
 
 /// One disturbance of the scenario.
