@@ -9,8 +9,6 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 use support::kafka::{Sluice, bootstrap, create_topic, unique, write_config};
 use support::wasm;
@@ -57,18 +55,16 @@ fn read_ids(topics: &[&str], isolation: &str) -> BTreeMap<u64, usize> {
     ids
 }
 
-/// Sends `n` records `{"id": i}` over `inputs`, every 500th a poison record for the dead-letter
-/// topic, at a pace that leaves time for the crashes; `sent` counts them.
-fn produce(inputs: [String; 2], n: u64, sent: Arc<AtomicUsize>, stop: Arc<AtomicBool>) {
+/// Sends records `{"id": i}` for every id of `ids` over `inputs`, every 500th a poison record
+/// for the dead-letter topic, at about 6,000 a second (so that Sluice is killed while records
+/// flow), and waits for the broker to have them all.
+fn produce(inputs: &[String; 2], ids: std::ops::Range<u64>) {
     let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
         .set("bootstrap.servers", bootstrap())
         .set("linger.ms", "5")
         .create()
         .unwrap();
-    for id in 0..n {
-        if stop.load(Relaxed) {
-            return;
-        }
+    for id in ids {
         let value = if id % 500 == 0 {
             format!(r#"{{"id": {id}, "poison": true}}"#)
         } else {
@@ -77,18 +73,11 @@ fn produce(inputs: [String; 2], n: u64, sent: Arc<AtomicUsize>, stop: Arc<Atomic
         let key = id.to_string();
         let topic = &inputs[(id % 2) as usize];
         let mut record = BaseRecord::to(topic).key(&key).payload(&value);
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((_, returned)) => {
-                    record = returned;
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-            }
+        while let Err((_, returned)) = producer.send(record) {
+            record = returned;
+            producer.flush(Duration::from_millis(100)).ok();
         }
-        sent.fetch_add(1, Relaxed);
-        if id % 2000 == 1999 {
-            // About 40k records a second: the stream lasts long enough to be killed in.
+        if id % 300 == 299 {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -112,7 +101,12 @@ fn sigkill_mid_stream_loses_and_repeats_nothing_for_read_committed_readers() {
     let config = write_config(
         dir.path(),
         &format!(
-            r#"[[pipeline]]
+            r#"[kafka.consumer]
+# A killed member's partitions move after 6 s rather than librdkafka's 45 s.
+"session.timeout.ms" = 6000
+"heartbeat.interval.ms" = 1000
+
+[[pipeline]]
 name = "eos"
 inputs = ["{}", "{}"]
 outputs = ["{output}"]
@@ -137,16 +131,13 @@ config = {{ fail_on = "poison" }}
         Duration::from_secs(60),
         || sluice.log().contains("partition assigned"),
     );
-    let (sent, stop) = (
-        Arc::new(AtomicUsize::new(0)),
-        Arc::new(AtomicBool::new(false)),
-    );
+    // Two kills while records flow, each once the outputs have grown by a few thousand since
+    // the last (re)start: the input arrives over about 10 s, and a killed member's partitions
+    // move to its successor after 6 s, who then has a backlog to work through.
     let producer = {
-        let (inputs, sent, stop) = (inputs.clone(), sent.clone(), stop.clone());
-        std::thread::spawn(move || produce(inputs, N, sent, stop))
+        let inputs = inputs.clone();
+        std::thread::spawn(move || produce(&inputs, 0..N))
     };
-    // Two crashes while records flow, each once the outputs have grown by a few thousand since
-    // the restart.
     let mut steps = Vec::new();
     for kill in 0..2 {
         let before = written(&output);
@@ -158,15 +149,13 @@ config = {{ fail_on = "poison" }}
         sluice.signal("KILL");
         sluice.wait(Duration::from_secs(10)).expect("killed");
         steps.push(format!(
-            "kill {} after {} records sent, {} written",
+            "kill {} after {} records written",
             kill + 1,
-            sent.load(Relaxed),
             written(&output)
         ));
         sluice = Sluice::start(&config);
     }
     producer.join().unwrap();
-    stop.store(true, Relaxed);
     // Everything is processed once the group's committed offsets reach the inputs' ends: then
     // a graceful stop commits the last transaction.
     let inputs_end: usize = inputs.iter().map(|t| written(t)).sum();
