@@ -124,6 +124,17 @@ impl Progress {
             produced: AtomicI64::new(-1),
         })
     }
+
+    /// The offset after the last batch whose outputs are all acknowledged (-1 before any).
+    pub fn committable(&self) -> i64 {
+        self.committable.load(Relaxed)
+    }
+
+    /// The offset after the last batch whose outputs were all handed to the producer (-1
+    /// before any).
+    pub fn produced(&self) -> i64 {
+        self.produced.load(Relaxed)
+    }
 }
 
 /// The source's handle on a worker.
@@ -207,15 +218,14 @@ impl WorkerHandle {
         }
     }
 
-    /// The offset after the last batch whose outputs are all acknowledged (-1 before any).
+    /// See [`Progress::committable`].
     pub fn committable(&self) -> i64 {
-        self.progress.committable.load(Relaxed)
+        self.progress.committable()
     }
 
-    /// The offset after the last batch whose outputs were all handed to the producer (-1
-    /// before any).
+    /// See [`Progress::produced`].
     pub fn produced(&self) -> i64 {
-        self.progress.produced.load(Relaxed)
+        self.progress.produced()
     }
 
     /// Starts counting again from `next` after an aborted transaction: what the worker had
@@ -256,18 +266,6 @@ impl WorkerHandle {
             let _ = thread.join();
         }
         self.progress
-    }
-}
-
-impl Progress {
-    /// See [`WorkerHandle::committable`].
-    pub fn committable(&self) -> i64 {
-        self.committable.load(Relaxed)
-    }
-
-    /// See [`WorkerHandle::produced`].
-    pub fn produced(&self) -> i64 {
-        self.produced.load(Relaxed)
     }
 }
 
