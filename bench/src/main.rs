@@ -172,6 +172,13 @@ fn seed_records(n: usize) -> Vec<Vec<u8>> {
 }
 
 fn main() -> Result<()> {
+    // The runtime's own log, e.g. SLUICE_LOG=sluice::pipeline=debug for each commit's phases.
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
     let engine = Engine::new(Limits::default())?;
     println!("Sluice engine benchmarks ({} rounds each, median)", ROUNDS);
 

@@ -9,9 +9,11 @@
 //!   batches says which input offsets may be committed;
 //! - committed in [`source`] again: it stores the committable offsets with the consumer, whose
 //!   auto-commit commits them; on revocation and on stop, workers drain and it commits
-//!   synchronously before letting go.
+//!   synchronously before letting go. Exactly-once, the [`committer`] thread commits the sink's
+//!   transactions with the offsets they cover, one slot while the workers write into the other.
 
 pub mod chain;
+pub mod committer;
 pub mod metrics;
 pub mod sink;
 pub mod source;
@@ -162,10 +164,10 @@ impl Pipeline {
     }
 }
 
-/// The `transactional.id` of `pipeline`'s producer in member `member`: stable across the
-/// member's restarts, so that a restarted member fences its crashed predecessor and aborts its
-/// open transaction at once, and unique between members, which would otherwise fence each
-/// other.
+/// The base of the `transactional.id`s of `pipeline`'s producers in member `member` (the sink's
+/// two slots add `-0` and `-1`): stable across the member's restarts, so that a restarted
+/// member fences its crashed predecessor and aborts its open transactions at once, and unique
+/// between members, which would otherwise fence each other.
 pub fn transactional_id(pipeline: &PipelineConfig, member: &str) -> String {
     format!("{}-{member}", pipeline.group())
 }

@@ -16,18 +16,24 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
-/// Writes one pipeline's outputs and dead letters; shared by its partition workers. With
-/// exactly-once, its producer is transactional: workers write batches inside the open
-/// transaction ([`Sink::batch`]), and the source commits or aborts it between batches
-/// ([`Sink::transaction`]).
+/// Writes one pipeline's outputs and dead letters; shared by its partition workers.
+///
+/// At-least-once, it has one producer. Exactly-once, it has two transactional producers, the
+/// *slots*, which take batches in turn: workers write into the current slot's open transaction
+/// ([`Sink::batch`]); every commit interval the source [switches](Sink::switch) the batches to
+/// the other slot and commits the one they left ([`Sink::transaction`]) while the workers go on
+/// writing. A commit mostly waits for the broker's acknowledgements, so with one producer the
+/// workers would wait with it (see the README's exactly-once figures).
 pub struct Sink {
-    /// Read-locked while a batch's records are handed over; write-locked to commit, abort or
-    /// replace the producer, so that a transaction never ends in the middle of a batch.
-    producer: RwLock<ThreadedProducer<AckContext>>,
+    /// Each read-locked while a batch's records are handed over; write-locked to commit, abort
+    /// or replace its producer, so that a transaction never ends in the middle of a batch.
+    slots: Vec<RwLock<ThreadedProducer<AckContext>>>,
+    /// The slot batches go to.
+    current: AtomicUsize,
     outputs: Arc<Vec<String>>,
     dead_letter: Option<String>,
-    /// For exactly-once: the settings to make the producer again after a fatal error.
-    transactional: Option<ClientConfig>,
+    /// For exactly-once: each slot's settings, to make its producer again after a fatal error.
+    transactional: Vec<ClientConfig>,
 }
 
 /// Why a sink could not start.
@@ -53,36 +59,49 @@ pub enum SinkError {
 const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Sink {
-    /// A sink for `pipeline`'s output and dead-letter topics; transactional, with
-    /// `transactional_id`, for exactly-once.
+    /// A sink for `pipeline`'s output and dead-letter topics; for exactly-once, with two
+    /// transactional producers whose ids are `transactional_id` followed by `-0` and `-1`.
     pub fn new(
         kafka: &KafkaConfig,
         pipeline: &PipelineConfig,
         transactional_id: Option<&str>,
     ) -> Result<Sink, SinkError> {
         let client_id = format!("sluice-{}", pipeline.name);
-        let role = Role::PipelineProducer {
-            pipeline,
-            transactional_id,
+        let config = |transactional_id: Option<&str>| {
+            let role = Role::PipelineProducer {
+                pipeline,
+                transactional_id,
+            };
+            client_config(kafka, role, &client_id)
         };
-        let config = client_config(kafka, role, &client_id);
-        let producer = match transactional_id {
-            None => config
-                .create_with_context(AckContext)
-                .map_err(SinkError::Client)?,
-            Some(id) => start_transactions(&config).map_err(|source| match source {
-                KafkaError::ClientCreation(_) => SinkError::Client(source),
-                _ => SinkError::Transactions {
-                    id: id.to_string(),
-                    source,
-                },
-            })?,
+        let (slots, transactional) = match transactional_id {
+            None => {
+                let producer = config(None)
+                    .create_with_context(AckContext)
+                    .map_err(SinkError::Client)?;
+                (vec![RwLock::new(producer)], vec![])
+            }
+            Some(base) => {
+                let (mut slots, mut configs) = (vec![], vec![]);
+                for slot in 0..2 {
+                    let id = format!("{base}-{slot}");
+                    let config = config(Some(&id));
+                    let producer = start_transactions(&config).map_err(|source| match source {
+                        KafkaError::ClientCreation(_) => SinkError::Client(source),
+                        _ => SinkError::Transactions { id, source },
+                    })?;
+                    slots.push(RwLock::new(producer));
+                    configs.push(config);
+                }
+                (slots, configs)
+            }
         };
         Ok(Sink {
-            producer: RwLock::new(producer),
+            slots,
+            current: AtomicUsize::new(0),
             outputs: Arc::new(pipeline.outputs.clone()),
             dead_letter: pipeline.dead_letter.clone(),
-            transactional: transactional_id.map(|_| config),
+            transactional,
         })
     }
 
@@ -98,24 +117,54 @@ impl Sink {
 
     /// Whether writes go into transactions (exactly-once).
     pub fn is_transactional(&self) -> bool {
-        self.transactional.is_some()
+        !self.transactional.is_empty()
     }
 
-    /// Hands a batch's records over; the open transaction cannot end until it is dropped.
+    /// Hands a batch's records over to the current slot; its open transaction cannot end until
+    /// the returned guard is dropped.
     pub fn batch(&self) -> SinkBatch<'_> {
-        SinkBatch {
-            sink: self,
-            producer: self.producer.read().unwrap_or_else(|e| e.into_inner()),
+        loop {
+            let slot = self.current.load(Ordering::Acquire);
+            let producer = self.slots[slot].read().unwrap_or_else(|e| e.into_inner());
+            // Batches go only into the current slot: a slot switched away from while this
+            // waited is being committed, and its offsets must cover exactly its batches.
+            if self.current.load(Ordering::Acquire) == slot {
+                return SinkBatch {
+                    sink: self,
+                    slot,
+                    producer,
+                };
+            }
         }
     }
 
-    /// Waits until no batch is being handed over and holds further ones off, to end the open
-    /// transaction.
-    pub fn transaction(&self) -> Transaction<'_> {
+    /// The slot batches go to.
+    pub fn current_slot(&self) -> usize {
+        self.current.load(Ordering::Acquire)
+    }
+
+    /// Exactly-once: sends further batches to the other slot; returns the slot they left,
+    /// whose transaction is now to be committed.
+    pub fn switch(&self) -> usize {
+        let left = self.current.load(Ordering::Acquire);
+        self.current.store(1 - left, Ordering::Release);
+        left
+    }
+
+    /// Exactly-once: waits until no batch is being handed over to `slot` and holds further
+    /// ones off, to end its open transaction.
+    pub fn transaction(&self, slot: usize) -> Transaction<'_> {
         Transaction {
             sink: self,
-            producer: self.producer.write().unwrap_or_else(|e| e.into_inner()),
+            slot,
+            producer: self.slots[slot].write().unwrap_or_else(|e| e.into_inner()),
         }
+    }
+
+    /// Exactly-once: aborts both slots' open transactions and opens new ones; `fatal` names
+    /// the slot whose producer cannot go on and is made again.
+    pub fn abort_all(&self, fatal: Option<usize>) -> Result<(), KafkaError> {
+        (0..self.slots.len()).try_for_each(|slot| self.transaction(slot).abort(fatal == Some(slot)))
     }
 }
 
@@ -130,10 +179,16 @@ fn start_transactions(config: &ClientConfig) -> Result<ThreadedProducer<AckConte
 /// A batch being handed to the sink.
 pub struct SinkBatch<'a> {
     sink: &'a Sink,
+    slot: usize,
     producer: RwLockReadGuard<'a, ThreadedProducer<AckContext>>,
 }
 
 impl SinkBatch<'_> {
+    /// The slot the batch goes to (always 0 at-least-once).
+    pub fn slot(&self) -> usize {
+        self.slot
+    }
+
     /// Writes `output` to the output topic at index `route`.
     pub fn output(&self, route: usize, output: &OutputRef<'_>, acks: &Arc<Acks>) {
         send(
@@ -189,9 +244,10 @@ impl TransactionError {
     }
 }
 
-/// The open transaction, with no batch being handed over.
+/// A slot's open transaction, with no batch being handed over.
 pub struct Transaction<'a> {
     sink: &'a Sink,
+    slot: usize,
     producer: RwLockWriteGuard<'a, ThreadedProducer<AckContext>>,
 }
 
@@ -212,13 +268,9 @@ impl Transaction<'_> {
                 }
             }
         };
-        // Flushing apart from the commit only to time it: it is most of a commit's time
-        // (`make bench`; see the README's exactly-once figures).
         let started = Instant::now();
-        self.producer
-            .flush(TRANSACTION_TIMEOUT)
-            .map_err(TransactionError::of)?;
-        let flushed = Instant::now();
+        self.wait_for_deliveries()?;
+        let delivered = Instant::now();
         if offsets.count() > 0 {
             retrying(&|| {
                 self.producer
@@ -228,8 +280,8 @@ impl Transaction<'_> {
         let offsets_sent = Instant::now();
         retrying(&|| self.producer.commit_transaction(TRANSACTION_TIMEOUT))?;
         tracing::debug!(
-            flush_us = (flushed - started).as_micros() as u64,
-            offsets_us = (offsets_sent - flushed).as_micros() as u64,
+            deliveries_us = (delivered - started).as_micros() as u64,
+            offsets_us = (offsets_sent - delivered).as_micros() as u64,
             end_us = offsets_sent.elapsed().as_micros() as u64,
             "transaction commit phases"
         );
@@ -238,17 +290,36 @@ impl Transaction<'_> {
             .map_err(TransactionError::of)
     }
 
-    /// Aborts the open transaction (its records are never seen by read_committed readers)
-    /// and opens the next; with `fatal`, the producer is made again first, which fences the
-    /// old one.
-    pub fn abort(&mut self, fatal: bool) -> Result<(), KafkaError> {
-        if fatal {
-            let config = self.sink.transactional.as_ref().expect("transactional");
-            *self.producer = start_transactions(config)?;
-            return Ok(());
+    /// Waits until every record handed to the producer is delivered, which a commit must, so
+    /// that the commit does not: rust-rdkafka's `commit_transaction` waits with `flush`, which
+    /// polls in steps of 100 ms while the producer's own thread takes the delivery reports, so
+    /// every commit took at least 100 ms (`make bench`).
+    fn wait_for_deliveries(&self) -> Result<(), TransactionError> {
+        let deadline = Instant::now() + TRANSACTION_TIMEOUT;
+        while self.producer.in_flight_count() > 0 {
+            if Instant::now() >= deadline {
+                return Err(TransactionError::Abortable(KafkaError::Flush(
+                    RDKafkaErrorCode::OperationTimedOut,
+                )));
+            }
+            std::thread::sleep(Duration::from_micros(500));
         }
-        self.producer.abort_transaction(TRANSACTION_TIMEOUT)?;
-        self.producer.begin_transaction()
+        Ok(())
+    }
+
+    /// Aborts the open transaction (its records are never seen by read_committed readers)
+    /// and opens the next; with `fatal`, or when the abort finds the producer cannot go on, the
+    /// producer is made again instead, which fences the old one.
+    fn abort(&mut self, fatal: bool) -> Result<(), KafkaError> {
+        if !fatal {
+            match self.producer.abort_transaction(TRANSACTION_TIMEOUT) {
+                Ok(()) => return self.producer.begin_transaction(),
+                Err(KafkaError::Transaction(e)) if e.is_fatal() => {}
+                Err(e) => return Err(e),
+            }
+        }
+        *self.producer = start_transactions(&self.sink.transactional[self.slot])?;
+        Ok(())
     }
 }
 

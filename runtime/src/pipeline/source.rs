@@ -6,6 +6,7 @@
 
 use super::Pipeline;
 use super::chain::Chain;
+use super::committer::{Committed, Committer, PartitionProgress};
 use super::metrics::Status;
 use super::sink::TransactionError;
 use super::worker::{Command, PartitionError, Progress, WorkerHandle, WorkerShared};
@@ -59,7 +60,10 @@ pub(super) fn start(
         pipeline: config.name.clone(),
         source,
     };
-    let assigned = Arc::new(Mutex::new(Assigned::default()));
+    let committer = (workers.sink.is_transactional())
+        .then(|| Committer::start(workers.clone()))
+        .transpose()?;
+    let assigned = Arc::new(Mutex::new(Assigned::new(committer)));
     let handler = RebalanceHandler {
         workers: workers.clone(),
         assigned: assigned.clone(),
@@ -174,16 +178,29 @@ impl AssignedPartition {
 }
 
 /// The partitions a pipeline has, shared by its poll loop and its rebalance callbacks (which
-/// run on the poll thread, inside `poll`).
-#[derive(Default)]
+/// run on the poll thread, inside `poll`), and, exactly-once, the committer of their
+/// transactions.
 struct Assigned {
     entries: Vec<AssignedPartition>,
     /// No pending batch started before this: until `linger` after it, no batch is due, and
     /// the per-record check skips the scan of every partition.
     oldest_pending: Option<Instant>,
+    /// Exactly-once: commits the sink's slots.
+    committer: Option<Committer>,
+    /// Exactly-once: when the sink's slots last switched.
+    last_switch: Instant,
 }
 
 impl Assigned {
+    fn new(committer: Option<Committer>) -> Self {
+        Assigned {
+            entries: Vec::new(),
+            oldest_pending: None,
+            committer,
+            last_switch: Instant::now(),
+        }
+    }
+
     fn get_or_start(
         &mut self,
         workers: &Arc<WorkerShared>,
@@ -325,53 +342,105 @@ fn commit_done<C: ConsumerContext>(
 /// How long a seek after an aborted transaction may take.
 const SEEK_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Commits the open transaction with the produced offsets of every assigned partition and of
-/// `drained`; on failure aborts it and rewinds every assigned partition to its committed
-/// offset, so that what the aborted transaction held is processed again.
+/// Exactly-once, every `commit_interval`: takes the outcome of the commit under way, if it has
+/// finished, and once none is under way and the interval has passed, switches the batches to
+/// the sink's other slot and has the committer commit the one they left.
+fn commit_due<C: ConsumerContext>(
+    workers: &WorkerShared,
+    consumer: &BaseConsumer<C>,
+    assigned: &mut Assigned,
+    now: Instant,
+    interval: Duration,
+) {
+    let Some(committer) = assigned.committer.as_mut() else {
+        return;
+    };
+    if let Some(committed) = committer.finished() {
+        apply_commit(workers, consumer, assigned, committed);
+    }
+    let busy = assigned.committer.as_ref().is_some_and(Committer::is_busy);
+    if !busy && now.duration_since(assigned.last_switch) >= interval {
+        assigned.last_switch = now;
+        switch_and_commit(workers, consumer, assigned, &[]);
+    }
+}
+
+/// Exactly-once: commits everything handed to the sink so far, including what `drained`
+/// partitions did, and waits until it is done.
 fn commit_transaction<C: ConsumerContext>(
     workers: &WorkerShared,
     consumer: &BaseConsumer<C>,
     assigned: &mut Assigned,
     drained: &[Drained],
 ) {
-    let pipeline = &workers.pipeline;
-    let asked = Instant::now();
-    // Waits for batches being handed over and holds further ones off, so that the offsets
-    // read below cover exactly the records in the transaction.
-    let mut transaction = workers.sink.transaction();
-    let locked = asked.elapsed();
-    let mut offsets = TopicPartitionList::new();
-    let progress = (assigned.entries.iter())
-        .map(|e| (&e.topic, e.partition, e.worker.produced(), e.worker.stored))
-        .chain(
-            drained
-                .iter()
-                .map(|d| (&d.topic, d.partition, d.progress.produced(), d.stored)),
-        );
-    for (topic, partition, produced, stored) in progress {
-        if produced > stored {
-            let _ = offsets.add_partition_offset(topic, partition, Offset::Offset(produced));
-        }
-    }
-    if offsets.count() == 0 {
+    let Some(committer) = assigned.committer.as_mut() else {
+        return;
+    };
+    if let Some(committed) = committer.wait()
+        && !apply_commit(workers, consumer, assigned, committed)
+    {
+        // Aborted: every open transaction with it, and the drained partitions' records since
+        // their last commit with them; their next owner reads those again.
         return;
     }
-    let result = match consumer.group_metadata() {
-        Some(group) => transaction.commit(&offsets, &group),
-        None => Err(TransactionError::Abortable(KafkaError::Subscription(
-            "no consumer group metadata".into(),
-        ))),
-    };
+    assigned.last_switch = Instant::now();
+    switch_and_commit(workers, consumer, assigned, drained);
+    if let Some(committed) = assigned.committer.as_mut().and_then(Committer::wait) {
+        apply_commit(workers, consumer, assigned, committed);
+    }
+}
+
+/// Sends further batches to the sink's other slot and asks the committer to commit the one
+/// they left, with the offsets of every assigned partition and of `drained`.
+fn switch_and_commit<C: ConsumerContext>(
+    workers: &WorkerShared,
+    consumer: &BaseConsumer<C>,
+    assigned: &mut Assigned,
+    drained: &[Drained],
+) {
+    let partitions = (assigned.entries.iter())
+        .map(|e| PartitionProgress {
+            topic: e.topic.clone(),
+            partition: e.partition,
+            progress: e.worker.progress().clone(),
+            committed: e.worker.stored,
+        })
+        .chain(drained.iter().map(|d| PartitionProgress {
+            topic: d.topic.clone(),
+            partition: d.partition,
+            progress: d.progress.clone(),
+            committed: d.stored,
+        }))
+        .collect();
+    let slot = workers.sink.switch();
     workers.transactions.fetch_add(1, Relaxed);
-    let error = match result {
-        Ok(()) => {
-            for entry in &mut assigned.entries {
-                entry.worker.stored = entry.worker.produced().max(entry.worker.stored);
+    if let Some(committer) = assigned.committer.as_mut() {
+        committer.commit(slot, consumer.group_metadata(), partitions);
+    }
+}
+
+/// Takes a commit's outcome: notes the committed offsets or, when it failed, aborts both
+/// slots' transactions and rewinds every assigned partition to its committed offset, so that
+/// what they held is processed again. Returns whether the commit succeeded.
+fn apply_commit<C: ConsumerContext>(
+    workers: &WorkerShared,
+    consumer: &BaseConsumer<C>,
+    assigned: &mut Assigned,
+    committed: Committed,
+) -> bool {
+    let pipeline = &workers.pipeline;
+    let error = match committed {
+        Ok(offsets) if offsets.is_empty() => return true,
+        Ok(offsets) => {
+            for (topic, partition, next) in offsets {
+                if let Some(entry) = (assigned.entries.iter_mut())
+                    .find(|e| e.partition == partition && e.topic == topic)
+                {
+                    entry.worker.stored = next.max(entry.worker.stored);
+                }
             }
-            tracing::debug!(pipeline = %pipeline.name, lock_us = locked.as_micros() as u64,
-                commit_us = (asked.elapsed() - locked).as_micros() as u64, "transaction committed");
             pipeline.metrics.observe_commit();
-            return;
+            return true;
         }
         Err(error) => error,
     };
@@ -380,16 +449,19 @@ fn commit_transaction<C: ConsumerContext>(
     tracing::warn!(pipeline = %pipeline.name, event = "transaction_aborted", %cause,
         "aborting the transaction; its records are read again from the committed offsets");
     pipeline.metrics.observe_abort(&cause);
-    // Batches sent before this are dropped by the workers.
+    // Batches sent before this are dropped by the workers; the other slot's transaction holds
+    // records read after this one's, so it is aborted too.
     workers.generation.fetch_add(1, Relaxed);
-    if let Err(e) = transaction.abort(fatal) {
+    workers.transactions.fetch_add(1, Relaxed);
+    let failed_slot = 1 - workers.sink.current_slot();
+    if let Err(e) = workers.sink.abort_all(fatal.then_some(failed_slot)) {
         pipeline.fail(format!(
             "exactly-once: cannot abort the transaction ({cause}): {e}"
         ));
-        return;
+        return false;
     }
-    drop(transaction);
     rewind(consumer, assigned, pipeline);
+    false
 }
 
 /// Seeks every assigned partition back to its committed offset and drops what was read since.
@@ -546,7 +618,6 @@ impl Source {
         let limits = self.settings.batch;
         let mut limiter = self.settings.max_records_per_second.map(RateLimiter::new);
         let mut last_tick = Instant::now();
-        let mut last_commit = Instant::now();
         let transactional = self.workers.sink.is_transactional();
         let mut last_error: Option<(String, Instant)> = None;
         let poll_timeout = limits
@@ -616,9 +687,9 @@ impl Source {
                 None => {}
             }
             assigned.flush_lingering(now, limits.linger);
-            if transactional && now.duration_since(last_commit) >= self.settings.commit_interval {
-                last_commit = now;
-                commit_transaction(&self.workers, &self.consumer, &mut assigned, &[]);
+            if transactional {
+                let interval = self.settings.commit_interval;
+                commit_due(&self.workers, &self.consumer, &mut assigned, now, interval);
             }
             if now.duration_since(last_tick) >= Duration::from_millis(100) {
                 last_tick = now;

@@ -77,8 +77,9 @@ pub struct WorkerShared {
     /// Bumped by each aborted transaction: batches sent before it are dropped, since the
     /// source reads their records again from the committed offsets.
     pub generation: Arc<AtomicU64>,
-    /// Transactions ended (committed or aborted): with exactly-once, a deploy is switched to
-    /// only at a transaction boundary.
+    /// Bumped whenever batches start going into a new transaction (the sink's slots switch,
+    /// or the open ones are aborted): with exactly-once, a deploy is switched to only then, so
+    /// that a partition's records in one transaction all come from one version of the chain.
     pub transactions: AtomicU64,
 }
 
@@ -106,14 +107,14 @@ pub struct Envelope {
 }
 
 /// The offsets a worker publishes for its partition.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Progress {
     /// The offset after the last batch whose outputs are all acknowledged (-1 before any):
     /// what at-least-once commits.
     committable: AtomicI64,
-    /// The offset after the last batch whose outputs were all handed to the producer (-1
-    /// before any): with exactly-once, what the open transaction covers.
-    produced: AtomicI64,
+    /// Per sink slot, the offset after the last batch whose outputs were all handed to it (-1
+    /// before any): with exactly-once, what the slot's open transaction covers.
+    produced: [AtomicI64; 2],
 }
 
 impl Progress {
@@ -121,7 +122,7 @@ impl Progress {
     pub fn new() -> Arc<Self> {
         Arc::new(Progress {
             committable: AtomicI64::new(-1),
-            produced: AtomicI64::new(-1),
+            produced: [AtomicI64::new(-1), AtomicI64::new(-1)],
         })
     }
 
@@ -130,10 +131,21 @@ impl Progress {
         self.committable.load(Relaxed)
     }
 
-    /// The offset after the last batch whose outputs were all handed to the producer (-1
+    /// The offset after the last batch whose outputs were all handed to sink slot `slot` (-1
     /// before any).
-    pub fn produced(&self) -> i64 {
-        self.produced.load(Relaxed)
+    pub fn produced_in(&self, slot: usize) -> i64 {
+        self.produced[slot].load(Relaxed)
+    }
+
+    /// Notes that the batches up to `next` were handed to sink slot `slot`.
+    pub fn set_produced(&self, slot: usize, next: i64) {
+        self.produced[slot].store(next, Relaxed);
+    }
+
+    /// Starts counting again from `next`.
+    fn reset(&self, next: i64) {
+        self.committable.store(next, Relaxed);
+        self.produced.iter().for_each(|p| p.store(next, Relaxed));
     }
 }
 
@@ -223,16 +235,15 @@ impl WorkerHandle {
         self.progress.committable()
     }
 
-    /// See [`Progress::produced`].
-    pub fn produced(&self) -> i64 {
-        self.progress.produced()
+    /// What the worker has done.
+    pub fn progress(&self) -> &Arc<Progress> {
+        &self.progress
     }
 
     /// Starts counting again from `next` after an aborted transaction: what the worker had
     /// produced since is gone.
     pub fn rewind(&mut self, next: i64) {
-        self.progress.produced.store(next, Relaxed);
-        self.progress.committable.store(next, Relaxed);
+        self.progress.reset(next);
         self.stored = next;
     }
 
@@ -400,7 +411,7 @@ impl Worker {
             }
         }
         let outputs = self.write_outputs(&sink, &result, &acks);
-        self.progress.produced.store(next_offset, Relaxed);
+        self.progress.set_produced(sink.slot(), next_offset);
         drop(sink);
         tracing::debug!(topic = %self.topic, partition = self.partition, first = batch.records[0].offset,
             last = last.offset, records = batch.records.len(), outputs, "batch written");
@@ -457,7 +468,7 @@ impl Worker {
         };
         let acks = Acks::new();
         self.fail_record(&sink, record, &failure, &acks)?;
-        self.progress.produced.store(only.offset + 1, Relaxed);
+        self.progress.set_produced(sink.slot(), only.offset + 1);
         drop(sink);
         acks.seal();
         self.ledger.push(only.offset + 1, acks);
