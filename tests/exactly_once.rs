@@ -199,3 +199,64 @@ config = {{ fail_on = "poison" }}
     let dead_letters = read_ids(&[&dead], "read_committed");
     assert_eq!(dead_letters.len(), (N as usize).div_ceil(500));
 }
+
+/// A transactional id that the broker's ACLs refuse stops `sluice run` at start-up, with a
+/// message that says so and what to grant, rather than a pipeline that never commits.
+#[test]
+fn a_transactional_id_the_acls_refuse_fails_start_up_with_a_message_that_says_so() {
+    let broker = support::kafka::OwnBroker::start(&[("SLUICE_BROKER_SASL_USER", "app:app-secret")]);
+    broker.run("deny-transactions", &["app"]);
+    let sasl = std::fs::read_to_string(broker.dir.join("sasl-bootstrap")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("sluice.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"state_dir = "{}"
+
+[api]
+listen = "127.0.0.1:0"
+
+[kafka]
+"bootstrap.servers" = "{}"
+"security.protocol" = "SASL_PLAINTEXT"
+"sasl.mechanism" = "PLAIN"
+"sasl.username" = "app"
+"sasl.password" = "app-secret"
+
+[[pipeline]]
+name = "acl"
+inputs = ["acl-in"]
+outputs = ["acl-out"]
+guarantee = "exactly-once"
+"#,
+            dir.path().join("state").display(),
+            sasl.trim()
+        ),
+    )
+    .unwrap();
+    let mut run = support::KillOnDrop(
+        support::sluice()
+            .args(["run", "--config"])
+            .arg(&config)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let status = support::wait_for_exit(&mut run, Duration::from_secs(60))
+        .expect("sluice run still running 60 s after start: it should have refused to start");
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut run.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(!status.success(), "{stderr}");
+    for expected in [
+        "exactly-once: the broker refused transactional.id `sluice-acl-",
+        "WRITE and DESCRIBE on the transactional id",
+        "Transactional Id authorization failed",
+    ] {
+        assert!(
+            stderr.contains(expected),
+            "{expected:?} missing from:\n{stderr}"
+        );
+    }
+}

@@ -11,6 +11,7 @@
 #   broker.sh resume [DIR]                start a stopped broker again on the same data and port
 #   broker.sh restart [DIR]               stop, then resume (a broker restart, as in production)
 #   broker.sh topic-create NAME PARTS [DIR]  create a topic unless it exists
+#   broker.sh deny-transactions USER [DIR]   deny USER every transactional id (an ACL)
 #
 # DIR defaults to <repo>/.cache/kafka/run and is wiped by every start (not by resume). It holds
 # server.properties, data/, broker.log, broker.pid and bootstrap (the address).
@@ -18,6 +19,10 @@
 # Environment:
 #   SLUICE_BROKER_PORT           broker port (default: 19092, or the next free one)
 #   SLUICE_BROKER_START_TIMEOUT  seconds to wait for the broker (default 90, also for resume)
+#   SLUICE_BROKER_SASL_USER      at start, USER:PASSWORD: adds a SASL_PLAINTEXT (PLAIN) listener
+#                                for that user, written to DIR/sasl-bootstrap, and ACL checks
+#                                (everything is allowed until an ACL says otherwise; the
+#                                PLAINTEXT listener's anonymous user may do anything)
 #   JAVA                        java binary (default: java on PATH)
 set -euo pipefail
 
@@ -171,6 +176,26 @@ probe() {
 	fi
 }
 
+# Adds a SASL_PLAINTEXT listener for SLUICE_BROKER_SASL_USER and an authorizer to DIR's
+# server.properties.
+secure() {
+	local dir=$1 sport user=${SLUICE_BROKER_SASL_USER%%:*} password=${SLUICE_BROKER_SASL_USER#*:}
+	sport=$(free_port_from $(($3 + 1)) "$2")
+	sed -i -e "s|^\(listeners=.*\)|\1,SASL://127.0.0.1:$sport|" \
+		-e "s|^\(advertised.listeners=.*\)|\1,SASL://127.0.0.1:$sport|" \
+		-e "s|^\(listener.security.protocol.map=.*\)|\1,SASL:SASL_PLAINTEXT|" "$dir/server.properties"
+	cat >>"$dir/server.properties" <<EOF
+
+# SLUICE_BROKER_SASL_USER: one user on its own listener, with ACLs.
+sasl.enabled.mechanisms=PLAIN
+listener.name.sasl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_$user="$password";
+authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
+super.users=User:ANONYMOUS
+allow.everyone.if.no.acl.found=true
+EOF
+	echo "127.0.0.1:$sport" >"$dir/sasl-bootstrap"
+}
+
 # ---------------------------------------------------------------- commands
 
 cmd_start() {
@@ -237,6 +262,7 @@ num.io.threads=4
 log.segment.bytes=16777216
 log.cleaner.dedupe.buffer.size=16777216
 EOF
+	[[ -n ${SLUICE_BROKER_SASL_USER:-} ]] && secure "$dir" "$bport" "$cport"
 	# For TopicCommand: fail fast instead of the admin client's 60 s default.
 	cat >"$dir/tools.properties" <<EOF
 request.timeout.ms=5000
@@ -347,6 +373,19 @@ cmd_topic_create() {
 	fi
 }
 
+cmd_deny_transactions() {
+	(($# >= 1)) || die "usage: broker.sh deny-transactions USER [DIR]"
+	local user=$1 dir out
+	dir=$(state_dir "${2:-}")
+	[[ -f $dir/bootstrap ]] || die "no running broker in $dir (run: broker.sh start)"
+	if ! out=$(tool_java org.apache.kafka.tools.AclCommand \
+		--bootstrap-server "$(<"$dir/bootstrap")" --command-config "$dir/tools.properties" \
+		--add --deny-principal "User:$user" --operation All --transactional-id '*' 2>&1); then
+		echo "$out" >&2
+		die "adding the ACL failed"
+	fi
+}
+
 case ${1:-} in
 install) cmd_install ;;
 start) cmd_start "${2:-}" ;;
@@ -354,6 +393,7 @@ stop) cmd_stop "${2:-}" ;;
 resume) cmd_resume "${2:-}" ;;
 restart) cmd_restart "${2:-}" ;;
 topic-create) shift && cmd_topic_create "$@" ;;
+deny-transactions) shift && cmd_deny_transactions "$@" ;;
 *)
 	sed -n '2,/^set -euo/{/^#/s/^# \{0,1\}//p}' "${BASH_SOURCE[0]}" >&2
 	exit 2

@@ -329,3 +329,55 @@ pub fn topics() -> Vec<String> {
         })
         .unwrap_or_default()
 }
+
+/// A broker of one test's own, apart from the shared one, started by `tests/kafka/broker.sh
+/// start` with `env` (e.g. `SLUICE_BROKER_SASL_USER`) and stopped when dropped.
+pub struct OwnBroker {
+    /// Its state folder.
+    pub dir: PathBuf,
+}
+
+impl OwnBroker {
+    /// Starts a fresh broker; returns once it serves.
+    pub fn start(env: &[(&str, &str)]) -> OwnBroker {
+        let dir = super::repo().join(".cache/kafka").join(unique("test"));
+        let broker = OwnBroker { dir };
+        let status = std::process::Command::new("bash")
+            .arg(super::repo().join("tests/kafka/broker.sh"))
+            .arg("start")
+            .arg(&broker.dir)
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(
+            status.success(),
+            "cannot start a broker in {:?}",
+            broker.dir
+        );
+        broker
+    }
+
+    /// Runs `broker.sh COMMAND ARGS... DIR` on this broker.
+    pub fn run(&self, command: &str, args: &[&str]) {
+        let status = std::process::Command::new("bash")
+            .arg(super::repo().join("tests/kafka/broker.sh"))
+            .arg(command)
+            .args(args)
+            .arg(&self.dir)
+            .status()
+            .unwrap();
+        assert!(status.success(), "broker.sh {command} {args:?} failed");
+    }
+}
+
+impl Drop for OwnBroker {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("bash")
+            .arg(super::repo().join("tests/kafka/broker.sh"))
+            .arg("stop")
+            .arg(&self.dir)
+            .status();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

@@ -60,6 +60,7 @@ const TOPICS: [(&str, i32); 8] = [
 /// Runs `sluice demo`; returns the exit status.
 pub fn run(args: DemoArgs) -> anyhow::Result<i32> {
     anyhow::ensure!(args.rate > 0.0, "--rate must be more than 0");
+    let signals = super::run::StopSignals::listen()?;
     let transforms = transforms_dir(args.transforms.as_deref())?;
     let cluster = MockCluster::new(1).context("cannot start the embedded broker")?;
     for (topic, partitions) in TOPICS {
@@ -101,7 +102,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<i32> {
             })
         })
         .collect();
-    let status = super::run::serve(&config, &engine, &state_dir, |address| {
+    let status = super::run::serve(&config, &engine, &state_dir, signals, |address| {
         println!(
             "Sluice demo: an embedded broker, generators for seed 000 (timezones) and seed 004 (orders),"
         );

@@ -76,6 +76,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     config
         .apply(overrides)
         .with_context(|| args.config.display().to_string())?;
+    // Listen for the stop signals before the slow part of start-up (compiling modules), so
+    // that one sent during it stops the process gracefully rather than killing it.
+    let signals = (!args.check).then(StopSignals::listen).transpose()?;
     let engine = engine_for(&config)?;
     if args.check {
         for (index, p) in config.pipeline.iter().enumerate() {
@@ -97,6 +100,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
         &config,
         &engine,
         &state_dir,
+        signals.expect("listening unless --check"),
         |address| tracing::info!(%address, "api listening"),
     )
 }
@@ -126,6 +130,36 @@ pub fn engine_for(config: &Config) -> anyhow::Result<Engine> {
     })
 }
 
+/// The async runtime of `sluice run`, listening for SIGTERM and SIGINT from the moment it is
+/// made: a signal sent at any later point of start-up stops the process gracefully.
+pub struct StopSignals {
+    runtime: tokio::runtime::Runtime,
+    terminate: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    /// Starts the runtime and listens.
+    pub fn listen() -> anyhow::Result<StopSignals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()?;
+        let (terminate, interrupt) = runtime.block_on(async {
+            anyhow::Ok((
+                signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?,
+                signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?,
+            ))
+        })?;
+        Ok(StopSignals {
+            runtime,
+            terminate,
+            interrupt,
+        })
+    }
+}
+
 /// Runs `config`'s pipelines and the API (modules and deployments in `state_dir`) until SIGTERM
 /// or SIGINT, or until every pipeline has stopped; then drains and commits. `announce` is told
 /// the API's address once it listens. Returns the exit status.
@@ -133,27 +167,20 @@ pub fn serve(
     config: &Config,
     engine: &Engine,
     state_dir: &Path,
+    signals: StopSignals,
     announce: impl FnOnce(std::net::SocketAddr),
 ) -> anyhow::Result<i32> {
+    let StopSignals {
+        runtime,
+        mut terminate,
+        mut interrupt,
+    } = signals;
     let max_module_bytes = config.api.max_module_mb as usize * 1024 * 1024;
     let control = Arc::new(
         ControlPlane::open(state_dir, engine.clone(), max_module_bytes)
             .with_context(|| format!("state directory {}", state_dir.display()))?,
     );
     let member = member_id(state_dir)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()?;
-    // Listen for the stop signals before anything starts, so that one sent during start-up
-    // (tables loading, the group forming) stops the process as gracefully as one sent later.
-    let (mut terminate, mut interrupt) = runtime.block_on(async {
-        use tokio::signal::unix::{SignalKind, signal};
-        anyhow::Ok((
-            signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?,
-            signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?,
-        ))
-    })?;
     let stop = Arc::new(AtomicBool::new(false));
     let pipelines =
         pipeline::start_all(config, engine, &member, stop.clone(), |index, p, tables| {
