@@ -1,6 +1,7 @@
 //! Glue between the generated bindings and [`Transform`]; used by [`export!`](crate::export).
 
-use crate::{Config, Header, Record, Transform, Writer};
+use crate::state::Timer;
+use crate::{Config, Header, Record, StatefulTransform, Transform, Writer};
 use std::any::Any;
 use std::cell::RefCell;
 
@@ -61,6 +62,49 @@ pub(crate) fn process_with<T: Transform>(transform: &mut T, batch: &InputBatch) 
         out.begin(index as u32, record);
         let mark = out.mark();
         if let Err(e) = transform.process(&record, &mut out) {
+            out.rollback(mark);
+            errors.push(RecordError {
+                input: index as u32,
+                message: e.into(),
+            });
+        }
+    }
+    OutputBatch {
+        data: out.data,
+        headers: out.headers,
+        records: out.records,
+        errors,
+    }
+}
+
+/// The `on-timers` export: runs the transform's `on_timer` for every timer that fired.
+pub fn on_timers<T: StatefulTransform>(fired: Vec<Timer>) -> OutputBatch {
+    TRANSFORM.with(|slot| {
+        let mut slot = slot.borrow_mut();
+        let transform = slot
+            .as_mut()
+            .and_then(|t| t.downcast_mut::<T>())
+            .expect("the host calls init before on-timers");
+        on_timers_with(transform, &fired)
+    })
+}
+
+/// Runs `transform`'s `on_timer` for every timer of `fired`; shared by the export and
+/// [`crate::testing`].
+pub(crate) fn on_timers_with<T: StatefulTransform>(
+    transform: &mut T,
+    fired: &[Timer],
+) -> OutputBatch {
+    let mut out = Writer::with_capacity(256 * fired.len(), fired.len());
+    let mut errors = Vec::new();
+    for (index, timer) in fired.iter().enumerate() {
+        let record = Record {
+            timestamp: Some(timer.at),
+            ..Record::default()
+        };
+        out.begin(index as u32, record);
+        let mark = out.mark();
+        if let Err(e) = transform.on_timer(timer, &mut out) {
             out.rollback(mark);
             errors.push(RecordError {
                 input: index as u32,

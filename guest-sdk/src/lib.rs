@@ -6,6 +6,9 @@
 //! The generated bindings stay inside this crate; the same code runs natively, so transform logic
 //! is unit-tested with plain `cargo test` through the [`testing`] module.
 //!
+//! A [`StatefulTransform`] also keeps keyed [`state`] and sets event-time timers (windows,
+//! running totals); export it with [`export_stateful!`].
+//!
 //! Beside that: [`json`] rewrites JSON records field by field, keeping the bytes of what does
 //! not change; [`tables`] looks keys up in the pipeline's lookup tables; [`log`] and the macros
 //! [`trace!`], [`debug!`], [`info!`], [`warn!`] and [`error!`] write to the runtime's log.
@@ -60,6 +63,7 @@ mod guest;
 pub mod json;
 pub mod log;
 mod record;
+pub mod state;
 pub mod tables;
 pub mod testing;
 mod writer;
@@ -73,7 +77,7 @@ pub use writer::{OutputRecord, Writer};
 /// contract (`wit/transform.wit`). May change in any release.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::guest::{init, process};
+    pub use crate::guest::{init, on_timers, process};
     pub use wit_bindgen;
 
     #[allow(missing_docs, clippy::all)]
@@ -83,6 +87,21 @@ pub mod __private {
             world: "transformer",
             pub_export_macro: true,
             runtime_path: "::sluice_sdk::__private::wit_bindgen::rt",
+        });
+    }
+
+    /// The `stateful-transformer` world's own parts: `state`, `timers` and the `stateful` export.
+    #[allow(missing_docs, clippy::all)]
+    pub mod stateful_bindings {
+        wit_bindgen::generate!({
+            path: "../wit",
+            world: "stateful-parts",
+            pub_export_macro: true,
+            runtime_path: "::sluice_sdk::__private::wit_bindgen::rt",
+            with: {
+                "sluice:transform/types@0.1.0": crate::__private::bindings::sluice::transform::types,
+            },
+            export_macro_name: "__export_stateful_parts",
         });
     }
 }
@@ -103,6 +122,50 @@ pub trait Transform: Sized + 'static {
     /// outputs already written for this record are discarded and the record goes to the
     /// pipeline's dead-letter topic with the error's message.
     fn process(&mut self, record: &Record<'_>, out: &mut Writer<'_>) -> Result<(), Error>;
+}
+
+/// A stateful stream transform: a [`Transform`] that keeps keyed [`state`] and sets timers,
+/// which fire once stream time passes them (see [`state`] for event time). Export it with
+/// [`export_stateful!`].
+pub trait StatefulTransform: Transform {
+    /// Handles a timer that fired: write zero or more outputs to `out` (for example a closed
+    /// window's result). They are written like outputs of a record, keyed by nothing and
+    /// stamped with the timer's time unless an [`OutputRecord`] says otherwise. An error is
+    /// logged by the runtime and the timer's outputs are dropped.
+    fn on_timer(&mut self, timer: &state::Timer, out: &mut Writer<'_>) -> Result<(), Error>;
+}
+
+/// Exports a [`StatefulTransform`] as the component's implementation of the Sluice contract's
+/// `stateful-transformer` world. Use it instead of [`export!`], once per crate.
+#[macro_export]
+macro_rules! export_stateful {
+    ($transform:ty) => {
+        $crate::export!($transform);
+        #[cfg(target_arch = "wasm32")]
+        const _: () = {
+            struct SluiceStatefulExport;
+            impl $crate::__private::stateful_bindings::exports::sluice::transform::stateful::Guest
+                for SluiceStatefulExport
+            {
+                fn on_timers(
+                    fired: ::std::vec::Vec<
+                        $crate::__private::stateful_bindings::exports::sluice::transform::stateful::FiredTimer,
+                    >,
+                ) -> $crate::__private::bindings::sluice::transform::types::OutputBatch {
+                    $crate::__private::on_timers::<$transform>(
+                        fired.into_iter().map(|t| $crate::state::Timer { key: t.key, at: t.at }).collect(),
+                    )
+                }
+            }
+            $crate::__private::stateful_bindings::__export_stateful_parts!(
+                SluiceStatefulExport with_types_in $crate::__private::stateful_bindings
+            );
+        };
+        #[cfg(not(target_arch = "wasm32"))]
+        const _: fn(&mut $transform, &$crate::state::Timer, &mut $crate::Writer<'_>)
+            -> ::std::result::Result<(), $crate::Error> =
+            <$transform as $crate::StatefulTransform>::on_timer;
+    };
 }
 
 /// Exports a [`Transform`] as the component's implementation of the Sluice contract.

@@ -14,8 +14,9 @@
 //! assert_eq!(out[0].value.as_deref(), Some(&b"hi"[..]));
 //! ```
 
+use crate::state::Timer;
 use crate::wit::types::{Header as WireHeader, InputBatch, InputRecord, OutputBatch, Span};
-use crate::{Config, Error, Record, Transform};
+use crate::{Config, Error, Record, StatefulTransform, Transform};
 
 /// Fake tables of this test thread: name, then key to value.
 type FakeTables = std::collections::HashMap<String, std::collections::HashMap<Vec<u8>, Vec<u8>>>;
@@ -48,6 +49,32 @@ pub(crate) fn fake_lookup(table: &str, key: &[u8]) -> Result<Option<Vec<u8>>, St
         Some(entries) => Ok(entries.get(key).cloned()),
         None => Err(format!("this pipeline declares no table named `{table}`")),
     })
+}
+
+/// Forgets the state, timers and stream time of this test thread.
+pub fn reset_state() {
+    crate::state::native::with(|s| *s = Default::default());
+}
+
+/// Moves stream time up to `time` and fires the timers at or before it, as the runtime does
+/// after a batch: per timer, in time order, the timer and its outputs or its error.
+pub fn advance<T: StatefulTransform>(
+    transform: &mut T,
+    time: i64,
+) -> Vec<(Timer, Result<Vec<Output>, Error>)> {
+    let mut fired = Vec::new();
+    loop {
+        let due = crate::state::native::with(|s| {
+            s.advance(time);
+            s.take_due()
+        });
+        if due.is_empty() {
+            return fired;
+        }
+        let output = crate::guest::on_timers_with(transform, &due);
+        let results = decode(due.len(), output);
+        fired.extend(due.into_iter().zip(results));
+    }
 }
 
 /// An output as a test sees it: owned, with spans resolved.

@@ -1,7 +1,7 @@
 //! `sluice try`: the transform author's inner loop, without Kafka.
 
 use crate::config::default_batch_max_bytes;
-use crate::engine::{Engine, FailureKind, InputBatchBuilder, Instance, Limits};
+use crate::engine::{Engine, FailureKind, InputBatchBuilder, Instance, Limits, OutputRef};
 use crate::tables::Tables;
 use anyhow::Context;
 use clap::Args;
@@ -140,7 +140,26 @@ pub fn run(args: TryArgs) -> anyhow::Result<i32> {
         }
     }
     failed |= run(&mut batch, &mut lines)?;
+    if instance.is_stateful() {
+        // The end of the input: every timer fires, so every window closes and is printed.
+        let closed = instance.finish()?;
+        for o in closed.outputs() {
+            print_output(&mut out, &o, args.envelope)?;
+        }
+        out.flush()?;
+    }
     Ok(if failed { 1 } else { 0 })
+}
+
+/// Prints one output: its value, or with `envelope` the whole record as JSON.
+fn print_output(out: &mut impl Write, o: &OutputRef<'_>, envelope: bool) -> anyhow::Result<()> {
+    if envelope {
+        serde_json::to_writer(&mut *out, &o.to_json())?;
+    } else {
+        out.write_all(o.value().unwrap_or_default())?;
+    }
+    out.write_all(b"\n")?;
+    Ok(())
 }
 
 /// Runs the batch and prints its outputs and errors, flushed, so that what is printed next on
@@ -161,12 +180,7 @@ fn flush(
     // Interleave by input so that stdout and stderr stay in input order.
     for (index, line) in lines.iter().enumerate() {
         while let Some(o) = outputs.next_if(|o| o.input() == index) {
-            if envelope {
-                serde_json::to_writer(&mut *out, &o.to_json())?;
-            } else {
-                out.write_all(o.value().unwrap_or_default())?;
-            }
-            out.write_all(b"\n")?;
+            print_output(out, &o, envelope)?;
         }
         if let Some(f) = failures.next_if(|f| f.input == index) {
             out.flush()?;

@@ -6,6 +6,8 @@
 //! that a panic's message can be reported with the failure.
 
 use super::bindings::sluice::transform::log::{self, Level};
+use super::state::{KeyValueStore, SharedTask, TaskState};
+use super::stateful_bindings::sluice::transform::{state, timers};
 use crate::tables::Tables;
 use bytes::Bytes;
 use std::sync::{Arc, Mutex};
@@ -25,6 +27,8 @@ pub struct HostState {
     stderr: StderrTail,
     /// The lookup tables its pipeline declares.
     tables: Tables,
+    /// A stateful transform's state, timers and stream time.
+    task: Option<SharedTask>,
 }
 
 /// Returned by the limiter when a guest grows its memory past the cap; recognised by
@@ -39,7 +43,12 @@ pub struct MemoryLimitExceeded {
 }
 
 impl HostState {
-    pub fn new(label: String, memory_limit: usize, tables: Tables) -> Self {
+    pub fn new(
+        label: String,
+        memory_limit: usize,
+        tables: Tables,
+        task: Option<SharedTask>,
+    ) -> Self {
         let stderr = StderrTail::default();
         let wasi = WasiCtx::builder()
             .stderr(stderr.clone())
@@ -56,7 +65,17 @@ impl HostState {
             label,
             stderr,
             tables,
+            task,
         }
+    }
+
+    /// The task's state; only stateful transforms, which have one, can import what calls this.
+    fn task(&self) -> std::sync::MutexGuard<'_, TaskState<Box<dyn KeyValueStore>>> {
+        self.task
+            .as_ref()
+            .expect("only stateful transforms import state and timers")
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     /// The last lines the guest wrote to standard error, e.g. a panic message.
@@ -123,6 +142,41 @@ impl super::bindings::sluice::transform::types::Host for HostState {}
 impl super::bindings::sluice::transform::tables::Host for HostState {
     fn lookup(&mut self, table: String, key: Vec<u8>) -> Result<Option<Vec<u8>>, String> {
         self.tables.lookup(&table, &key)
+    }
+}
+
+impl state::Host for HostState {
+    fn get(&mut self, key: Vec<u8>) -> Option<Vec<u8>> {
+        self.task().get(&key)
+    }
+    fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        self.task().put(&key, value)
+    }
+    fn delete(&mut self, key: Vec<u8>) {
+        self.task().delete(&key)
+    }
+    fn scan(
+        &mut self,
+        start: Vec<u8>,
+        end: Option<Vec<u8>>,
+        limit: u32,
+    ) -> Vec<(Vec<u8>, Vec<u8>)> {
+        self.task().scan(&start, end.as_deref(), limit as usize)
+    }
+}
+
+impl timers::Host for HostState {
+    fn register(&mut self, key: Vec<u8>, at: i64) {
+        self.task().register_timer(&key, at)
+    }
+    fn cancel(&mut self, key: Vec<u8>, at: i64) {
+        self.task().cancel_timer(&key, at)
+    }
+    fn stream_time(&mut self) -> Option<i64> {
+        self.task().stream_time()
+    }
+    fn observe(&mut self, event_time: i64) {
+        self.task().observe(event_time)
     }
 }
 
@@ -263,7 +317,7 @@ mod tests {
             .with_ansi(false)
             .without_time()
             .finish();
-        let mut state = HostState::new("tz".to_string(), 1 << 20, Tables::default());
+        let mut state = HostState::new("tz".to_string(), 1 << 20, Tables::default(), None);
         let levels = [
             (Level::Trace, "TRACE"),
             (Level::Debug, "DEBUG"),

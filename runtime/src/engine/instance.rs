@@ -4,6 +4,10 @@ use super::batch::{self, OutputRef};
 use super::bindings::Transformer;
 use super::bindings::sluice::transform::types::{InputBatch, OutputBatch};
 use super::host::{HostState, MemoryLimitExceeded};
+use super::state::{KeyValueStore, SharedTask, TaskState, in_memory_task};
+use super::stateful_bindings::exports::sluice::transform::stateful::{
+    FiredTimer, Guest as Stateful,
+};
 use super::{Engine, Module, budget_ticks};
 use crate::tables::Tables;
 use std::fmt;
@@ -129,7 +133,14 @@ pub struct Instance {
     store: Store<HostState>,
     bindings: Transformer,
     restarts: u64,
+    /// A stateful transform's state: it outlives instances discarded after a trap.
+    task: Option<SharedTask>,
+    /// A stateful transform's `stateful` export in the current instance.
+    stateful: Option<Stateful>,
 }
+
+/// Timers handed to a stateful transform per `on-timers` call.
+const TIMERS_PER_CALL: usize = 1024;
 
 impl Instance {
     pub(super) fn new(
@@ -139,7 +150,9 @@ impl Instance {
         config: Vec<(String, String)>,
         tables: Tables,
     ) -> Result<Self, InstantiateError> {
-        let (store, bindings) = start(&engine, &module, &label, &config, &tables)?;
+        let task = module.is_stateful().then(in_memory_task);
+        let (store, bindings, stateful) =
+            start(&engine, &module, &label, &config, &tables, task.as_ref())?;
         Ok(Instance {
             engine,
             module,
@@ -149,6 +162,8 @@ impl Instance {
             store,
             bindings,
             restarts: 0,
+            task,
+            stateful,
         })
     }
 
@@ -168,18 +183,102 @@ impl Instance {
     /// discards the instance's state: a fresh instance then runs the batch one record at a time,
     /// so that only the records that trap on their own fail. `Err` only when no fresh instance
     /// can be started, which leaves this one unusable.
+    ///
+    /// A stateful transform's timers that the batch made due fire after it: their outputs come
+    /// last, as derived from the batch's last record.
     pub fn process(&mut self, batch: &InputBatch) -> Result<Processed, InstantiateError> {
         let inputs = batch.records.len();
-        match self.call(batch) {
-            Ok(output) => Ok(into_processed(output, inputs)),
+        let mut processed = match self.call(batch) {
+            Ok(output) => into_processed(output, inputs),
             Err(trap) => {
                 self.restart()?;
                 if inputs == 1 {
-                    return Ok(failed_batch(&trap, 1));
+                    failed_batch(&trap, 1)
+                } else {
+                    self.isolate(batch, &trap)?
                 }
-                self.isolate(batch, &trap)
+            }
+        };
+        if inputs > 0 {
+            self.fire_timers(&mut processed.output, inputs as u32 - 1)?;
+        }
+        Ok(processed)
+    }
+
+    /// Whether the transform is stateful.
+    pub fn is_stateful(&self) -> bool {
+        self.task.is_some()
+    }
+
+    /// The end of the input (`sluice try`): stream time moves to the end of time, so every
+    /// timer fires, e.g. every window closes. Their outputs, all as derived from input 0.
+    pub fn finish(&mut self) -> Result<Processed, InstantiateError> {
+        let mut output = empty_output();
+        if let Some(task) = &self.task {
+            lock(task).advance(i64::MAX);
+            self.fire_timers(&mut output, 0)?;
+        }
+        Ok(Processed {
+            output,
+            failures: Vec::new(),
+        })
+    }
+
+    /// Fires the timers due at the task's stream time, adding their outputs to `output` as
+    /// derived from input `input`. A timer the transform rejects is logged and its outputs
+    /// dropped; timers whose call traps are dropped, since they would trap again.
+    fn fire_timers(
+        &mut self,
+        output: &mut OutputBatch,
+        input: u32,
+    ) -> Result<(), InstantiateError> {
+        let Some(task) = self.task.clone() else {
+            return Ok(());
+        };
+        loop {
+            let due = lock(&task).take_due_timers(TIMERS_PER_CALL);
+            if due.is_empty() {
+                return Ok(());
+            }
+            let fired: Vec<FiredTimer> = due
+                .into_iter()
+                .map(|t| FiredTimer {
+                    key: t.key,
+                    at: t.at,
+                })
+                .collect();
+            match self.call_on_timers(&fired) {
+                Ok(out) => {
+                    lock(&task).commit();
+                    let handled = into_processed(out, fired.len());
+                    for failure in handled.failures() {
+                        let timer = &fired[failure.input];
+                        tracing::warn!(module = %self.label, event = "timer_failed", kind = %failure.kind,
+                            key = %String::from_utf8_lossy(&timer.key), at = timer.at, error = %failure.message,
+                            "a timer failed; its outputs are dropped");
+                    }
+                    batch::append(output, handled.output, input);
+                }
+                Err(trap) => {
+                    lock(&task).rollback();
+                    self.restart()?;
+                    let mut task = lock(&task);
+                    let dropped = task.take_due_timers(fired.len());
+                    task.commit();
+                    tracing::error!(module = %self.label, event = "timers_dropped", kind = %trap.kind,
+                        error = %trap.message, timers = dropped.len(),
+                        "handling timers trapped; they are dropped");
+                }
             }
         }
+    }
+
+    fn call_on_timers(&mut self, fired: &[FiredTimer]) -> Result<OutputBatch, Trap> {
+        let stateful = self.stateful.as_ref().expect("a stateful transform");
+        self.store
+            .set_epoch_deadline(budget_ticks(self.engine.limits().cpu_budget));
+        let result = stateful.call_on_timers(&mut self.store, fired);
+        result.map_err(|e| classify(e, &self.store, &self.engine))
     }
 
     fn isolate(
@@ -190,12 +289,7 @@ impl Instance {
         tracing::warn!(module = %self.label, kind = %first_trap.kind, error = %first_trap.message,
             records = batch.records.len(), "transform trapped; replaying the batch one record at a time");
         let mut merged = Processed {
-            output: OutputBatch {
-                data: Vec::new(),
-                headers: Vec::new(),
-                records: Vec::new(),
-                errors: Vec::new(),
-            },
+            output: empty_output(),
             failures: Vec::new(),
         };
         for index in 0..batch.records.len() {
@@ -222,6 +316,8 @@ impl Instance {
         Ok(merged)
     }
 
+    /// Calls `process`; a stateful transform's writes are kept if it returns (with the
+    /// records' timestamps as event times, unless it reports its own) and dropped if it traps.
     fn call(&mut self, batch: &InputBatch) -> Result<OutputBatch, Trap> {
         self.store
             .set_epoch_deadline(budget_ticks(self.engine.limits().cpu_budget));
@@ -229,21 +325,47 @@ impl Instance {
             .bindings
             .sluice_transform_transform()
             .call_process(&mut self.store, batch);
+        if let Some(task) = &self.task {
+            let mut task = lock(task);
+            if result.is_ok() {
+                for timestamp in batch.records.iter().filter_map(|r| r.timestamp) {
+                    task.observe_timestamp(timestamp);
+                }
+                task.commit();
+            } else {
+                task.rollback();
+            }
+        }
         result.map_err(|e| classify(e, &self.store, &self.engine))
     }
 
     fn restart(&mut self) -> Result<(), InstantiateError> {
-        let (store, bindings) = start(
+        let (store, bindings, stateful) = start(
             &self.engine,
             &self.module,
             &self.label,
             &self.config,
             &self.tables,
+            self.task.as_ref(),
         )?;
         self.store = store;
         self.bindings = bindings;
+        self.stateful = stateful;
         self.restarts += 1;
         Ok(())
+    }
+}
+
+fn lock(task: &SharedTask) -> std::sync::MutexGuard<'_, TaskState<Box<dyn KeyValueStore>>> {
+    task.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn empty_output() -> OutputBatch {
+    OutputBatch {
+        data: Vec::new(),
+        headers: Vec::new(),
+        records: Vec::new(),
+        errors: Vec::new(),
     }
 }
 
@@ -254,9 +376,15 @@ fn start(
     label: &str,
     config: &[(String, String)],
     tables: &Tables,
-) -> Result<(Store<HostState>, Transformer), InstantiateError> {
+    task: Option<&SharedTask>,
+) -> Result<(Store<HostState>, Transformer, Option<Stateful>), InstantiateError> {
     let limits = engine.limits();
-    let state = HostState::new(label.to_string(), limits.memory_bytes, tables.clone());
+    let state = HostState::new(
+        label.to_string(),
+        limits.memory_bytes,
+        tables.clone(),
+        task.cloned(),
+    );
     let mut store = Store::new(engine.wasmtime(), state);
     store.limiter(|state| state);
     store.epoch_deadline_trap();
@@ -265,15 +393,24 @@ fn start(
         let Trap { kind, message } = classify(e, store, engine);
         InstantiateError::Trap { kind, message }
     };
-    let bindings = match module.pre.instantiate(&mut store) {
-        Ok(bindings) => bindings,
+    let instance = match module.pre.instance_pre().instantiate(&mut store) {
+        Ok(instance) => instance,
         Err(e) => return Err(trap(e, &store)),
+    };
+    let bindings = Transformer::new(&mut store, &instance).map_err(|e| trap(e, &store))?;
+    let stateful = match &module.stateful {
+        Some(indices) => Some(
+            indices
+                .load(&mut store, &instance)
+                .map_err(|e| trap(e, &store))?,
+        ),
+        None => None,
     };
     match bindings
         .sluice_transform_transform()
         .call_init(&mut store, config)
     {
-        Ok(Ok(())) => Ok((store, bindings)),
+        Ok(Ok(())) => Ok((store, bindings, stateful)),
         Ok(Err(message)) => Err(InstantiateError::Init(message)),
         Err(e) => Err(trap(e, &store)),
     }

@@ -8,6 +8,7 @@
 mod batch;
 mod host;
 mod instance;
+pub mod state;
 
 pub use batch::{InputBatchBuilder, InputRef, OutputRef, bytes_json};
 pub use instance::{Failure, FailureKind, Instance, InstantiateError, Processed};
@@ -28,12 +29,28 @@ pub(crate) mod bindings {
     });
 }
 
+/// Host bindings for the `stateful-transformer` world: its `state` and `timers` imports and its
+/// `stateful` export; what it shares with `transformer` comes from [`bindings`].
+pub(crate) mod stateful_bindings {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "stateful-transformer",
+        with: {
+            "sluice:transform/types": super::bindings::sluice::transform::types,
+            "sluice:transform/log": super::bindings::sluice::transform::log,
+            "sluice:transform/tables": super::bindings::sluice::transform::tables,
+        },
+    });
+}
+
 pub use bindings::sluice::transform::types::{InputBatch, OutputBatch};
 
 /// The contract's package and version this runtime implements.
 pub const CONTRACT: &str = "sluice:transform@0.1.0";
 /// The interface a transform must export, with its version.
 pub const EXPORT: &str = "sluice:transform/transform@0.1.0";
+/// The interface a stateful transform exports beside [`EXPORT`].
+pub const STATEFUL_EXPORT: &str = "sluice:transform/stateful@0.1.0";
 
 /// Resource limits applied to every instance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,6 +111,11 @@ pub enum LoadError {
     /// It imports something the host does not grant.
     #[error("the component imports {0}, which Sluice does not grant to transforms")]
     UnsupportedImport(String),
+    /// It keeps state or sets timers but cannot be told that timers fired.
+    #[error(
+        "the component imports `state` or `timers` but does not export `{STATEFUL_EXPORT}`: build it with sluice-sdk and `sluice_sdk::export_stateful!`"
+    )]
+    NotStateful,
     /// The export exists but its functions have other types.
     #[error("the component's `{EXPORT}` export does not match the contract: {0}")]
     BadExport(String),
@@ -109,6 +131,16 @@ pub struct Module {
     pub size: usize,
     /// Names of the component's exports, e.g. `sluice:transform/transform@0.1.0`.
     pub exports: Vec<String>,
+    /// For a stateful transform: where its `stateful` export is.
+    pub(crate) stateful:
+        Option<stateful_bindings::exports::sluice::transform::stateful::GuestIndices>,
+}
+
+impl Module {
+    /// Whether it is a stateful transform (keeps state, sets timers).
+    pub fn is_stateful(&self) -> bool {
+        self.stateful.is_some()
+    }
 }
 
 impl std::fmt::Debug for Module {
@@ -148,10 +180,10 @@ impl Engine {
         let engine = wasmtime::Engine::new(&config)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
-        bindings::Transformer::add_to_linker::<_, wasmtime::component::HasSelf<HostState>>(
-            &mut linker,
-            |s| s,
-        )?;
+        type Host = wasmtime::component::HasSelf<HostState>;
+        bindings::Transformer::add_to_linker::<_, Host>(&mut linker, |s| s)?;
+        stateful_bindings::sluice::transform::state::add_to_linker::<_, Host>(&mut linker, |s| s)?;
+        stateful_bindings::sluice::transform::timers::add_to_linker::<_, Host>(&mut linker, |s| s)?;
         let ticker = EpochTicker::start(&engine);
         Ok(Engine {
             engine,
@@ -180,6 +212,21 @@ impl Engine {
             .linker
             .instantiate_pre(&component)
             .map_err(|e| LoadError::UnsupportedImport(format!("{e:#}")))?;
+        let stateful = if exports.iter().any(|e| e == STATEFUL_EXPORT) {
+            let indices =
+                stateful_bindings::exports::sluice::transform::stateful::GuestIndices::new(
+                    &instance_pre,
+                )
+                .map_err(|e| LoadError::BadExport(format!("{e:#}")))?;
+            Some(indices)
+        } else if ty
+            .imports(&self.engine)
+            .any(|(name, _)| is_stateful_import(name))
+        {
+            return Err(LoadError::NotStateful);
+        } else {
+            None
+        };
         let pre = bindings::TransformerPre::new(instance_pre)
             .map_err(|e| LoadError::BadExport(format!("{e:#}")))?;
         Ok(Module {
@@ -187,6 +234,7 @@ impl Engine {
             sha256: hex_sha256(bytes),
             size: bytes.len(),
             exports,
+            stateful,
         })
     }
 
@@ -256,6 +304,14 @@ fn is_granted(import: &str) -> bool {
         || ["log", "tables", "types"]
             .iter()
             .any(|i| import == format!("sluice:transform/{i}@0.1.0"))
+        || is_stateful_import(import)
+}
+
+/// Whether `import` is granted to stateful transforms only.
+fn is_stateful_import(import: &str) -> bool {
+    ["state", "timers"]
+        .iter()
+        .any(|i| import == format!("sluice:transform/{i}@0.1.0"))
 }
 
 fn check_header(bytes: &[u8]) -> Result<(), LoadError> {

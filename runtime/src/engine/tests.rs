@@ -258,3 +258,56 @@ fn the_tz_normaliser_loads_and_hashes() {
         vec![(0, r#"{"timestamp":1707145312884.548,"message":"0"}"#.into())]
     );
 }
+
+#[test]
+fn a_stateful_component_keeps_state_across_batches_and_its_timers_fire_after_the_batch() {
+    let engine = engine(Limits::default());
+    let plain = engine.load(&guest_bytes("tz_normaliser")).unwrap();
+    assert!(!plain.is_stateful());
+    let module = engine.load(&guest_bytes("windowed_aggregate")).unwrap();
+    assert!(module.is_stateful());
+    let config: Vec<(String, String)> = [
+        ("value", "n"),
+        ("window", "10s"),
+        ("aggregations", "count,sum"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let mut instance = engine
+        .instantiate(&module, "agg", &config, &Tables::default())
+        .unwrap();
+    let at = |records: &[(i64, &str)]| {
+        let mut b = InputBatchBuilder::new("in", 0);
+        for (i, (timestamp, value)) in records.iter().enumerate() {
+            b.push(i as i64, Some(*timestamp), None, Some(value.as_bytes()), []);
+        }
+        b
+    };
+    // Event time is the record timestamp: nothing closes within the first window.
+    let first = instance
+        .process(at(&[(1_000, r#"{"n":1}"#), (2_000, r#"{"n":2}"#)]).batch())
+        .unwrap();
+    assert!(values(&first).is_empty());
+    // The next batch moves stream time past 10 s: the window closes after it, its result
+    // attributed to the batch's last record.
+    let second = instance
+        .process(at(&[(3_000, r#"{"n":4}"#), (10_500, r#"{"n":8}"#)]).batch())
+        .unwrap();
+    assert_eq!(
+        values(&second),
+        vec![(
+            1,
+            r#"{"key":null,"window_start":0,"window_end":10000,"count":3,"sum":7}"#.to_string()
+        )]
+    );
+    // The end of the input closes the rest.
+    let rest = instance.finish().unwrap();
+    assert_eq!(
+        values(&rest),
+        vec![(
+            0,
+            r#"{"key":null,"window_start":10000,"window_end":20000,"count":1,"sum":8}"#.to_string()
+        )]
+    );
+}

@@ -59,6 +59,12 @@ pub enum PipelineError {
         #[source]
         source: LoadError,
     },
+    /// A stateful transform, which pipelines do not run yet.
+    #[error("{at}: {NOT_YET_STATEFUL}")]
+    Stateful {
+        /// Where it is declared.
+        at: String,
+    },
     /// A transform does not start with its configuration.
     #[error("{at}")]
     StartModule {
@@ -172,6 +178,9 @@ pub fn transactional_id(pipeline: &PipelineConfig, member: &str) -> String {
     format!("{}-{member}", pipeline.group())
 }
 
+/// Why pipelines refuse stateful transforms for now.
+pub const NOT_YET_STATEFUL: &str = "a stateful transform (it exports `stateful`): pipelines do not run stateful transforms yet, since their state would not survive a restart or a rebalance; `sluice try` runs it, with its state in memory";
+
 /// `error` and its causes, `: `-separated, for a status a person reads.
 pub fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
@@ -282,6 +291,9 @@ pub fn load_stages(
             Ok(module) => module,
             Err(source) => return Err(PipelineError::LoadModule { at, source }),
         };
+        if module.is_stateful() {
+            return Err(PipelineError::Stateful { at });
+        }
         if let Err(source) = engine.instantiate(&module, &name, &config, tables) {
             return Err(PipelineError::StartModule { at, source });
         }

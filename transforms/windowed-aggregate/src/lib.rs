@@ -1,0 +1,394 @@
+//! Windowed aggregate: count, sum, average, minimum and maximum of a numeric field per key, in
+//! tumbling or hopping event-time windows, or as a running aggregate.
+//!
+//! Semantics as Kafka Streams' grace period: a window `[start, end)` closes when stream time (the
+//! highest event time seen) reaches `end + allowed_lateness`. With `emit = "final"` (the
+//! default) its result is written once, when it closes; with `"updates"`, after every record
+//! that changes it. A record whose windows have all closed is late: it fails with a message
+//! that starts with `late:`, so it goes to the dead-letter topic. Without `window`, every record
+//! updates its key's running aggregate, which is written after it (seed 001's running sum).
+//!
+//! Output: `{"key", "window_start", "window_end", "count", "sum", "avg", "min", "max"}`, window
+//! bounds in epoch milliseconds, only the aggregations asked for, no window fields for a running
+//! aggregate. See the crate's README for the configuration.
+
+use chrono::DateTime;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use sluice_sdk::state::{self, Timer};
+use sluice_sdk::{Config, Error, OutputRecord, Record, StatefulTransform, Transform, Writer};
+
+const KEYS: &[&str] = &[
+    "key",
+    "time",
+    "value",
+    "window",
+    "slide",
+    "session_gap",
+    "allowed_lateness",
+    "emit",
+    "aggregations",
+];
+
+const AGGREGATIONS: &[&str] = &["count", "sum", "avg", "min", "max"];
+
+/// The format of the seeds' dates, besides RFC 3339.
+const DATE_FORMAT: &str = "%Y-%m-%d %H:%M:%S%.f %z";
+
+/// State keys: a window's aggregate is `W`, the group key, a zero byte, the window's start
+/// (order-preserving); a running aggregate is `R` and the group key. Timers use the window's
+/// state key.
+const WINDOW: u8 = b'W';
+const RUNNING: u8 = b'R';
+
+/// The aggregate of one window or running key, as kept in state.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+struct Aggregate {
+    /// The group key as it appeared in the records (JSON), `null` for the global key.
+    key: Value,
+    count: u64,
+    sum: f64,
+    min: Option<f64>,
+    max: Option<f64>,
+}
+
+impl Aggregate {
+    fn add(&mut self, value: f64) {
+        self.count += 1;
+        self.sum += value;
+        self.min = Some(self.min.map_or(value, |m| m.min(value)));
+        self.max = Some(self.max.map_or(value, |m| m.max(value)));
+    }
+}
+
+/// Windows of `size` starting every `slide` (equal for tumbling windows), in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Windows {
+    size: i64,
+    slide: i64,
+}
+
+impl Windows {
+    /// The starts of the windows that hold `time`, earliest first.
+    fn starts(&self, time: i64) -> impl Iterator<Item = i64> {
+        let last = time.div_euclid(self.slide) * self.slide;
+        let slide = self.slide;
+        let first = last - (self.size - 1).div_euclid(slide) * slide;
+        (0..)
+            .map(move |i| first + i * slide)
+            .take_while(move |s| *s <= last)
+            .filter(move |s| time < s + self.size)
+    }
+}
+
+/// The transform.
+#[derive(Debug)]
+pub struct WindowedAggregate {
+    key: Option<String>,
+    time: Option<String>,
+    value: Option<String>,
+    windows: Option<Windows>,
+    lateness: i64,
+    emit_updates: bool,
+    aggregations: Vec<&'static str>,
+}
+
+impl Transform for WindowedAggregate {
+    fn init(config: &Config) -> Result<Self, Error> {
+        config.allow_only(KEYS)?;
+        if config.get("session_gap").is_some() {
+            return Err(Error::new(
+                "session_gap: session windows are not supported yet; use `window` (and `slide`)",
+            ));
+        }
+        let duration = |key: &str| -> Result<Option<i64>, Error> {
+            config
+                .get(key)
+                .map(|text| parse_duration(text).map_err(|why| Error::new(format!("{key}: {why}"))))
+                .transpose()
+        };
+        let size = duration("window")?;
+        let slide = duration("slide")?;
+        let windows = match (size, slide) {
+            (None, Some(_)) => {
+                return Err(Error::new("slide: hopping windows need a `window` size"));
+            }
+            (None, None) => None,
+            (Some(size), slide) => {
+                let slide = slide.unwrap_or(size);
+                if size <= 0 || slide <= 0 {
+                    return Err(Error::new("window and slide must be longer than 0"));
+                }
+                if slide > size {
+                    return Err(Error::new(format!(
+                        "slide: {slide} ms is longer than the window ({size} ms), so some records would fall in no window"
+                    )));
+                }
+                Some(Windows { size, slide })
+            }
+        };
+        let emit_updates = match config.choice("emit", &["final", "updates"])? {
+            Some("updates") => true,
+            Some(_) if windows.is_none() => {
+                return Err(Error::new(
+                    "emit: a running aggregate (no `window`) writes an update per record; `final` needs a `window`",
+                ));
+            }
+            _ => windows.is_none(),
+        };
+        let aggregations = match config.get("aggregations") {
+            None => AGGREGATIONS.to_vec(),
+            Some(list) => list
+                .split(',')
+                .map(str::trim)
+                .map(|name| {
+                    AGGREGATIONS
+                        .iter()
+                        .copied()
+                        .find(|a| *a == name)
+                        .ok_or_else(|| {
+                            Error::new(format!(
+                                "aggregations: `{name}` is not one of {}",
+                                AGGREGATIONS.join(", ")
+                            ))
+                        })
+                })
+                .collect::<Result<_, _>>()?,
+        };
+        let value = config.get("value").map(str::to_string);
+        if value.is_none() && aggregations.iter().any(|a| *a != "count") {
+            return Err(Error::new(
+                "value: the numeric field to aggregate is required unless aggregations = \"count\"",
+            ));
+        }
+        Ok(WindowedAggregate {
+            key: config.get("key").map(str::to_string),
+            time: config.get("time").map(str::to_string),
+            value,
+            windows,
+            lateness: duration("allowed_lateness")?.unwrap_or(0),
+            emit_updates,
+            aggregations,
+        })
+    }
+
+    fn process(&mut self, record: &Record<'_>, out: &mut Writer<'_>) -> Result<(), Error> {
+        let fields: Map<String, Value> = record.json()?;
+        let key = match &self.key {
+            None => Value::Null,
+            Some(field) => fields
+                .get(field)
+                .cloned()
+                .ok_or_else(|| Error::new(format!("the key field `{field}` is missing")))?,
+        };
+        let value = match &self.value {
+            None => 0.0,
+            Some(field) => fields.get(field).and_then(Value::as_f64).ok_or_else(|| {
+                Error::new(format!(
+                    "the value field `{field}` is missing or not a number"
+                ))
+            })?,
+        };
+        let group = group_key(&key);
+        let Some(windows) = self.windows else {
+            let state_key = [&[RUNNING][..], &group].concat();
+            let mut aggregate = load(&state_key)?.unwrap_or_else(|| Aggregate {
+                key,
+                ..Aggregate::default()
+            });
+            aggregate.add(value);
+            state::put_json(&state_key, &aggregate)?;
+            return self.write(&aggregate, None, out);
+        };
+        let time = self.event_time(&fields, record)?;
+        state::observe(time);
+        let now = state::stream_time().unwrap_or(time);
+        let mut open = 0;
+        for start in windows.starts(time) {
+            let closes = start + windows.size + self.lateness;
+            if closes <= now {
+                continue;
+            }
+            open += 1;
+            let state_key = window_key(&group, start);
+            let mut aggregate = match load(&state_key)? {
+                Some(aggregate) => aggregate,
+                None => {
+                    state::set_timer(&state_key, closes);
+                    Aggregate {
+                        key: key.clone(),
+                        ..Aggregate::default()
+                    }
+                }
+            };
+            aggregate.add(value);
+            state::put_json(&state_key, &aggregate)?;
+            if self.emit_updates {
+                self.write(&aggregate, Some((start, start + windows.size)), out)?;
+            }
+        }
+        if open == 0 {
+            return Err(Error::new(format!(
+                "late: event time {time} falls only in windows closed at stream time {now} (allowed_lateness {} ms)",
+                self.lateness
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl StatefulTransform for WindowedAggregate {
+    fn on_timer(&mut self, timer: &Timer, out: &mut Writer<'_>) -> Result<(), Error> {
+        let Some(aggregate) = load(&timer.key)? else {
+            return Ok(());
+        };
+        state::delete(&timer.key);
+        let (windows, start) = (
+            self.windows.expect("timers only for windows"),
+            window_start(&timer.key),
+        );
+        if self.emit_updates {
+            return Ok(());
+        }
+        self.write(&aggregate, Some((start, start + windows.size)), out)
+    }
+}
+
+impl WindowedAggregate {
+    /// The record's event time: from the `time` field, or its timestamp.
+    fn event_time(&self, fields: &Map<String, Value>, record: &Record<'_>) -> Result<i64, Error> {
+        let Some(field) = &self.time else {
+            return record.timestamp.ok_or_else(|| {
+                Error::new(
+                    "the record has no timestamp; name the field holding its time with `time`",
+                )
+            });
+        };
+        match fields.get(field) {
+            Some(Value::Number(n)) => n
+                .as_i64()
+                .or_else(|| n.as_f64().map(|f| f as i64))
+                .ok_or_else(|| {
+                    Error::new(format!(
+                        "the time field `{field}` is not a number of milliseconds"
+                    ))
+                }),
+            Some(Value::String(text)) => parse_time(text).ok_or_else(|| {
+                Error::new(format!(
+                    "the time field `{field}` is not a date: `{text}` (RFC 3339 or `{DATE_FORMAT}`)"
+                ))
+            }),
+            _ => Err(Error::new(format!("the time field `{field}` is missing"))),
+        }
+    }
+
+    /// Writes `aggregate` as the output JSON, keyed by its group key.
+    fn write(
+        &self,
+        aggregate: &Aggregate,
+        window: Option<(i64, i64)>,
+        out: &mut Writer<'_>,
+    ) -> Result<(), Error> {
+        // Fields in the documented order (a `Map` would sort them).
+        let mut fields: Vec<(&str, Value)> = vec![("key", aggregate.key.clone())];
+        if let Some((start, end)) = window {
+            fields.push(("window_start", start.into()));
+            fields.push(("window_end", end.into()));
+        }
+        for name in &self.aggregations {
+            let value = match *name {
+                "count" => aggregate.count.into(),
+                "sum" => number(aggregate.sum),
+                "avg" => number(aggregate.sum / aggregate.count as f64),
+                "min" => aggregate.min.map_or(Value::Null, number),
+                _ => aggregate.max.map_or(Value::Null, number),
+            };
+            fields.push((name, value));
+        }
+        let mut bytes = vec![b'{'];
+        for (i, (name, value)) in fields.iter().enumerate() {
+            if i > 0 {
+                bytes.push(b',');
+            }
+            serde_json::to_writer(&mut bytes, name).map_err(|e| Error::new(e.to_string()))?;
+            bytes.push(b':');
+            serde_json::to_writer(&mut bytes, value).map_err(|e| Error::new(e.to_string()))?;
+        }
+        bytes.push(b'}');
+        let key = match &aggregate.key {
+            Value::Null => None,
+            Value::String(s) => Some(s.as_bytes().to_vec()),
+            other => Some(other.to_string().into_bytes()),
+        };
+        out.write_record(OutputRecord::new(Some(&bytes)).key(key.as_deref()))
+    }
+}
+
+/// Whole numbers print without a fraction, as they came in.
+fn number(value: f64) -> Value {
+    if value.fract() == 0.0 && value.abs() < 9.0e15 {
+        (value as i64).into()
+    } else {
+        serde_json::Number::from_f64(value).map_or(Value::Null, Value::Number)
+    }
+}
+
+fn load(key: &[u8]) -> Result<Option<Aggregate>, Error> {
+    state::get_json(key)
+}
+
+/// The group key's bytes: its JSON text, so that `1` and `"1"` stay apart.
+fn group_key(key: &Value) -> Vec<u8> {
+    key.to_string().into_bytes()
+}
+
+fn window_key(group: &[u8], start: i64) -> Vec<u8> {
+    let mut key = Vec::with_capacity(group.len() + 10);
+    key.push(WINDOW);
+    key.extend_from_slice(group);
+    key.push(0);
+    key.extend_from_slice(&((start as u64) ^ (1 << 63)).to_be_bytes());
+    key
+}
+
+fn window_start(key: &[u8]) -> i64 {
+    let bytes: [u8; 8] = key[key.len() - 8..]
+        .try_into()
+        .expect("window keys end with the start");
+    (u64::from_be_bytes(bytes) ^ (1 << 63)) as i64
+}
+
+/// `"10s"`, `"1h"`, `"500ms"`, `"2m"`, `"1d"` in milliseconds.
+fn parse_duration(text: &str) -> Result<i64, String> {
+    let text = text.trim();
+    let digits = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(digits);
+    let number: i64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration such as \"10s\", \"5m\" or \"1h\""))?;
+    let factor = match unit {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return Err(format!("`{text}`: the unit must be ms, s, m, h or d")),
+    };
+    number
+        .checked_mul(factor)
+        .ok_or_else(|| format!("`{text}` is too long"))
+}
+
+fn parse_time(text: &str) -> Option<i64> {
+    DateTime::parse_from_rfc3339(text)
+        .or_else(|_| DateTime::parse_from_str(text, DATE_FORMAT))
+        .ok()
+        .map(|t| t.timestamp_millis())
+}
+
+sluice_sdk::export_stateful!(WindowedAggregate);
+
+#[cfg(test)]
+mod tests;
