@@ -177,3 +177,115 @@ fn pipelines_refuse_stateful_transforms_until_their_state_is_durable() {
         text(&out.stderr)
     );
 }
+
+/// Window results by (key, window start): (window end, count, sum).
+type Results = BTreeMap<(String, i64), (i64, u64, f64)>;
+
+/// Runs the windowed aggregate over `orders` with `config`; its results and the number of late
+/// orders.
+fn run_windows(
+    orders: &[(String, i64, f64)],
+    batch_size: &str,
+    config: &[&str],
+) -> (Results, usize) {
+    let input: String = orders
+        .iter()
+        .map(|(customer, time, amount)| {
+            format!("{{\"customer_id\":\"{customer}\",\"amount\":{amount},\"t\":{time}}}\n")
+        })
+        .collect();
+    let mut args = vec![
+        wasm("windowed_aggregate").display().to_string(),
+        "--batch-size".into(),
+        batch_size.into(),
+    ];
+    for setting in [
+        "key=customer_id",
+        "time=t",
+        "value=amount",
+        "aggregations=count,sum",
+    ]
+    .iter()
+    .chain(config)
+    {
+        args.extend(["-c".to_string(), setting.to_string()]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = support::try_with_stdin(&args, &input);
+    let stderr = text(&out.stderr);
+    let late = stderr.lines().filter(|l| l.contains(": late: ")).count();
+    let mut results = BTreeMap::new();
+    for line in text(&out.stdout).lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let key = (
+            v["key"].as_str().unwrap().to_string(),
+            v["window_start"].as_i64().unwrap(),
+        );
+        let value = (
+            v["window_end"].as_i64().unwrap(),
+            v["count"].as_u64().unwrap(),
+            v["sum"].as_f64().unwrap(),
+        );
+        assert!(results.insert(key, value).is_none(), "twice: {line}");
+    }
+    (results, late)
+}
+
+#[test]
+fn session_windows_match_a_reference_whatever_the_batch_size() {
+    const GAP: i64 = 4 * 60_000;
+    const SESSION_LATENESS: i64 = 2 * 60_000;
+    let orders = orders(2_000);
+    // The reference: a session closes when stream time reaches its end + gap + lateness; an
+    // order within the gap of open sessions merges them; one whose session would already be
+    // closed is late.
+    let mut stream_time = i64::MIN;
+    let mut sessions: BTreeMap<String, Vec<(i64, i64, u64, f64)>> = BTreeMap::new();
+    let mut late = 0;
+    for (customer, time, amount) in &orders {
+        stream_time = stream_time.max(*time);
+        let list = sessions.entry(customer.clone()).or_default();
+        let open = |s: &(i64, i64, u64, f64)| s.1 + GAP + SESSION_LATENESS > stream_time;
+        let reaches = |s: &(i64, i64, u64, f64)| s.1 + GAP >= *time && s.0 <= time + GAP;
+        let (mut merged, kept): (Vec<_>, Vec<_>) =
+            list.drain(..).partition(|s| open(s) && reaches(s));
+        let start = merged.iter().map(|s| s.0).chain([*time]).min().unwrap();
+        let end = merged.iter().map(|s| s.1).chain([*time]).max().unwrap();
+        *list = kept;
+        if end + GAP + SESSION_LATENESS <= stream_time {
+            late += 1;
+            list.append(&mut merged);
+            continue;
+        }
+        let count = merged.iter().map(|s| s.2).sum::<u64>() + 1;
+        let sum = merged.iter().map(|s| s.3).sum::<f64>() + amount;
+        list.push((start, end, count, sum));
+    }
+    let expected: Results = sessions
+        .into_iter()
+        .flat_map(|(customer, list)| {
+            list.into_iter()
+                .map(move |(start, end, count, sum)| ((customer.clone(), start), (end, count, sum)))
+        })
+        .collect();
+    assert!(
+        late > 0 && expected.len() > 50,
+        "late {late}, sessions {}",
+        expected.len()
+    );
+    let config = ["session_gap=4m", "allowed_lateness=2m"];
+    for batch_size in ["1", "50"] {
+        let (results, got_late) = run_windows(&orders, batch_size, &config);
+        assert_eq!(got_late, late, "late orders, batches of {batch_size}");
+        assert_eq!(
+            results.keys().collect::<Vec<_>>(),
+            expected.keys().collect::<Vec<_>>(),
+            "the same sessions, batches of {batch_size}"
+        );
+        for (key, (end, count, sum)) in &expected {
+            let got = results[key];
+            assert_eq!((got.0, got.1), (*end, *count), "{key:?}");
+            assert!((got.2 - sum).abs() < 1e-6, "{key:?}");
+        }
+    }
+}

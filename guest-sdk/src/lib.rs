@@ -66,6 +66,7 @@ mod record;
 pub mod state;
 pub mod tables;
 pub mod testing;
+pub mod window;
 mod writer;
 
 pub use config::Config;

@@ -2,7 +2,8 @@
 //!
 //! The runtime keeps one state per pipeline task and transform slot. A call's writes are kept
 //! when it returns and dropped when it traps, together with the timers it set. Keys and values
-//! are bytes; [`get_json`] and [`put_json`] store serde values.
+//! are bytes; [`get_json`] and [`put_json`] store serde values; [`ValueState`] (a typed value
+//! per key) and [`MapState`] (a typed map per key) keep each kind of state under its own name.
 //!
 //! Event time is a record's timestamp unless the transform reports its own with [`observe`]
 //! (typically from a field of the record); from the first [`observe`] on, timestamps no longer
@@ -15,6 +16,7 @@
 use crate::Error;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use std::marker::PhantomData;
 
 #[cfg(target_arch = "wasm32")]
 use crate::__private::stateful_bindings::sluice::transform::{
@@ -103,6 +105,135 @@ pub fn put_json<T: Serialize + ?Sized>(key: &[u8], value: &T) -> Result<(), Erro
         .map_err(|e| Error::new(format!("state: cannot serialise a value as JSON: {e}")))?;
     put(key, &bytes);
     Ok(())
+}
+
+/// A typed value per key, kept under `name` (distinct per state of a transform).
+#[derive(Debug, Clone)]
+pub struct ValueState<T> {
+    name: Vec<u8>,
+    _value: PhantomData<fn() -> T>,
+}
+
+impl<T: Serialize + DeserializeOwned> ValueState<T> {
+    /// Values named `name`.
+    pub fn new(name: &str) -> Self {
+        ValueState {
+            name: name.as_bytes().to_vec(),
+            _value: PhantomData,
+        }
+    }
+
+    /// `key`'s value, or `None`.
+    pub fn get(&self, key: &[u8]) -> Result<Option<T>, Error> {
+        get_json(&namespaced(&self.name, key)?)
+    }
+
+    /// Sets `key`'s value.
+    pub fn put(&self, key: &[u8], value: &T) -> Result<(), Error> {
+        put_json(&namespaced(&self.name, key)?, value)
+    }
+
+    /// Removes `key`'s value.
+    pub fn delete(&self, key: &[u8]) -> Result<(), Error> {
+        delete(&namespaced(&self.name, key)?);
+        Ok(())
+    }
+
+    /// Replaces `key`'s value with what `change` makes of it (`None` removes it); returns the
+    /// new value.
+    pub fn update(
+        &self,
+        key: &[u8],
+        change: impl FnOnce(Option<T>) -> Option<T>,
+    ) -> Result<Option<T>, Error> {
+        let new = change(self.get(key)?);
+        match &new {
+            Some(value) => self.put(key, value)?,
+            None => self.delete(key)?,
+        }
+        Ok(new)
+    }
+}
+
+/// A typed map per key (for example the orders seen per customer, by order id), kept under
+/// `name`. Entries are listed in the order of their keys' JSON text.
+#[derive(Debug, Clone)]
+pub struct MapState<K, V> {
+    name: Vec<u8>,
+    _entries: PhantomData<fn() -> (K, V)>,
+}
+
+impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> MapState<K, V> {
+    /// Maps named `name`.
+    pub fn new(name: &str) -> Self {
+        MapState {
+            name: name.as_bytes().to_vec(),
+            _entries: PhantomData,
+        }
+    }
+
+    /// The value of `entry` in `key`'s map, or `None`.
+    pub fn get(&self, key: &[u8], entry: &K) -> Result<Option<V>, Error> {
+        get_json(&self.entry_key(key, entry)?)
+    }
+
+    /// Sets `entry` in `key`'s map.
+    pub fn put(&self, key: &[u8], entry: &K, value: &V) -> Result<(), Error> {
+        put_json(&self.entry_key(key, entry)?, value)
+    }
+
+    /// Removes `entry` from `key`'s map.
+    pub fn delete(&self, key: &[u8], entry: &K) -> Result<(), Error> {
+        delete(&self.entry_key(key, entry)?);
+        Ok(())
+    }
+
+    /// Every entry of `key`'s map.
+    pub fn entries(&self, key: &[u8]) -> Result<Vec<(K, V)>, Error> {
+        let prefix = namespaced(&self.name, key)?;
+        scan_prefix(&prefix)
+            .into_iter()
+            .map(|(k, v)| {
+                let unreadable = |e: serde_json::Error| {
+                    Error::new(format!("state: an entry is unreadable: {e}"))
+                };
+                Ok((
+                    serde_json::from_slice(&k[prefix.len()..]).map_err(unreadable)?,
+                    serde_json::from_slice(&v).map_err(unreadable)?,
+                ))
+            })
+            .collect()
+    }
+
+    /// Removes `key`'s whole map.
+    pub fn clear(&self, key: &[u8]) -> Result<(), Error> {
+        for (k, _) in scan_prefix(&namespaced(&self.name, key)?) {
+            delete(&k);
+        }
+        Ok(())
+    }
+
+    fn entry_key(&self, key: &[u8], entry: &K) -> Result<Vec<u8>, Error> {
+        let mut state_key = namespaced(&self.name, key)?;
+        serde_json::to_writer(&mut state_key, entry)
+            .map_err(|e| Error::new(format!("state: cannot serialise a map key as JSON: {e}")))?;
+        Ok(state_key)
+    }
+}
+
+/// `name`, `key`'s length (2 bytes) and `key`, so that names and keys never run into each other.
+fn namespaced(name: &[u8], key: &[u8]) -> Result<Vec<u8>, Error> {
+    let len = u16::try_from(key.len()).map_err(|_| {
+        Error::new(format!(
+            "a state key is at most 65535 bytes; this one is {}",
+            key.len()
+        ))
+    })?;
+    let mut state_key = Vec::with_capacity(name.len() + 2 + key.len());
+    state_key.extend_from_slice(name);
+    state_key.extend_from_slice(&len.to_be_bytes());
+    state_key.extend_from_slice(key);
+    Ok(state_key)
 }
 
 /// A timer that fired: the key it was set for and its time.
@@ -224,5 +355,36 @@ mod tests {
         assert!(get_json::<String>(b"n").is_err());
         delete(b"n");
         assert_eq!(get(b"n"), None);
+    }
+
+    #[test]
+    fn typed_values_and_maps_keep_apart_by_name_and_key() {
+        crate::testing::reset_state();
+        let totals = ValueState::<f64>::new("totals");
+        let counts = ValueState::<u32>::new("counts");
+        totals.put(b"c1", &2.5).unwrap();
+        assert_eq!(
+            totals.update(b"c1", |t| t.map(|t| t + 1.0)).unwrap(),
+            Some(3.5)
+        );
+        assert_eq!(counts.get(b"c1").unwrap(), None, "another name");
+        assert_eq!(totals.get(b"c2").unwrap(), None, "another key");
+        totals.update(b"c1", |_| None).unwrap();
+        assert_eq!(totals.get(b"c1").unwrap(), None);
+
+        let orders = MapState::<String, u32>::new("orders");
+        orders.put(b"c1", &"o2".to_string(), &20).unwrap();
+        orders.put(b"c1", &"o1".to_string(), &10).unwrap();
+        orders.put(b"c10", &"o9".to_string(), &90).unwrap();
+        assert_eq!(
+            orders.entries(b"c1").unwrap(),
+            vec![("o1".to_string(), 10), ("o2".to_string(), 20)],
+            "only c1's, not c10's (a key prefix of the other)"
+        );
+        orders.delete(b"c1", &"o1".to_string()).unwrap();
+        assert_eq!(orders.get(b"c1", &"o2".to_string()).unwrap(), Some(20));
+        orders.clear(b"c1").unwrap();
+        assert!(orders.entries(b"c1").unwrap().is_empty());
+        assert_eq!(orders.entries(b"c10").unwrap().len(), 1);
     }
 }

@@ -1,8 +1,10 @@
 //! Windowed aggregate: count, sum, average, minimum and maximum of a numeric field per key, in
-//! tumbling or hopping event-time windows, or as a running aggregate.
+//! tumbling, hopping or session event-time windows ([`sluice_sdk::window`]), or as a running
+//! aggregate.
 //!
 //! Semantics as Kafka Streams' grace period: a window `[start, end)` closes when stream time (the
-//! highest event time seen) reaches `end + allowed_lateness`. With `emit = "final"` (the
+//! highest event time seen) reaches `end + allowed_lateness`; a session window `[start, end]`
+//! (its first and last record) when it reaches `end + session_gap + allowed_lateness`. With `emit = "final"` (the
 //! default) its result is written once, when it closes; with `"updates"`, after every record
 //! that changes it. A record whose windows have all closed is late: it fails with a message
 //! that starts with `late:`, so it goes to the dead-letter topic. Without `window`, every record
@@ -16,6 +18,7 @@ use chrono::DateTime;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sluice_sdk::state::{self, Timer};
+use sluice_sdk::window::{self, Window, Windowed, Windows};
 use sluice_sdk::{Config, Error, OutputRecord, Record, StatefulTransform, Transform, Writer};
 
 const KEYS: &[&str] = &[
@@ -35,49 +38,33 @@ const AGGREGATIONS: &[&str] = &["count", "sum", "avg", "min", "max"];
 /// The format of the seeds' dates, besides RFC 3339.
 const DATE_FORMAT: &str = "%Y-%m-%d %H:%M:%S%.f %z";
 
-/// State keys: a window's aggregate is `W`, the group key, a zero byte, the window's start
-/// (order-preserving); a running aggregate is `R` and the group key. Timers use the window's
-/// state key.
-const WINDOW: u8 = b'W';
+/// State key prefix of running aggregates (windows keep theirs under [`Windowed`]'s name).
 const RUNNING: u8 = b'R';
 
 /// The aggregate of one window or running key, as kept in state.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 struct Aggregate {
-    /// The group key as it appeared in the records (JSON), `null` for the global key.
-    key: Value,
     count: u64,
     sum: f64,
     min: Option<f64>,
     max: Option<f64>,
 }
 
-impl Aggregate {
-    fn add(&mut self, value: f64) {
+impl window::Aggregate for Aggregate {
+    type Input = f64;
+
+    fn add(&mut self, value: &f64) {
         self.count += 1;
         self.sum += value;
-        self.min = Some(self.min.map_or(value, |m| m.min(value)));
-        self.max = Some(self.max.map_or(value, |m| m.max(value)));
+        self.min = Some(self.min.map_or(*value, |m| m.min(*value)));
+        self.max = Some(self.max.map_or(*value, |m| m.max(*value)));
     }
-}
 
-/// Windows of `size` starting every `slide` (equal for tumbling windows), in milliseconds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Windows {
-    size: i64,
-    slide: i64,
-}
-
-impl Windows {
-    /// The starts of the windows that hold `time`, earliest first.
-    fn starts(&self, time: i64) -> impl Iterator<Item = i64> {
-        let last = time.div_euclid(self.slide) * self.slide;
-        let slide = self.slide;
-        let first = last - (self.size - 1).div_euclid(slide) * slide;
-        (0..)
-            .map(move |i| first + i * slide)
-            .take_while(move |s| *s <= last)
-            .filter(move |s| time < s + self.size)
+    fn merge(&mut self, other: Aggregate) {
+        self.count += other.count;
+        self.sum += other.sum;
+        self.min = [self.min, other.min].into_iter().flatten().reduce(f64::min);
+        self.max = [self.max, other.max].into_iter().flatten().reduce(f64::max);
     }
 }
 
@@ -87,8 +74,7 @@ pub struct WindowedAggregate {
     key: Option<String>,
     time: Option<String>,
     value: Option<String>,
-    windows: Option<Windows>,
-    lateness: i64,
+    windowed: Option<Windowed>,
     emit_updates: bool,
     aggregations: Vec<&'static str>,
 }
@@ -96,45 +82,47 @@ pub struct WindowedAggregate {
 impl Transform for WindowedAggregate {
     fn init(config: &Config) -> Result<Self, Error> {
         config.allow_only(KEYS)?;
-        if config.get("session_gap").is_some() {
-            return Err(Error::new(
-                "session_gap: session windows are not supported yet; use `window` (and `slide`)",
-            ));
-        }
         let duration = |key: &str| -> Result<Option<i64>, Error> {
             config
                 .get(key)
                 .map(|text| parse_duration(text).map_err(|why| Error::new(format!("{key}: {why}"))))
                 .transpose()
         };
-        let size = duration("window")?;
-        let slide = duration("slide")?;
-        let windows = match (size, slide) {
-            (None, Some(_)) => {
+        let windows = match (
+            duration("window")?,
+            duration("slide")?,
+            duration("session_gap")?,
+        ) {
+            (None, None, None) => None,
+            (Some(_), _, Some(_)) => {
+                return Err(Error::new(
+                    "session_gap: sessions have no fixed `window` size; give one or the other",
+                ));
+            }
+            (None, Some(_), _) => {
                 return Err(Error::new("slide: hopping windows need a `window` size"));
             }
-            (None, None) => None,
-            (Some(size), slide) => {
-                let slide = slide.unwrap_or(size);
-                if size <= 0 || slide <= 0 {
-                    return Err(Error::new("window and slide must be longer than 0"));
-                }
-                if slide > size {
-                    return Err(Error::new(format!(
-                        "slide: {slide} ms is longer than the window ({size} ms), so some records would fall in no window"
-                    )));
-                }
-                Some(Windows { size, slide })
-            }
+            (None, None, Some(gap)) => Some(Windows::Session { gap }),
+            (Some(size), None, None) => Some(Windows::Tumbling { size }),
+            (Some(size), Some(slide), None) => Some(Windows::Hopping { size, slide }),
         };
+        if let Some(windows) = windows {
+            windows
+                .validate()
+                .map_err(|e| Error::new(format!("window, slide, session_gap: {}", e.message())))?;
+        }
+        let lateness = duration("allowed_lateness")?.unwrap_or(0);
+        let windowed = windows
+            .map(|windows| Windowed::new("W", windows, lateness))
+            .transpose()?;
         let emit_updates = match config.choice("emit", &["final", "updates"])? {
             Some("updates") => true,
-            Some(_) if windows.is_none() => {
+            Some(_) if windowed.is_none() => {
                 return Err(Error::new(
                     "emit: a running aggregate (no `window`) writes an update per record; `final` needs a `window`",
                 ));
             }
-            _ => windows.is_none(),
+            _ => windowed.is_none(),
         };
         let aggregations = match config.get("aggregations") {
             None => AGGREGATIONS.to_vec(),
@@ -165,8 +153,7 @@ impl Transform for WindowedAggregate {
             key: config.get("key").map(str::to_string),
             time: config.get("time").map(str::to_string),
             value,
-            windows,
-            lateness: duration("allowed_lateness")?.unwrap_or(0),
+            windowed,
             emit_updates,
             aggregations,
         })
@@ -190,48 +177,18 @@ impl Transform for WindowedAggregate {
             })?,
         };
         let group = group_key(&key);
-        let Some(windows) = self.windows else {
+        let Some(windowed) = &self.windowed else {
             let state_key = [&[RUNNING][..], &group].concat();
-            let mut aggregate = load(&state_key)?.unwrap_or_else(|| Aggregate {
-                key,
-                ..Aggregate::default()
-            });
-            aggregate.add(value);
+            let mut aggregate: Aggregate = state::get_json(&state_key)?.unwrap_or_default();
+            window::Aggregate::add(&mut aggregate, &value);
             state::put_json(&state_key, &aggregate)?;
-            return self.write(&aggregate, None, out);
+            return self.write(&key, &aggregate, None, out);
         };
         let time = self.event_time(&fields, record)?;
-        state::observe(time);
-        let now = state::stream_time().unwrap_or(time);
-        let mut open = 0;
-        for start in windows.starts(time) {
-            let closes = start + windows.size + self.lateness;
-            if closes <= now {
-                continue;
-            }
-            open += 1;
-            let state_key = window_key(&group, start);
-            let mut aggregate = match load(&state_key)? {
-                Some(aggregate) => aggregate,
-                None => {
-                    state::set_timer(&state_key, closes);
-                    Aggregate {
-                        key: key.clone(),
-                        ..Aggregate::default()
-                    }
-                }
-            };
-            aggregate.add(value);
-            state::put_json(&state_key, &aggregate)?;
+        for (window, aggregate) in windowed.add::<Aggregate>(&group, time, &value)? {
             if self.emit_updates {
-                self.write(&aggregate, Some((start, start + windows.size)), out)?;
+                self.write(&key, &aggregate, Some(window), out)?;
             }
-        }
-        if open == 0 {
-            return Err(Error::new(format!(
-                "late: event time {time} falls only in windows closed at stream time {now} (allowed_lateness {} ms)",
-                self.lateness
-            )));
         }
         Ok(())
     }
@@ -239,18 +196,18 @@ impl Transform for WindowedAggregate {
 
 impl StatefulTransform for WindowedAggregate {
     fn on_timer(&mut self, timer: &Timer, out: &mut Writer<'_>) -> Result<(), Error> {
-        let Some(aggregate) = load(&timer.key)? else {
+        let Some(windowed) = &self.windowed else {
             return Ok(());
         };
-        state::delete(&timer.key);
-        let (windows, start) = (
-            self.windows.expect("timers only for windows"),
-            window_start(&timer.key),
-        );
+        let Some(closed) = windowed.close::<Aggregate>(timer)? else {
+            return Ok(());
+        };
         if self.emit_updates {
             return Ok(());
         }
-        self.write(&aggregate, Some((start, start + windows.size)), out)
+        let key: Value = serde_json::from_slice(&closed.key)
+            .map_err(|e| Error::new(format!("state: a window's key is unreadable: {e}")))?;
+        self.write(&key, &closed.aggregate, Some(closed.window), out)
     }
 }
 
@@ -285,15 +242,16 @@ impl WindowedAggregate {
     /// Writes `aggregate` as the output JSON, keyed by its group key.
     fn write(
         &self,
+        key: &Value,
         aggregate: &Aggregate,
-        window: Option<(i64, i64)>,
+        window: Option<Window>,
         out: &mut Writer<'_>,
     ) -> Result<(), Error> {
         // Fields in the documented order (a `Map` would sort them).
-        let mut fields: Vec<(&str, Value)> = vec![("key", aggregate.key.clone())];
-        if let Some((start, end)) = window {
-            fields.push(("window_start", start.into()));
-            fields.push(("window_end", end.into()));
+        let mut fields: Vec<(&str, Value)> = vec![("key", key.clone())];
+        if let Some(window) = window {
+            fields.push(("window_start", window.start.into()));
+            fields.push(("window_end", window.end.into()));
         }
         for name in &self.aggregations {
             let value = match *name {
@@ -315,7 +273,7 @@ impl WindowedAggregate {
             serde_json::to_writer(&mut bytes, value).map_err(|e| Error::new(e.to_string()))?;
         }
         bytes.push(b'}');
-        let key = match &aggregate.key {
+        let key = match key {
             Value::Null => None,
             Value::String(s) => Some(s.as_bytes().to_vec()),
             other => Some(other.to_string().into_bytes()),
@@ -333,29 +291,9 @@ fn number(value: f64) -> Value {
     }
 }
 
-fn load(key: &[u8]) -> Result<Option<Aggregate>, Error> {
-    state::get_json(key)
-}
-
 /// The group key's bytes: its JSON text, so that `1` and `"1"` stay apart.
 fn group_key(key: &Value) -> Vec<u8> {
     key.to_string().into_bytes()
-}
-
-fn window_key(group: &[u8], start: i64) -> Vec<u8> {
-    let mut key = Vec::with_capacity(group.len() + 10);
-    key.push(WINDOW);
-    key.extend_from_slice(group);
-    key.push(0);
-    key.extend_from_slice(&((start as u64) ^ (1 << 63)).to_be_bytes());
-    key
-}
-
-fn window_start(key: &[u8]) -> i64 {
-    let bytes: [u8; 8] = key[key.len() - 8..]
-        .try_into()
-        .expect("window keys end with the start");
-    (u64::from_be_bytes(bytes) ^ (1 << 63)) as i64
 }
 
 /// `"10s"`, `"1h"`, `"500ms"`, `"2m"`, `"1d"` in milliseconds.

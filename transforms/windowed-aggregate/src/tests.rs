@@ -46,17 +46,58 @@ fn tumbling_windows_close_after_the_allowed_lateness_and_late_records_fail() {
 
 #[test]
 fn hopping_windows_count_a_record_in_every_window_that_holds_it() {
-    let windows = Windows { size: 10, slide: 5 };
-    assert_eq!(windows.starts(12).collect::<Vec<_>>(), vec![5, 10]);
-    assert_eq!(windows.starts(10).collect::<Vec<_>>(), vec![5, 10]);
-    assert_eq!(windows.starts(-1).collect::<Vec<_>>(), vec![-10, -5]);
-    let uneven = Windows { size: 10, slide: 3 };
-    assert_eq!(uneven.starts(10).collect::<Vec<_>>(), vec![3, 6, 9]);
-    let tumbling = Windows {
-        size: 10,
-        slide: 10,
-    };
-    assert_eq!(tumbling.starts(19).collect::<Vec<_>>(), vec![10]);
+    let mut agg = aggregate(&[
+        ("time", "t"),
+        ("value", "x"),
+        ("window", "10s"),
+        ("slide", "5s"),
+        ("aggregations", "count"),
+    ]);
+    assert!(
+        testing::process(&mut agg, &record(r#"{"t":12000,"x":1}"#))
+            .unwrap()
+            .is_empty()
+    );
+    let closed: Vec<serde_json::Value> = testing::advance(&mut agg, i64::MAX)
+        .into_iter()
+        .flat_map(|(_, outputs)| outputs.unwrap())
+        .map(|o| o.json())
+        .collect();
+    assert_eq!(
+        closed,
+        vec![
+            serde_json::json!({"key": null, "window_start": 5000, "window_end": 15000, "count": 1}),
+            serde_json::json!({"key": null, "window_start": 10000, "window_end": 20000, "count": 1}),
+        ]
+    );
+}
+
+#[test]
+fn session_windows_span_a_burst_and_close_a_gap_after_it() {
+    let mut agg = aggregate(&[
+        ("key", "u"),
+        ("time", "t"),
+        ("value", "x"),
+        ("session_gap", "10s"),
+        ("allowed_lateness", "20s"),
+        ("aggregations", "count,sum"),
+    ]);
+    for (t, x) in [(0, 1), (5_000, 2), (30_000, 4), (14_000, 8)] {
+        let json = format!(r#"{{"u":"a","t":{t},"x":{x}}}"#);
+        testing::process(&mut agg, &record(&json)).unwrap();
+    }
+    let closed: Vec<serde_json::Value> = testing::advance(&mut agg, i64::MAX)
+        .into_iter()
+        .flat_map(|(_, outputs)| outputs.unwrap())
+        .map(|o| o.json())
+        .collect();
+    assert_eq!(
+        closed,
+        vec![
+            serde_json::json!({"key": "a", "window_start": 0, "window_end": 14000, "count": 3, "sum": 11}),
+            serde_json::json!({"key": "a", "window_start": 30000, "window_end": 30000, "count": 1, "sum": 4}),
+        ]
+    );
 }
 
 #[test]
