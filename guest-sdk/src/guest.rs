@@ -59,16 +59,34 @@ pub(crate) fn process_with<T: Transform>(transform: &mut T, batch: &InputBatch) 
             value: r.value.map(bytes),
             headers: &headers[first..first + r.header_count as usize],
         };
-        out.begin(index as u32, record);
-        let mark = out.mark();
-        if let Err(e) = transform.process(&record, &mut out) {
-            out.rollback(mark);
-            errors.push(RecordError {
-                input: index as u32,
-                message: e.into(),
-            });
-        }
+        handle(&mut out, &mut errors, index, record, |out| {
+            transform.process(&record, out)
+        });
     }
+    into_batch(out, errors)
+}
+
+/// Runs `call` for input `index`, whose outputs derive from `record`; if it fails, its outputs
+/// are undone and its error is noted instead.
+fn handle<'a>(
+    out: &mut Writer<'a>,
+    errors: &mut Vec<RecordError>,
+    index: usize,
+    record: Record<'a>,
+    call: impl FnOnce(&mut Writer<'a>) -> Result<(), crate::Error>,
+) {
+    out.begin(index as u32, record);
+    let mark = out.mark();
+    if let Err(e) = call(out) {
+        out.rollback(mark);
+        errors.push(RecordError {
+            input: index as u32,
+            message: e.into(),
+        });
+    }
+}
+
+fn into_batch(out: Writer<'_>, errors: Vec<RecordError>) -> OutputBatch {
     OutputBatch {
         data: out.data,
         headers: out.headers,
@@ -102,20 +120,9 @@ pub(crate) fn on_timers_with<T: StatefulTransform>(
             timestamp: Some(timer.at),
             ..Record::default()
         };
-        out.begin(index as u32, record);
-        let mark = out.mark();
-        if let Err(e) = transform.on_timer(timer, &mut out) {
-            out.rollback(mark);
-            errors.push(RecordError {
-                input: index as u32,
-                message: e.into(),
-            });
-        }
+        handle(&mut out, &mut errors, index, record, |out| {
+            transform.on_timer(timer, out)
+        });
     }
-    OutputBatch {
-        data: out.data,
-        headers: out.headers,
-        records: out.records,
-        errors,
-    }
+    into_batch(out, errors)
 }

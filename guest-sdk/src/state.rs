@@ -222,7 +222,7 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> MapState<
 }
 
 /// `name`, `key`'s length (2 bytes) and `key`, so that names and keys never run into each other.
-fn namespaced(name: &[u8], key: &[u8]) -> Result<Vec<u8>, Error> {
+pub(crate) fn namespaced(name: &[u8], key: &[u8]) -> Result<Vec<u8>, Error> {
     let len = u16::try_from(key.len()).map_err(|_| {
         Error::new(format!(
             "a state key is at most 65535 bytes; this one is {}",

@@ -304,19 +304,9 @@ impl Windowed {
         }))
     }
 
-    /// `name`, the key's length (2 bytes) and the key: every window of the key is under it.
+    /// Every window of `key` is under this prefix.
     fn key_prefix(&self, key: &[u8]) -> Result<Vec<u8>, Error> {
-        let len = u16::try_from(key.len()).map_err(|_| {
-            Error::new(format!(
-                "a window key is at most 65535 bytes; this one is {}",
-                key.len()
-            ))
-        })?;
-        let mut prefix = Vec::with_capacity(self.name.len() + 2 + key.len() + 8);
-        prefix.extend_from_slice(&self.name);
-        prefix.extend_from_slice(&len.to_be_bytes());
-        prefix.extend_from_slice(key);
-        Ok(prefix)
+        state::namespaced(&self.name, key)
     }
 
     /// The state key of `key`'s window starting at `start`: windows of a key sort by start.

@@ -4,7 +4,7 @@ use super::batch::{self, OutputRef};
 use super::bindings::Transformer;
 use super::bindings::sluice::transform::types::{InputBatch, OutputBatch};
 use super::host::{HostState, MemoryLimitExceeded};
-use super::state::{KeyValueStore, SharedTask, TaskState, in_memory_task};
+use super::state::{DueTimer, KeyValueStore, SharedTask, TaskState, in_memory_task};
 use super::stateful_bindings::exports::sluice::transform::stateful::{
     FiredTimer, Guest as Stateful,
 };
@@ -235,11 +235,15 @@ impl Instance {
         let Some(task) = self.task.clone() else {
             return Ok(());
         };
+        // One round: a timer a handler sets again at or before stream time fires after the
+        // next batch, not in an endless loop now.
+        let mut last: Option<DueTimer> = None;
         loop {
-            let due = lock(&task).take_due_timers(TIMERS_PER_CALL);
-            if due.is_empty() {
+            let due = lock(&task).take_due_timers(last.as_ref(), TIMERS_PER_CALL);
+            let Some(newest) = due.last() else {
                 return Ok(());
-            }
+            };
+            let previous = last.replace(newest.clone());
             let fired: Vec<FiredTimer> = due
                 .into_iter()
                 .map(|t| FiredTimer {
@@ -263,7 +267,7 @@ impl Instance {
                     lock(&task).rollback();
                     self.restart()?;
                     let mut task = lock(&task);
-                    let dropped = task.take_due_timers(fired.len());
+                    let dropped = task.take_due_timers(previous.as_ref(), fired.len());
                     task.commit();
                     tracing::error!(module = %self.label, event = "timers_dropped", kind = %trap.kind,
                         error = %trap.message, timers = dropped.len(),

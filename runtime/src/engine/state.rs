@@ -187,9 +187,11 @@ impl<S: KeyValueStore> TaskState<S> {
         }
     }
 
-    /// Takes up to `limit` timers at or before the stream time, earliest first; they will not
-    /// fire again (unless registered again).
-    pub fn take_due_timers(&mut self, limit: usize) -> Vec<DueTimer> {
+    /// Takes up to `limit` timers at or before the stream time, earliest first (and, with
+    /// `after`, only those that come after it); they will not fire again unless registered
+    /// again. Passing the last timer taken as `after` makes a round of firing end: a timer that
+    /// a handler registers again at or before the stream time waits for the next round.
+    pub fn take_due_timers(&mut self, after: Option<&DueTimer>, limit: usize) -> Vec<DueTimer> {
         let Some(now) = self.stream_time else {
             return Vec::new();
         };
@@ -197,8 +199,9 @@ impl<S: KeyValueStore> TaskState<S> {
             Some(after) => timer_key(after, &[]),
             None => vec![TIMER + 1],
         };
+        let start = after.map_or(vec![TIMER], |t| next_key(&timer_key(t.at, &t.key)));
         let due: Vec<DueTimer> = self
-            .merged_scan(&[TIMER], &end, limit)
+            .merged_scan(&start, &end, limit)
             .into_iter()
             .map(|(key, _)| DueTimer {
                 at: decode_timer_time(&key[1..9]),
@@ -397,22 +400,34 @@ mod tests {
         state.register_timer(b"e", 200);
         state.cancel_timer(b"e", 200);
         state.commit();
-        assert!(state.take_due_timers(10).is_empty(), "no stream time yet");
+        assert!(
+            state.take_due_timers(None, 10).is_empty(),
+            "no stream time yet"
+        );
         state.observe_timestamp(100);
-        let due = state.take_due_timers(10);
+        let due = state.take_due_timers(None, 10);
         let fired: Vec<(&[u8], i64)> = due.iter().map(|t| (t.key.as_slice(), t.at)).collect();
         assert_eq!(
             fired,
             vec![(&b"c"[..], -5), (&b"a"[..], 100), (&b"b"[..], 100)]
         );
         assert!(
-            state.take_due_timers(10).is_empty(),
+            state.take_due_timers(None, 10).is_empty(),
             "taken timers do not fire again"
         );
         state.commit();
         // The end of the input: every timer fires.
         state.advance(i64::MAX);
-        let rest = state.take_due_timers(10);
+        let rest = state.take_due_timers(None, 10);
+        // A round of firing ends after the last timer taken, even if one is set again at or
+        // before the stream time.
+        state.register_timer(b"d", 300);
+        let d = DueTimer {
+            key: b"d".to_vec(),
+            at: 300,
+        };
+        assert!(state.take_due_timers(Some(&d), 10).is_empty());
+        assert_eq!(state.take_due_timers(None, 10), vec![d.clone()]);
         assert_eq!(
             rest,
             vec![DueTimer {
@@ -443,7 +458,7 @@ mod tests {
         state.observe_timestamp(5);
         state.commit();
         state.observe_timestamp(20);
-        assert_eq!(state.take_due_timers(10).len(), 1);
+        assert_eq!(state.take_due_timers(None, 10).len(), 1);
         state.rollback();
         assert_eq!(state.stream_time(), Some(5));
         // Restored from the same store (as after a restart), the timer and stream time remain.
@@ -452,7 +467,7 @@ mod tests {
         let mut restored = restored;
         restored.advance(10);
         assert_eq!(
-            restored.take_due_timers(10),
+            restored.take_due_timers(None, 10),
             vec![DueTimer {
                 key: b"k".to_vec(),
                 at: 10

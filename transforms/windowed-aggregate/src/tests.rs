@@ -5,6 +5,15 @@ fn record(json: &str) -> Record<'_> {
     Record::from_value(json.as_bytes())
 }
 
+/// Moves stream time to the end of time; every output of the windows that close.
+fn close_all(agg: &mut WindowedAggregate) -> Vec<serde_json::Value> {
+    testing::advance(agg, i64::MAX)
+        .into_iter()
+        .flat_map(|(_, outputs)| outputs.unwrap())
+        .map(|o| o.json())
+        .collect()
+}
+
 fn aggregate(config: &[(&str, &str)]) -> WindowedAggregate {
     testing::reset_state();
     testing::init::<WindowedAggregate>(config).unwrap()
@@ -58,11 +67,7 @@ fn hopping_windows_count_a_record_in_every_window_that_holds_it() {
             .unwrap()
             .is_empty()
     );
-    let closed: Vec<serde_json::Value> = testing::advance(&mut agg, i64::MAX)
-        .into_iter()
-        .flat_map(|(_, outputs)| outputs.unwrap())
-        .map(|o| o.json())
-        .collect();
+    let closed = close_all(&mut agg);
     assert_eq!(
         closed,
         vec![
@@ -86,11 +91,7 @@ fn session_windows_span_a_burst_and_close_a_gap_after_it() {
         let json = format!(r#"{{"u":"a","t":{t},"x":{x}}}"#);
         testing::process(&mut agg, &record(&json)).unwrap();
     }
-    let closed: Vec<serde_json::Value> = testing::advance(&mut agg, i64::MAX)
-        .into_iter()
-        .flat_map(|(_, outputs)| outputs.unwrap())
-        .map(|o| o.json())
-        .collect();
+    let closed = close_all(&mut agg);
     assert_eq!(
         closed,
         vec![
