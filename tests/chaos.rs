@@ -292,7 +292,13 @@ config = {{ field = "date" }}
     }
     // Whatever is still in flight (duplicates of a last replay) has landed by the time the
     // primary has committed and stopped; then the tally reads all of it.
+    // A member started by the last step may not have installed its signal handlers yet: the
+    // graceful stop is for a running member.
     let primary_process = &mut processes[primary];
+    let running = &*primary_process;
+    running.wait_until("the primary has started", STEP_WAIT, || {
+        running.log().contains("pipeline started")
+    });
     primary_process.signal("TERM");
     let status = primary_process.wait(Duration::from_secs(60));
     tally.read_to_end();

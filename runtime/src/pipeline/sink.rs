@@ -55,8 +55,11 @@ pub enum SinkError {
     },
 }
 
-/// How long a transaction call may block.
-const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long `init_transactions` may block: a restarted broker loads its transaction log first.
+const INIT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long any other transaction call may block: Sluice's `transaction.timeout.ms`, after
+/// which the broker aborts the transaction anyway.
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Sink {
     /// A sink for `pipeline`'s output and dead-letter topics; for exactly-once, with two
@@ -171,7 +174,7 @@ impl Sink {
 /// Creates a transactional producer, fences older ones with its id, and opens a transaction.
 fn start_transactions(config: &ClientConfig) -> Result<ThreadedProducer<AckContext>, KafkaError> {
     let producer: ThreadedProducer<AckContext> = config.create_with_context(AckContext)?;
-    producer.init_transactions(TRANSACTION_TIMEOUT)?;
+    producer.init_transactions(INIT_TIMEOUT)?;
     producer.begin_transaction()?;
     Ok(producer)
 }
@@ -259,11 +262,17 @@ impl Transaction<'_> {
         offsets: &TopicPartitionList,
         group: &ConsumerGroupMetadata,
     ) -> Result<(), TransactionError> {
-        let retrying = |call: &dyn Fn() -> Result<(), KafkaError>| {
-            let mut tries = 0;
+        // A call that timed out may be resumed once (librdkafka's advice); after that the
+        // transaction is aborted, rather than holding this slot for minutes.
+        let retrying = |what: &str, call: &dyn Fn() -> Result<(), KafkaError>| {
+            let mut resumed = false;
             loop {
                 match call() {
-                    Err(KafkaError::Transaction(e)) if e.is_retriable() && tries < 3 => tries += 1,
+                    Err(KafkaError::Transaction(e)) if e.is_retriable() && !resumed => {
+                        tracing::warn!(event = "transaction_call_retried", call = what, error = %e,
+                            "a transaction call did not finish in time; resuming it once");
+                        resumed = true;
+                    }
                     other => return other.map_err(TransactionError::of),
                 }
             }
@@ -272,13 +281,15 @@ impl Transaction<'_> {
         self.wait_for_deliveries()?;
         let delivered = Instant::now();
         if offsets.count() > 0 {
-            retrying(&|| {
+            retrying("send_offsets_to_transaction", &|| {
                 self.producer
-                    .send_offsets_to_transaction(offsets, group, TRANSACTION_TIMEOUT)
+                    .send_offsets_to_transaction(offsets, group, CALL_TIMEOUT)
             })?;
         }
         let offsets_sent = Instant::now();
-        retrying(&|| self.producer.commit_transaction(TRANSACTION_TIMEOUT))?;
+        retrying("commit_transaction", &|| {
+            self.producer.commit_transaction(CALL_TIMEOUT)
+        })?;
         tracing::debug!(
             deliveries_us = (delivered - started).as_micros() as u64,
             offsets_us = (offsets_sent - delivered).as_micros() as u64,
@@ -295,7 +306,7 @@ impl Transaction<'_> {
     /// polls in steps of 100 ms while the producer's own thread takes the delivery reports, so
     /// every commit took at least 100 ms (`make bench`).
     fn wait_for_deliveries(&self) -> Result<(), TransactionError> {
-        let deadline = Instant::now() + TRANSACTION_TIMEOUT;
+        let deadline = Instant::now() + CALL_TIMEOUT;
         while self.producer.in_flight_count() > 0 {
             if Instant::now() >= deadline {
                 return Err(TransactionError::Abortable(KafkaError::Flush(
@@ -308,14 +319,21 @@ impl Transaction<'_> {
     }
 
     /// Aborts the open transaction (its records are never seen by read_committed readers)
-    /// and opens the next; with `fatal`, or when the abort finds the producer cannot go on, the
-    /// producer is made again instead, which fences the old one.
+    /// and opens the next; with `fatal`, or when the abort fails (the producer cannot go on, or
+    /// a call that timed out is still in progress), the producer is made again instead, which
+    /// fences the old one and makes the broker abort its transaction.
     fn abort(&mut self, fatal: bool) -> Result<(), KafkaError> {
         if !fatal {
-            match self.producer.abort_transaction(TRANSACTION_TIMEOUT) {
-                Ok(()) => return self.producer.begin_transaction(),
-                Err(KafkaError::Transaction(e)) if e.is_fatal() => {}
-                Err(e) => return Err(e),
+            let aborted = self
+                .producer
+                .abort_transaction(CALL_TIMEOUT)
+                .and_then(|()| self.producer.begin_transaction());
+            match aborted {
+                Ok(()) => return Ok(()),
+                Err(error) => {
+                    tracing::warn!(event = "transactional_producer_replaced", %error,
+                        "cannot abort the transaction; making the producer again");
+                }
             }
         }
         *self.producer = start_transactions(&self.sink.transactional[self.slot])?;

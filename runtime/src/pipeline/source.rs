@@ -14,9 +14,10 @@ use crate::config::{KafkaConfig, PipelineConfig};
 use crate::engine::InputBatchBuilder;
 use crate::kafka::{Role, client_config};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::message::{Headers, Message};
 use rdkafka::statistics::Statistics;
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
@@ -67,6 +68,7 @@ pub(super) fn start(
     let handler = RebalanceHandler {
         workers: workers.clone(),
         assigned: assigned.clone(),
+        commit_errors: Mutex::default(),
         drain_timeout: settings.drain_timeout,
     };
     let client_id = format!("sluice-{}", config.name);
@@ -520,8 +522,37 @@ fn commit<C: ConsumerContext>(consumer: &BaseConsumer<C>, pipeline: &str) {
     match consumer.commit_consumer_state(CommitMode::Sync) {
         Ok(()) => {}
         // Nothing stored since the last commit.
-        Err(KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) => {}
+        Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
         Err(e) => tracing::warn!(pipeline, error = %e, "cannot commit offsets"),
+    }
+}
+
+/// Repeated errors (an input topic that does not exist yet, a broker down) are logged once a
+/// minute each, even when two of them alternate.
+#[derive(Default)]
+struct LogThrottle {
+    /// When each message was last logged.
+    logged: std::collections::HashMap<String, Instant>,
+}
+
+impl LogThrottle {
+    const EVERY: Duration = Duration::from_secs(60);
+
+    /// Whether `message` was not logged in the last minute; if so, it counts as logged now.
+    fn first_in_a_while(&mut self, message: &str, now: Instant) -> bool {
+        if self
+            .logged
+            .get(message)
+            .is_some_and(|at| now.duration_since(*at) < Self::EVERY)
+        {
+            return false;
+        }
+        if self.logged.len() >= 64 {
+            self.logged
+                .retain(|_, at| now.duration_since(*at) < Self::EVERY);
+        }
+        self.logged.insert(message.to_string(), now);
+        true
     }
 }
 
@@ -529,6 +560,8 @@ fn commit<C: ConsumerContext>(consumer: &BaseConsumer<C>, pipeline: &str) {
 struct RebalanceHandler {
     workers: Arc<WorkerShared>,
     assigned: Arc<Mutex<Assigned>>,
+    /// At-least-once: failed background commits of stored offsets.
+    commit_errors: Mutex<LogThrottle>,
     drain_timeout: Duration,
 }
 
@@ -552,6 +585,23 @@ impl ClientContext for RebalanceHandler {
 }
 
 impl ConsumerContext for RebalanceHandler {
+    fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
+        match result {
+            // Nothing stored since the last commit.
+            Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+            Err(error) => {
+                // The offsets stay stored and the next commit tries again; until one succeeds,
+                // a restart replays from the last committed offsets.
+                let text = error.to_string();
+                let mut throttle = self.commit_errors.lock().unwrap();
+                if throttle.first_in_a_while(&text, Instant::now()) {
+                    tracing::warn!(pipeline = %self.pipeline().name, event = "offset_commit_failed",
+                        error = %text, "cannot commit offsets; retrying with the next commit");
+                }
+            }
+        }
+    }
+
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(list) = rebalance {
             let revoked = pairs(list);
@@ -619,7 +669,7 @@ impl Source {
         let mut limiter = self.settings.max_records_per_second.map(RateLimiter::new);
         let mut last_tick = Instant::now();
         let transactional = self.workers.sink.is_transactional();
-        let mut last_error: Option<(String, Instant)> = None;
+        let mut consumer_errors = LogThrottle::default();
         let poll_timeout = limits
             .linger
             .clamp(Duration::from_millis(1), Duration::from_millis(100));
@@ -674,14 +724,9 @@ impl Source {
                     }
                 }
                 Some(Err(error)) => {
-                    // Repeated errors (an input topic that does not exist yet, a broker down) are
-                    // logged once a minute.
                     let text = error.to_string();
-                    if last_error.as_ref().is_none_or(|(last, at)| {
-                        *last != text || at.elapsed() > Duration::from_secs(60)
-                    }) {
+                    if consumer_errors.first_in_a_while(&text, now) {
                         tracing::warn!(pipeline = %pipeline.name, error = %text, "consumer error");
-                        last_error = Some((text, Instant::now()));
                     }
                 }
                 None => {}
@@ -834,6 +879,26 @@ mod tests {
         assert_eq!(oversized, vec![("batch", vec![7]), ("too_large", vec![8])]);
         assert_eq!(pending.take().unwrap().batch().records[0].offset, 9);
         assert!(pending.take().is_none());
+    }
+
+    #[test]
+    fn repeated_errors_are_logged_once_a_minute_each_even_when_they_alternate() {
+        let mut throttle = LogThrottle::default();
+        let start = Instant::now();
+        let at = |s: u64| start + Duration::from_secs(s);
+        let logged: Vec<bool> = [
+            ("a", 0),
+            ("b", 1),
+            ("a", 2),
+            ("b", 3),
+            ("a", 59),
+            ("a", 60),
+            ("b", 61),
+        ]
+        .iter()
+        .map(|(message, s)| throttle.first_in_a_while(message, at(*s)))
+        .collect();
+        assert_eq!(logged, vec![true, true, false, false, false, true, true]);
     }
 
     #[test]
