@@ -23,6 +23,8 @@ use support::wasm;
 
 /// Partitions of each input topic (and of the output topic).
 const PARTITIONS: u32 = 4;
+/// Held while a scenario restarts the broker the scenarios share.
+static BROKER_RESTART: std::sync::Mutex<()> = std::sync::Mutex::new(());
 /// Longest wait for any one step of the scenario.
 const STEP_WAIT: Duration = Duration::from_secs(120);
 /// Longest wait, after the last input is acknowledged, for every id to come out.
@@ -220,6 +222,9 @@ config = {{ field = "date" }}
             Step::BrokerRestart => {
                 assert_alive(&mut processes[primary]);
                 let before = tally.distinct;
+                // The scenarios run in parallel on one broker: a restart while the other's is
+                // under way would stop the broker it is starting (and leave one running).
+                let one_at_a_time = BROKER_RESTART.lock().unwrap_or_else(|e| e.into_inner());
                 let output = std::process::Command::new("bash")
                     .arg(support::repo().join("tests/kafka/broker.sh"))
                     .arg("restart")
@@ -230,6 +235,7 @@ config = {{ field = "date" }}
                     "broker.sh restart failed:\n{}",
                     String::from_utf8_lossy(&output.stderr)
                 );
+                drop(one_at_a_time);
                 let down = began.elapsed();
                 // The restarted broker serves the same address, and Sluice carries on with it.
                 assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), bootstrap());
