@@ -32,19 +32,13 @@ fn orders(n: usize) -> Vec<(String, i64, f64)> {
         .collect()
 }
 
-fn rfc3339(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .unwrap()
-        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
-
 #[test]
 fn hourly_totals_per_customer_match_a_reference_with_late_orders_dead_lettered() {
     let orders = orders(3_000);
     // The reference: stream time is the highest event time so far; an order whose window
     // closed (end + lateness at or before stream time) is late; every other window is output.
     let mut stream_time = i64::MIN;
-    let mut windows: BTreeMap<(String, i64), (u64, f64)> = BTreeMap::new();
+    let mut expected = Results::new();
     let mut late = 0;
     for (customer, time, amount) in &orders {
         stream_time = stream_time.max(*time);
@@ -53,84 +47,25 @@ fn hourly_totals_per_customer_match_a_reference_with_late_orders_dead_lettered()
             late += 1;
             continue;
         }
-        let entry = windows.entry((customer.clone(), start)).or_default();
-        entry.0 += 1;
-        entry.1 += amount;
+        let entry = expected
+            .entry((customer.clone(), start))
+            .or_insert((start + HOUR, 0, 0.0));
+        entry.1 += 1;
+        entry.2 += amount;
     }
     assert!(late > 20, "the data should have late orders: {late}");
-
-    let input: String = orders
-        .iter()
-        .enumerate()
-        .map(|(i, (customer, time, amount))| {
-            format!(
-                "{{\"order_id\":{i},\"customer_id\":\"{customer}\",\"amount\":{amount},\"order_timestamp\":\"{}\"}}\n",
-                rfc3339(*time)
-            )
-        })
-        .collect();
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("orders.jsonl");
-    std::fs::write(&path, input).unwrap();
-    let out = sluice()
-        .arg("try")
-        .arg(wasm("windowed_aggregate"))
-        .args(["--input"])
-        .arg(&path)
-        .args(["--batch-size", "37"])
-        .args([
-            "-c",
-            "key=customer_id",
-            "-c",
-            "time=order_timestamp",
-            "-c",
-            "value=amount",
-        ])
-        .args([
-            "-c",
-            "window=1h",
-            "-c",
-            "allowed_lateness=10m",
-            "-c",
-            "aggregations=count,sum",
-        ])
-        .output()
-        .unwrap();
-    let stderr = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "late orders fail: {stderr}");
-    assert_eq!(
-        stderr.lines().filter(|l| l.contains(": late: ")).count(),
-        late,
-        "{stderr}"
-    );
-
-    let mut results: BTreeMap<(String, i64), (u64, f64)> = BTreeMap::new();
-    for line in text(&out.stdout).lines() {
-        let v: serde_json::Value = serde_json::from_str(line).unwrap();
-        let key = (
-            v["key"].as_str().unwrap().to_string(),
-            v["window_start"].as_i64().unwrap(),
-        );
-        assert_eq!(v["window_end"].as_i64().unwrap(), key.1 + HOUR, "{line}");
-        let previous = results.insert(
-            key,
-            (v["count"].as_u64().unwrap(), v["sum"].as_f64().unwrap()),
-        );
-        assert!(previous.is_none(), "a window came out twice: {line}");
-    }
-    assert_eq!(
-        results.keys().collect::<Vec<_>>(),
-        windows.keys().collect::<Vec<_>>(),
-        "the same windows"
-    );
-    for (key, (count, sum)) in &windows {
-        let (got_count, got_sum) = results[key];
-        assert_eq!(got_count, *count, "{key:?}");
-        assert!(
-            (got_sum - sum).abs() < 1e-6,
-            "{key:?}: {got_sum} against {sum}"
-        );
-    }
+    // Times as RFC 3339 strings, the seed's shape.
+    let rfc3339 = |ms: i64| {
+        let time = chrono::DateTime::from_timestamp_millis(ms).unwrap();
+        format!(
+            "\"{}\"",
+            time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+        )
+    };
+    let config = ["window=1h", "allowed_lateness=10m"];
+    let (results, got_late) = run_windows(&orders, rfc3339, "37", &config);
+    assert_eq!(got_late, late, "late orders");
+    assert_same(&results, &expected, "batches of 37");
 }
 
 #[test]
@@ -181,17 +116,21 @@ fn pipelines_refuse_stateful_transforms_until_their_state_is_durable() {
 /// Window results by (key, window start): (window end, count, sum).
 type Results = BTreeMap<(String, i64), (i64, u64, f64)>;
 
-/// Runs the windowed aggregate over `orders` with `config`; its results and the number of late
-/// orders.
+/// Runs the windowed aggregate over `orders`, their times written by `time` (JSON), in batches
+/// of `batch_size`, with `config`; its results and the number of late orders, which fail.
 fn run_windows(
     orders: &[(String, i64, f64)],
+    time: impl Fn(i64) -> String,
     batch_size: &str,
     config: &[&str],
 ) -> (Results, usize) {
     let input: String = orders
         .iter()
-        .map(|(customer, time, amount)| {
-            format!("{{\"customer_id\":\"{customer}\",\"amount\":{amount},\"t\":{time}}}\n")
+        .map(|(customer, t, amount)| {
+            format!(
+                "{{\"customer_id\":\"{customer}\",\"amount\":{amount},\"t\":{}}}\n",
+                time(*t)
+            )
         })
         .collect();
     let mut args = vec![
@@ -214,6 +153,11 @@ fn run_windows(
     let out = support::try_with_stdin(&args, &input);
     let stderr = text(&out.stderr);
     let late = stderr.lines().filter(|l| l.contains(": late: ")).count();
+    assert_eq!(
+        out.status.success(),
+        late == 0,
+        "only late orders fail: {stderr}"
+    );
     let mut results = BTreeMap::new();
     for line in text(&out.stdout).lines() {
         let v: serde_json::Value = serde_json::from_str(line).unwrap();
@@ -275,17 +219,26 @@ fn session_windows_match_a_reference_whatever_the_batch_size() {
     );
     let config = ["session_gap=4m", "allowed_lateness=2m"];
     for batch_size in ["1", "50"] {
-        let (results, got_late) = run_windows(&orders, batch_size, &config);
+        let (results, got_late) = run_windows(&orders, |t| t.to_string(), batch_size, &config);
         assert_eq!(got_late, late, "late orders, batches of {batch_size}");
-        assert_eq!(
-            results.keys().collect::<Vec<_>>(),
-            expected.keys().collect::<Vec<_>>(),
-            "the same sessions, batches of {batch_size}"
+        assert_same(&results, &expected, &format!("batches of {batch_size}"));
+    }
+}
+
+/// The same windows, each with the same end, count and sum (up to rounding).
+fn assert_same(results: &Results, expected: &Results, context: &str) {
+    assert_eq!(
+        results.keys().collect::<Vec<_>>(),
+        expected.keys().collect::<Vec<_>>(),
+        "the same windows, {context}"
+    );
+    for (key, (end, count, sum)) in expected {
+        let got = results[key];
+        assert_eq!((got.0, got.1), (*end, *count), "{key:?}, {context}");
+        assert!(
+            (got.2 - sum).abs() < 1e-6,
+            "{key:?}, {context}: {} against {sum}",
+            got.2
         );
-        for (key, (end, count, sum)) in &expected {
-            let got = results[key];
-            assert_eq!((got.0, got.1), (*end, *count), "{key:?}");
-            assert!((got.2 - sum).abs() < 1e-6, "{key:?}");
-        }
     }
 }

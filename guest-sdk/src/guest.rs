@@ -20,16 +20,21 @@ pub fn init<T: Transform>(config: Vec<(String, String)>) -> Result<(), String> {
     Ok(())
 }
 
-/// The `process` export: runs the transform over every record of the batch.
-pub fn process<T: Transform>(batch: InputBatch) -> OutputBatch {
+/// Calls `f` with the instance's transform, which `init` made.
+fn with_transform<T: Transform, R>(f: impl FnOnce(&mut T) -> R) -> R {
     TRANSFORM.with(|slot| {
         let mut slot = slot.borrow_mut();
         let transform = slot
             .as_mut()
             .and_then(|t| t.downcast_mut::<T>())
-            .expect("the host calls init before process");
-        process_with(transform, &batch)
+            .expect("the host calls init before any other export");
+        f(transform)
     })
+}
+
+/// The `process` export: runs the transform over every record of the batch.
+pub fn process<T: Transform>(batch: InputBatch) -> OutputBatch {
+    with_transform(|transform: &mut T| process_with(transform, &batch))
 }
 
 /// Runs `transform` over every record of `batch`; shared by the export and [`crate::testing`].
@@ -97,14 +102,7 @@ fn into_batch(out: Writer<'_>, errors: Vec<RecordError>) -> OutputBatch {
 
 /// The `on-timers` export: runs the transform's `on_timer` for every timer that fired.
 pub fn on_timers<T: StatefulTransform>(fired: Vec<Timer>) -> OutputBatch {
-    TRANSFORM.with(|slot| {
-        let mut slot = slot.borrow_mut();
-        let transform = slot
-            .as_mut()
-            .and_then(|t| t.downcast_mut::<T>())
-            .expect("the host calls init before on-timers");
-        on_timers_with(transform, &fired)
-    })
+    with_transform(|transform: &mut T| on_timers_with(transform, &fired))
 }
 
 /// Runs `transform`'s `on_timer` for every timer of `fired`; shared by the export and

@@ -39,8 +39,8 @@ pub type Committed = Result<Vec<(String, i32, i64)>, TransactionError>;
 pub struct Committer {
     requests: Option<SyncSender<Request>>,
     replies: Receiver<Committed>,
-    /// A commit was asked for and its reply not yet taken.
-    busy: bool,
+    /// The slot whose commit was asked for and whose outcome was not yet taken.
+    in_flight: Option<usize>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -61,14 +61,14 @@ impl Committer {
         Ok(Committer {
             requests: Some(requests),
             replies,
-            busy: false,
+            in_flight: None,
             thread: Some(thread),
         })
     }
 
     /// Whether a commit is under way.
     pub fn is_busy(&self) -> bool {
-        self.busy
+        self.in_flight.is_some()
     }
 
     /// Asks for `slot` to be committed, with the offsets of `partitions`; one commit at a time.
@@ -78,43 +78,35 @@ impl Committer {
         group: Option<ConsumerGroupMetadata>,
         partitions: Vec<PartitionProgress>,
     ) {
-        assert!(!self.busy, "one commit at a time");
+        assert!(self.in_flight.is_none(), "one commit at a time");
         let request = Request {
             slot,
             group,
             partitions,
         };
-        self.busy = self
-            .requests
-            .as_ref()
-            .is_some_and(|r| r.send(request).is_ok());
+        // A committer that is gone shows as a failed commit when its outcome is taken.
+        if let Some(requests) = &self.requests {
+            let _ = requests.send(request);
+        }
+        self.in_flight = Some(slot);
     }
 
-    /// The finished commit's outcome, if one has finished since it was asked for.
-    pub fn finished(&mut self) -> Option<Committed> {
-        if !self.busy {
-            return None;
-        }
-        match self.replies.try_recv() {
-            Ok(committed) => {
-                self.busy = false;
-                Some(committed)
-            }
-            Err(TryRecvError::Empty) => None,
-            Err(TryRecvError::Disconnected) => {
-                self.busy = false;
-                Some(Err(gone()))
-            }
-        }
+    /// The slot and outcome of the commit under way, if it has finished.
+    pub fn finished(&mut self) -> Option<(usize, Committed)> {
+        let slot = self.in_flight?;
+        let committed = match self.replies.try_recv() {
+            Ok(committed) => committed,
+            Err(TryRecvError::Empty) => return None,
+            Err(TryRecvError::Disconnected) => Err(gone()),
+        };
+        self.in_flight = None;
+        Some((slot, committed))
     }
 
-    /// Waits for the commit under way, if any, and returns its outcome.
-    pub fn wait(&mut self) -> Option<Committed> {
-        if !self.busy {
-            return None;
-        }
-        self.busy = false;
-        Some(self.replies.recv().unwrap_or_else(|_| Err(gone())))
+    /// Waits for the commit under way, if any; its slot and outcome.
+    pub fn wait(&mut self) -> Option<(usize, Committed)> {
+        let slot = self.in_flight.take()?;
+        Some((slot, self.replies.recv().unwrap_or_else(|_| Err(gone()))))
     }
 }
 
@@ -127,6 +119,7 @@ impl Drop for Committer {
     }
 }
 
+/// The committer thread is gone (it panicked): its slot's transaction is aborted.
 fn gone() -> TransactionError {
     TransactionError::Abortable(KafkaError::Canceled)
 }

@@ -141,11 +141,6 @@ impl Sink {
         }
     }
 
-    /// The slot batches go to.
-    pub fn current_slot(&self) -> usize {
-        self.current.load(Ordering::Acquire)
-    }
-
     /// Exactly-once: sends further batches to the other slot; returns the slot they left,
     /// whose transaction is now to be committed.
     pub fn switch(&self) -> usize {

@@ -357,12 +357,11 @@ fn commit_due<C: ConsumerContext>(
     let Some(committer) = assigned.committer.as_mut() else {
         return;
     };
-    if let Some(committed) = committer.finished() {
-        apply_commit(workers, consumer, assigned, committed);
+    if let Some((slot, committed)) = committer.finished() {
+        apply_commit(workers, consumer, assigned, slot, committed);
     }
     let busy = assigned.committer.as_ref().is_some_and(Committer::is_busy);
     if !busy && now.duration_since(assigned.last_switch) >= interval {
-        assigned.last_switch = now;
         switch_and_commit(workers, consumer, assigned, &[]);
     }
 }
@@ -378,17 +377,16 @@ fn commit_transaction<C: ConsumerContext>(
     let Some(committer) = assigned.committer.as_mut() else {
         return;
     };
-    if let Some(committed) = committer.wait()
-        && !apply_commit(workers, consumer, assigned, committed)
+    if let Some((slot, committed)) = committer.wait()
+        && !apply_commit(workers, consumer, assigned, slot, committed)
     {
         // Aborted: every open transaction with it, and the drained partitions' records since
         // their last commit with them; their next owner reads those again.
         return;
     }
-    assigned.last_switch = Instant::now();
     switch_and_commit(workers, consumer, assigned, drained);
-    if let Some(committed) = assigned.committer.as_mut().and_then(Committer::wait) {
-        apply_commit(workers, consumer, assigned, committed);
+    if let Some((slot, committed)) = assigned.committer.as_mut().and_then(Committer::wait) {
+        apply_commit(workers, consumer, assigned, slot, committed);
     }
 }
 
@@ -415,19 +413,21 @@ fn switch_and_commit<C: ConsumerContext>(
         }))
         .collect();
     let slot = workers.sink.switch();
+    assigned.last_switch = Instant::now();
     workers.transactions.fetch_add(1, Relaxed);
     if let Some(committer) = assigned.committer.as_mut() {
         committer.commit(slot, consumer.group_metadata(), partitions);
     }
 }
 
-/// Takes a commit's outcome: notes the committed offsets or, when it failed, aborts both
-/// slots' transactions and rewinds every assigned partition to its committed offset, so that
-/// what they held is processed again. Returns whether the commit succeeded.
+/// Takes the outcome of `slot`'s commit: notes the committed offsets or, when it failed, aborts
+/// both slots' transactions and rewinds every assigned partition to its committed offset, so
+/// that what they held is processed again. Returns whether the commit succeeded.
 fn apply_commit<C: ConsumerContext>(
     workers: &WorkerShared,
     consumer: &BaseConsumer<C>,
     assigned: &mut Assigned,
+    slot: usize,
     committed: Committed,
 ) -> bool {
     let pipeline = &workers.pipeline;
@@ -455,8 +455,7 @@ fn apply_commit<C: ConsumerContext>(
     // records read after this one's, so it is aborted too.
     workers.generation.fetch_add(1, Relaxed);
     workers.transactions.fetch_add(1, Relaxed);
-    let failed_slot = 1 - workers.sink.current_slot();
-    if let Err(e) = workers.sink.abort_all(fatal.then_some(failed_slot)) {
+    if let Err(e) = workers.sink.abort_all(fatal.then_some(slot)) {
         pipeline.fail(format!(
             "exactly-once: cannot abort the transaction ({cause}): {e}"
         ));
