@@ -192,9 +192,12 @@ config = {{ field = "date" }}
     let mut steps = Vec::new();
     for (step, threshold) in &plan {
         let what = format!("{threshold} ids out");
+        let all_out = n as usize;
         wait_for(&mut tally, &processes, &what, |tally, processes| {
-            // Each disturbance hits a process at work: one that has written records.
-            tally.distinct >= *threshold as usize && records_written(&processes[primary]) > 0
+            // Each disturbance hits a process at work (one that has written records), unless
+            // the work is all done: a step planned late can come after the last record.
+            tally.distinct >= *threshold as usize
+                && (tally.distinct == all_out || records_written(&processes[primary]) > 0)
         });
         let at = (started.elapsed(), tally.distinct);
         let began = Instant::now();
@@ -259,7 +262,7 @@ config = {{ field = "date" }}
                     &mut tally,
                     &processes,
                     "the second instance's first records",
-                    |_, p| records_written(&p[joined]) > 0,
+                    |t, p| t.distinct == n as usize || records_written(&p[joined]) > 0,
                 );
                 format!("sluice#{joined} joined the group")
             }
