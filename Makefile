@@ -1,7 +1,7 @@
 # Sluice: `make test` is what CI runs; `make bench` prints the performance figures.
 CARGO       ?= cargo
 WASM_TARGET := wasm32-wasip2
-GUESTS      := -p tz-normaliser -p pii-stripper -p enricher -p windowed-aggregate -p test-guest
+GUESTS      := -p tz-normaliser -p pii-stripper -p enricher -p windowed-aggregate -p stream-join -p test-guest
 
 .PHONY: build ui wasm fmt clippy test bench bench-peers demo toolchain setup
 

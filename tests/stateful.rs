@@ -5,7 +5,7 @@
 mod support;
 
 use std::collections::BTreeMap;
-use support::{sluice, text, wasm};
+use support::{text, wasm};
 
 const HOUR: i64 = 3_600_000;
 const LATENESS: i64 = 600_000;
@@ -85,31 +85,6 @@ fn a_running_sum_writes_an_update_per_record() {
     assert_eq!(
         text(&out.stdout),
         "{\"key\":null,\"sum\":1}\n{\"key\":null,\"sum\":3}\n{\"key\":null,\"sum\":6.5}\n"
-    );
-}
-
-#[test]
-fn pipelines_refuse_stateful_transforms_until_their_state_is_durable() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("sluice.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[[pipeline]]\nname = \"agg\"\ninputs = [\"in\"]\noutputs = [\"out\"]\n\n[[pipeline.transform]]\nmodule = \"{}\"\nconfig = {{ value = \"n\" }}\n",
-            wasm("windowed_aggregate").display()
-        ),
-    )
-    .unwrap();
-    let out = sluice()
-        .args(["run", "--check", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
-    assert!(
-        text(&out.stderr).contains("pipelines do not run stateful transforms yet"),
-        "{}",
-        text(&out.stderr)
     );
 }
 

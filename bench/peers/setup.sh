@@ -4,7 +4,7 @@
 #   venv/                  Python venv with confluent-kafka (the harness and the plain Python
 #                          peer) and pathway (the Pathway peer), from PyPI
 #   streams/libs/          Kafka Streams 4.3.1 and Jackson, from Maven Central (streams/pom.xml)
-#   streams/classes/       streams/src/TzStreams.java compiled with javac
+#   streams/classes/       streams/src/TzStreams.java and WindowedStreams.java compiled with javac
 #
 # The harness cannot run without confluent-kafka, so failing to install it fails this script.
 # A peer that cannot be installed does not: the reason goes to <cache>/<peer>.failed, and the
@@ -53,7 +53,8 @@ fi
 
 # ---------------------------------------------------------------- Kafka Streams
 STREAMS=$CACHE/streams
-stamp=$(cat "$HERE/streams/pom.xml" "$HERE/streams/src/TzStreams.java" | sha256sum | cut -d' ' -f1)
+SOURCES=("$HERE/streams/src/TzStreams.java" "$HERE/streams/src/WindowedStreams.java")
+stamp=$(cat "$HERE/streams/pom.xml" "${SOURCES[@]}" | sha256sum | cut -d' ' -f1)
 if [[ ! -f $STREAMS/.installed || $(<"$STREAMS/.installed") != "$stamp" ]]; then
 	rm -f "$CACHE/kafka-streams.failed" "$STREAMS/.installed"
 	mkdir -p "$STREAMS"
@@ -67,10 +68,10 @@ if [[ ! -f $STREAMS/.installed || $(<"$STREAMS/.installed") != "$stamp" ]]; then
 	else
 		rm -rf "$STREAMS/libs" && mv "$STREAMS/libs.tmp" "$STREAMS/libs"
 		rm -rf "$STREAMS/classes" && mkdir -p "$STREAMS/classes"
-		if javac -nowarn -d "$STREAMS/classes" -cp "$STREAMS/libs/*" "$HERE/streams/src/TzStreams.java" >>"$log" 2>&1; then
+		if javac -nowarn -d "$STREAMS/classes" -cp "$STREAMS/libs/*" "${SOURCES[@]}" >>"$log" 2>&1; then
 			echo "$stamp" >"$STREAMS/.installed"
 		else
-			fail_peer kafka-streams "javac TzStreams.java failed" "$log"
+			fail_peer kafka-streams "javac TzStreams.java WindowedStreams.java failed" "$log"
 		fi
 	fi
 fi

@@ -99,9 +99,16 @@ fn start_running(
     engine: &Engine,
     stop: &Arc<AtomicBool>,
 ) -> Result<Vec<pipeline::RunningPipeline>> {
-    let pipelines = pipeline::start_all(config, engine, "bench", stop.clone(), |i, p, t| {
-        Ok(pipeline::load_stages(engine, i, p, t)?)
-    })?;
+    // Stateful transforms keep their state in a folder of the process's own.
+    let state_dir = std::env::temp_dir().join(format!("sluice-bench-{}", std::process::id()));
+    let pipelines = pipeline::start_all(
+        config,
+        engine,
+        &state_dir,
+        "bench",
+        stop.clone(),
+        |i, p, t| Ok(pipeline::load_stages(engine, i, p, t)?),
+    )?;
     let deadline = Instant::now() + Duration::from_secs(60);
     while pipelines[0].pipeline.metrics.status() != pipeline::metrics::Status::Running {
         anyhow::ensure!(
@@ -227,6 +234,97 @@ fn drain_latencies(reader: &BaseConsumer, latencies: &mut Vec<i64>, wait: Durati
     }
 }
 
+/// Orders `{"customer_id", "t", "amount"}` over 10,000 customers, a second apart in event time,
+/// for the windowed aggregate.
+fn order_records(n: usize) -> Vec<Vec<u8>> {
+    let start = 1_704_067_200_000i64; // 2024-01-01T00:00:00Z
+    (0..n)
+        .map(|i| {
+            let customer = i * 7919 % 10_000;
+            let amount = (i * 31 % 10_000) as f64 / 100.0;
+            format!(
+                r#"{{"customer_id": "c{customer}", "t": {}, "amount": {amount}}}"#,
+                start + i as i64 * 1000
+            )
+            .into_bytes()
+        })
+        .collect()
+}
+
+/// The windowed aggregate's configuration for the benchmark: hourly count, sum and average per
+/// customer, an update per record (so that every input has an output to wait for). A task reads
+/// its two inputs side by side, not in event-time order, so its stream time runs ahead of one
+/// of them: the lateness covers the `n` orders' whole span (a second each), so that none is late.
+fn windowed_transform(module: &Path, n: usize) -> String {
+    format!(
+        "[[pipeline.transform]]\nmodule = \"{}\"\nconfig = {{ key = \"customer_id\", time = \"t\", value = \"amount\", window = \"1h\", emit = \"updates\", aggregations = \"count,sum,avg\", allowed_lateness = \"{}d\" }}\n",
+        module.display(),
+        n / 86_400 + 1
+    )
+}
+
+/// Seconds to restore a task's state per million keys: a changelog partition is filled with
+/// `keys` changes of 100-byte values, then a task's state is opened from it, as on assignment.
+fn restore_seconds_per_million(bootstrap: &str, id: &str, keys: usize) -> Result<f64> {
+    let name = format!("restore-{id}");
+    let input = format!("restore-in-{id}");
+    let changelog = format!("sluice-{name}-state-0-changelog");
+    let admin: AdminClient<DefaultClientContext> = client(bootstrap).create()?;
+    let topics = [
+        NewTopic::new(&input, 1, TopicReplication::Fixed(1)),
+        NewTopic::new(&changelog, 1, TopicReplication::Fixed(1)).set("cleanup.policy", "compact"),
+    ];
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    for result in runtime.block_on(admin.create_topics(&topics, &AdminOptions::new()))? {
+        result.map_err(|(topic, e)| anyhow::anyhow!("cannot create {topic}: {e}"))?;
+    }
+    let producer = producer(bootstrap)?;
+    let value = [7u8; 100];
+    for i in 0..keys as u64 {
+        // Keys as the host writes them: the guest's entries under prefix 0.
+        let mut key = vec![0u8];
+        key.extend_from_slice(&i.wrapping_mul(0x9e37_79b9_7f4a_7c15).to_be_bytes());
+        let mut record = BaseRecord::to(&changelog).key(&key).payload(&value[..]);
+        while let Err((_, returned)) = producer.send(record) {
+            record = returned;
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    producer.flush(Duration::from_secs(120))?;
+    let config = pipeline_config(
+        bootstrap,
+        &name,
+        [&input, &input],
+        "unused",
+        None,
+        "earliest",
+        "",
+    )?;
+    let mut pipeline = config.pipeline[0].clone();
+    pipeline.inputs.truncate(1);
+    let dir = std::env::temp_dir().join(format!("sluice-bench-restore-{id}"));
+    let metrics = Arc::new(pipeline::metrics::PipelineMetrics::new(
+        &name,
+        &pipeline.inputs,
+        &[],
+    ));
+    let stores =
+        pipeline::state_store::StateStores::new(&dir, &config.kafka, &pipeline, metrics.clone());
+    let started = Instant::now();
+    stores.open(0, 0, 0)?;
+    let elapsed = started.elapsed().as_secs_f64();
+    let restored = metrics.state_restored_records.load(Ordering::Relaxed);
+    anyhow::ensure!(
+        restored == keys as u64,
+        "restored {restored} of {keys} keys"
+    );
+    drop(stores);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(elapsed / keys as f64 * 1e6)
+}
+
 /// Runs the end-to-end benchmark; prints figures and returns them as JSON.
 pub fn run(bootstrap: &str, engine: &Engine, n: usize) -> Result<serde_json::Value> {
     let module = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -285,6 +383,56 @@ pub fn run(bootstrap: &str, engine: &Engine, n: usize) -> Result<serde_json::Val
         exactly_rate / tz_rate
     );
 
+    // The windowed aggregate over orders of the same count, at-least-once and exactly-once.
+    let windowed = module.with_file_name("windowed_aggregate.wasm");
+    let (orders1, orders2) = (format!("bench-orders1-{id}"), format!("bench-orders2-{id}"));
+    create_topics(bootstrap, &[&orders1, &orders2])?;
+    for (i, value) in order_records(n).iter().enumerate() {
+        // By customer, so that each customer's orders meet in one task.
+        let customer = (i * 7919 % 10_000) as i32;
+        let topic = if i % 2 == 0 { &orders1 } else { &orders2 };
+        let mut record = BaseRecord::<(), [u8]>::to(topic)
+            .payload(value)
+            .partition(customer % PARTITIONS);
+        while let Err((_, returned)) = producer.send(record) {
+            record = returned;
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    producer.flush(Duration::from_secs(60))?;
+    let (mut windowed_rate, mut windowed_eos_rate) = (0f64, 0f64);
+    for round in 0..4 {
+        let (settings, best) = match round % 2 {
+            0 => ("", &mut windowed_rate),
+            _ => (EXACTLY_ONCE, &mut windowed_eos_rate),
+        };
+        let name = format!("windowed{round}-{id}");
+        let output = format!("bench-windowed-out{round}-{id}");
+        create_topics(bootstrap, &[&output])?;
+        let config = pipeline_config(
+            bootstrap,
+            &name,
+            [&orders1, &orders2],
+            &output,
+            None,
+            "earliest",
+            &format!("{settings}\n{}", windowed_transform(&windowed, n)),
+        )?;
+        let rate = throughput(bootstrap, engine, &config, &output, n as i64)?;
+        *best = best.max(rate);
+    }
+    println!(
+        "    windowed aggregate (hourly per customer, state on disk + changelog): {windowed_rate:>10.0} records/s"
+    );
+    println!("    windowed aggregate, exactly-once: {windowed_eos_rate:>10.0} records/s");
+    println!(
+        "    windowed / tz: {:.2}; exactly-once windowed / exactly-once tz: {:.2}",
+        windowed_rate / tz_rate,
+        windowed_eos_rate / exactly_rate
+    );
+    let restore = restore_seconds_per_million(bootstrap, &id, 1_000_000)?;
+    println!("    restore from a changelog: {restore:.2} s per million keys (100-byte values)");
+
     let rate = tz_rate / 2.0;
     let (p50, p99, samples, produced_rate) = latency(bootstrap, engine, &module, rate, 5, &id, "")?;
     println!(
@@ -317,5 +465,10 @@ pub fn run(bootstrap: &str, engine: &Engine, n: usize) -> Result<serde_json::Val
         "latency_p99_ms": p99,
         "exactly_once_latency_p50_ms": eos_p50,
         "exactly_once_latency_p99_ms": eos_p99,
+        "windowed_records_per_s": windowed_rate.round(),
+        "windowed_exactly_once_records_per_s": windowed_eos_rate.round(),
+        "windowed_to_tz": (windowed_rate / tz_rate * 100.0).round() / 100.0,
+        "windowed_exactly_once_to_tz_exactly_once": (windowed_eos_rate / exactly_rate * 100.0).round() / 100.0,
+        "restore_seconds_per_million_keys": (restore * 100.0).round() / 100.0,
     }))
 }

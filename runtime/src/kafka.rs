@@ -213,6 +213,11 @@ pub fn client_config(kafka: &KafkaConfig, role: Role<'_>, client_id: &str) -> Cl
             Guarantee::ExactlyOnce => set(&mut config, EXACTLY_ONCE_CONSUMER_REQUIRED),
         },
         Role::Reader { .. } => set(&mut config, READER_REQUIRED),
+        // An admin client is a producer to librdkafka, which would create a topic it asks
+        // about (with the broker's defaults: not compacted, its partition count).
+        Role::Admin => {
+            config.set("allow.auto.create.topics", "false");
+        }
         _ => {}
     }
     config

@@ -149,6 +149,40 @@ impl Collector for Snapshot {
             "Partition workers that died; each stops its pipeline.",
             &per_pipeline(&|m| m.worker_deaths.load(Relaxed)),
         )?;
+        counter(
+            &mut encoder,
+            "state_restored_records",
+            "Stateful transforms: changelog records read to restore state.",
+            &per_pipeline(&|m| m.state_restored_records.load(Relaxed)),
+        )?;
+        counter(
+            &mut encoder,
+            "changelog_records",
+            "Stateful transforms: state changes written to changelogs.",
+            &per_pipeline(&|m| m.changelog_records.load(Relaxed)),
+        )?;
+        let state_gauge = |value: &dyn Fn(&PipelineMetrics) -> u64| -> Vec<(Labels, i64)> {
+            (pipelines.iter())
+                .map(|p| {
+                    (
+                        vec![("pipeline", p.metrics.name.clone())],
+                        value(&p.metrics) as i64,
+                    )
+                })
+                .collect()
+        };
+        gauge(
+            &mut encoder,
+            "state_tasks",
+            "Stateful transforms: tasks whose state is open on this member.",
+            &state_gauge(&|m| m.state_tasks.load(Relaxed)),
+        )?;
+        gauge(
+            &mut encoder,
+            "state_restoring_tasks",
+            "Stateful transforms: tasks restoring their state from its changelog now.",
+            &state_gauge(&|m| m.state_restoring.load(Relaxed)),
+        )?;
         let up: Vec<(Labels, i64)> = pipelines
             .iter()
             .map(|p| {

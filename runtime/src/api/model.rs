@@ -112,6 +112,32 @@ pub struct Swaps {
     pub max_pause_ms: f64,
 }
 
+/// A pipeline's stateful transforms on this member: their tasks' state, and its changelogs.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, ToSchema)]
+pub struct StateStats {
+    /// Tasks whose state is open on this member.
+    pub tasks: u64,
+    /// Tasks restoring their state from its changelog now; their partitions wait until done.
+    pub restoring: u64,
+    /// Changelog records read to restore state since the process started.
+    pub restored_records: u64,
+    /// State changes written to changelogs since the process started.
+    pub changelog_records: u64,
+}
+
+impl StateStats {
+    /// The counters of `m`.
+    pub fn read(m: &crate::pipeline::metrics::PipelineMetrics) -> Self {
+        use std::sync::atomic::Ordering::Relaxed;
+        StateStats {
+            tasks: m.state_tasks.load(Relaxed),
+            restoring: m.state_restoring.load(Relaxed),
+            restored_records: m.state_restored_records.load(Relaxed),
+            changelog_records: m.changelog_records.load(Relaxed),
+        }
+    }
+}
+
 /// One pipeline's figures, as the live feed sends them once a second.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 pub struct PipelineStats {
@@ -130,6 +156,8 @@ pub struct PipelineStats {
     pub totals: Totals,
     /// Switches to deployed chains.
     pub swaps: Swaps,
+    /// Its stateful transforms' state.
+    pub state: StateStats,
 }
 
 /// `GET /events`: the data of each `stats` event.

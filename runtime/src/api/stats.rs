@@ -2,7 +2,7 @@
 //! and the live feed (`GET /api/v1/events`, Server-Sent Events).
 
 use super::AppState;
-use super::model::{PipelineStats, Rates, Stats, Status, Swaps, Totals};
+use super::model::{PipelineStats, Rates, StateStats, Stats, Status, Swaps, Totals};
 use crate::control::ControlPlane;
 use crate::pipeline::metrics::PipelineMetrics;
 use axum::extract::State;
@@ -96,6 +96,7 @@ pub(super) fn start_sampling(control: Arc<ControlPlane>) -> watch::Receiver<Arc<
                         },
                         totals: Totals::read(&p.metrics),
                         swaps: Swaps::read(&p.metrics),
+                        state: StateStats::read(&p.metrics),
                     };
                     *before = now;
                     stats

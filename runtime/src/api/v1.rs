@@ -383,6 +383,7 @@ fn pipeline_view(state: &AppState, p: &crate::pipeline::Pipeline) -> Pipeline {
             batch_latency_ms: sample.map_or(0.0, |s| s.batch_latency_ms),
             totals: super::model::Totals::read(m),
             swaps: super::model::Swaps::read(m),
+            state: super::model::StateStats::read(m),
         },
         error,
         inputs: p.inputs.clone(),

@@ -182,10 +182,14 @@ pub fn serve(
     );
     let member = member_id(state_dir)?;
     let stop = Arc::new(AtomicBool::new(false));
-    let pipelines =
-        pipeline::start_all(config, engine, &member, stop.clone(), |index, p, tables| {
-            control.stages_for(index, p, tables)
-        })?;
+    let pipelines = pipeline::start_all(
+        config,
+        engine,
+        state_dir,
+        &member,
+        stop.clone(),
+        |index, p, tables| control.stages_for(index, p, tables),
+    )?;
     for p in &pipelines {
         tracing::info!(pipeline = %p.pipeline.name, "pipeline started");
     }

@@ -140,7 +140,7 @@ pub fn run(args: TryArgs) -> anyhow::Result<i32> {
         }
     }
     failed |= run(&mut batch, &mut lines)?;
-    if instance.is_stateful() {
+    if instance.task().is_some() {
         // The end of the input: every timer fires, so every window closes and is printed.
         let closed = instance.finish()?;
         for o in closed.outputs() {

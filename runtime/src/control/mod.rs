@@ -95,14 +95,6 @@ pub enum ControlError {
         /// Why.
         error: InstantiateError,
     },
-    /// A stateful transform, which pipelines do not run yet.
-    #[error("{module} version {version}: {}", crate::pipeline::NOT_YET_STATEFUL)]
-    Stateful {
-        /// The module.
-        module: String,
-        /// Its version.
-        version: u32,
-    },
     /// A rollback with nothing before.
     #[error("slot {index} of pipeline `{pipeline}` has no earlier version to roll back to")]
     NothingToRollBack {
@@ -366,12 +358,6 @@ impl ControlPlane {
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        if module.is_stateful() {
-            return Err(ControlError::Stateful {
-                module: slot.module.clone(),
-                version: slot.version,
-            });
-        }
         self.engine
             .instantiate(&module, &slot.module, &config, tables)
             .map_err(|error| ControlError::InitFailed {

@@ -6,7 +6,7 @@
 //! that a panic's message can be reported with the failure.
 
 use super::bindings::sluice::transform::log::{self, Level};
-use super::state::{KeyValueStore, SharedTask, TaskState};
+use super::state::{KeyValueStore, SharedTask, TaskState, lock};
 use super::stateful_bindings::sluice::transform::{state, timers};
 use crate::tables::Tables;
 use bytes::Bytes;
@@ -71,11 +71,11 @@ impl HostState {
 
     /// The task's state; only stateful transforms, which have one, can import what calls this.
     fn task(&self) -> std::sync::MutexGuard<'_, TaskState<Box<dyn KeyValueStore>>> {
-        self.task
-            .as_ref()
-            .expect("only stateful transforms import state and timers")
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+        lock(
+            self.task
+                .as_ref()
+                .expect("only stateful transforms import state and timers"),
+        )
     }
 
     /// The last lines the guest wrote to standard error, e.g. a panic message.

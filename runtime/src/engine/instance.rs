@@ -4,7 +4,7 @@ use super::batch::{self, OutputRef};
 use super::bindings::Transformer;
 use super::bindings::sluice::transform::types::{InputBatch, OutputBatch};
 use super::host::{HostState, MemoryLimitExceeded};
-use super::state::{DueTimer, KeyValueStore, SharedTask, TaskState, in_memory_task};
+use super::state::{DueTimer, SharedTask, in_memory_task, lock};
 use super::stateful_bindings::exports::sluice::transform::stateful::{
     FiredTimer, Guest as Stateful,
 };
@@ -31,6 +31,9 @@ pub enum FailureKind {
     /// The record alone is larger than a batch may be (`batch_max_bytes`), so it was never
     /// given to the transform.
     TooLarge,
+    /// A stateful transform rejected it as late: every window it belongs to had closed. The
+    /// contract's convention: the error's message starts with `late:`.
+    Late,
 }
 
 impl FailureKind {
@@ -44,6 +47,7 @@ impl FailureKind {
             FailureKind::Trap => "trap",
             FailureKind::Malformed => "malformed",
             FailureKind::TooLarge => "too_large",
+            FailureKind::Late => "late",
         }
     }
 }
@@ -78,6 +82,9 @@ pub enum InstantiateError {
     /// `init` refused the configuration with this message.
     #[error("the transform refused its configuration: {0}")]
     Init(String),
+    /// A stateful transform's state could not be opened or restored.
+    #[error("cannot open the transform's state: {0}")]
+    State(String),
     /// Instantiation or `init` trapped.
     #[error("the transform failed while starting ({kind}): {message}")]
     Trap {
@@ -92,6 +99,9 @@ pub enum InstantiateError {
 pub struct Processed {
     output: OutputBatch,
     failures: Vec<Failure>,
+    /// Outputs from here on came from timers that fired after the batch: they belong to no
+    /// record of it, so a failed record does not take them with it.
+    timer_outputs: usize,
 }
 
 impl Processed {
@@ -108,6 +118,11 @@ impl Processed {
     /// The records that failed, in input order.
     pub fn failures(&self) -> &[Failure] {
         &self.failures
+    }
+
+    /// Whether output `index` came from a timer rather than from a record of the batch.
+    pub fn is_timer_output(&self, index: usize) -> bool {
+        index >= self.timer_outputs
     }
 
     /// The outputs as the next stage's input, their bytes handed over rather than copied:
@@ -149,8 +164,12 @@ impl Instance {
         label: String,
         config: Vec<(String, String)>,
         tables: Tables,
+        task: Option<SharedTask>,
     ) -> Result<Self, InstantiateError> {
-        let task = module.is_stateful().then(in_memory_task);
+        // A stateful transform without a task of its own (`sluice try`) keeps it in memory.
+        let task = module
+            .is_stateful()
+            .then(|| task.unwrap_or_else(in_memory_task));
         let (store, bindings, stateful) =
             start(&engine, &module, &label, &config, &tables, task.as_ref())?;
         Ok(Instance {
@@ -199,15 +218,16 @@ impl Instance {
                 }
             }
         };
+        processed.timer_outputs = processed.output.records.len();
         if inputs > 0 {
             self.fire_timers(&mut processed.output, inputs as u32 - 1)?;
         }
         Ok(processed)
     }
 
-    /// Whether the transform is stateful.
-    pub fn is_stateful(&self) -> bool {
-        self.task.is_some()
+    /// A stateful transform's state.
+    pub fn task(&self) -> Option<&SharedTask> {
+        self.task.as_ref()
     }
 
     /// The end of the input (`sluice try`): stream time moves to the end of time, so every
@@ -221,6 +241,7 @@ impl Instance {
         Ok(Processed {
             output,
             failures: Vec::new(),
+            timer_outputs: 0,
         })
     }
 
@@ -295,6 +316,7 @@ impl Instance {
         let mut merged = Processed {
             output: empty_output(),
             failures: Vec::new(),
+            timer_outputs: 0,
         };
         for index in 0..batch.records.len() {
             match self.call(&batch::single(batch, index)) {
@@ -358,10 +380,6 @@ impl Instance {
         self.restarts += 1;
         Ok(())
     }
-}
-
-fn lock(task: &SharedTask) -> std::sync::MutexGuard<'_, TaskState<Box<dyn KeyValueStore>>> {
-    task.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn empty_output() -> OutputBatch {
@@ -471,7 +489,11 @@ fn into_processed(mut output: OutputBatch, inputs: usize) -> Processed {
         .into_iter()
         .map(|e| Failure {
             input: e.input as usize,
-            kind: FailureKind::Rejected,
+            kind: if e.message.starts_with("late:") {
+                FailureKind::Late
+            } else {
+                FailureKind::Rejected
+            },
             message: e.message,
         })
         .collect();
@@ -483,17 +505,18 @@ fn into_processed(mut output: OutputBatch, inputs: usize) -> Processed {
             failures.iter().map(|f| f.input as u32).collect();
         output.records.retain(|r| !failed.contains(&r.input));
     }
-    Processed { output, failures }
+    let timer_outputs = output.records.len();
+    Processed {
+        output,
+        failures,
+        timer_outputs,
+    }
 }
 
 fn failed_batch(trap: &Trap, inputs: usize) -> Processed {
     Processed {
-        output: OutputBatch {
-            data: Vec::new(),
-            headers: Vec::new(),
-            records: Vec::new(),
-            errors: Vec::new(),
-        },
+        output: empty_output(),
+        timer_outputs: 0,
         failures: (0..inputs)
             .map(|input| Failure {
                 input,

@@ -16,6 +16,7 @@ pub use instance::{Failure, FailureKind, Instance, InstantiateError, Processed};
 use crate::tables::Tables;
 use host::HostState;
 use sha2::{Digest, Sha256};
+use state::SharedTask;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -276,6 +277,7 @@ impl Engine {
     }
 
     /// Creates an instance of `module`, granted `tables`, and calls its `init` with `config`.
+    /// A stateful transform's state is kept in memory.
     pub fn instantiate(
         &self,
         module: &Module,
@@ -283,12 +285,26 @@ impl Engine {
         config: &[(String, String)],
         tables: &Tables,
     ) -> Result<Instance, InstantiateError> {
+        self.instantiate_with_task(module, label, config, tables, None)
+    }
+
+    /// [`Engine::instantiate`], with a stateful transform's state in `task` (ignored for a
+    /// stateless one).
+    pub fn instantiate_with_task(
+        &self,
+        module: &Module,
+        label: &str,
+        config: &[(String, String)],
+        tables: &Tables,
+        task: Option<SharedTask>,
+    ) -> Result<Instance, InstantiateError> {
         Instance::new(
             self.clone(),
             module.clone(),
             label.to_string(),
             config.to_vec(),
             tables.clone(),
+            task,
         )
     }
 

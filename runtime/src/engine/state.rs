@@ -29,6 +29,11 @@ pub trait KeyValueStore: Send {
     fn scan(&self, start: &[u8], end: Option<&[u8]>, limit: usize) -> Vec<(Vec<u8>, Vec<u8>)>;
     /// Applies `changes` together.
     fn apply(&mut self, changes: &Changes);
+    /// The first read or write that failed (a disk error), if any: the task's state can no
+    /// longer be trusted, so its partition stops before anything more is committed.
+    fn failure(&self) -> Option<String> {
+        None
+    }
 }
 
 impl<S: KeyValueStore + ?Sized> KeyValueStore for Box<S> {
@@ -41,10 +46,19 @@ impl<S: KeyValueStore + ?Sized> KeyValueStore for Box<S> {
     fn apply(&mut self, changes: &Changes) {
         (**self).apply(changes)
     }
+    fn failure(&self) -> Option<String> {
+        (**self).failure()
+    }
 }
 
 /// A task's state as instances share it: it outlives an instance discarded after a trap.
 pub type SharedTask = std::sync::Arc<std::sync::Mutex<TaskState<Box<dyn KeyValueStore>>>>;
+
+/// Locks a task's state (a guest that panicked while holding it left nothing half-written:
+/// writes stay pending until a call returns).
+pub fn lock(task: &SharedTask) -> std::sync::MutexGuard<'_, TaskState<Box<dyn KeyValueStore>>> {
+    task.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// A fresh task state in memory.
 pub fn in_memory_task() -> SharedTask {
@@ -100,6 +114,8 @@ pub struct TaskState<S> {
     /// Whether the guest reports event times itself (`observe`): record timestamps then no
     /// longer count.
     observes: bool,
+    /// Committed changes not yet handed to the changelog, the latest per key.
+    unlogged: Changes,
 }
 
 impl<S: KeyValueStore> TaskState<S> {
@@ -111,7 +127,13 @@ impl<S: KeyValueStore> TaskState<S> {
             pending: Changes::new(),
             stream_time,
             observes: false,
+            unlogged: Changes::new(),
         }
+    }
+
+    /// See [`KeyValueStore::failure`].
+    pub fn failure(&self) -> Option<String> {
+        self.store.failure()
     }
 
     /// The guest's value for `key`.
@@ -214,11 +236,17 @@ impl<S: KeyValueStore> TaskState<S> {
         due
     }
 
-    /// Keeps the writes of the call that just returned; returns them (for the changelog).
-    pub fn commit(&mut self) -> Changes {
+    /// Keeps the writes of the call that just returned, for the store and the changelog.
+    pub fn commit(&mut self) {
         let changes = std::mem::take(&mut self.pending);
         self.store.apply(&changes);
-        changes
+        self.unlogged.extend(changes);
+    }
+
+    /// The changes committed since the last time, the latest per key, for the changelog:
+    /// store keys and values as they are, a delete as `None`.
+    pub fn take_changelog(&mut self) -> Changes {
+        std::mem::take(&mut self.unlogged)
     }
 
     /// Drops the writes of the call that just trapped.
@@ -336,9 +364,12 @@ mod tests {
         assert_eq!(state.get(b"b"), None);
         state.delete(b"a");
         assert_eq!(state.get(b"a"), None);
-        let changes = state.commit();
-        assert_eq!(changes.len(), 1, "one change, the delete: {changes:?}");
+        state.commit();
         assert_eq!(state.get(b"a"), None);
+        // The changelog has the latest change per key: `a` deleted, `b` never kept.
+        let changes = state.take_changelog();
+        assert_eq!(changes, Changes::from([(entry_key(b"a"), None)]));
+        assert!(state.take_changelog().is_empty());
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! committed and failures dead-lettered per original record. A record fails as a whole: if any
 //! stage fails it, or one of its outputs, none of its outputs is written.
 
+use crate::engine::state::{Changes, SharedTask, lock};
 use crate::engine::{
     Engine, FailureKind, InputBatch, Instance, InstantiateError, Module, OutputRef, Processed,
 };
@@ -85,7 +86,7 @@ pub struct ChainResult<'a> {
     origin: Vec<u32>,
     /// Per output: index of its topic in the pipeline's outputs.
     route: Vec<u16>,
-    /// Per output: false if its original record failed.
+    /// Per output: false if its original record failed (outputs of timers are always kept).
     keep: Vec<bool>,
     /// Failed original records, in input order, one each.
     pub failures: Vec<ChainFailure>,
@@ -105,6 +106,9 @@ impl ChainResult<'_> {
     }
 }
 
+/// Gives a stateful slot (by index) its task's state: opened, and restored from its changelog.
+pub type OpenTask<'a> = &'a mut dyn FnMut(usize) -> Result<SharedTask, InstantiateError>;
+
 /// One instance of every stage, owned by a partition worker.
 pub struct Chain {
     stages: Vec<(Arc<StageSpec>, Instance)>,
@@ -114,21 +118,24 @@ pub struct Chain {
 }
 
 impl Chain {
-    /// Instantiates every stage of what `deployed` holds, granting each the pipeline's `tables`.
+    /// Instantiates every stage of what `deployed` holds, granting each the pipeline's `tables`
+    /// and each stateful one the state `open_task` gives its slot.
     pub fn new(
         engine: &Engine,
         deployed: &Deployed,
         outputs: Arc<Vec<String>>,
         tables: &Tables,
+        open_task: OpenTask<'_>,
     ) -> Result<Self, InstantiateError> {
         let (generation, specs) = deployed.current();
-        let stages = specs
-            .iter()
-            .map(|spec| {
-                Ok((
-                    spec.clone(),
-                    engine.instantiate(&spec.module, &spec.name, &spec.config, tables)?,
-                ))
+        let stages = (specs.iter().enumerate())
+            .map(|(slot, spec)| {
+                let task = spec
+                    .module
+                    .is_stateful()
+                    .then(|| open_task(slot))
+                    .transpose()?;
+                Ok((spec.clone(), instantiate(engine, spec, tables, task)?))
             })
             .collect::<Result<_, InstantiateError>>()?;
         Ok(Chain {
@@ -141,12 +148,13 @@ impl Chain {
     /// Switches to what `deployed` holds if a deploy happened since; returns whether it did.
     /// Only changed slots get new instances, each initialised before the old one is dropped; if
     /// one cannot start, the chain keeps running what it ran and the error is returned (once per
-    /// deploy, not per batch).
+    /// deploy, not per batch). A stateful slot keeps its state across versions.
     pub fn update(
         &mut self,
         engine: &Engine,
         deployed: &Deployed,
         tables: &Tables,
+        open_task: OpenTask<'_>,
     ) -> Result<bool, InstantiateError> {
         if deployed.generation() == self.generation {
             return Ok(false);
@@ -154,16 +162,18 @@ impl Chain {
         let (generation, specs) = deployed.current();
         self.generation = generation;
         let mut fresh = Vec::with_capacity(specs.len());
-        for (index, spec) in specs.iter().enumerate() {
-            match self.stages.get(index) {
-                Some((running, _)) if Arc::ptr_eq(running, spec) => fresh.push(None),
-                _ => fresh.push(Some(engine.instantiate(
-                    &spec.module,
-                    &spec.name,
-                    &spec.config,
-                    tables,
-                )?)),
+        for (slot, spec) in specs.iter().enumerate() {
+            let running = self.stages.get(slot);
+            if running.is_some_and(|(running, _)| Arc::ptr_eq(running, spec)) {
+                fresh.push(None);
+                continue;
             }
+            let task = match running.and_then(|(_, instance)| instance.task()) {
+                _ if !spec.module.is_stateful() => None,
+                Some(task) => Some(task.clone()),
+                None => Some(open_task(slot)?),
+            };
+            fresh.push(Some(instantiate(engine, spec, tables, task)?));
         }
         let mut old: Vec<_> = std::mem::take(&mut self.stages)
             .into_iter()
@@ -178,6 +188,31 @@ impl Chain {
             })
             .collect();
         Ok(true)
+    }
+
+    /// Whether a slot is stateful.
+    pub fn is_stateful(&self) -> bool {
+        self.stages
+            .iter()
+            .any(|(_, instance)| instance.task().is_some())
+    }
+
+    /// The changes to each stateful slot's state since the last call, for its changelog.
+    pub fn take_changelog(&mut self) -> Vec<(usize, Changes)> {
+        (self.stages.iter().enumerate())
+            .filter_map(|(slot, (_, instance))| {
+                let changes = lock(instance.task()?).take_changelog();
+                (!changes.is_empty()).then_some((slot, changes))
+            })
+            .collect()
+    }
+
+    /// Why a stateful slot's state can no longer be trusted (its store failed), if one can't.
+    pub fn state_failure(&self) -> Option<String> {
+        (self.stages.iter()).find_map(|(spec, instance)| {
+            let failure = lock(instance.task()?).failure()?;
+            Some(format!("the state of transform `{}`: {failure}", spec.name))
+        })
     }
 
     /// How many times a trap made one of its instances start afresh.
@@ -201,9 +236,11 @@ impl Chain {
             failed: vec![false; inputs],
             list: Vec::new(),
         };
-        // Per record of the current stage's input: its original record and route.
+        // Per record of the current stage's input: its original record, its route, and
+        // whether it came from a timer (kept whatever happens to its original record).
         let mut origin: Vec<u32> = (0..inputs as u32).collect();
         let mut route: Vec<u16> = vec![0; inputs];
+        let mut timer: Vec<bool> = vec![false; inputs];
         let mut next_input: Option<InputBatch> = None;
         let mut last = None;
         let stage_count = self.stages.len();
@@ -214,12 +251,14 @@ impl Chain {
             for f in processed.failures() {
                 failures.add(origin[f.input] as usize, s, f.kind, f.message.clone());
             }
-            let (mut next_origin, mut next_route) = (
+            let (mut next_origin, mut next_route, mut next_timer) = (
+                Vec::with_capacity(origin.len()),
                 Vec::with_capacity(origin.len()),
                 Vec::with_capacity(origin.len()),
             );
-            for o in processed.outputs() {
+            for (index, o) in processed.outputs().enumerate() {
                 let from = origin[o.input()];
+                next_timer.push(timer[o.input()] || processed.is_timer_output(index));
                 let to = match o.topic() {
                     None => route[o.input()],
                     Some(topic) => match self.outputs.iter().position(|t| t.as_bytes() == topic) {
@@ -240,27 +279,27 @@ impl Chain {
             }
             origin = next_origin;
             route = next_route;
+            timer = next_timer;
             if s + 1 == stage_count {
                 last = Some(processed);
                 break;
             }
             // The next stage sees the outputs of records that have not failed, each with the
             // offset of the record it derives from.
-            let kept: Vec<bool> = origin
-                .iter()
-                .map(|&o| !failures.failed[o as usize])
+            let kept: Vec<bool> = (origin.iter().zip(&timer))
+                .map(|(&o, &timer)| timer || !failures.failed[o as usize])
                 .collect();
             next_input = Some(processed.into_input(&batch.topic, batch.partition, |i| {
                 kept[i].then(|| batch.records[origin[i] as usize].offset)
             }));
-            (origin, route) = (origin.iter().zip(&route).zip(&kept))
-                .filter(|(_, kept)| **kept)
-                .map(|((o, r), _)| (*o, *r))
-                .unzip();
+            (origin, route, timer) = (
+                kept_only(&origin, &kept),
+                kept_only(&route, &kept),
+                kept_only(&timer, &kept),
+            );
         }
-        let keep = origin
-            .iter()
-            .map(|&o| !failures.failed[o as usize])
+        let keep = (origin.iter().zip(&timer))
+            .map(|(&o, &timer)| timer || !failures.failed[o as usize])
             .collect();
         let mut failures = failures.list;
         failures.sort_by_key(|f| f.input);
@@ -273,6 +312,23 @@ impl Chain {
             failures,
         })
     }
+}
+
+fn instantiate(
+    engine: &Engine,
+    spec: &StageSpec,
+    tables: &Tables,
+    task: Option<SharedTask>,
+) -> Result<Instance, InstantiateError> {
+    engine.instantiate_with_task(&spec.module, &spec.name, &spec.config, tables, task)
+}
+
+/// The items of `items` whose `kept` is true.
+fn kept_only<T: Copy>(items: &[T], kept: &[bool]) -> Vec<T> {
+    (items.iter().zip(kept))
+        .filter(|(_, kept)| **kept)
+        .map(|(item, _)| *item)
+        .collect()
 }
 
 /// The first failure of each original record.
@@ -315,7 +371,15 @@ mod tests {
 
     fn chain(engine: &Engine, stages: Vec<Arc<StageSpec>>) -> Chain {
         let outputs = Arc::new(vec!["a".to_string(), "b".to_string()]);
-        Chain::new(engine, &Deployed::new(stages), outputs, &Tables::default()).unwrap()
+        let mut in_memory = |_| Ok(crate::engine::state::in_memory_task());
+        Chain::new(
+            engine,
+            &Deployed::new(stages),
+            outputs,
+            &Tables::default(),
+            &mut in_memory,
+        )
+        .unwrap()
     }
 
     fn batch(values: &[&str]) -> InputBatchBuilder {

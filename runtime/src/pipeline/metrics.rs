@@ -104,6 +104,15 @@ pub struct PipelineMetrics {
     pub swap_pause_max_us: AtomicU64,
     /// Consumer lag per input partition, from librdkafka's statistics.
     pub lag: Mutex<BTreeMap<(String, i32), i64>>,
+    /// Stateful transforms: tasks whose state is open (restored, or being restored).
+    pub state_tasks: AtomicU64,
+    /// Stateful transforms: tasks restoring their state from its changelog right now (their
+    /// partitions wait).
+    pub state_restoring: AtomicU64,
+    /// Stateful transforms: changelog records read to restore state.
+    pub state_restored_records: AtomicU64,
+    /// Stateful transforms: changes written to changelogs.
+    pub changelog_records: AtomicU64,
     /// Where the pipeline is.
     pub status: Mutex<Status>,
 }
@@ -117,6 +126,10 @@ impl PipelineMetrics {
             produced: TopicCounters::new(outputs),
             failed: TopicCounters::new(inputs),
             dead_lettered: AtomicU64::new(0),
+            state_tasks: AtomicU64::new(0),
+            state_restoring: AtomicU64::new(0),
+            state_restored_records: AtomicU64::new(0),
+            changelog_records: AtomicU64::new(0),
             skipped: AtomicU64::new(0),
             batches: AtomicU64::new(0),
             batch_latency_us_sum: AtomicU64::new(0),

@@ -17,6 +17,7 @@ pub mod committer;
 pub mod metrics;
 pub mod sink;
 pub mod source;
+pub mod state_store;
 pub mod table_loader;
 pub mod worker;
 
@@ -25,6 +26,7 @@ use crate::engine::{Engine, InstantiateError, LoadError};
 use crate::tables::{Table, Tables};
 use chain::{Deployed, StageSpec};
 use metrics::{PipelineMetrics, Status};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::Duration;
@@ -59,11 +61,14 @@ pub enum PipelineError {
         #[source]
         source: LoadError,
     },
-    /// A stateful transform, which pipelines do not run yet.
-    #[error("{at}: {NOT_YET_STATEFUL}")]
-    Stateful {
-        /// Where it is declared.
-        at: String,
+    /// A pipeline with a stateful transform cannot keep its state.
+    #[error("pipeline `{pipeline}`: stateful transforms")]
+    State {
+        /// The pipeline.
+        pipeline: String,
+        /// Why.
+        #[source]
+        source: state_store::StateError,
     },
     /// A transform does not start with its configuration.
     #[error("{at}")]
@@ -178,9 +183,6 @@ pub fn transactional_id(pipeline: &PipelineConfig, member: &str) -> String {
     format!("{}-{member}", pipeline.group())
 }
 
-/// Why pipelines refuse stateful transforms for now.
-pub const NOT_YET_STATEFUL: &str = "a stateful transform (it exports `stateful`): pipelines do not run stateful transforms yet, since their state would not survive a restart or a rebalance; `sluice try` runs it, with its state in memory";
-
 /// `error` and its causes, `: `-separated, for a status a person reads.
 pub fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
@@ -291,9 +293,6 @@ pub fn load_stages(
             Ok(module) => module,
             Err(source) => return Err(PipelineError::LoadModule { at, source }),
         };
-        if module.is_stateful() {
-            return Err(PipelineError::Stateful { at });
-        }
         if let Err(source) = engine.instantiate(&module, &name, &config, tables) {
             return Err(PipelineError::StartModule { at, source });
         }
@@ -310,10 +309,12 @@ pub fn load_stages(
 /// Starts every pipeline of `config`, each running the stages `stages_for` chooses for it
 /// (given its index, configuration and tables). `stop` asks them all to drain and stop.
 /// `member` names this process among the group's members, stably across its restarts: the
-/// transactional ids of exactly-once pipelines are made from it.
+/// transactional ids of exactly-once pipelines are made from it. Stateful transforms keep their
+/// state under `state_dir`.
 pub fn start_all(
     config: &Config,
     engine: &Engine,
+    state_dir: &Path,
     member: &str,
     stop: Arc<AtomicBool>,
     mut stages_for: impl FnMut(usize, &PipelineConfig, &Tables) -> anyhow::Result<Vec<Arc<StageSpec>>>,
@@ -343,6 +344,7 @@ pub fn start_all(
             config,
             pipeline,
             engine,
+            state_dir,
             member,
             stages,
             tables,
@@ -358,6 +360,7 @@ fn start(
     config: &Config,
     pipeline: &PipelineConfig,
     engine: &Engine,
+    state_dir: &Path,
     member: &str,
     stages: Vec<Arc<StageSpec>>,
     tables: Tables,
@@ -372,10 +375,22 @@ fn start(
             source: Box::new(source),
         },
     )?;
+    let stateful = stages.iter().any(|s| s.module.is_stateful());
     let shared = Arc::new(Pipeline::new(pipeline, tables, stages));
+    let state =
+        state_store::StateStores::new(state_dir, &config.kafka, pipeline, shared.metrics.clone());
+    if stateful {
+        state
+            .check_inputs()
+            .map_err(|source| PipelineError::State {
+                pipeline: pipeline.name.clone(),
+                source,
+            })?;
+    }
     let workers = Arc::new(worker::WorkerShared {
         pipeline: shared.clone(),
         engine: engine.clone(),
+        state,
         sink,
         on_error: pipeline.on_error,
         generation: Default::default(),

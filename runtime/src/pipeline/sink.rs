@@ -191,11 +191,32 @@ impl SinkBatch<'_> {
     pub fn output(&self, route: usize, output: &OutputRef<'_>, acks: &Arc<Acks>) {
         send(
             &self.producer,
-            &self.sink.outputs[route],
+            (&self.sink.outputs[route], None),
             output.key(),
             output.value(),
             output.headers(),
             output.timestamp(),
+            acks,
+        );
+    }
+
+    /// Writes a change of a stateful task's state to its changelog `topic`, partition
+    /// `partition` (a delete as a tombstone).
+    pub fn changelog(
+        &self,
+        topic: &str,
+        partition: i32,
+        key: &[u8],
+        value: Option<&[u8]>,
+        acks: &Arc<Acks>,
+    ) {
+        send(
+            &self.producer,
+            (topic, Some(partition)),
+            Some(key),
+            value,
+            std::iter::empty(),
+            None,
             acks,
         );
     }
@@ -211,7 +232,7 @@ impl SinkBatch<'_> {
             .chain(context.iter().map(|(k, v)| (*k, Some(v.as_bytes()))));
         send(
             &self.producer,
-            topic,
+            (topic, None),
             record.key(),
             record.value(),
             headers,
@@ -336,11 +357,12 @@ impl Transaction<'_> {
     }
 }
 
-/// Hands one record to the producer, waiting while its queue is full. A record the producer
-/// refuses outright fails `acks`, which halts the partition before its offset is committed.
+/// Hands one record to the producer for `(topic, partition)` (no partition: the partitioner
+/// picks), waiting while its queue is full. A record the producer refuses outright fails
+/// `acks`, which halts the partition before its offset is committed.
 fn send<'a>(
     producer: &ThreadedProducer<AckContext>,
-    topic: &str,
+    (topic, partition): (&str, Option<i32>),
     key: Option<&[u8]>,
     value: Option<&[u8]>,
     headers: impl Iterator<Item = (&'a str, Option<&'a [u8]>)>,
@@ -351,6 +373,7 @@ fn send<'a>(
     record.key = key;
     record.payload = value;
     record.timestamp = timestamp;
+    record.partition = partition;
     let mut owned: Option<OwnedHeaders> = None;
     for (name, value) in headers {
         owned = Some(
@@ -519,6 +542,12 @@ impl Ledger {
             self.batches.pop_front();
         }
         settled
+    }
+
+    /// Waits until every batch's deliveries are in, at most until `deadline`; true if they are.
+    pub fn wait_all(&self, deadline: Instant) -> bool {
+        (self.batches.iter())
+            .all(|(_, acks)| acks.wait(deadline.saturating_duration_since(Instant::now())))
     }
 
     /// Waits up to `timeout` for the oldest batch's acknowledgements.

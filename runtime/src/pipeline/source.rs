@@ -5,7 +5,6 @@
 //! the workers' committable offsets with the consumer, whose auto-commit commits them.
 
 use super::Pipeline;
-use super::chain::Chain;
 use super::committer::{Committed, Committer, PartitionProgress};
 use super::metrics::Status;
 use super::sink::TransactionError;
@@ -217,17 +216,7 @@ impl Assigned {
             Some(index) => index,
             None => {
                 let pipeline = &workers.pipeline;
-                let chain = Chain::new(
-                    &workers.engine,
-                    &pipeline.deployed,
-                    workers.sink.outputs().clone(),
-                    &pipeline.tables,
-                )
-                .map_err(|source| PartitionError::Start {
-                    topic: topic.to_string(),
-                    partition,
-                    source,
-                })?;
+                let chain = workers.chain(topic, partition, workers.generation.load(Relaxed))?;
                 let worker = WorkerHandle::spawn(workers.clone(), chain, topic, partition)
                     .map_err(PartitionError::Thread)?;
                 tracing::info!(pipeline = %pipeline.name, topic, partition, "partition assigned");
@@ -323,22 +312,30 @@ struct Drained {
 /// Commits what is done, after `drained` partitions were let go (or none, for a periodic
 /// commit). At-least-once stores the drained partitions' acknowledged offsets and commits
 /// what is stored; exactly-once commits the open transaction with every partition's produced
-/// offsets.
+/// offsets. Then the drained partitions' state is closed, with a checkpoint if what it holds
+/// was committed.
 fn commit_done<C: ConsumerContext>(
     workers: &WorkerShared,
     consumer: &BaseConsumer<C>,
     assigned: &mut Assigned,
     drained: &[Drained],
 ) {
-    if workers.sink.is_transactional() {
-        return commit_transaction(workers, consumer, assigned, drained);
-    }
-    for d in drained {
-        if d.progress.committable() > d.stored {
-            store_offset(consumer, &d.topic, d.partition, d.progress.committable());
+    let committed = if workers.sink.is_transactional() {
+        commit_transaction(workers, consumer, assigned, drained)
+    } else {
+        for d in drained {
+            if d.progress.committable() > d.stored {
+                store_offset(consumer, &d.topic, d.partition, d.progress.committable());
+            }
         }
-    }
-    commit(consumer, &workers.pipeline.name);
+        commit(consumer, &workers.pipeline.name);
+        true
+    };
+    let partitions: Vec<i32> = drained.iter().map(|d| d.partition).collect();
+    let trusted = committed && !workers.pipeline.has_failed();
+    workers
+        .state
+        .close(&partitions, trusted, workers.generation.load(Relaxed));
 }
 
 /// How long a seek after an aborted transaction may take.
@@ -367,26 +364,27 @@ fn commit_due<C: ConsumerContext>(
 }
 
 /// Exactly-once: commits everything handed to the sink so far, including what `drained`
-/// partitions did, and waits until it is done.
+/// partitions did, and waits until it is done; returns whether it committed.
 fn commit_transaction<C: ConsumerContext>(
     workers: &WorkerShared,
     consumer: &BaseConsumer<C>,
     assigned: &mut Assigned,
     drained: &[Drained],
-) {
+) -> bool {
     let Some(committer) = assigned.committer.as_mut() else {
-        return;
+        return false;
     };
     if let Some((slot, committed)) = committer.wait()
         && !apply_commit(workers, consumer, assigned, slot, committed)
     {
         // Aborted: every open transaction with it, and the drained partitions' records since
         // their last commit with them; their next owner reads those again.
-        return;
+        return false;
     }
     switch_and_commit(workers, consumer, assigned, drained);
-    if let Some((slot, committed)) = assigned.committer.as_mut().and_then(Committer::wait) {
-        apply_commit(workers, consumer, assigned, slot, committed);
+    match assigned.committer.as_mut().and_then(Committer::wait) {
+        Some((slot, committed)) => apply_commit(workers, consumer, assigned, slot, committed),
+        None => false,
     }
 }
 

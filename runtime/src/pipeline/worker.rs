@@ -8,7 +8,9 @@
 use super::Pipeline;
 use super::chain::{Chain, ChainFailure, ChainResult};
 use super::sink::{Acks, Ledger, Sink, SinkBatch};
+use super::state_store::StateStores;
 use crate::config::OnError;
+use crate::engine::state::SharedTask;
 use crate::engine::{
     Engine, FailureKind, InputBatch, InputBatchBuilder, InputRef, InstantiateError,
 };
@@ -20,6 +22,11 @@ use std::time::{Duration, Instant};
 /// Batches written but not yet fully acknowledged, per partition. With 8, workers waited on the
 /// producer's 10 ms linger: 32 gave 1.3x the records per second on `make bench-peers`.
 const MAX_IN_FLIGHT: usize = 32;
+
+/// Longest a partition waits for its writes to one transaction to be acknowledged before it
+/// writes to the next (see `Worker::open_sink`): the producer's delivery timeout is longer, but
+/// a transaction call gives up after as long.
+const SLOT_ORDER_WAIT: Duration = Duration::from_secs(10);
 
 /// Why a partition cannot go on; its pipeline then stops.
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +48,9 @@ pub enum PartitionError {
     /// The worker's thread could not be started.
     #[error("cannot start a worker thread")]
     Thread(#[source] std::io::Error),
+    /// A stateful transform's state store failed: what it holds can no longer be trusted.
+    #[error("{0}")]
+    State(String),
     /// A record failed, with no dead-letter topic and `on_error = "stop"`.
     #[error(
         "record {topic}/{partition}@{offset} failed{stage} ({kind}): {message}; the pipeline has no dead_letter and on_error = \"stop\""
@@ -70,6 +80,8 @@ pub struct WorkerShared {
     pub pipeline: Arc<Pipeline>,
     /// The engine that runs the transforms.
     pub engine: Engine,
+    /// Where stateful transforms keep their state.
+    pub state: StateStores,
     /// Where outputs and dead letters go.
     pub sink: Sink,
     /// What to do with failed records without a dead-letter topic.
@@ -81,6 +93,42 @@ pub struct WorkerShared {
     /// or the open ones are aborted): with exactly-once, a deploy is switched to only then, so
     /// that a partition's records in one transaction all come from one version of the chain.
     pub transactions: AtomicU64,
+}
+
+impl WorkerShared {
+    /// Instances of the deployed chain for `topic`/`partition`, its stateful slots' state that
+    /// of the partition's task in `generation` (see [`StateStores::open`]).
+    pub fn chain(
+        &self,
+        topic: &str,
+        partition: i32,
+        generation: u64,
+    ) -> Result<Chain, PartitionError> {
+        let pipeline = &self.pipeline;
+        Chain::new(
+            &self.engine,
+            &pipeline.deployed,
+            self.sink.outputs().clone(),
+            &pipeline.tables,
+            &mut self.open_task(partition, generation),
+        )
+        .map_err(|source| PartitionError::Start {
+            topic: topic.to_string(),
+            partition,
+            source,
+        })
+    }
+
+    fn open_task(
+        &self,
+        partition: i32,
+        generation: u64,
+    ) -> impl FnMut(usize) -> Result<SharedTask, InstantiateError> + '_ {
+        move |slot| {
+            (self.state.open(slot, partition, generation))
+                .map_err(|e| InstantiateError::State(super::error_chain(&e)))
+        }
+    }
 }
 
 /// What the source sends a worker.
@@ -185,6 +233,7 @@ impl WorkerHandle {
             halted: false,
             transactions_seen: 0,
             generation_seen: 0,
+            last_slot: None,
         };
         Self::start(
             format!("sluice-{topic}-{partition}"),
@@ -293,6 +342,8 @@ struct Worker {
     transactions_seen: u64,
     /// The generation of the last batch run: a newer one means a transaction was aborted.
     generation_seen: u64,
+    /// The sink slot the last batch went to.
+    last_slot: Option<usize>,
 }
 
 impl Worker {
@@ -386,10 +437,19 @@ impl Worker {
         metrics
             .consumed
             .add(&batch.topic, batch.records.len() as u64);
+        // A stateful task's batches run one at a time, whichever input they come from, and its
+        // state is restored after an abort only once no batch of the task is running.
+        let task_lock = self.shared.state.task_lock(self.partition);
+        let hold = || task_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let held = self.chain.is_stateful().then(hold);
         if generation != self.generation_seen {
             self.forget_aborted_work(generation)?;
         }
         self.switch_if_deployed();
+        let mut held = match held {
+            None if self.chain.is_stateful() => Some(hold()),
+            held => held,
+        };
         let started = Instant::now();
         let restarts = self.chain.restarts();
         let result = self.chain.run(batch).map_err(PartitionError::Restart)?;
@@ -397,10 +457,21 @@ impl Worker {
         metrics
             .instance_restarts
             .fetch_add(self.chain.restarts() - restarts, Relaxed);
+        if let Some(failure) = self.chain.state_failure() {
+            return Err(PartitionError::State(failure));
+        }
+        let changelog = self.chain.take_changelog();
 
-        let Some(sink) = self.open_sink(generation) else {
+        let shared = self.shared.clone();
+        let Some(sink) = self.open_sink(&shared, generation) else {
             return Ok(());
         };
+        if let Some(task) = held.as_mut()
+            && !task.keep_order(sink.slot(), Instant::now() + SLOT_ORDER_WAIT)
+        {
+            tracing::warn!(pipeline = %shared.pipeline.name, topic = %self.topic, partition = self.partition,
+                "the task's writes to the previous transaction are still unacknowledged; going on");
+        }
         let acks = Acks::new();
         if !result.failures.is_empty() {
             metrics
@@ -411,39 +482,62 @@ impl Worker {
             }
         }
         let outputs = self.write_outputs(&sink, &result, &acks);
+        for (slot, changes) in &changelog {
+            let topic = self.shared.state.changelog_topic(*slot);
+            for (key, value) in changes {
+                sink.changelog(&topic, self.partition, key, value.as_deref(), &acks);
+            }
+            metrics
+                .changelog_records
+                .fetch_add(changes.len() as u64, Relaxed);
+        }
         self.progress.set_produced(sink.slot(), next_offset);
         drop(sink);
         tracing::debug!(topic = %self.topic, partition = self.partition, first = batch.records[0].offset,
             last = last.offset, records = batch.records.len(), outputs, "batch written");
         acks.seal();
+        if let Some(task) = held.as_mut() {
+            task.written(acks.clone());
+        }
         self.ledger.push(next_offset, acks);
         Ok(())
     }
 
     /// After an aborted transaction: the instances start afresh, so that nothing they kept in
-    /// memory from the aborted records survives into the records read again.
+    /// memory from the aborted records survives into the records read again, and stateful ones
+    /// restore their state from what the changelog committed.
     fn forget_aborted_work(&mut self, generation: u64) -> Result<(), PartitionError> {
-        let pipeline = &self.shared.pipeline;
-        self.chain = Chain::new(
-            &self.shared.engine,
-            &pipeline.deployed,
-            self.shared.sink.outputs().clone(),
-            &pipeline.tables,
-        )
-        .map_err(|source| PartitionError::Start {
-            topic: self.topic.clone(),
-            partition: self.partition,
-            source,
-        })?;
+        self.chain = self.shared.chain(&self.topic, self.partition, generation)?;
         self.generation_seen = generation;
         Ok(())
     }
 
     /// The sink, for a batch of `generation`; `None` if a transaction was aborted since, in
     /// which case the batch is dropped (the source reads its records again).
-    fn open_sink(&self, generation: u64) -> Option<SinkBatch<'_>> {
-        let sink = self.shared.sink.batch();
-        (self.shared.generation.load(Relaxed) == generation).then_some(sink)
+    ///
+    /// A partition's writes stay in order across the sink's slots, whose producers are
+    /// independent: before the first batch goes to a slot other than the last one's, what went
+    /// to the last one is acknowledged, so in the log. Without this, a state change written
+    /// just before a switch could land after a newer one written just after it, and a restore
+    /// from the changelog would end with the older value.
+    fn open_sink<'s>(
+        &mut self,
+        shared: &'s WorkerShared,
+        generation: u64,
+    ) -> Option<SinkBatch<'s>> {
+        let sink = shared.sink.batch();
+        if shared.generation.load(Relaxed) != generation {
+            return None;
+        }
+        if self.last_slot.is_some_and(|slot| slot != sink.slot()) {
+            let deadline = Instant::now() + SLOT_ORDER_WAIT;
+            if !self.ledger.wait_all(deadline) {
+                tracing::warn!(pipeline = %shared.pipeline.name, topic = %self.topic, partition = self.partition,
+                    "writes to the previous transaction are still unacknowledged; going on");
+            }
+        }
+        self.last_slot = Some(sink.slot());
+        Some(sink)
     }
 
     /// Fails the one record of `record` as too large for any batch, without running the chain.
@@ -463,7 +557,8 @@ impl Worker {
                 "the record is {size} bytes (key, value and headers), more than a batch may hold (batch_max_bytes)"
             ),
         };
-        let Some(sink) = self.open_sink(generation) else {
+        let shared = self.shared.clone();
+        let Some(sink) = self.open_sink(&shared, generation) else {
             return Ok(());
         };
         let acks = Acks::new();
@@ -487,10 +582,13 @@ impl Worker {
         }
         let pipeline = &self.shared.pipeline;
         let started = Instant::now();
-        match self
-            .chain
-            .update(&self.shared.engine, &pipeline.deployed, &pipeline.tables)
-        {
+        let mut open_task = self.shared.open_task(self.partition, self.generation_seen);
+        match (self.chain).update(
+            &self.shared.engine,
+            &pipeline.deployed,
+            &pipeline.tables,
+            &mut open_task,
+        ) {
             Ok(false) => {}
             Ok(true) => {
                 let pause = started.elapsed();

@@ -30,6 +30,7 @@ class PipelineCard {
   private latencyEl = h("span", { class: "value", "data-testid": "batch-latency" });
   private totalsEl = h("span", { class: "value small", "data-testid": "totals" });
   private swapsEl = h("span", { class: "value small", "data-testid": "swaps" });
+  private stateEl = h("span", { class: "value small", "data-testid": "state" });
   private pauseButton = h("button", { type: "button", class: "secondary" });
   private slotsBody = h("tbody");
   private messageEl = h("div", { class: "card-message", "data-testid": "message", "aria-live": "polite" });
@@ -67,6 +68,7 @@ class PipelineCard {
         tile("Batch latency", this.latencyEl, ""),
         tile("Totals", this.totalsEl, "in / out / failed / dead letters", undefined, true),
         tile("Swaps", this.swapsEl, "count · longest pause", undefined, true),
+        tile("State", this.stateEl, "tasks · restoring · changes logged", undefined, true),
       ),
       this.chartEl,
       h(
@@ -101,20 +103,24 @@ class PipelineCard {
       h("span", { class: "guarantee", title: guaranteeTitle(p) }, p.guarantee),
     );
     this.showRates(p.rates, p.lag, p.batch_latency_ms);
-    this.showCounts(p.totals, p.swaps);
+    this.showCounts(p.totals, p.swaps, p.state);
     this.renderSlots();
   }
 
   live(stats: PipelineStats): void {
     this.showStatus(stats.status);
     this.showRates(stats.rates, stats.lag, stats.batch_latency_ms);
-    this.showCounts(stats.totals, stats.swaps);
+    this.showCounts(stats.totals, stats.swaps, stats.state);
     this.chart?.update();
   }
 
-  private showCounts(totals: Pipeline["totals"], swaps: Pipeline["swaps"]): void {
+  private showCounts(totals: Pipeline["totals"], swaps: Pipeline["swaps"], state: Pipeline["state"]): void {
     setText(this.totalsEl, `${formatCount(totals.in)} / ${formatCount(totals.out)} / ${formatCount(totals.failed)} / ${formatCount(totals.dead_letters)}`);
     setText(this.swapsEl, `${formatCount(swaps.count)} · ${formatMs(swaps.max_pause_ms)}`);
+    // Stateless pipelines have no state to show.
+    const stateful = state.tasks > 0 || state.changelog_records > 0;
+    setText(this.stateEl, stateful ? `${formatCount(state.tasks)} · ${formatCount(state.restoring)} · ${formatCount(state.changelog_records)}` : "none");
+    this.stateEl.title = `${formatCount(state.restored_records)} changelog records read to restore state`;
   }
 
   private showStatus(status: string): void {
