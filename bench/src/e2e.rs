@@ -263,9 +263,21 @@ fn windowed_transform(module: &Path, n: usize) -> String {
     )
 }
 
+/// This process's resident memory, in MB (0 where /proc is not there).
+fn rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+            line.split_whitespace().nth(1)?.parse::<f64>().ok()
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
 /// Seconds to restore a task's state per million keys: a changelog partition is filled with
 /// `keys` changes of 100-byte values, then a task's state is opened from it, as on assignment.
-fn restore_seconds_per_million(bootstrap: &str, id: &str, keys: usize) -> Result<f64> {
+/// Also returns the resident memory (MB) with the restored state open.
+fn restore_seconds_per_million(bootstrap: &str, id: &str, keys: usize) -> Result<(f64, f64)> {
     let name = format!("restore-{id}");
     let input = format!("restore-in-{id}");
     let changelog = format!("sluice-{name}-state-0-changelog");
@@ -320,9 +332,10 @@ fn restore_seconds_per_million(bootstrap: &str, id: &str, keys: usize) -> Result
         restored == keys as u64,
         "restored {restored} of {keys} keys"
     );
+    let rss = rss_mb();
     drop(stores);
     let _ = std::fs::remove_dir_all(&dir);
-    Ok(elapsed / keys as f64 * 1e6)
+    Ok((elapsed / keys as f64 * 1e6, rss))
 }
 
 /// Runs the end-to-end benchmark; prints figures and returns them as JSON.
@@ -430,8 +443,16 @@ pub fn run(bootstrap: &str, engine: &Engine, n: usize) -> Result<serde_json::Val
         windowed_rate / tz_rate,
         windowed_eos_rate / exactly_rate
     );
-    let restore = restore_seconds_per_million(bootstrap, &id, 1_000_000)?;
-    println!("    restore from a changelog: {restore:.2} s per million keys (100-byte values)");
+    // SLUICE_BENCH_RESTORE_KEYS=10000000 checks that memory stays bounded with many keys.
+    let keys = std::env::var("SLUICE_BENCH_RESTORE_KEYS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let rss_before = rss_mb();
+    let (restore, rss_restored) = restore_seconds_per_million(bootstrap, &id, keys)?;
+    println!(
+        "    restore from a changelog: {restore:.2} s per million keys ({keys} keys, 100-byte values); resident memory {rss_before:.0} MB before, {rss_restored:.0} MB with the state open"
+    );
 
     let rate = tz_rate / 2.0;
     let (p50, p99, samples, produced_rate) = latency(bootstrap, engine, &module, rate, 5, &id, "")?;

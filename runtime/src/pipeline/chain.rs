@@ -438,6 +438,41 @@ mod tests {
     }
 
     #[test]
+    fn outputs_of_timers_are_written_even_when_the_batchs_last_record_fails() {
+        let engine = Engine::new(Limits::default()).unwrap();
+        let config = [("value", "n"), ("window", "10s"), ("aggregations", "sum")];
+        let windows = Arc::new(StageSpec {
+            name: "windowed_aggregate".into(),
+            version: 1,
+            module: engine.load(&guest_bytes("windowed_aggregate")).unwrap(),
+            config: config
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        });
+        let mut chain = chain(&engine, vec![windows]);
+        // The second record closes the first one's window; the third is late for it and fails,
+        // and the closed window's result, attributed to the batch's last record, still comes.
+        let mut input = InputBatchBuilder::new("in", 0);
+        for (offset, (time, n)) in [(1_000, 1), (20_000, 2), (2_000, 4)].iter().enumerate() {
+            let value = format!(r#"{{"n":{n}}}"#);
+            input.push(offset as i64, Some(*time), None, Some(value.as_bytes()), []);
+        }
+        let result = chain.run(input.batch()).unwrap();
+        let failures: Vec<(usize, FailureKind)> =
+            result.failures.iter().map(|f| (f.input, f.kind)).collect();
+        assert_eq!(failures, vec![(2, FailureKind::Late)]);
+        assert_eq!(
+            written(&result),
+            vec![(
+                2,
+                0,
+                r#"{"key":null,"window_start":0,"window_end":10000,"sum":1}"#.to_string()
+            )]
+        );
+    }
+
+    #[test]
     fn an_empty_chain_writes_its_input_as_it_is() {
         let engine = Engine::new(Limits::default()).unwrap();
         let mut chain = chain(&engine, Vec::new());
