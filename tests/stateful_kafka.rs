@@ -475,3 +475,88 @@ config = {{ left_topic = "{orders}", right_topic = "{shipments}", left_key = "or
     );
     assert_eq!(joined(), expected, "the joined pairs");
 }
+
+/// `idle_timeout_ms`: once the input stops, the last window (which no later record closes)
+/// closes by the wall clock, and its result is committed exactly-once although its transaction
+/// covers no input offset.
+#[test]
+fn an_idle_tasks_last_windows_close_by_the_wall_clock_exactly_once() {
+    let (input, output) = (unique("idle-in"), unique("idle-out"));
+    create_topic(&input, 2);
+    create_kept_topic(&output, 2);
+    // Four keys, each with records at 0 s, 1 s, ... 59 s of the minute [0, 60 s): every task's
+    // stream time ends 1 s before the window's end.
+    let mut records = Vec::new();
+    let mut expected = BTreeMap::new();
+    for second in 0..60i64 {
+        for key in ["a", "b", "c", "d"] {
+            let n = second * 10 + key.len() as i64;
+            records.push((
+                key.to_string(),
+                format!(r#"{{"k":"{key}","t":{},"n":{n}}}"#, second * 1000),
+            ));
+            let entry = expected.entry(key.to_string()).or_insert((0u64, 0i64));
+            *entry = (entry.0 + 1, entry.1 + n);
+        }
+    }
+    let records: Vec<(&str, Option<&str>)> = (records.iter())
+        .map(|(k, v)| (k.as_str(), Some(v.as_str())))
+        .collect();
+    produce_keyed(&input, &records);
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        &format!(
+            r#"[[pipeline]]
+name = "idle"
+group_id = "{}"
+inputs = ["{input}"]
+outputs = ["{output}"]
+guarantee = "exactly-once"
+commit_interval_ms = 200
+idle_timeout_ms = 500
+
+[[pipeline.transform]]
+module = "{}"
+config = {{ key = "k", time = "t", value = "n", window = "1m", aggregations = "count,sum" }}
+"#,
+            unique("idle"),
+            wasm("windowed_aggregate").display()
+        ),
+    );
+    let mut run = Sluice::start(&config);
+    let windows = || -> BTreeMap<String, (u64, i64)> {
+        (read_committed(&output).into_iter())
+            .map(|(value, _)| {
+                let v: serde_json::Value = serde_json::from_str(&value).unwrap();
+                assert_eq!(
+                    (v["window_start"].as_i64(), v["window_end"].as_i64()),
+                    (Some(0), Some(60_000)),
+                    "{value}"
+                );
+                let result = (
+                    v["count"].as_u64().unwrap(),
+                    v["sum"].as_f64().unwrap() as i64,
+                );
+                (v["key"].as_str().unwrap().to_string(), result)
+            })
+            .collect()
+    };
+    run.wait_until("every key's window", Duration::from_secs(60), || {
+        windows().len() >= expected.len()
+    });
+    run.signal("TERM");
+    assert!(
+        run.wait(Duration::from_secs(60))
+            .is_some_and(|s| s.success()),
+        "{}",
+        run.log()
+    );
+    assert_eq!(windows(), expected);
+    assert_eq!(
+        read_committed(&output).len(),
+        expected.len(),
+        "each window once"
+    );
+}

@@ -164,6 +164,11 @@ pub struct PipelineConfig {
     /// visible to read_committed readers when their transaction commits.
     #[serde(default = "defaults::commit_interval_ms")]
     pub commit_interval_ms: u64,
+    /// Stateful transforms: after this many milliseconds without a record for a task (a
+    /// partition number), its stream time moves on by the wall clock (about once a second), so
+    /// that its windows close and its timers fire without new input. Off by default: stream
+    /// time then moves only with records' event times.
+    pub idle_timeout_ms: Option<u64>,
     /// Cap on records consumed per second by this pipeline, across its partitions.
     pub max_records_per_second: Option<u64>,
     /// The chain of transforms; each one's outputs feed the next. Empty copies records as they
@@ -486,6 +491,12 @@ impl Config {
                     format!("{} is out of range 1..=60000", p.commit_interval_ms),
                 ));
             }
+            if p.idle_timeout_ms == Some(0) {
+                return Err(invalid(
+                    format!("{at}.idle_timeout_ms"),
+                    "must be at least 1 (omit it to keep stream time to event times)",
+                ));
+            }
             if p.max_records_per_second == Some(0) {
                 return Err(invalid(
                     format!("{at}.max_records_per_second"),
@@ -702,6 +713,11 @@ mod tests {
         assert_eq!(
             error(&looping),
             "pipeline[0] (unify): `timezone1` is both an input and an output, which would loop forever"
+        );
+        let idle = MINIMAL.replace("name = \"unify\"", "name = \"unify\"\nidle_timeout_ms = 0");
+        assert_eq!(
+            error(&idle),
+            "pipeline[0] (unify).idle_timeout_ms: must be at least 1 (omit it to keep stream time to event times)"
         );
         let bad_topic = MINIMAL.replace("timezone2", "time zone");
         assert_eq!(

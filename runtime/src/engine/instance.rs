@@ -125,6 +125,20 @@ impl Processed {
         index >= self.timer_outputs
     }
 
+    /// No outputs.
+    pub fn empty() -> Self {
+        Processed {
+            output: empty_output(),
+            failures: Vec::new(),
+            timer_outputs: 0,
+        }
+    }
+
+    /// Adds `later`'s outputs after these, as derived from input `input`.
+    pub fn append(&mut self, later: Processed, input: u32) {
+        batch::append(&mut self.output, later.output, input);
+    }
+
     /// The outputs as the next stage's input, their bytes handed over rather than copied:
     /// output `i` becomes a record at offset `offset_of(i)`, or is left out where that is
     /// `None`.
@@ -233,16 +247,28 @@ impl Instance {
     /// The end of the input (`sluice try`): stream time moves to the end of time, so every
     /// timer fires, e.g. every window closes. Their outputs, all as derived from input 0.
     pub fn finish(&mut self) -> Result<Processed, InstantiateError> {
-        let mut output = empty_output();
+        self.advance(|_| i64::MAX)
+    }
+
+    /// An idle task (`idle_timeout_ms`): stream time moves on by `by` milliseconds, if the task
+    /// has one, and the timers that makes due fire. Their outputs, all as derived from input 0.
+    pub fn advance_idle(&mut self, by: i64) -> Result<Processed, InstantiateError> {
+        self.advance(|now| now.saturating_add(by))
+    }
+
+    fn advance(&mut self, to: impl FnOnce(i64) -> i64) -> Result<Processed, InstantiateError> {
+        let mut advanced = Processed::empty();
         if let Some(task) = &self.task {
-            lock(task).advance(i64::MAX);
-            self.fire_timers(&mut output, 0)?;
+            {
+                let mut task = lock(task);
+                if let Some(now) = task.stream_time() {
+                    task.advance(to(now));
+                    task.commit();
+                }
+            }
+            self.fire_timers(&mut advanced.output, 0)?;
         }
-        Ok(Processed {
-            output,
-            failures: Vec::new(),
-            timer_outputs: 0,
-        })
+        Ok(advanced)
     }
 
     /// Fires the timers due at the task's stream time, adding their outputs to `output` as

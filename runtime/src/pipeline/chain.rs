@@ -6,11 +6,12 @@
 
 use crate::engine::state::{Changes, SharedTask, lock};
 use crate::engine::{
-    Engine, FailureKind, InputBatch, Instance, InstantiateError, Module, OutputRef, Processed,
+    Engine, FailureKind, InputBatch, InputBatchBuilder, Instance, InstantiateError, Module,
+    OutputRef, Processed,
 };
 use crate::tables::Tables;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 
 /// What a pipeline slot runs: a loaded module and its configuration.
 #[derive(Debug, Clone)]
@@ -259,21 +260,12 @@ impl Chain {
             for (index, o) in processed.outputs().enumerate() {
                 let from = origin[o.input()];
                 next_timer.push(timer[o.input()] || processed.is_timer_output(index));
-                let to = match o.topic() {
-                    None => route[o.input()],
-                    Some(topic) => match self.outputs.iter().position(|t| t.as_bytes() == topic) {
-                        Some(i) => i as u16,
-                        None => {
-                            let message = format!(
-                                "routed an output to `{}`, which is not one of the pipeline's outputs ({})",
-                                String::from_utf8_lossy(topic),
-                                self.outputs.join(", ")
-                            );
-                            failures.add(from as usize, s, FailureKind::Rejected, message);
-                            0
-                        }
-                    },
-                };
+                let to = self
+                    .route(o.topic(), route[o.input()])
+                    .unwrap_or_else(|message| {
+                        failures.add(from as usize, s, FailureKind::Rejected, message);
+                        0
+                    });
                 next_origin.push(from);
                 next_route.push(to);
             }
@@ -312,6 +304,86 @@ impl Chain {
             failures,
         })
     }
+    /// Where an output goes: the output topic it names, or else `inherited`, its input's.
+    fn route(&self, topic: Option<&[u8]>, inherited: u16) -> Result<u16, String> {
+        let Some(topic) = topic else {
+            return Ok(inherited);
+        };
+        match self.outputs.iter().position(|t| t.as_bytes() == topic) {
+            Some(i) => Ok(i as u16),
+            None => Err(format!(
+                "routed an output to `{}`, which is not one of the pipeline's outputs ({})",
+                String::from_utf8_lossy(topic),
+                self.outputs.join(", ")
+            )),
+        }
+    }
+
+    /// An idle task (`idle_timeout_ms`): every stateful stage's stream time moves on by `by`
+    /// milliseconds and the timers that makes due fire; their outputs go through the later
+    /// stages as records of `topic`/`partition` at `offset` (the partition's last). They derive
+    /// from no input record, so one that a later stage fails is logged and left out.
+    pub fn idle(
+        &mut self,
+        by: i64,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+    ) -> Result<ChainResult<'static>, InstantiateError> {
+        static NO_INPUT: LazyLock<InputBatchBuilder> =
+            LazyLock::new(|| InputBatchBuilder::new("", 0));
+        // The outputs so far, each with its route and whether it is kept.
+        let mut carried: Option<(Processed, Vec<u16>, Vec<bool>)> = None;
+        for s in 0..self.stages.len() {
+            let mut route = Vec::new();
+            let mut processed = match carried.take() {
+                Some((earlier, routes, keep)) if keep.contains(&true) => {
+                    let inherited: Vec<u16> = (routes.iter().zip(&keep))
+                        .filter_map(|(route, keep)| keep.then_some(*route))
+                        .collect();
+                    let input = earlier.into_input(topic, partition, |i| keep[i].then_some(offset));
+                    let processed = self.stages[s].1.process(&input)?;
+                    for f in processed.failures() {
+                        idle_output_failed(&self.stages[s].0, &f.message);
+                    }
+                    route = (processed.outputs())
+                        .map(|o| self.route(o.topic(), inherited[o.input()]))
+                        .collect();
+                    processed
+                }
+                _ => Processed::empty(),
+            };
+            let fired = self.stages[s].1.advance_idle(by)?;
+            route.extend(fired.outputs().map(|o| self.route(o.topic(), 0)));
+            processed.append(fired, 0);
+            let keep = route.iter().map(Result::is_ok).collect();
+            let route = (route.into_iter())
+                .map(|r| {
+                    r.unwrap_or_else(|message| {
+                        idle_output_failed(&self.stages[s].0, &message);
+                        0
+                    })
+                })
+                .collect();
+            carried = Some((processed, route, keep));
+        }
+        let (last, route, keep) =
+            carried.unwrap_or_else(|| (Processed::empty(), Vec::new(), Vec::new()));
+        let count = route.len();
+        Ok(ChainResult {
+            input: NO_INPUT.batch(),
+            last: Some(last),
+            origin: vec![0; count],
+            route,
+            keep,
+            failures: Vec::new(),
+        })
+    }
+}
+
+fn idle_output_failed(stage: &StageSpec, message: &str) {
+    tracing::warn!(module = %stage.name, error = %message, event = "idle_timer_output_failed",
+        "an output of a timer fired by the idle timeout failed; it is dropped");
 }
 
 fn instantiate(
@@ -470,6 +542,46 @@ mod tests {
                 r#"{"key":null,"window_start":0,"window_end":10000,"sum":1}"#.to_string()
             )]
         );
+    }
+
+    #[test]
+    fn an_idle_chain_closes_windows_by_the_clock_and_later_stages_see_their_results() {
+        let engine = Engine::new(Limits::default()).unwrap();
+        let config = [
+            ("key", "k"),
+            ("value", "n"),
+            ("window", "10s"),
+            ("aggregations", "sum"),
+        ];
+        let windows = Arc::new(StageSpec {
+            name: "windowed_aggregate".into(),
+            version: 1,
+            module: engine.load(&guest_bytes("windowed_aggregate")).unwrap(),
+            config: config
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        });
+        let rejects_b = stage(&engine, &[("fail_on", r#""key":"b""#)]);
+        let mut chain = chain(&engine, vec![windows, rejects_b]);
+        let mut input = InputBatchBuilder::new("in", 0);
+        for (offset, (time, key)) in [(1_000, "a"), (2_000, "b")].iter().enumerate() {
+            let value = format!(r#"{{"k":"{key}","n":{}}}"#, offset + 1);
+            input.push(offset as i64, Some(*time), None, Some(value.as_bytes()), []);
+        }
+        assert!(written(&chain.run(input.batch()).unwrap()).is_empty());
+        // Stream time 2 s + 7.999 s: the window [0, 10 s) is still open.
+        assert!(written(&chain.idle(7_999, "in", 0, 1).unwrap()).is_empty());
+        // One more millisecond closes it; the second stage fails b's result, which is dropped.
+        assert_eq!(
+            written(&chain.idle(1, "in", 0, 1).unwrap()),
+            vec![(
+                0,
+                0,
+                r#"{"key":"a","window_start":0,"window_end":10000,"sum":1}"#.to_string()
+            )]
+        );
+        assert!(written(&chain.idle(60_000, "in", 0, 1).unwrap()).is_empty());
     }
 
     #[test]

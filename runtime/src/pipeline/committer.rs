@@ -128,8 +128,12 @@ fn gone() -> TransactionError {
 /// its transaction with the offset after each partition's last batch in it.
 fn commit(workers: &WorkerShared, request: Request) -> Committed {
     let mut transaction = workers.sink.transaction(request.slot);
+    let unanchored = transaction.take_unanchored();
     let committed = covered(request.slot, request.partitions);
     if committed.is_empty() {
+        if unanchored {
+            transaction.commit(None)?;
+        }
         return Ok(committed);
     }
     let Some(group) = request.group else {
@@ -141,7 +145,7 @@ fn commit(workers: &WorkerShared, request: Request) -> Committed {
     for (topic, partition, next) in &committed {
         let _ = offsets.add_partition_offset(topic, *partition, Offset::Offset(*next));
     }
-    transaction.commit(&offsets, &group)?;
+    transaction.commit(Some((&offsets, &group)))?;
     Ok(committed)
 }
 

@@ -395,6 +395,7 @@ fn start(
         on_error: pipeline.on_error,
         generation: Default::default(),
         transactions: Default::default(),
+        idle_timeout: pipeline.idle_timeout_ms.map(Duration::from_millis),
     });
     let settings = source::SourceSettings {
         batch: source::BatchLimits {

@@ -12,7 +12,7 @@ use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::{ClientConfig, ClientContext, TopicPartitionList};
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
@@ -34,6 +34,9 @@ pub struct Sink {
     dead_letter: Option<String>,
     /// For exactly-once: each slot's settings, to make its producer again after a fatal error.
     transactional: Vec<ClientConfig>,
+    /// Per slot: whether its open transaction holds records that no input offset covers (an
+    /// idle task's timers), so that it must commit even when no partition moved on.
+    unanchored: [AtomicBool; 2],
 }
 
 /// Why a sink could not start.
@@ -105,6 +108,7 @@ impl Sink {
             outputs: Arc::new(pipeline.outputs.clone()),
             dead_letter: pipeline.dead_letter.clone(),
             transactional,
+            unanchored: Default::default(),
         })
     }
 
@@ -185,6 +189,11 @@ impl SinkBatch<'_> {
     /// The slot the batch goes to (always 0 at-least-once).
     pub fn slot(&self) -> usize {
         self.slot
+    }
+
+    /// Notes that this batch covers no input offset: its slot's transaction must commit anyway.
+    pub fn unanchored(&self) {
+        self.sink.unanchored[self.slot].store(true, Ordering::Release);
     }
 
     /// Writes `output` to the output topic at index `route`.
@@ -271,12 +280,16 @@ pub struct Transaction<'a> {
 }
 
 impl Transaction<'_> {
-    /// Commits every record written since the last commit together with `offsets` as the
-    /// consumer group's positions, then opens the next transaction.
+    /// Whether the open transaction holds records that no offset covers; forgets it.
+    pub fn take_unanchored(&self) -> bool {
+        self.sink.unanchored[self.slot].swap(false, Ordering::AcqRel)
+    }
+
+    /// Commits every record written since the last commit together with `offsets` (if any) as
+    /// the consumer group's positions, then opens the next transaction.
     pub fn commit(
         &mut self,
-        offsets: &TopicPartitionList,
-        group: &ConsumerGroupMetadata,
+        offsets: Option<(&TopicPartitionList, &ConsumerGroupMetadata)>,
     ) -> Result<(), TransactionError> {
         // A call that timed out may be resumed once (librdkafka's advice); after that the
         // transaction is aborted, rather than holding this slot for minutes.
@@ -296,7 +309,7 @@ impl Transaction<'_> {
         let started = Instant::now();
         self.wait_for_deliveries()?;
         let delivered = Instant::now();
-        if offsets.count() > 0 {
+        if let Some((offsets, group)) = offsets {
             retrying("send_offsets_to_transaction", &|| {
                 self.producer
                     .send_offsets_to_transaction(offsets, group, CALL_TIMEOUT)
@@ -339,6 +352,7 @@ impl Transaction<'_> {
     /// a call that timed out is still in progress), the producer is made again instead, which
     /// fences the old one and makes the broker abort its transaction.
     fn abort(&mut self, fatal: bool) -> Result<(), KafkaError> {
+        self.take_unanchored();
         if !fatal {
             let aborted = self
                 .producer

@@ -87,15 +87,54 @@ pub struct StateStores {
 
 /// What a task has written that may not be in the log yet, whichever of its inputs' workers
 /// wrote it: its changes stay in order across the sink's slots (see `TaskWrites::keep_order`).
-#[derive(Default)]
 pub struct TaskWrites {
     /// The slot the task's last batch went to.
     slot: Option<usize>,
     /// The deliveries of its batches not known to be done.
     pending: Vec<Arc<Acks>>,
+    /// When the task last had a record (or, before any, when this was made).
+    last_record: Instant,
+    /// When its stream time last moved: with a record, or by the idle timeout.
+    last_advance: Instant,
 }
 
+impl Default for TaskWrites {
+    fn default() -> Self {
+        let now = Instant::now();
+        TaskWrites {
+            slot: None,
+            pending: Vec::new(),
+            last_record: now,
+            last_advance: now,
+        }
+    }
+}
+
+/// How often an idle task's stream time moves on (see [`TaskWrites::idle`]).
+pub const IDLE_STEP: Duration = Duration::from_secs(1);
+
 impl TaskWrites {
+    /// Notes that the task has records at `now`.
+    pub fn active(&mut self, now: Instant) {
+        self.last_record = now;
+        self.last_advance = now;
+    }
+
+    /// With `idle_timeout`: if the task has had no record for that long, how far (in
+    /// milliseconds) its stream time moves on at `now`: by the wall-clock time since it last
+    /// moved, at most every [`IDLE_STEP`]. So an idle task's stream time is that at its last
+    /// record plus the wall-clock time since.
+    pub fn idle(&mut self, now: Instant, idle_timeout: Duration) -> Option<i64> {
+        if now.duration_since(self.last_record) < idle_timeout
+            || now.duration_since(self.last_advance) < IDLE_STEP.min(idle_timeout)
+        {
+            return None;
+        }
+        let by = now.duration_since(self.last_advance).as_millis() as i64;
+        self.last_advance = now;
+        Some(by)
+    }
+
     /// Before a batch of the task goes to `slot`: if that is not the slot of the last one, waits
     /// (until `deadline`) for what went to the last one to be in the log, since the two slots'
     /// producers are independent and a restore applies changes in log order. False if it
@@ -631,5 +670,34 @@ impl KeyValueStore for DiskStore {
 
     fn failure(&self) -> Option<String> {
         self.failure.get().cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_idle_task_moves_on_by_the_wall_clock_once_idle_for_the_timeout() {
+        let mut task = TaskWrites::default();
+        let start = Instant::now();
+        let at = |ms: u64| start + Duration::from_millis(ms);
+        task.active(start);
+        let timeout = Duration::from_millis(500);
+        assert_eq!(task.idle(at(499), timeout), None, "not idle yet");
+        assert_eq!(
+            task.idle(at(500), timeout),
+            Some(500),
+            "the time since the last record"
+        );
+        assert_eq!(task.idle(at(900), timeout), None, "at most every IDLE_STEP");
+        assert_eq!(task.idle(at(1_700), timeout), Some(1_200));
+        task.active(at(2_000));
+        assert_eq!(
+            task.idle(at(2_400), timeout),
+            None,
+            "a record makes it active again"
+        );
+        assert_eq!(task.idle(at(2_600), timeout), Some(600));
     }
 }

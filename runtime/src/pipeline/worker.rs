@@ -10,7 +10,7 @@ use super::chain::{Chain, ChainFailure, ChainResult};
 use super::sink::{Acks, Ledger, Sink, SinkBatch};
 use super::state_store::StateStores;
 use crate::config::OnError;
-use crate::engine::state::SharedTask;
+use crate::engine::state::{Changes, SharedTask};
 use crate::engine::{
     Engine, FailureKind, InputBatch, InputBatchBuilder, InputRef, InstantiateError,
 };
@@ -93,6 +93,8 @@ pub struct WorkerShared {
     /// or the open ones are aborted): with exactly-once, a deploy is switched to only then, so
     /// that a partition's records in one transaction all come from one version of the chain.
     pub transactions: AtomicU64,
+    /// Stateful transforms: see `idle_timeout_ms` in the configuration.
+    pub idle_timeout: Option<Duration>,
 }
 
 impl WorkerShared {
@@ -234,6 +236,7 @@ impl WorkerHandle {
             transactions_seen: 0,
             generation_seen: 0,
             last_slot: None,
+            next_offset: -1,
         };
         Self::start(
             format!("sluice-{topic}-{partition}"),
@@ -344,6 +347,8 @@ struct Worker {
     generation_seen: u64,
     /// The sink slot the last batch went to.
     last_slot: Option<usize>,
+    /// The offset after the last batch handed to the sink (-1 before any).
+    next_offset: i64,
 }
 
 impl Worker {
@@ -385,7 +390,14 @@ impl Worker {
                     return;
                 }
                 Ok(_) => {}
-                Err(RecvTimeoutError::Timeout) => self.settle(None),
+                Err(RecvTimeoutError::Timeout) => {
+                    if !self.halted
+                        && let Err(error) = self.idle()
+                    {
+                        self.halt(error);
+                    }
+                    self.settle(None);
+                }
                 Err(RecvTimeoutError::Disconnected) => return,
             }
         }
@@ -451,6 +463,9 @@ impl Worker {
             held => held,
         };
         let started = Instant::now();
+        if let Some(task) = held.as_mut() {
+            task.active(started);
+        }
         let restarts = self.chain.restarts();
         let result = self.chain.run(batch).map_err(PartitionError::Restart)?;
         metrics.observe_batch(started.elapsed());
@@ -482,15 +497,7 @@ impl Worker {
             }
         }
         let outputs = self.write_outputs(&sink, &result, &acks);
-        for (slot, changes) in &changelog {
-            let topic = self.shared.state.changelog_topic(*slot);
-            for (key, value) in changes {
-                sink.changelog(&topic, self.partition, key, value.as_deref(), &acks);
-            }
-            metrics
-                .changelog_records
-                .fetch_add(changes.len() as u64, Relaxed);
-        }
+        self.write_changelog(&sink, &changelog, &acks);
         self.progress.set_produced(sink.slot(), next_offset);
         drop(sink);
         tracing::debug!(topic = %self.topic, partition = self.partition, first = batch.records[0].offset,
@@ -499,8 +506,76 @@ impl Worker {
         if let Some(task) = held.as_mut() {
             task.written(acks.clone());
         }
+        self.next_offset = next_offset;
         self.ledger.push(next_offset, acks);
         Ok(())
+    }
+
+    /// With `idle_timeout_ms`, a stateful task without records for that long: its stream time
+    /// moves on by the wall clock (see [`TaskWrites::idle`](super::state_store::TaskWrites::idle))
+    /// and the outputs of the timers that fire are written like a batch's, covering no offset.
+    /// With exactly-once they go in the open transaction, which commits without offsets if
+    /// need be (see [`SinkBatch::unanchored`]).
+    fn idle(&mut self) -> Result<(), PartitionError> {
+        let Some(timeout) = self.shared.idle_timeout else {
+            return Ok(());
+        };
+        if !self.chain.is_stateful() {
+            return Ok(());
+        }
+        let task_lock = self.shared.state.task_lock(self.partition);
+        let mut task = task_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(by) = task.idle(Instant::now(), timeout) else {
+            return Ok(());
+        };
+        let generation = self.shared.generation.load(Relaxed);
+        if generation != self.generation_seen {
+            self.forget_aborted_work(generation)?;
+        }
+        self.switch_if_deployed();
+        let offset = self.next_offset.max(0) - 1;
+        let result = (self.chain)
+            .idle(by, &self.topic, self.partition, offset)
+            .map_err(PartitionError::Restart)?;
+        if let Some(failure) = self.chain.state_failure() {
+            return Err(PartitionError::State(failure));
+        }
+        let changelog = self.chain.take_changelog();
+        let shared = self.shared.clone();
+        let Some(sink) = self.open_sink(&shared, generation) else {
+            return Ok(());
+        };
+        if !task.keep_order(sink.slot(), Instant::now() + SLOT_ORDER_WAIT) {
+            tracing::warn!(pipeline = %shared.pipeline.name, topic = %self.topic, partition = self.partition,
+                "the task's writes to the previous transaction are still unacknowledged; going on");
+        }
+        let acks = Acks::new();
+        let outputs = self.write_outputs(&sink, &result, &acks);
+        self.write_changelog(&sink, &changelog, &acks);
+        sink.unanchored();
+        drop(sink);
+        tracing::debug!(topic = %self.topic, partition = self.partition, by_ms = by, outputs,
+            "idle: stream time moved on");
+        acks.seal();
+        task.written(acks.clone());
+        self.ledger.push(self.next_offset, acks);
+        Ok(())
+    }
+
+    /// Writes a batch's changes of stateful slots' state to their changelogs.
+    fn write_changelog(
+        &self,
+        sink: &SinkBatch<'_>,
+        changelog: &[(usize, Changes)],
+        acks: &Arc<Acks>,
+    ) {
+        for (slot, changes) in changelog {
+            let topic = self.shared.state.changelog_topic(*slot);
+            for (key, value) in changes {
+                sink.changelog(&topic, self.partition, key, value.as_deref(), acks);
+            }
+            (self.pipeline().metrics.changelog_records).fetch_add(changes.len() as u64, Relaxed);
+        }
     }
 
     /// After an aborted transaction: the instances start afresh, so that nothing they kept in
@@ -566,6 +641,7 @@ impl Worker {
         self.progress.set_produced(sink.slot(), only.offset + 1);
         drop(sink);
         acks.seal();
+        self.next_offset = only.offset + 1;
         self.ledger.push(only.offset + 1, acks);
         Ok(())
     }
