@@ -42,8 +42,25 @@ pub struct Config {
     #[serde(default = "defaults::shutdown_timeout_ms")]
     pub shutdown_timeout_ms: u64,
     /// Where uploaded modules and deployments are kept, relative to the file's folder;
-    /// `sluice-state` beside the file by default.
+    /// `sluice-state` beside the file by default. In a fleet, a cache.
     pub state_dir: Option<PathBuf>,
+    /// With this table, the members started with this configuration share one control plane
+    /// kept in Kafka topics; without it, this member keeps modules and deployments in
+    /// `state_dir` alone.
+    pub fleet: Option<FleetConfig>,
+}
+
+/// A fleet of members sharing modules and deployments through Kafka topics
+/// (`_sluice.<name>.modules`, `_sluice.<name>.deployments`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FleetConfig {
+    /// Separates fleets on one cluster; `sluice` by default.
+    #[serde(default = "defaults::fleet_name")]
+    pub name: String,
+    /// Replication factor of the fleet's topics when they are created; the smaller of 3 and
+    /// the number of brokers by default.
+    pub replication_factor: Option<i32>,
 }
 
 /// librdkafka properties. Every key other than `consumer` and `producer` is a property.
@@ -280,6 +297,10 @@ mod defaults {
     pub fn linger_ms() -> u64 {
         20
     }
+    pub fn fleet_name() -> String {
+        "sluice".into()
+    }
+
     pub fn commit_interval_ms() -> u64 {
         100
     }
@@ -502,6 +523,13 @@ impl Config {
                     format!("{at}.max_records_per_second"),
                     "must be at least 1 (omit it for no limit)",
                 ));
+            }
+        }
+        if let Some(fleet) = &self.fleet {
+            check_topic(&fleet.name)
+                .map_err(|e| invalid(format!("fleet.name `{}`", fleet.name), e))?;
+            if fleet.replication_factor.is_some_and(|r| r < 1) {
+                return Err(invalid("fleet.replication_factor", "must be at least 1"));
             }
         }
         if !self.api.listen.ip().is_loopback() && self.api.token.as_deref().unwrap_or("").is_empty()

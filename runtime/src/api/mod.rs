@@ -218,6 +218,8 @@ impl From<ControlError> for ApiError {
             ControlError::NothingToRollBack { .. } => {
                 ApiError::new(StatusCode::CONFLICT, e.to_string())
             }
+            // The fleet's topics are out of reach: the change may be retried.
+            ControlError::Fleet(_) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
         }
     }
 }

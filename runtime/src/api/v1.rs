@@ -265,7 +265,7 @@ async fn upload_module(
         ));
     }
     let (control, module) = (state.control.clone(), name.clone());
-    let (version, new) = blocking(move || Ok(control.store.add(&module, &body)?)).await?;
+    let (version, new) = blocking(move || Ok(control.add_module(&module, &body)?)).await?;
     tracing::info!(module = %name, version = version.version, sha256 = %version.sha256, new, "module uploaded");
     let status = if new {
         StatusCode::CREATED
@@ -523,7 +523,8 @@ async fn pause(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> ApiResult<Json<Pipeline>> {
-    state.control.set_paused(&name, true)?;
+    let (control, pipeline) = (state.control.clone(), name.clone());
+    blocking(move || Ok(control.set_paused(&pipeline, true)?)).await?;
     pipeline_answer(&state, &name)
 }
 
@@ -544,7 +545,8 @@ async fn resume(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> ApiResult<Json<Pipeline>> {
-    state.control.set_paused(&name, false)?;
+    let (control, pipeline) = (state.control.clone(), name.clone());
+    blocking(move || Ok(control.set_paused(&pipeline, false)?)).await?;
     pipeline_answer(&state, &name)
 }
 

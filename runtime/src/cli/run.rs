@@ -176,10 +176,23 @@ pub fn serve(
         mut interrupt,
     } = signals;
     let max_module_bytes = config.api.max_module_mb as usize * 1024 * 1024;
-    let control = Arc::new(
-        ControlPlane::open(state_dir, engine.clone(), max_module_bytes)
-            .with_context(|| format!("state directory {}", state_dir.display()))?,
-    );
+    let control = match &config.fleet {
+        Some(fleet) => ControlPlane::join_fleet(
+            state_dir,
+            engine.clone(),
+            max_module_bytes,
+            &config.kafka,
+            fleet,
+        )?,
+        None => {
+            tracing::info!(state_dir = %state_dir.display(),
+                "running alone: modules and deployments are kept in state_dir ([fleet] shares them with other members through Kafka)");
+            Arc::new(
+                ControlPlane::open(state_dir, engine.clone(), max_module_bytes)
+                    .with_context(|| format!("state directory {}", state_dir.display()))?,
+            )
+        }
+    };
     let member = member_id(state_dir)?;
     let stop = Arc::new(AtomicBool::new(false));
     let pipelines = pipeline::start_all(

@@ -7,6 +7,7 @@
 //! file names. The file's modules are stored too (under their file name), and decide a slot only
 //! until something is deployed into it.
 
+pub mod fleet;
 pub mod store;
 
 use crate::config::PipelineConfig;
@@ -14,12 +15,14 @@ use crate::engine::{Engine, InstantiateError};
 use crate::pipeline::Pipeline;
 use crate::pipeline::chain::StageSpec;
 use crate::tables::Tables;
+use fleet::{FleetLog, Topic};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::{Arc, Mutex, OnceLock};
-use store::{ModuleStore, StoreError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use store::{ModuleStore, ModuleVersion, StoreError};
 
 /// What one transform slot runs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -95,6 +98,9 @@ pub enum ControlError {
         /// Why.
         error: InstantiateError,
     },
+    /// The fleet's topics could not be written or read.
+    #[error(transparent)]
+    Fleet(#[from] fleet::FleetError),
     /// A rollback with nothing before.
     #[error("slot {index} of pipeline `{pipeline}` has no earlier version to roll back to")]
     NothingToRollBack {
@@ -113,6 +119,18 @@ pub struct ControlPlane {
     deployments: Mutex<Deployments>,
     path: PathBuf,
     pipelines: OnceLock<Vec<Arc<Pipeline>>>,
+    /// In a fleet: its topics, where changes go; `None` for a member on its own.
+    fleet: OnceLock<Arc<FleetLog>>,
+    /// In a fleet: chunks of module bytes read but not yet made a version, by hash.
+    chunks: Mutex<HashMap<String, Vec<Option<Vec<u8>>>>>,
+}
+
+/// What a fleet's record of a module version holds beside its key.
+#[derive(Debug, Serialize, Deserialize)]
+struct FleetModule {
+    uploaded_at: String,
+    exports: Vec<String>,
+    chunks: usize,
 }
 
 impl std::fmt::Debug for ControlPlane {
@@ -140,7 +158,161 @@ impl ControlPlane {
             deployments: Mutex::new(deployments),
             path,
             pipelines: OnceLock::new(),
+            fleet: OnceLock::new(),
+            chunks: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// A member of a fleet: modules and deployments are the fleet's topics' (read to their
+    /// end before this returns), `dir` only caches module bytes.
+    pub fn join_fleet(
+        dir: &Path,
+        engine: Engine,
+        max_module_bytes: usize,
+        kafka: &crate::config::KafkaConfig,
+        fleet: &crate::config::FleetConfig,
+    ) -> anyhow::Result<Arc<Self>> {
+        let log = FleetLog::connect(kafka, fleet)?;
+        let control = Arc::new(ControlPlane {
+            store: ModuleStore::cache(dir, engine.clone(), max_module_bytes)?,
+            engine,
+            deployments: Mutex::new(Deployments::default()),
+            path: dir.join("deployments.json"),
+            pipelines: OnceLock::new(),
+            fleet: OnceLock::new(),
+            chunks: Mutex::new(HashMap::new()),
+        });
+        let _ = control.fleet.set(log.clone());
+        let applier = Arc::downgrade(&control);
+        log.follow(kafka, move |topic, key, value| {
+            if let Some(control) = applier.upgrade() {
+                control.apply_fleet_record(topic, key, value);
+            }
+        })?;
+        tracing::info!(fleet = %log.name(), "joined the fleet: modules and deployments are kept in its Kafka topics");
+        Ok(control)
+    }
+
+    /// In a fleet, waits until this member has applied every change made so far.
+    fn sync(&self) -> Result<(), ControlError> {
+        if let Some(fleet) = self.fleet() {
+            fleet.sync()?;
+        }
+        Ok(())
+    }
+
+    /// The fleet this member belongs to, if any.
+    pub fn fleet(&self) -> Option<&FleetLog> {
+        self.fleet.get().map(|f| &**f)
+    }
+
+    /// Stores `bytes` as the next version of module `name` (see [`ModuleStore::add`]); in a
+    /// fleet, by writing them to its modules topic, so that every member gets the version.
+    pub fn add_module(
+        &self,
+        name: &str,
+        bytes: &[u8],
+    ) -> Result<(ModuleVersion, bool), ControlError> {
+        let Some(fleet) = self.fleet() else {
+            return Ok(self.store.add(name, bytes)?);
+        };
+        fleet.sync()?;
+        let (sha256, exports, existing) = self.store.check(name, bytes)?;
+        if let Some(existing) = existing {
+            return Ok((existing, false));
+        }
+        let chunks: Vec<&[u8]> = bytes.chunks(fleet::CHUNK_BYTES).collect();
+        for (index, chunk) in chunks.iter().enumerate() {
+            fleet.write(
+                Topic::Modules,
+                &fleet::chunk_key(&sha256, index, chunks.len()),
+                chunk,
+            )?;
+        }
+        let record = FleetModule {
+            uploaded_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            exports,
+            chunks: chunks.len(),
+        };
+        let value = serde_json::to_vec(&record).expect("serialises");
+        fleet.publish(Topic::Modules, &fleet::module_key(name, &sha256), &value)?;
+        let versions = self.store.versions(name)?;
+        let version = versions.into_iter().find(|v| v.sha256 == sha256);
+        Ok((
+            version.ok_or_else(|| {
+                StoreError::Io(format!(
+                    "the fleet did not take module `{name}`: see the members' logs"
+                ))
+            })?,
+            true,
+        ))
+    }
+
+    /// Applies one record of the fleet's topics (see [`fleet`]).
+    fn apply_fleet_record(&self, topic: Topic, key: &str, value: Option<&[u8]>) {
+        let Some(value) = value else {
+            return;
+        };
+        let parts: Vec<&str> = key.split('/').collect();
+        match (topic, parts.as_slice()) {
+            (Topic::Modules, ["chunk", sha256, index, count]) => {
+                let (Ok(index), Ok(count)) = (index.parse::<usize>(), count.parse::<usize>())
+                else {
+                    return fleet_record_refused(key, "a malformed chunk key");
+                };
+                if index >= count {
+                    return fleet_record_refused(key, "a malformed chunk key");
+                }
+                let mut chunks = self.chunks.lock().unwrap();
+                let slots = chunks.entry(sha256.to_string()).or_default();
+                slots.resize(count, None);
+                slots[index] = Some(value.to_vec());
+            }
+            (Topic::Modules, ["module", name, sha256]) => {
+                let Ok(record) = serde_json::from_slice::<FleetModule>(value) else {
+                    return fleet_record_refused(key, "not a module record");
+                };
+                let chunks = self.chunks.lock().unwrap().remove(*sha256);
+                let bytes = match (chunks, self.store.cached_bytes(sha256)) {
+                    (_, Some(cached)) => cached,
+                    (Some(chunks), None)
+                        if chunks.len() == record.chunks && chunks.iter().all(Option::is_some) =>
+                    {
+                        chunks.into_iter().flatten().flatten().collect()
+                    }
+                    _ => return fleet_record_refused(key, "its bytes are missing from the topic"),
+                };
+                if crate::engine::hex_sha256(&bytes) != *sha256 {
+                    return fleet_record_refused(
+                        key,
+                        "its bytes do not match their sha256: refused",
+                    );
+                }
+                match self
+                    .store
+                    .insert(name, &bytes, &record.uploaded_at, record.exports)
+                {
+                    Ok(version) => {
+                        tracing::info!(fleet_module = %name, version = version.version, %sha256, "module version from the fleet")
+                    }
+                    Err(error) => fleet_record_refused(key, &error.to_string()),
+                }
+            }
+            (Topic::Deployments, ["pipeline", name]) => {
+                let Ok(state) = serde_json::from_slice::<PipelineState>(value) else {
+                    return fleet_record_refused(key, "not a pipeline's deployments");
+                };
+                self.deployments
+                    .lock()
+                    .unwrap()
+                    .pipelines
+                    .insert(name.to_string(), state.clone());
+                if let Ok(pipeline) = self.pipeline(name) {
+                    self.run(pipeline, &state);
+                }
+            }
+            _ => fleet_record_refused(key, "an unknown key"),
+        }
     }
 
     /// The stages pipeline `index` starts with: what was deployed into its slots, or the
@@ -155,8 +327,7 @@ impl ControlPlane {
         let mut from_file = Vec::new();
         for transform in crate::pipeline::read_transforms(index, pipeline)? {
             let (stored, _) = self
-                .store
-                .add(&transform.name, &transform.bytes)
+                .add_module(&transform.name, &transform.bytes)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", transform.at))?;
             let config = transform.config.into_iter().collect();
             from_file.push(SlotDeployment {
@@ -165,7 +336,7 @@ impl ControlPlane {
                 config,
             });
         }
-        let mut deployments = self.deployments.lock().unwrap();
+        let deployments = self.deployments.lock().unwrap();
         let mut state = deployments.of(&pipeline.name);
         if state.slots.len() != from_file.len() {
             if !state.slots.is_empty() {
@@ -201,8 +372,11 @@ impl ControlPlane {
             }
         }
         let slots: Vec<SlotDeployment> = state.slots.iter().map(|s| s.current.clone()).collect();
-        self.commit(&mut deployments, &pipeline.name, state)?;
-        drop(deployments);
+        let unchanged = (deployments.pipelines.get(&pipeline.name))
+            .is_some_and(|s| serde_json::to_value(s).ok() == serde_json::to_value(&state).ok());
+        if !unchanged {
+            self.change(deployments, &pipeline.name, state)?;
+        }
         slots
             .iter()
             .enumerate()
@@ -217,13 +391,15 @@ impl ControlPlane {
     /// Hands over the running pipelines, and pauses those that were paused when the runtime
     /// last stopped.
     pub fn attach(&self, pipelines: Vec<Arc<Pipeline>>) {
-        let deployments = self.deployments.lock().unwrap();
-        for p in &pipelines {
-            if deployments.pipelines.get(&p.name).is_some_and(|s| s.paused) {
-                p.paused.store(true, Relaxed);
+        let _ = self.pipelines.set(pipelines);
+        // What was deployed since their stages were chosen (by another member of a fleet), and
+        // whether they were paused when the runtime last stopped.
+        let deployments = self.deployments.lock().unwrap().pipelines.clone();
+        for p in self.pipelines() {
+            if let Some(state) = deployments.get(&p.name) {
+                self.run(p, state);
             }
         }
-        let _ = self.pipelines.set(pipelines);
     }
 
     /// The engine that runs the stored modules.
@@ -265,7 +441,8 @@ impl ControlPlane {
         version: u32,
         config: Option<BTreeMap<String, String>>,
     ) -> Result<(), ControlError> {
-        let mut deployments = self.deployments.lock().unwrap();
+        self.sync()?;
+        let deployments = self.deployments.lock().unwrap();
         let (shared, mut state) = self.slot(&deployments, pipeline, index)?;
         let slot = &mut state.slots[index];
         let config = config.unwrap_or_else(|| slot.current.config.clone());
@@ -274,15 +451,16 @@ impl ControlPlane {
             version,
             config,
         };
-        let stage = self.stage(&next, &shared.tables)?;
+        self.stage(&next, &shared.tables)?;
         let previous = std::mem::replace(&mut slot.current, next);
         slot.history.push(previous);
-        self.apply(&mut deployments, state, shared, index, stage)
+        self.change(deployments, pipeline, state)
     }
 
     /// Returns slot `index` of `pipeline` to what ran before the last deploy.
     pub fn roll_back(&self, pipeline: &str, index: usize) -> Result<(), ControlError> {
-        let mut deployments = self.deployments.lock().unwrap();
+        self.sync()?;
+        let deployments = self.deployments.lock().unwrap();
         let (shared, mut state) = self.slot(&deployments, pipeline, index)?;
         let slot = &mut state.slots[index];
         let previous = slot
@@ -292,20 +470,19 @@ impl ControlPlane {
                 pipeline: pipeline.to_string(),
                 index,
             })?;
-        let stage = self.stage(&previous, &shared.tables)?;
+        self.stage(&previous, &shared.tables)?;
         slot.current = previous;
-        self.apply(&mut deployments, state, shared, index, stage)
+        self.change(deployments, pipeline, state)
     }
 
     /// Pauses (stops consuming, keeps the group membership) or resumes `pipeline`.
     pub fn set_paused(&self, pipeline: &str, paused: bool) -> Result<(), ControlError> {
-        let shared = self.pipeline(pipeline)?;
-        let mut deployments = self.deployments.lock().unwrap();
+        self.pipeline(pipeline)?;
+        self.sync()?;
+        let deployments = self.deployments.lock().unwrap();
         let mut state = deployments.of(pipeline);
         state.paused = paused;
-        self.commit(&mut deployments, pipeline, state)?;
-        shared.paused.store(paused, Relaxed);
-        Ok(())
+        self.change(deployments, pipeline, state)
     }
 
     /// The running pipeline `pipeline` and a copy of its deployments to change, checked to have
@@ -328,22 +505,69 @@ impl ControlPlane {
         Ok((shared, state))
     }
 
-    /// Persists `state` as `pipeline`'s deployments, then swaps `stage` into the running chain.
-    fn apply(
+    /// Makes `state` `pipeline`'s deployments. On its own, this member saves it (refusing the
+    /// change if it cannot) and runs it; in a fleet, it writes it to the fleet's topic and
+    /// every member, this one included, runs it from there.
+    fn change(
         &self,
-        deployments: &mut Deployments,
+        mut deployments: MutexGuard<'_, Deployments>,
+        pipeline: &str,
         state: PipelineState,
-        shared: &Pipeline,
-        index: usize,
-        stage: Arc<StageSpec>,
     ) -> Result<(), ControlError> {
-        self.commit(deployments, &shared.name, state)?;
-        let (_, stages) = shared.deployed.current();
-        let mut stages = stages.to_vec();
-        stages[index] = stage;
-        shared.deployed.replace(stages);
-        tracing::info!(pipeline = %shared.name, slot = index, module = %stages_label(&shared.deployed), "deployed");
+        if let Some(fleet) = self.fleet() {
+            drop(deployments);
+            let value = serde_json::to_vec(&state).expect("deployments serialise");
+            fleet.publish(Topic::Deployments, &fleet::pipeline_key(pipeline), &value)?;
+            return Ok(());
+        }
+        self.commit(&mut deployments, pipeline, state.clone())?;
+        drop(deployments);
+        if let Ok(shared) = self.pipeline(pipeline) {
+            self.run(shared, &state);
+        }
         Ok(())
+    }
+
+    /// Makes the running `shared` what `state` says: paused or not, and each slot's module,
+    /// switched to at every partition's next batch boundary. A slot whose module does not
+    /// start here keeps what it runs, with a log line.
+    fn run(&self, shared: &Pipeline, state: &PipelineState) {
+        shared.paused.store(state.paused, Relaxed);
+        let (_, running) = shared.deployed.current();
+        if running.len() != state.slots.len() {
+            tracing::error!(pipeline = %shared.name, running = running.len(), deployed = state.slots.len(),
+                "the deployment has another number of transforms than this member's configuration; ignored");
+            return;
+        }
+        let mut changed = false;
+        let stages: Vec<Arc<StageSpec>> = (running.iter().zip(&state.slots))
+            .enumerate()
+            .map(|(index, (stage, slot))| {
+                let wanted = &slot.current;
+                let same = stage.name == wanted.module
+                    && stage.version == wanted.version
+                    && stage.config.iter().cloned().collect::<BTreeMap<_, _>>() == wanted.config;
+                if same {
+                    return stage.clone();
+                }
+                match self.stage(wanted, &shared.tables) {
+                    Ok(next) => {
+                        changed = true;
+                        next
+                    }
+                    Err(error) => {
+                        tracing::error!(pipeline = %shared.name, slot = index, module = %wanted.module,
+                            version = wanted.version, %error, event = "deploy_failed",
+                            "cannot run the deployed module; this slot keeps what it runs");
+                        stage.clone()
+                    }
+                }
+            })
+            .collect();
+        if changed {
+            shared.deployed.replace(stages);
+            tracing::info!(pipeline = %shared.name, module = %stages_label(&shared.deployed), "deployed");
+        }
     }
 
     /// Loads `slot`'s module and checks that it starts with its configuration.
@@ -392,6 +616,16 @@ impl ControlPlane {
     }
 }
 
+/// A fleet record this member does not apply, with why.
+fn fleet_record_refused(key: &str, why: &str) {
+    tracing::error!(
+        event = "fleet_record_refused",
+        key,
+        why,
+        "a record of the fleet's topics is refused"
+    );
+}
+
 /// `name@version` of each stage, for logs.
 fn stages_label(deployed: &crate::pipeline::chain::Deployed) -> String {
     let (_, stages) = deployed.current();
@@ -403,14 +637,14 @@ fn stages_label(deployed: &crate::pipeline::chain::Deployed) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+mod tests_support {
     use super::*;
     use crate::config::Config;
     use crate::engine::Limits;
     use crate::engine::tests::guest_bytes;
 
     /// A control plane over `dir` with one pipeline `p` whose only slot runs the test guest.
-    fn control_plane(dir: &Path) -> (ControlPlane, Arc<Pipeline>) {
+    pub fn control_plane(dir: &Path) -> (ControlPlane, Arc<Pipeline>) {
         let guest = dir.join("test_guest.wasm");
         std::fs::write(&guest, guest_bytes("test_guest")).unwrap();
         let text = format!(
@@ -431,6 +665,13 @@ mod tests {
         control.attach(vec![pipeline.clone()]);
         (control, pipeline)
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tests_support::control_plane;
+    use super::*;
+    use crate::engine::tests::guest_bytes;
 
     #[test]
     fn a_change_that_cannot_be_saved_is_not_made() {
@@ -466,5 +707,124 @@ mod tests {
         control.roll_back("p", 0).unwrap();
         assert_eq!(pipeline.deployed.current().1[0].version, 1);
         assert!(!control.can_roll_back("p", 0));
+    }
+}
+
+#[cfg(test)]
+mod fleet_tests {
+    use super::tests_support::control_plane;
+    use super::*;
+    use crate::engine::tests::guest_bytes;
+
+    /// The records a member writes for module `name` with `bytes`, split into chunks of `size`.
+    fn module_records(name: &str, bytes: &[u8], size: usize) -> Vec<(Topic, String, Vec<u8>)> {
+        let sha = crate::engine::hex_sha256(bytes);
+        let chunks: Vec<&[u8]> = bytes.chunks(size).collect();
+        let mut records: Vec<(Topic, String, Vec<u8>)> = (chunks.iter().enumerate())
+            .map(|(i, c)| {
+                (
+                    Topic::Modules,
+                    fleet::chunk_key(&sha, i, chunks.len()),
+                    c.to_vec(),
+                )
+            })
+            .collect();
+        let record = FleetModule {
+            uploaded_at: "2026-12-05T00:00:00Z".into(),
+            exports: vec![crate::engine::EXPORT.into()],
+            chunks: chunks.len(),
+        };
+        records.push((
+            Topic::Modules,
+            fleet::module_key(name, &sha),
+            serde_json::to_vec(&record).unwrap(),
+        ));
+        records
+    }
+
+    fn deployment(module: &str, version: u32) -> (Topic, String, Vec<u8>) {
+        let slot = SlotDeployment {
+            module: module.into(),
+            version,
+            config: BTreeMap::new(),
+        };
+        let state = PipelineState {
+            paused: false,
+            slots: vec![SlotState {
+                current: slot.clone(),
+                history: Vec::new(),
+                file: slot,
+            }],
+        };
+        (
+            Topic::Deployments,
+            fleet::pipeline_key("p"),
+            serde_json::to_vec(&state).unwrap(),
+        )
+    }
+
+    fn apply(control: &ControlPlane, records: &[(Topic, String, Vec<u8>)]) {
+        for (topic, key, value) in records {
+            control.apply_fleet_record(*topic, key, Some(value));
+        }
+    }
+
+    #[test]
+    fn versions_follow_the_logs_order_and_a_replay_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (control, pipeline) = control_plane(dir.path());
+        let (pii, tz) = (guest_bytes("pii_stripper"), guest_bytes("tz_normaliser"));
+        let mut log = module_records("m", &pii, 100_000);
+        log.extend(module_records("m", &tz, 1 << 20));
+        log.push(deployment("m", 2));
+        apply(&control, &log);
+        let versions = control.store.versions("m").unwrap();
+        let shas: Vec<&str> = versions.iter().map(|v| v.sha256.as_str()).collect();
+        assert_eq!(
+            shas,
+            [
+                crate::engine::hex_sha256(&pii),
+                crate::engine::hex_sha256(&tz)
+            ]
+        );
+        assert_eq!(pipeline.deployed.current().1[0].name, "m");
+        assert_eq!(pipeline.deployed.current().1[0].version, 2);
+        let generation = pipeline.deployed.generation();
+
+        // The whole log again (a member reading it from the beginning once more).
+        apply(&control, &log);
+        assert_eq!(control.store.versions("m").unwrap().len(), 2);
+        assert_eq!(
+            pipeline.deployed.generation(),
+            generation,
+            "nothing switched"
+        );
+    }
+
+    #[test]
+    fn a_deployment_of_an_unknown_version_or_of_refused_bytes_leaves_the_slot_running() {
+        let dir = tempfile::tempdir().unwrap();
+        let (control, pipeline) = control_plane(dir.path());
+        apply(&control, &[deployment("m", 7)]);
+        assert_eq!(pipeline.deployed.current().1[0].name, "test_guest");
+
+        // Bytes that do not hash to their key, and a module record whose chunks are missing.
+        let mut tampered = module_records("m", &guest_bytes("pii_stripper"), 1 << 20);
+        tampered[0].2[100] ^= 1;
+        apply(&control, &tampered);
+        let mut missing = module_records("n", &guest_bytes("tz_normaliser"), 100_000);
+        missing.remove(1);
+        apply(&control, &missing);
+        assert!(control.store.versions("m").is_err() && control.store.versions("n").is_err());
+        apply(&control, &[deployment("m", 1)]);
+        assert_eq!(pipeline.deployed.current().1[0].name, "test_guest");
+
+        // The genuine bytes come later: the next deployment record switches.
+        apply(
+            &control,
+            &module_records("m", &guest_bytes("pii_stripper"), 1 << 20),
+        );
+        apply(&control, &[deployment("m", 1)]);
+        assert_eq!(pipeline.deployed.current().1[0].name, "m");
     }
 }

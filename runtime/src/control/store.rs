@@ -81,7 +81,8 @@ struct Index {
 /// Stored modules, by name and version.
 pub struct ModuleStore {
     blobs: PathBuf,
-    index_path: PathBuf,
+    /// Where the index is kept; `None` in a fleet, whose index is its modules topic.
+    index_path: Option<PathBuf>,
     engine: Engine,
     max_bytes: usize,
     index: Mutex<Index>,
@@ -110,12 +111,86 @@ impl ModuleStore {
         };
         Ok(ModuleStore {
             blobs,
-            index_path,
+            index_path: Some(index_path),
             engine,
             max_bytes,
             index: Mutex::new(index),
             compiled: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// A store whose index lives elsewhere (a fleet's modules topic, applied with
+    /// [`ModuleStore::insert`]): only module bytes are kept in `state_dir`, as a cache.
+    pub fn cache(state_dir: &Path, engine: Engine, max_bytes: usize) -> Result<Self, StoreError> {
+        let blobs = state_dir.join("modules");
+        std::fs::create_dir_all(&blobs).map_err(|e| io_error(&blobs, e))?;
+        Ok(ModuleStore {
+            blobs,
+            index_path: None,
+            engine,
+            max_bytes,
+            index: Mutex::new(Index::default()),
+            compiled: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Checks `bytes` as a module `name` (name, size, a component the engine runs) and
+    /// compiles it; returns its hash, its exports, and the version it already has under
+    /// `name`, if any.
+    pub fn check(
+        &self,
+        name: &str,
+        bytes: &[u8],
+    ) -> Result<(String, Vec<String>, Option<ModuleVersion>), StoreError> {
+        check_name(name)?;
+        if bytes.len() > self.max_bytes {
+            return Err(StoreError::TooLarge {
+                size: bytes.len(),
+                max: self.max_bytes,
+            });
+        }
+        let sha256 = crate::engine::hex_sha256(bytes);
+        if let Some(existing) = self.find(name, |v| v.sha256 == sha256) {
+            return Ok((sha256, existing.exports.clone(), Some(existing)));
+        }
+        let module = self
+            .compiled(&sha256)
+            .map_or_else(|| self.engine.load(bytes), Ok)?;
+        let exports = module.exports.clone();
+        self.compiled.lock().unwrap().insert(sha256.clone(), module);
+        Ok((sha256, exports, None))
+    }
+
+    /// Applies a fleet's record of module `name` with `bytes` (already checked against
+    /// `sha256` by the caller): the next version of `name` unless it has these bytes already.
+    /// Versions are numbered in the order the records are applied, which is the topic's, so
+    /// every member numbers them alike.
+    pub fn insert(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        uploaded_at: &str,
+        exports: Vec<String>,
+    ) -> Result<ModuleVersion, StoreError> {
+        let sha256 = crate::engine::hex_sha256(bytes);
+        if let Some(existing) = self.find(name, |v| v.sha256 == sha256) {
+            return Ok(existing);
+        }
+        let blob = self.blob(&sha256);
+        if !blob.exists() {
+            write_atomically(&blob, bytes)?;
+        }
+        let mut index = self.index.lock().unwrap();
+        let versions = index.modules.entry(name.to_string()).or_default();
+        let version = ModuleVersion {
+            version: versions.last().map_or(1, |v| v.version + 1),
+            sha256,
+            size: bytes.len() as u64,
+            uploaded_at: uploaded_at.to_string(),
+            exports,
+        };
+        versions.push(version.clone());
+        Ok(version)
     }
 
     /// The largest module accepted, in bytes.
@@ -166,7 +241,9 @@ impl ModuleStore {
             .or_default()
             .push(version.clone());
         let saved = serde_json::to_vec_pretty(&next).expect("index serialises");
-        write_atomically(&self.index_path, &saved)?;
+        if let Some(path) = &self.index_path {
+            write_atomically(path, &saved)?;
+        }
         *index = next;
         drop(index);
         self.compiled.lock().unwrap().insert(sha256, module);
@@ -222,6 +299,12 @@ impl ModuleStore {
             .unwrap()
             .insert(found.sha256.clone(), module.clone());
         Ok((found, module))
+    }
+
+    /// The bytes hashing to `sha256` if this member has them on disk intact.
+    pub fn cached_bytes(&self, sha256: &str) -> Option<Vec<u8>> {
+        let bytes = std::fs::read(self.blob(sha256)).ok()?;
+        (crate::engine::hex_sha256(&bytes) == sha256).then_some(bytes)
     }
 
     fn find(&self, name: &str, matches: impl Fn(&ModuleVersion) -> bool) -> Option<ModuleVersion> {

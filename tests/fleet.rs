@@ -1,0 +1,187 @@
+//! A fleet of `sluice run` members on a real broker: partitions shared through the consumer
+//! group, one control plane kept in Kafka topics.
+
+mod support;
+
+use serde_json::{Value, json};
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::time::Duration;
+use support::kafka::{
+    Sluice, consume_values, create_topic, produce, produce_keyed, unique, write_config,
+};
+use support::wasm;
+
+/// `bytes` with a custom section appended: the same behaviour, other bytes.
+fn variant(bytes: &[u8], n: u32) -> Vec<u8> {
+    let name = b"sluice-test-variant";
+    let payload = n.to_le_bytes();
+    let size = 1 + name.len() + payload.len();
+    let mut out = bytes.to_vec();
+    out.extend([0, size as u8, name.len() as u8]);
+    out.extend(name);
+    out.extend(payload);
+    out
+}
+
+fn json_of(answer: (u16, String), expected: u16) -> Value {
+    assert_eq!(answer.0, expected, "{}", answer.1);
+    serde_json::from_str(&answer.1).unwrap()
+}
+
+/// What slot 0 of pipeline `fleet` runs on `member`: module and version.
+fn slot(member: &Sluice) -> (String, u64) {
+    let answer = member.http_get("/api/v1/pipelines/fleet");
+    if answer.0 != 200 {
+        return (String::new(), 0);
+    }
+    let pipeline: Value = serde_json::from_str(&answer.1).unwrap();
+    let slot = &pipeline["slots"][0];
+    (
+        slot["module"].as_str().unwrap_or_default().to_string(),
+        slot["version"].as_u64().unwrap_or_default(),
+    )
+}
+
+/// A member: its own folder (so its own `state_dir`) holding the shared configuration.
+fn member(config: &str) -> (tempfile::TempDir, Sluice) {
+    let dir = tempfile::tempdir().unwrap();
+    let path: PathBuf = write_config(dir.path(), config);
+    let sluice = Sluice::start(&path);
+    (dir, sluice)
+}
+
+fn ids(values: &[String]) -> HashSet<u64> {
+    (values.iter())
+        .filter_map(|v| serde_json::from_str::<Value>(v).ok()?["id"].as_u64())
+        .collect()
+}
+
+fn produce_ids(topic: &str, range: std::ops::Range<u64>) {
+    let values: Vec<String> = range.map(|id| format!(r#"{{"id":{id}}}"#)).collect();
+    produce(topic, &values);
+}
+
+#[test]
+fn three_members_share_partitions_and_one_control_plane_kept_in_kafka() {
+    let (input, output, fleet) = (unique("fleet-in"), unique("fleet-out"), unique("fleet"));
+    create_topic(&input, 12);
+    create_topic(&output, 12);
+    let config = format!(
+        r#""session.timeout.ms" = 6000
+
+[fleet]
+name = "{fleet}"
+
+[[pipeline]]
+name = "fleet"
+group_id = "{}"
+inputs = ["{input}"]
+outputs = ["{output}"]
+
+[[pipeline.transform]]
+module = "{}"
+"#,
+        unique("fleet-group"),
+        wasm("test_guest").display()
+    );
+    let mut members: Vec<(tempfile::TempDir, Sluice)> = (0..3).map(|_| member(&config)).collect();
+    for (_, m) in &members {
+        m.wait_until("ready", Duration::from_secs(90), || {
+            m.http_get("/readyz").0 == 200
+        });
+    }
+    produce_ids(&input, 0..20_000);
+
+    // Upload through A, deploy through B: every member runs it within 10 s.
+    let guest = std::fs::read(wasm("test_guest")).unwrap();
+    let uploaded = json_of(
+        members[0]
+            .1
+            .http("POST", "/api/v1/modules?name=swapper", &variant(&guest, 1)),
+        201,
+    );
+    assert_eq!(uploaded["version"], 1);
+    let body = json!({ "module": "swapper", "version": 1 }).to_string();
+    json_of(
+        (members[1].1).http(
+            "PUT",
+            "/api/v1/pipelines/fleet/transforms/0",
+            body.as_bytes(),
+        ),
+        200,
+    );
+    for (_, m) in &members {
+        m.wait_until(
+            "the deploy on every member",
+            Duration::from_secs(10),
+            || slot(m) == ("swapper".to_string(), 1),
+        );
+    }
+    // A member's module list is the fleet's.
+    let modules = json_of(members[2].1.http_get("/api/v1/modules"), 200);
+    assert!(modules.to_string().contains("swapper"), "{modules}");
+
+    // Tampered bytes in the modules topic are refused by every member.
+    let fake_sha = "0".repeat(64);
+    produce_keyed(
+        &format!("_sluice.{fleet}.modules"),
+        &[
+            (
+                &format!("chunk/{fake_sha}/0/1"),
+                Some("not the bytes of that hash"),
+            ),
+            (
+                &format!("module/tampered/{fake_sha}"),
+                Some(r#"{"uploaded_at":"2026-12-05T00:00:00Z","exports":[],"chunks":1}"#),
+            ),
+        ],
+    );
+    for (_, m) in &members {
+        m.wait_until(
+            "the tampered module refused",
+            Duration::from_secs(10),
+            || m.log().contains("its bytes do not match their sha256"),
+        );
+        let modules = json_of(m.http_get("/api/v1/modules"), 200);
+        assert!(!modules.to_string().contains("tampered"), "{modules}");
+    }
+
+    // C dies: A and B take its partitions, and every id arrives.
+    produce_ids(&input, 20_000..40_000);
+    members[2].1.signal("KILL");
+    members[2].1.wait(Duration::from_secs(10));
+    produce_ids(&input, 40_000..60_000);
+    let a = &members[0].1;
+    a.wait_until("every id out", Duration::from_secs(120), || {
+        ids(&consume_values(&output)).len() == 60_000
+    });
+
+    // Every member stopped, then started with an empty state_dir: they run what was deployed.
+    for (_, m) in members.iter_mut().take(2) {
+        m.signal("TERM");
+        assert!(
+            m.wait(Duration::from_secs(60)).is_some_and(|s| s.success()),
+            "{}",
+            m.log()
+        );
+    }
+    drop(members);
+    let members: Vec<(tempfile::TempDir, Sluice)> = (0..3).map(|_| member(&config)).collect();
+    for (_, m) in &members {
+        m.wait_until(
+            "the deployed module after a restart from nothing",
+            Duration::from_secs(90),
+            || slot(m) == ("swapper".to_string(), 1),
+        );
+    }
+    produce_ids(&input, 60_000..70_000);
+    members[0].1.wait_until(
+        "every id out after the restart",
+        Duration::from_secs(120),
+        || ids(&consume_values(&output)).len() == 70_000,
+    );
+    for (_, m) in &members {
+        m.signal("TERM");
+    }
+}
