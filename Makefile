@@ -3,7 +3,7 @@ CARGO       ?= cargo
 WASM_TARGET := wasm32-wasip2
 GUESTS      := -p tz-normaliser -p pii-stripper -p enricher -p windowed-aggregate -p stream-join -p test-guest
 
-.PHONY: build ui wasm fmt clippy test bench bench-peers demo toolchain setup
+.PHONY: build ui wasm fmt clippy test bench bench-peers bench-fleet demo toolchain setup
 
 ## build: the `sluice` binary (release, dashboard embedded) and every transform component
 build: ui wasm
@@ -38,6 +38,12 @@ test: fmt clippy setup ui wasm
 bench: setup ui wasm
 	$(CARGO) build --quiet --release -p sluice-bench
 	bash tests/with-kafka.sh target/release/sluice-bench
+
+## bench-fleet: one pipeline run by fleets of 1, 2 and 3 `sluice run` processes on one real
+## broker; the rate of each and its ratio to one member's (release)
+bench-fleet: setup ui wasm
+	$(CARGO) build --quiet --release -p sluice -p sluice-bench
+	bash tests/with-kafka.sh target/release/sluice-bench fleet
 
 ## bench-peers: Sluice against its limit, Kafka Streams, Pathway and plain Python on one real
 ## broker; writes bench/peers/results/peers.json and peers.md (installs the peers under .cache/)

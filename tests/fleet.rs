@@ -1,5 +1,6 @@
 //! A fleet of `sluice run` members on a real broker: partitions shared through the consumer
-//! group, one control plane kept in Kafka topics.
+//! group, one control plane kept in Kafka topics, and the dashboard's Fleet view in headless
+//! Chromium (`tests/browser/fleet.mjs`).
 
 mod support;
 
@@ -62,6 +63,59 @@ fn produce_ids(topic: &str, range: std::ops::Range<u64>) {
     produce(topic, &values);
 }
 
+/// Whether `member`'s `GET /fleet` shows `live` alive, holding the 12 partitions between them
+/// and running swapper@1, and `missing` as missing.
+fn fleet_view(member: &Sluice, live: &[String], missing: &[String]) -> bool {
+    let fleet = json_of(member.http_get("/api/v1/fleet"), 200);
+    let members = fleet["members"].as_array().unwrap();
+    let find = |id: &String| members.iter().find(|m| m["id"] == json!(id));
+    let mut partitions = 0;
+    for id in live {
+        let Some(m) = find(id) else { return false };
+        let pipeline = &m["pipelines"][0];
+        partitions += pipeline["partitions"].as_array().unwrap().len();
+        if m["alive"] != json!(true)
+            || pipeline["slots"][0] != json!({"module": "swapper", "version": 1})
+        {
+            return false;
+        }
+    }
+    let gone = missing
+        .iter()
+        .all(|id| find(id).is_some_and(|m| m["alive"] == json!(false)));
+    partitions == 12 && gone
+}
+
+/// Runs `tests/browser/fleet.mjs` against `member`'s page (see there).
+fn browser_check(member: &Sluice, live: &[String], missing: &[String]) {
+    let mut command = std::process::Command::new("bash");
+    command
+        .arg(support::repo().join("tests/browser/run.sh"))
+        .arg("fleet.mjs")
+        .args(["--url", &format!("http://{}/", member.api_address())])
+        .args([
+            "--pipeline",
+            "fleet",
+            "--running",
+            "swapper@1",
+            "--partitions",
+            "12",
+        ])
+        .args(["--live", &live.join(",")])
+        .arg("--screenshots")
+        .arg(support::repo().join("target/screenshots"));
+    if !missing.is_empty() {
+        command.args(["--missing", &missing.join(",")]);
+    }
+    let mut browser = support::KillOnDrop(command.spawn().expect("bash runs tests/browser/run.sh"));
+    let status = support::wait_for_exit(&mut browser, Duration::from_secs(120));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "the Fleet view's browser test failed ({status:?}); log of the member serving it:\n{}",
+        member.log()
+    );
+}
+
 #[test]
 fn three_members_share_partitions_and_one_control_plane_kept_in_kafka() {
     let (input, output, fleet) = (unique("fleet-in"), unique("fleet-out"), unique("fleet"));
@@ -103,6 +157,7 @@ module = "{}"
     );
     assert_eq!(uploaded["version"], 1);
     let body = json!({ "module": "swapper", "version": 1 }).to_string();
+    let deployed = std::time::Instant::now();
     json_of(
         (members[1].1).http(
             "PUT",
@@ -118,9 +173,29 @@ module = "{}"
             || slot(m) == ("swapper".to_string(), 1),
         );
     }
+    eprintln!(
+        "the deploy ran on every member {} ms after it was asked for",
+        deployed.elapsed().as_millis()
+    );
     // A member's module list is the fleet's.
     let modules = json_of(members[2].1.http_get("/api/v1/modules"), 200);
     assert!(modules.to_string().contains("swapper"), "{modules}");
+
+    // Each member's heartbeat says what it runs and which partitions it has; the Fleet view
+    // shows them all, through any member's page.
+    let member_ids: Vec<String> = (members.iter())
+        .map(|(_, m)| {
+            json_of(m.http_get("/api/v1/fleet"), 200)["member"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    let a = &members[0].1;
+    a.wait_until("every member's heartbeat", Duration::from_secs(20), || {
+        fleet_view(a, &member_ids, &[])
+    });
+    browser_check(a, &member_ids, &[]);
 
     // Tampered bytes in the modules topic are refused by every member.
     let fake_sha = "0".repeat(64);
@@ -156,6 +231,10 @@ module = "{}"
     a.wait_until("every id out", Duration::from_secs(120), || {
         ids(&consume_values(&output)).len() == 60_000
     });
+    a.wait_until("C shown missing", Duration::from_secs(30), || {
+        fleet_view(a, &member_ids[..2], &member_ids[2..])
+    });
+    browser_check(a, &member_ids[..2], &member_ids[2..]);
 
     // Every member stopped, then started with an empty state_dir: they run what was deployed.
     for (_, m) in members.iter_mut().take(2) {
@@ -181,6 +260,28 @@ module = "{}"
         Duration::from_secs(120),
         || ids(&consume_values(&output)).len() == 70_000,
     );
+    // A and B said they left; C, killed, is listed as missing beside the new members.
+    let new_ids: Vec<String> = (members.iter())
+        .map(|(_, m)| {
+            json_of(m.http_get("/api/v1/fleet"), 200)["member"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    let a = &members[0].1;
+    a.wait_until(
+        "the new members live and C missing",
+        Duration::from_secs(20),
+        || fleet_view(a, &new_ids, &member_ids[2..]),
+    );
+    let listed = json_of(a.http_get("/api/v1/fleet"), 200).to_string();
+    for left in &member_ids[..2] {
+        assert!(
+            !listed.contains(left.as_str()),
+            "{left} left but is listed: {listed}"
+        );
+    }
     for (_, m) in &members {
         m.signal("TERM");
     }

@@ -10,10 +10,14 @@
 //! (c) With a broker (`SLUICE_TEST_KAFKA`, as `make bench` provides): end to end on Kafka, see
 //!     [`e2e`].
 //!
+//! `sluice-bench fleet` (`make bench-fleet`) measures fleets of 1, 2 and 3 `sluice run`
+//! processes instead: see [`fleet`].
+//!
 //! Rounds of each measurement are interleaved and the median is reported, so that drift on a
 //! shared machine hits both sides of a ratio alike.
 
 mod e2e;
+mod fleet;
 
 use anyhow::Result;
 use sluice::engine::{Engine, InputBatchBuilder, Instance, Limits};
@@ -179,6 +183,21 @@ fn main() -> Result<()> {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
+    if std::env::args().nth(1).as_deref() == Some("fleet") {
+        let bootstrap = std::env::var("SLUICE_TEST_KAFKA").map_err(|_| {
+            anyhow::anyhow!("no broker (SLUICE_TEST_KAFKA): run `make bench-fleet`")
+        })?;
+        let n = std::env::var("SLUICE_BENCH_RECORDS")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(2_000_000);
+        let results = fleet::run(&bootstrap, &seed_records(n))?;
+        println!(
+            "\n{}",
+            serde_json::to_string(&serde_json::json!({ "fleet": results }))?
+        );
+        return Ok(());
+    }
     let engine = Engine::new(Limits::default())?;
     println!("Sluice engine benchmarks ({} rounds each, median)", ROUNDS);
 

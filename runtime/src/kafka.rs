@@ -185,6 +185,10 @@ pub fn client_config(kafka: &KafkaConfig, role: Role<'_>, client_id: &str) -> Cl
             };
             config.set("auto.offset.reset", start);
             config.set("group.id", pipeline.group());
+            config.set(
+                "partition.assignment.strategy",
+                assignment_strategy(pipeline),
+            );
         }
         Role::PipelineProducer {
             transactional_id, ..
@@ -208,10 +212,18 @@ pub fn client_config(kafka: &KafkaConfig, role: Role<'_>, client_id: &str) -> Cl
         Role::Admin => {}
     }
     match role {
-        Role::PipelineConsumer(pipeline) => match pipeline.guarantee {
-            Guarantee::AtLeastOnce => set(&mut config, PIPELINE_CONSUMER_REQUIRED),
-            Guarantee::ExactlyOnce => set(&mut config, EXACTLY_ONCE_CONSUMER_REQUIRED),
-        },
+        Role::PipelineConsumer(pipeline) => {
+            match pipeline.guarantee {
+                Guarantee::AtLeastOnce => set(&mut config, PIPELINE_CONSUMER_REQUIRED),
+                Guarantee::ExactlyOnce => set(&mut config, EXACTLY_ONCE_CONSUMER_REQUIRED),
+            }
+            if pipeline.inputs.len() > 1 {
+                config.set(
+                    "partition.assignment.strategy",
+                    assignment_strategy(pipeline),
+                );
+            }
+        }
         Role::Reader { .. } => set(&mut config, READER_REQUIRED),
         // An admin client is a producer to librdkafka, which would create a topic it asks
         // about (with the broker's defaults: not compacted, its partition count).
@@ -221,6 +233,20 @@ pub fn client_config(kafka: &KafkaConfig, role: Role<'_>, client_id: &str) -> Cl
         _ => {}
     }
     config
+}
+
+/// How a pipeline's group shares its partitions among the members of a fleet. One input:
+/// cooperative-sticky, so that a member joining or leaving moves only the partitions that
+/// change hands, and the others go on without pausing (a default `[kafka.consumer]` may
+/// change). Several inputs: range, required, because it gives partition p of every input to
+/// one member, which is what a stateful task over co-partitioned topics needs (a transform that
+/// keeps state may be deployed into any pipeline later).
+fn assignment_strategy(pipeline: &PipelineConfig) -> &'static str {
+    if pipeline.inputs.len() > 1 {
+        "range"
+    } else {
+        "cooperative-sticky"
+    }
 }
 
 /// The bootstrap servers of `kafka`, for messages.
@@ -527,6 +553,41 @@ mod tests {
             (admin.get("bootstrap.servers"), admin.get("linger.ms")),
             (Some("b:9092"), Some("50"))
         );
+    }
+
+    #[test]
+    fn one_input_is_shared_cooperatively_and_several_by_range_whatever_the_file_says() {
+        let config = Config::parse(
+            r#"
+            [kafka.consumer]
+            "partition.assignment.strategy" = "roundrobin"
+            [[pipeline]]
+            name = "one"
+            inputs = ["a"]
+            outputs = ["b"]
+            [[pipeline]]
+            name = "two"
+            inputs = ["a", "c"]
+            outputs = ["b"]
+            "#,
+        )
+        .unwrap();
+        let strategy = |index: usize, kafka: &KafkaConfig| {
+            let consumer =
+                client_config(kafka, Role::PipelineConsumer(&config.pipeline[index]), "c");
+            consumer
+                .get("partition.assignment.strategy")
+                .map(str::to_string)
+        };
+        let defaults = KafkaConfig::default();
+        assert_eq!(
+            strategy(0, &defaults).as_deref(),
+            Some("cooperative-sticky")
+        );
+        assert_eq!(strategy(1, &defaults).as_deref(), Some("range"));
+        // The file may choose for one input, not for several.
+        assert_eq!(strategy(0, &config.kafka).as_deref(), Some("roundrobin"));
+        assert_eq!(strategy(1, &config.kafka).as_deref(), Some("range"));
     }
 
     #[test]

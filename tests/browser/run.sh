@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs the dashboard's browser test (dashboard.mjs, arguments passed through) after installing
-# playwright-core under tests/browser/ when missing or outdated. Quiet when all is in place.
+# Runs a browser test of the dashboard (dashboard.mjs, or the script named first, such as
+# fleet.mjs; the other arguments passed through) after installing playwright-core under
+# tests/browser/ when missing or outdated. Quiet when all is in place.
 # Needs Debian's chromium (bash tests/setup.sh) and Node.js (web-ui/build.sh installs it).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -18,4 +19,9 @@ if [[ ! -f $stamp || $(cat "$stamp") != "$want" || ! -d $here/node_modules/playw
 	rm -f "$log"
 	(cd "$here" && cat package.json package-lock.json) | sha256sum | cut -d' ' -f1 >"$stamp"
 fi
-exec node "$here/dashboard.mjs" "$@"
+script=dashboard.mjs
+if [[ ${1:-} == *.mjs ]]; then
+	script=$1
+	shift
+fi
+exec node "$here/$script" "$@"

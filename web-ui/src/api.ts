@@ -27,6 +27,9 @@ export type DeadLetter = Schemas["DeadLetter"];
 export type DeadLetters = Schemas["DeadLetters"];
 export type PipelineStats = Schemas["PipelineStats"];
 export type StatsEvent = Schemas["Stats"];
+export type Fleet = Schemas["Fleet"];
+export type FleetMember = Schemas["FleetMember"];
+export type FleetPipelineStats = Schemas["FleetPipelineStats"];
 
 /** Record bytes as text: UTF-8 as it is, anything else as `hex …`; null when absent. */
 export function bytesText(bytes: RecordBytes | null | undefined): string | null {
@@ -130,6 +133,7 @@ export const api = {
   pause: (pipeline: string) => request<Pipeline>("POST", `/pipelines/${seg(pipeline)}/pause`),
   resume: (pipeline: string) => request<Pipeline>("POST", `/pipelines/${seg(pipeline)}/resume`),
   deadLetters: (pipeline: string, limit: number) => request<DeadLetters>("GET", `/pipelines/${seg(pipeline)}/dead-letters?limit=${limit}`),
+  fleet: () => request<Fleet>("GET", "/fleet"),
   eventsUrl: `${BASE}/events`,
 };
 

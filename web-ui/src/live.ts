@@ -62,9 +62,11 @@ function record(event: StatsEvent): void {
     // A reconnect may replay a second already seen; keep time increasing for the chart.
     if (h.t.length && t <= h.t[h.t.length - 1]) continue;
     h.t.push(t);
-    h.in.push(p.rates?.in ?? 0);
-    h.out.push(p.rates?.out ?? 0);
-    h.failed.push(p.rates?.failed ?? 0);
+    // In a fleet, the chart shows the fleet's totals.
+    const rates = p.fleet?.rates ?? p.rates;
+    h.in.push(rates?.in ?? 0);
+    h.out.push(rates?.out ?? 0);
+    h.failed.push(rates?.failed ?? 0);
     h.latest = p;
     while (h.t.length > 1 && h.t[0] < t - HISTORY_SECONDS) {
       h.t.shift();

@@ -6,6 +6,7 @@ import { errorText, getToken, setToken } from "./api";
 import { h, replace } from "./dom";
 import { connect, onConnection } from "./live";
 import { deadLettersPage } from "./pages/deadletters";
+import { fleetPage } from "./pages/fleet";
 import { modulesPage } from "./pages/modules";
 import { Page } from "./pages/page";
 import { pipelinesPage } from "./pages/pipelines";
@@ -17,6 +18,7 @@ const PAGES: Record<string, { title: string; make: (route: Route) => Page }> = {
   modules: { title: "Modules", make: modulesPage },
   try: { title: "Try it", make: tryPage },
   "dead-letters": { title: "Dead letters", make: deadLettersPage },
+  fleet: { title: "Fleet", make: fleetPage },
 };
 
 const main = h("main", { id: "main", "data-testid": "main" });

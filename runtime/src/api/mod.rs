@@ -6,6 +6,7 @@
 //! generated from those types ([`ApiDoc`]). Every error is JSON `{"error": "..."}`; a 500 hides
 //! its cause from the client and logs it, a 507 says which state file could not be written.
 
+mod fleet;
 mod metrics;
 pub mod model;
 mod stats;

@@ -158,6 +158,67 @@ pub struct PipelineStats {
     pub swaps: Swaps,
     /// Its stateful transforms' state.
     pub state: StateStats,
+    /// In a fleet: the figures of every live member together, and of each.
+    #[schema(required = true)]
+    pub fleet: Option<FleetPipelineStats>,
+}
+
+/// A pipeline's figures over a fleet's live members (those heard from within
+/// `member_timeout_ms`), this one's from this second and the others' from their last heartbeat.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct FleetPipelineStats {
+    /// Records per second, summed.
+    pub rates: Rates,
+    /// Records not yet consumed, summed.
+    pub lag: i64,
+    /// Per member, by id.
+    pub members: Vec<MemberRates>,
+}
+
+/// One member's share of a pipeline's figures.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct MemberRates {
+    /// The member's id.
+    pub member: String,
+    /// Records per second.
+    pub rates: Rates,
+    /// Records not yet consumed from its partitions.
+    pub lag: i64,
+    /// How many input partitions it has.
+    pub partitions: usize,
+}
+
+pub use crate::control::fleet::{AssignedPartition, MemberPipeline, MemberStatus, RunningSlot};
+
+/// `GET /fleet`: the members of this process's fleet, as their heartbeats say.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Fleet {
+    /// The fleet's name (`[fleet] name`); absent for a process running alone, which is then
+    /// the only member.
+    #[schema(required = true)]
+    pub name: Option<String>,
+    /// The id of the member answering.
+    pub member: String,
+    /// How often members write their heartbeat, in milliseconds.
+    pub heartbeat_ms: u64,
+    /// After how long without a heartbeat a member is shown as missing, in milliseconds.
+    pub member_timeout_ms: u64,
+    /// Every member heard from in the status topic's retention, by id.
+    pub members: Vec<FleetMember>,
+}
+
+/// One member of a fleet.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct FleetMember {
+    /// What its last heartbeat said.
+    #[serde(flatten)]
+    pub status: MemberStatus,
+    /// How long ago its last heartbeat was written, in milliseconds.
+    pub heartbeat_age_ms: i64,
+    /// Whether it was heard from within `member_timeout_ms`.
+    pub alive: bool,
+    /// Whether it is the member answering.
+    pub this_member: bool,
 }
 
 /// `GET /events`: the data of each `stats` event.

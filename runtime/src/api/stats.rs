@@ -4,6 +4,7 @@
 use super::AppState;
 use super::model::{PipelineStats, Rates, StateStats, Stats, Status, Swaps, Totals};
 use crate::control::ControlPlane;
+use crate::control::fleet::HEARTBEAT;
 use crate::pipeline::metrics::PipelineMetrics;
 use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -65,6 +66,7 @@ pub(super) fn start_sampling(control: Arc<ControlPlane>) -> watch::Receiver<Arc<
     tokio::spawn(async move {
         let mut previous: Vec<Counters> = Vec::new();
         let mut last = Instant::now();
+        let mut last_heartbeat = Instant::now() - HEARTBEAT;
         let mut tick = tokio::time::interval(PERIOD);
         loop {
             tick.tick().await;
@@ -72,7 +74,7 @@ pub(super) fn start_sampling(control: Arc<ControlPlane>) -> watch::Receiver<Arc<
             last = Instant::now();
             let pipelines = control.pipelines();
             previous.resize(pipelines.len(), Counters::default());
-            let stats = pipelines
+            let mut stats = pipelines
                 .iter()
                 .zip(previous.iter_mut())
                 .map(|(p, before)| {
@@ -97,11 +99,19 @@ pub(super) fn start_sampling(control: Arc<ControlPlane>) -> watch::Receiver<Arc<
                         totals: Totals::read(&p.metrics),
                         swaps: Swaps::read(&p.metrics),
                         state: StateStats::read(&p.metrics),
+                        fleet: None,
                     };
                     *before = now;
                     stats
                 })
-                .collect();
+                .collect::<Vec<_>>();
+            let own = super::fleet::add_fleet_totals(&control, &mut stats);
+            if let Some(fleet) = control.fleet()
+                && last_heartbeat.elapsed() + PERIOD / 2 >= HEARTBEAT
+            {
+                fleet.heartbeat(&own);
+                last_heartbeat = Instant::now();
+            }
             let time = chrono::Utc::now().timestamp_millis();
             if sender
                 .send(Arc::new(Stats {

@@ -682,6 +682,7 @@ async fn dead_letters_without_kafka_are_empty_and_openapi_lists_every_route() {
         "/pipelines/{pipeline}/resume",
         "/pipelines/{pipeline}/dead-letters",
         "/events",
+        "/fleet",
     ] {
         assert!(
             paths.iter().any(|p| *p == route),
@@ -691,6 +692,59 @@ async fn dead_letters_without_kafka_are_empty_and_openapi_lists_every_route() {
     let (status, body) = get(&f.state, "/").await;
     assert_eq!(status, StatusCode::OK);
     assert!(body.contains("<title>"), "{body}");
+}
+
+#[tokio::test]
+async fn a_process_running_alone_is_the_only_member_of_its_fleet_view() {
+    let f = running();
+    f.state.control.set_member(crate::control::Member {
+        id: "m1".into(),
+        address: "http://127.0.0.1:8080/".into(),
+        started_at: 1_000,
+    });
+    f.pipeline
+        .metrics
+        .assigned
+        .lock()
+        .unwrap()
+        .extend([("timezone1".to_string(), 0), ("timezone1".to_string(), 3)]);
+    f.pipeline
+        .metrics
+        .lag
+        .lock()
+        .unwrap()
+        .insert(("timezone1".into(), 3), 7);
+    let (status, fleet) = get_json(&f.state, "/api/v1/fleet").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(fleet["name"], Value::Null);
+    assert_eq!(fleet["member"], "m1");
+    let members = fleet["members"].as_array().unwrap();
+    assert_eq!(members.len(), 1, "{fleet}");
+    let m = &members[0];
+    assert_eq!(
+        (&m["id"], &m["address"], &m["alive"], &m["this_member"]),
+        (
+            &json!("m1"),
+            &json!("http://127.0.0.1:8080/"),
+            &json!(true),
+            &json!(true)
+        )
+    );
+    assert_eq!(m["started_at"], 1_000);
+    assert_eq!(
+        m["pipelines"][0]["partitions"],
+        json!([{"topic": "timezone1", "partition": 0}, {"topic": "timezone1", "partition": 3}])
+    );
+    assert_eq!(m["pipelines"][0]["lag"], 7);
+    assert_eq!(m["pipelines"][0]["status"], "running");
+    // The configuration file's module, stored under its file name.
+    assert_eq!(
+        m["pipelines"][0]["slots"],
+        json!([{"module": "test_guest", "version": 1}])
+    );
+    // Alone, the pipeline's figures are this process's: no fleet totals.
+    let (_, pipeline) = get_json(&f.state, "/api/v1/pipelines/unify").await;
+    assert_eq!(pipeline["fleet"], Value::Null);
 }
 
 /// The dashboard's TypeScript types are generated from `openapi.json` (web-ui/build.sh), so the

@@ -8,7 +8,7 @@ use super::model::{
     Pipeline, PipelineList, RecordBytes, Slot, TryOutput, TryRequest, TryResponse, TryResult,
     Uploaded, WasmBytes,
 };
-use super::{ApiError, AppState, stats};
+use super::{ApiError, AppState, fleet, stats};
 use crate::engine::InputBatchBuilder;
 use crate::pipeline::metrics::Status;
 use crate::tables::Tables;
@@ -43,7 +43,7 @@ type ApiResult<T> = Result<T, ApiError>;
     servers((url = "/api/v1")),
     paths(
         info, openapi, list_modules, upload_module, module_versions, try_module, list_pipelines,
-        pipeline, deploy, roll_back, pause, resume, dead_letters, stats::events
+        pipeline, deploy, roll_back, pause, resume, dead_letters, stats::events, fleet::fleet
     ),
     modifiers(&Finish)
 )]
@@ -108,6 +108,7 @@ pub(super) fn routes(state: &AppState) -> Router<AppState> {
         .route("/pipelines/{name}/resume", post(resume))
         .route("/pipelines/{name}/dead-letters", get(dead_letters))
         .route("/events", get(stats::events))
+        .route("/fleet", get(fleet::fleet))
         .fallback(|| async {
             ApiError::new(
                 StatusCode::NOT_FOUND,
@@ -384,6 +385,7 @@ fn pipeline_view(state: &AppState, p: &crate::pipeline::Pipeline) -> Pipeline {
             totals: super::model::Totals::read(m),
             swaps: super::model::Swaps::read(m),
             state: super::model::StateStats::read(m),
+            fleet: sample.and_then(|s| s.fleet.clone()),
         },
         error,
         inputs: p.inputs.clone(),

@@ -2,7 +2,7 @@
 
 use crate::api::AppState;
 use crate::config::{Config, Guarantee, Overrides};
-use crate::control::ControlPlane;
+use crate::control::{ControlPlane, Member};
 use crate::engine::{Engine, Limits};
 use crate::kafka::KafkaArgs;
 use crate::pipeline::{self, metrics::Status};
@@ -122,6 +122,18 @@ pub fn member_id(state_dir: &Path) -> anyhow::Result<String> {
     Ok(id)
 }
 
+/// The URL of the API listening on `address`, as other members and their users reach it: the
+/// host's name where it listens on every interface.
+fn advertised(address: std::net::SocketAddr) -> String {
+    if !address.ip().is_unspecified() {
+        return format!("http://{address}/");
+    }
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into());
+    format!("http://{host}:{}/", address.port())
+}
+
 /// The engine `config`'s limits ask for.
 pub fn engine_for(config: &Config) -> anyhow::Result<Engine> {
     Engine::new(Limits {
@@ -175,6 +187,7 @@ pub fn serve(
         mut terminate,
         mut interrupt,
     } = signals;
+    let started_at = crate::control::fleet::now_ms();
     let max_module_bytes = config.api.max_module_mb as usize * 1024 * 1024;
     let control = match &config.fleet {
         Some(fleet) => ControlPlane::join_fleet(
@@ -207,19 +220,23 @@ pub fn serve(
         tracing::info!(pipeline = %p.pipeline.name, "pipeline started");
     }
     control.attach(pipelines.iter().map(|p| p.pipeline.clone()).collect());
-    let state = runtime.block_on(async {
-        AppState::new(
-            control,
-            config.api.token.clone(),
-            Some(config.kafka.clone()),
-        )
-    });
     let (stop_api, api_stopped) = tokio::sync::oneshot::channel::<()>();
     let api = runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(config.api.listen)
             .await
             .with_context(|| format!("api.listen: cannot listen on {}", config.api.listen))?;
-        announce(listener.local_addr()?);
+        let address = listener.local_addr()?;
+        control.set_member(Member {
+            id: member.clone(),
+            address: advertised(address),
+            started_at,
+        });
+        announce(address);
+        let state = AppState::new(
+            control.clone(),
+            config.api.token.clone(),
+            Some(config.kafka.clone()),
+        );
         anyhow::Ok(tokio::spawn(crate::api::serve(listener, state, async {
             let _ = api_stopped.await;
         })))
@@ -236,6 +253,7 @@ pub fn serve(
     });
     let _ = stop_api.send(());
     let _ = runtime.block_on(api);
+    control.leave_fleet();
 
     stop.store(true, Ordering::Relaxed);
     tracing::info!("stopping: draining in-flight batches and committing");

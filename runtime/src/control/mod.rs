@@ -123,6 +123,29 @@ pub struct ControlPlane {
     fleet: OnceLock<Arc<FleetLog>>,
     /// In a fleet: chunks of module bytes read but not yet made a version, by hash.
     chunks: Mutex<HashMap<String, Vec<Option<Vec<u8>>>>>,
+    /// Who this process is, once its API listens.
+    member: OnceLock<Member>,
+}
+
+/// Who this process is among a fleet's members.
+#[derive(Debug, Clone)]
+pub struct Member {
+    /// Its id (see `sluice run`'s `member-id`).
+    pub id: String,
+    /// Where its API and dashboard are served.
+    pub address: String,
+    /// When it started, in milliseconds since the Unix epoch.
+    pub started_at: i64,
+}
+
+impl Default for Member {
+    fn default() -> Self {
+        Member {
+            id: "local".into(),
+            address: String::new(),
+            started_at: fleet::now_ms(),
+        }
+    }
 }
 
 /// What a fleet's record of a module version holds beside its key.
@@ -160,6 +183,7 @@ impl ControlPlane {
             pipelines: OnceLock::new(),
             fleet: OnceLock::new(),
             chunks: Mutex::new(HashMap::new()),
+            member: OnceLock::new(),
         })
     }
 
@@ -181,6 +205,7 @@ impl ControlPlane {
             pipelines: OnceLock::new(),
             fleet: OnceLock::new(),
             chunks: Mutex::new(HashMap::new()),
+            member: OnceLock::new(),
         });
         let _ = control.fleet.set(log.clone());
         let applier = Arc::downgrade(&control);
@@ -204,6 +229,23 @@ impl ControlPlane {
     /// The fleet this member belongs to, if any.
     pub fn fleet(&self) -> Option<&FleetLog> {
         self.fleet.get().map(|f| &**f)
+    }
+
+    /// Names this process, for its heartbeats and the fleet view; set once.
+    pub fn set_member(&self, member: Member) {
+        let _ = self.member.set(member);
+    }
+
+    /// Who this process is (`local`, until [`Self::set_member`]).
+    pub fn member(&self) -> &Member {
+        self.member.get_or_init(Member::default)
+    }
+
+    /// In a fleet, says in its status topic that this member has left.
+    pub fn leave_fleet(&self) {
+        if let (Some(fleet), Some(member)) = (self.fleet(), self.member.get()) {
+            fleet.leave(&member.id);
+        }
     }
 
     /// Stores `bytes` as the next version of module `name` (see [`ModuleStore::add`]); in a

@@ -104,6 +104,8 @@ pub struct PipelineMetrics {
     pub swap_pause_max_us: AtomicU64,
     /// Consumer lag per input partition, from librdkafka's statistics.
     pub lag: Mutex<BTreeMap<(String, i32), i64>>,
+    /// The input partitions the group has assigned to this process.
+    pub assigned: Mutex<std::collections::BTreeSet<(String, i32)>>,
     /// Stateful transforms: tasks whose state is open (restored, or being restored).
     pub state_tasks: AtomicU64,
     /// Stateful transforms: tasks restoring their state from its changelog right now (their
@@ -143,6 +145,7 @@ impl PipelineMetrics {
             swaps: AtomicU64::new(0),
             swap_pause_max_us: AtomicU64::new(0),
             lag: Mutex::new(BTreeMap::new()),
+            assigned: Mutex::default(),
             status: Mutex::new(Status::Starting),
         }
     }

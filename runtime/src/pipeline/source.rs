@@ -607,8 +607,13 @@ impl ConsumerContext for RebalanceHandler {
                 revoked.iter().any(|(t, p)| t == topic && *p == partition)
             });
             commit_done(&self.workers, consumer, &mut assigned, &drained);
-            let mut lag = self.pipeline().metrics.lag.lock().unwrap();
-            lag.retain(|key, _| !revoked.contains(key));
+            let metrics = &self.pipeline().metrics;
+            metrics
+                .lag
+                .lock()
+                .unwrap()
+                .retain(|key, _| !revoked.contains(key));
+            (metrics.assigned.lock().unwrap()).retain(|key| !revoked.contains(key));
             tracing::info!(pipeline = %self.pipeline().name, partitions = revoked.len(), "partitions revoked after draining");
         }
     }
@@ -618,6 +623,7 @@ impl ConsumerContext for RebalanceHandler {
         match rebalance {
             Rebalance::Assign(list) => {
                 let mut assigned = self.assigned.lock().unwrap();
+                (pipeline.metrics.assigned.lock().unwrap()).extend(pairs(list));
                 for (topic, partition) in pairs(list) {
                     if let Err(error) = assigned.get_or_start(&self.workers, &topic, partition) {
                         pipeline.fail(super::error_chain(&error));

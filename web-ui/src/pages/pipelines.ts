@@ -1,7 +1,8 @@
 // Pipelines: per pipeline its status, live throughput chart, lag, batch latency, and its
-// transform chain with deploy, rollback, pause and resume.
+// transform chain with deploy, rollback, pause and resume. In a fleet, rates, lag and the chart
+// are the fleet's totals, with each member's share below the chart.
 
-import { api, errorText, Module, Pipeline, PipelineStats, Slot } from "../api";
+import { api, errorText, FleetPipelineStats, Module, Pipeline, PipelineStats, Slot } from "../api";
 import { ThroughputChart } from "../chart";
 import { formatConfig, formatCount, formatMs, formatRate, h, notice, parseConfig, replace, setText } from "../dom";
 import { history, onStats } from "../live";
@@ -36,6 +37,7 @@ class PipelineCard {
   private messageEl = h("div", { class: "card-message", "data-testid": "message", "aria-live": "polite" });
   private chartEl = h("div", { class: "chart", "data-testid": "chart", "aria-label": "records per second: in, out, failed" });
   private chart: ThroughputChart | null = null;
+  private fleetEl = h("div", { class: "fleet-breakdown", "data-testid": "fleet-breakdown" });
   private slotsKey = "";
   private drafts = new Map<number, Draft>();
   private busy = false;
@@ -71,6 +73,7 @@ class PipelineCard {
         tile("State", this.stateEl, "tasks · restoring · changes logged", undefined, true),
       ),
       this.chartEl,
+      this.fleetEl,
       h(
         "table",
         { class: "slots", "data-testid": "slots" },
@@ -102,16 +105,53 @@ class PipelineCard {
       h("span", { class: "muted" }, " · "),
       h("span", { class: "guarantee", title: guaranteeTitle(p) }, p.guarantee),
     );
-    this.showRates(p.rates, p.lag, p.batch_latency_ms);
+    this.showRates(p.fleet?.rates ?? p.rates, p.fleet?.lag ?? p.lag, p.batch_latency_ms);
+    this.showFleet(p.fleet);
     this.showCounts(p.totals, p.swaps, p.state);
     this.renderSlots();
   }
 
   live(stats: PipelineStats): void {
     this.showStatus(stats.status);
-    this.showRates(stats.rates, stats.lag, stats.batch_latency_ms);
+    this.showRates(stats.fleet?.rates ?? stats.rates, stats.fleet?.lag ?? stats.lag, stats.batch_latency_ms);
+    this.showFleet(stats.fleet);
     this.showCounts(stats.totals, stats.swaps, stats.state);
     this.chart?.update();
+  }
+
+  /** Each live member's share of the fleet's totals; nothing for a process running alone. */
+  private showFleet(fleet: FleetPipelineStats | null | undefined): void {
+    this.el.dataset.fleet = fleet ? "true" : "false";
+    if (!fleet) {
+      replace(this.fleetEl);
+      return;
+    }
+    const n = fleet.members.length;
+    replace(
+      this.fleetEl,
+      h(
+        "table",
+        { class: "members small", "data-testid": "fleet-members", "data-count": n },
+        h("caption", null, `Rates, lag and the chart are the fleet's, over ${n} live member${n === 1 ? "" : "s"} (totals, swaps and state are this member's); each member's share:`),
+        h("thead", null, h("tr", null, ["Member", "Partitions", "In/s", "Out/s", "Failed/s", "Lag"].map((t) => h("th", null, t)))),
+        h(
+          "tbody",
+          null,
+          fleet.members.map((m) =>
+            h(
+              "tr",
+              { "data-testid": `share-${m.member}`, "data-member": m.member },
+              h("td", null, h("code", null, m.member)),
+              h("td", { class: "num", "data-testid": "share-partitions" }, String(m.partitions)),
+              h("td", { class: "num", "data-testid": "share-in", "data-value": m.rates.in }, formatRate(m.rates.in)),
+              h("td", { class: "num" }, formatRate(m.rates.out)),
+              h("td", { class: "num" }, formatRate(m.rates.failed)),
+              h("td", { class: "num" }, formatCount(m.lag)),
+            ),
+          ),
+        ),
+      ),
+    );
   }
 
   private showCounts(totals: Pipeline["totals"], swaps: Pipeline["swaps"], state: Pipeline["state"]): void {
