@@ -3,14 +3,19 @@ CARGO       ?= cargo
 WASM_TARGET := wasm32-wasip2
 GUESTS      := -p tz-normaliser -p pii-stripper -p enricher -p windowed-aggregate -p stream-join -p test-guest
 
-.PHONY: build ui wasm fmt clippy test bench bench-peers bench-fleet demo toolchain setup
+.PHONY: build install ui wasm fmt clippy test bench bench-peers bench-fleet demo toolchain setup setup-build
 
-## build: the `sluice` binary (release, dashboard embedded) and every transform component
+## build: the `sluice` binary (release, dashboard embedded) and every transform component;
+## needs the Rust toolchain and a C compiler, and installs Node.js if missing (nothing for tests)
 build: ui wasm
 	$(CARGO) build --release -p sluice
 
+## install: `build`, then the binary into ~/.cargo/bin (on the PATH with rustup)
+install: build
+	$(CARGO) install --locked --path runtime --target-dir target
+
 ## ui: the dashboard (TypeScript) into web-ui/dist, which the `sluice` binary embeds
-ui: setup
+ui: setup-build
 	@bash web-ui/build.sh
 
 ## demo: everything in one process: an embedded broker, generators, pipelines, the dashboard
@@ -57,6 +62,10 @@ toolchain:
 	@test -d "$$(rustc --print sysroot)/lib/rustlib/$(WASM_TARGET)/lib" \
 		|| rustup target add $(WASM_TARGET) >/dev/null 2>&1 \
 		|| bash ../shared/toolchain/ensure-wasm32-wasip2
+
+## setup-build: what building needs beyond Rust (Node.js, npm)
+setup-build:
+	@bash tests/setup.sh --build
 
 ## setup: Debian packages and the Kafka jars the tests need (idempotent, quiet)
 setup:

@@ -211,3 +211,64 @@ fn missing_tables_and_bad_table_files_are_named() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn a_missing_input_file_exits_2_not_as_a_failed_record() {
+    let out = sluice()
+        .arg("try")
+        .arg(wasm("tz_normaliser"))
+        .args(["--input", "/nonexistent/records.jsonl"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("--input /nonexistent/records.jsonl: No such file"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+/// `sluice run --check`: `-f` names the file (`-c` is a transform's KEY=VALUE everywhere), and
+/// librdkafka's refusals of properties are found without connecting.
+#[test]
+fn run_check_takes_the_file_as_f_and_names_refused_kafka_properties() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("sluice.toml");
+    let pipeline = format!(
+        "[[pipeline]]\nname = \"p\"\ninputs = [\"a\"]\noutputs = [\"b\"]\n[[pipeline.transform]]\nmodule = {:?}\n",
+        wasm("test_guest")
+    );
+    std::fs::write(&config, &pipeline).unwrap();
+    let check = |flag: &str| {
+        sluice()
+            .args(["run", flag])
+            .arg(&config)
+            .arg("--check")
+            .output()
+            .unwrap()
+    };
+    let ok = check("-f");
+    assert!(ok.status.success(), "{}", text(&ok.stderr));
+    assert_eq!(check("-c").status.code(), Some(2), "-c is not the file");
+
+    let misspelt = format!("[kafka]\n\"linger.msec\" = 5\n{pipeline}");
+    std::fs::write(&config, misspelt).unwrap();
+    let out = check("--config");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("linger.msec"),
+        "{}",
+        text(&out.stderr)
+    );
+    let gssapi = format!(
+        "[kafka]\n\"security.protocol\" = \"SASL_SSL\"\n\"sasl.mechanisms\" = \"GSSAPI\"\n{pipeline}"
+    );
+    std::fs::write(&config, gssapi).unwrap();
+    let out = check("--config");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("GSSAPI"),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -106,3 +106,37 @@ fn demo_runs_both_seed_pipelines_on_the_embedded_broker() {
         .expect("the demo stops within a minute of SIGTERM");
     assert!(status.success(), "{status}");
 }
+
+#[test]
+fn a_demo_on_a_busy_port_fails_first_and_starts_nothing() {
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = busy.local_addr().unwrap().port();
+    let state = tempfile::tempdir().unwrap();
+    let mut demo = support::KillOnDrop(
+        support::sluice()
+            .args([
+                "demo",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--state-dir",
+            ])
+            .arg(state.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let status = support::wait_for_exit(&mut demo, Duration::from_secs(60))
+        .expect("the demo did not exit on a busy port");
+    assert!(!status.success());
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(demo.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert!(
+        stderr.contains(&format!("api.listen: cannot listen on 127.0.0.1:{port}")),
+        "{stderr}"
+    );
+    // Nothing was started: the state directory is as it was given.
+    let written: Vec<_> = std::fs::read_dir(state.path()).unwrap().collect();
+    assert!(written.is_empty(), "{written:?}");
+    drop(busy);
+}

@@ -3,26 +3,34 @@
 # is already there; `apt-get update` runs only if something is missing.
 #
 #   bash tests/setup.sh            the packages below
+#   bash tests/setup.sh --build    only what building needs (Node.js and npm, for the dashboard)
 #   bash tests/setup.sh PKG...     those too
 set -euo pipefail
 
-# Add test dependencies here.
-PACKAGES=(
-	kcat # produce/consume from tests and shell; broker.sh's readiness probe
-)
-# tests/browser/dashboard.mjs drives Debian's Chromium headless with playwright-core (which
-# downloads no browser of its own); web-ui/build.sh needs Node.js and npm.
-PACKAGES+=(chromium)
+# Building: web-ui/build.sh needs Node.js and npm (the Rust toolchain and a C compiler are
+# prerequisites, see the README).
+PACKAGES=()
 command -v node >/dev/null || PACKAGES+=(nodejs)
 command -v npm >/dev/null || PACKAGES+=(npm)
-# tests/kafka/broker.sh runs Kafka on a JVM and resolves its jars with Maven;
-# add them only when missing so a JDK installed some other way is left alone.
-command -v java >/dev/null || PACKAGES+=(openjdk-17-jre-headless)
-command -v mvn >/dev/null || PACKAGES+=(maven)
+if [[ ${1:-} == --build ]]; then
+	shift
+else
+	# Add test dependencies here.
+	PACKAGES+=(
+		kcat # produce/consume from tests and shell; broker.sh's readiness probe
+	)
+	# tests/browser/dashboard.mjs drives Debian's Chromium headless with playwright-core (which
+	# downloads no browser of its own).
+	PACKAGES+=(chromium)
+	# tests/kafka/broker.sh runs Kafka on a JVM and resolves its jars with Maven;
+	# add them only when missing so a JDK installed some other way is left alone.
+	command -v java >/dev/null || PACKAGES+=(openjdk-17-jre-headless)
+	command -v mvn >/dev/null || PACKAGES+=(maven)
+fi
 PACKAGES+=("$@")
 
 missing=()
-for pkg in "${PACKAGES[@]}"; do
+for pkg in ${PACKAGES[@]+"${PACKAGES[@]}"}; do
 	dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' ||
 		missing+=("$pkg")
 done

@@ -363,13 +363,16 @@ fn invalid(at: impl Into<String>, problem: impl Into<String>) -> ConfigError {
 }
 
 impl Config {
-    /// Reads and checks a configuration file. Module paths are made relative to its folder.
-    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    /// Reads a configuration file, applies `overrides` (which win over it), then checks the
+    /// result: a check that depends on several settings (a public `listen` needs a token) sees
+    /// the values that will be used. Module paths are made relative to the file's folder.
+    pub fn load(path: &Path, overrides: Overrides) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_path_buf(),
             source,
         })?;
-        let mut config = Config::parse(&text).map_err(|e| e.in_file(path))?;
+        let mut config: Config =
+            toml::from_str(&text).map_err(|e| ConfigError::from(e).in_file(path))?;
         let base = path.parent().unwrap_or(Path::new("."));
         config.state_dir = Some(
             base.join(
@@ -386,12 +389,19 @@ impl Config {
                 }
             }
         }
+        config.override_with(overrides);
+        config.check().map_err(|e| e.in_file(path))?;
         Ok(config)
     }
 
     /// Applies settings from the environment and flags, which win over the file, and checks
     /// the result again.
     pub fn apply(&mut self, overrides: Overrides) -> Result<(), ConfigError> {
+        self.override_with(overrides);
+        self.check()
+    }
+
+    fn override_with(&mut self, overrides: Overrides) {
         overrides.kafka.apply(&mut self.kafka);
         if let Some(listen) = overrides.listen {
             self.api.listen = listen;
@@ -408,7 +418,6 @@ impl Config {
                 .commit_interval_ms
                 .unwrap_or(pipeline.commit_interval_ms);
         }
-        self.check()
     }
 
     /// Parses and checks configuration text.
@@ -559,7 +568,8 @@ impl Config {
 }
 
 impl ConfigError {
-    fn in_file(self, path: &Path) -> ConfigError {
+    /// This error, said to be in file `path`.
+    pub fn in_file(self, path: &Path) -> ConfigError {
         ConfigError::InFile {
             path: path.to_path_buf(),
             source: Box::new(self),
@@ -696,6 +706,89 @@ mod tests {
         );
     }
 
+    /// Merges `fragment` into `base`: tables key by key, and a `[[pipeline]]` fragment (or a
+    /// `[[pipeline.x]]` one, which TOML makes a table) into the base's first pipeline.
+    fn merge(base: &mut toml::Value, fragment: toml::Value) {
+        match (base, fragment) {
+            (toml::Value::Table(base), toml::Value::Table(fragment)) => {
+                for (key, value) in fragment {
+                    match base.get_mut(&key) {
+                        Some(existing) => merge(existing, value),
+                        None => {
+                            base.insert(key, value);
+                        }
+                    }
+                }
+            }
+            (toml::Value::Array(base), toml::Value::Array(mut fragment))
+                if base.len() == 1 && fragment.len() == 1 && base[0].is_table() =>
+            {
+                merge(&mut base[0], fragment.remove(0));
+            }
+            (toml::Value::Array(base), fragment @ toml::Value::Table(_)) if base.len() == 1 => {
+                merge(&mut base[0], fragment);
+            }
+            (base, fragment) => *base = fragment,
+        }
+    }
+
+    /// Every TOML block of the READMEs: a Cargo manifest parses as TOML; anything else is
+    /// configuration, complete or a fragment completed by a minimal pipeline, and must load.
+    #[test]
+    fn every_toml_block_in_the_readmes_is_a_configuration_that_loads() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let mut files = vec![root.join("README.md")];
+        for dir in std::fs::read_dir(root.join("transforms")).unwrap() {
+            files.push(dir.unwrap().path().join("README.md"));
+        }
+        let mut checked = 0;
+        for file in files.iter().filter(|f| f.exists()) {
+            let text = std::fs::read_to_string(file).unwrap();
+            for (i, block) in text.split("```toml\n").skip(1).enumerate() {
+                let block = block.split("```").next().unwrap();
+                let at = format!("{} toml block {}", file.display(), i + 1);
+                let value: toml::Value =
+                    toml::from_str(block).unwrap_or_else(|e| panic!("{at}: {e}\n{block}"));
+                if block.contains("[dependencies]") || block.contains("[package]") {
+                    continue;
+                }
+                let mut config: toml::Value = toml::from_str(MINIMAL).unwrap();
+                merge(&mut config, value);
+                let text = toml::to_string(&config).unwrap();
+                Config::parse(&text).unwrap_or_else(|e| panic!("{at}: {e}\n{block}"));
+                checked += 1;
+            }
+        }
+        assert!(checked >= 5, "{checked} configuration blocks found");
+    }
+
+    #[test]
+    fn a_token_from_the_environment_lets_the_file_listen_publicly() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sluice.toml");
+        let public = format!("[api]\nlisten = \"0.0.0.0:8080\"\n{MINIMAL}");
+        std::fs::write(&path, public).unwrap();
+        let refused = Config::load(&path, Overrides::default()).unwrap_err();
+        let cause = std::error::Error::source(&refused).unwrap().to_string();
+        assert!(
+            cause.starts_with("api.listen: 0.0.0.0:8080 is not a loopback"),
+            "{cause}"
+        );
+        let with_token = Overrides {
+            token: Some("from SLUICE_API_TOKEN".into()),
+            ..Default::default()
+        };
+        let config = Config::load(&path, with_token).unwrap();
+        assert_eq!(config.api.token.as_deref(), Some("from SLUICE_API_TOKEN"));
+        // And the other way round: a flag that makes the address public needs a token too.
+        std::fs::write(&path, MINIMAL).unwrap();
+        let public_flag = Overrides {
+            listen: Some("0.0.0.0:8080".parse().unwrap()),
+            ..Default::default()
+        };
+        assert!(Config::load(&path, public_flag).is_err());
+    }
+
     #[test]
     fn file_errors_keep_their_cause_and_say_which_file() {
         let dir = tempfile::tempdir().unwrap();
@@ -705,14 +798,15 @@ mod tests {
             MINIMAL.replace("[[pipeline]]", "[[pipeline]]\nbatch_size = 0"),
         )
         .unwrap();
-        let error = Config::load(&path).unwrap_err();
+        let error = Config::load(&path, Overrides::default()).unwrap_err();
         assert_eq!(error.to_string(), path.display().to_string());
         let cause = std::error::Error::source(&error).unwrap().to_string();
         assert_eq!(
             cause,
             "pipeline[0] (unify).batch_size: 0 is out of range 1..=100000"
         );
-        let missing = Config::load(&dir.path().join("nope.toml")).unwrap_err();
+        let missing =
+            Config::load(&dir.path().join("nope.toml"), Overrides::default()).unwrap_err();
         assert!(matches!(missing, ConfigError::Read { .. }), "{missing:?}");
     }
 

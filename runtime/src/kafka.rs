@@ -50,6 +50,49 @@ impl KafkaArgs {
     }
 }
 
+/// Connection settings of a subcommand that only talks to Kafka (`gen`, `peek`): a
+/// configuration file's `[kafka]` tables, then the environment and flags, as in `sluice run`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ClientKafkaArgs {
+    /// A Sluice configuration file whose `[kafka]` settings to use (the rest of it is ignored),
+    /// so that secrets stay out of the command line and shell history.
+    #[arg(long = "config", value_name = "FILE")]
+    pub config: Option<std::path::PathBuf>,
+    /// Settings that win over the file.
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+}
+
+impl ClientKafkaArgs {
+    /// The client settings: `localhost:9092` unless the file, the environment or a flag says
+    /// where Kafka is.
+    pub fn to_config(&self) -> Result<KafkaConfig, crate::config::ConfigError> {
+        let Some(path) = &self.config else {
+            return Ok(self.kafka.to_config());
+        };
+        /// A configuration file, read for its `[kafka]` tables only.
+        #[derive(serde::Deserialize)]
+        struct KafkaOnly {
+            #[serde(default)]
+            kafka: KafkaConfig,
+        }
+        let text =
+            std::fs::read_to_string(path).map_err(|source| crate::config::ConfigError::Read {
+                path: path.clone(),
+                source,
+            })?;
+        let file: KafkaOnly =
+            toml::from_str(&text).map_err(|e| crate::config::ConfigError::from(e).in_file(path))?;
+        let mut kafka = file.kafka;
+        kafka
+            .common
+            .entry("bootstrap.servers".into())
+            .or_insert_with(|| Scalar("localhost:9092".into()));
+        self.kafka.apply(&mut kafka);
+        Ok(kafka)
+    }
+}
+
 /// librdkafka properties from environment variables: `SLUICE_KAFKA_SASL_PASSWORD=x` sets
 /// `sasl.password` (property names are lower case with dots, so `_` stands for `.`). Keeps
 /// secrets out of configuration files and command lines.
@@ -235,6 +278,39 @@ pub fn client_config(kafka: &KafkaConfig, role: Role<'_>, client_id: &str) -> Cl
     config
 }
 
+/// Checks that librdkafka takes every property the pipelines' clients would get (names,
+/// values, SASL mechanisms this build supports) by making the clients, which connects to
+/// nothing. The error is librdkafka's, which names the property.
+pub fn check_properties(kafka: &KafkaConfig, pipelines: &[PipelineConfig]) -> Result<(), String> {
+    use rdkafka::producer::BaseProducer;
+    for pipeline in pipelines {
+        let at = |role: &str, e: KafkaError| {
+            let text = e.to_string();
+            let text = text
+                .strip_prefix("Client creation error: ")
+                .unwrap_or(&text);
+            format!(
+                "[kafka], as pipeline `{}`'s {role} gets it: {text}",
+                pipeline.name
+            )
+        };
+        let consumer = client_config(kafka, Role::PipelineConsumer(pipeline), "sluice-check");
+        consumer
+            .create::<BaseConsumer>()
+            .map_err(|e| at("consumer", e))?;
+        let transactional_id =
+            (pipeline.guarantee == Guarantee::ExactlyOnce).then_some("sluice-check");
+        let role = Role::PipelineProducer {
+            pipeline,
+            transactional_id,
+        };
+        client_config(kafka, role, "sluice-check")
+            .create::<BaseProducer>()
+            .map_err(|e| at("producer", e))?;
+    }
+    Ok(())
+}
+
 /// How a pipeline's group shares its partitions among the members of a fleet. One input:
 /// cooperative-sticky, so that a member joining or leaving moves only the partitions that
 /// change hands, and the others go on without pausing (a default `[kafka.consumer]` may
@@ -261,6 +337,77 @@ pub fn bootstrap(kafka: &KafkaConfig) -> &str {
 /// user reports failures itself, once, instead of librdkafka's repeats (a broker down is logged
 /// many times a second).
 pub struct QuietContext;
+
+/// Repeated errors (an input topic that does not exist yet, a broker down) are logged once a
+/// minute each, even when two of them alternate.
+#[derive(Default)]
+pub struct LogThrottle {
+    /// When each message was last logged.
+    logged: std::collections::HashMap<String, Instant>,
+}
+
+impl LogThrottle {
+    const EVERY: Duration = Duration::from_secs(60);
+
+    /// Whether `message` was not logged in the last minute; if so, it counts as logged now.
+    pub fn first_in_a_while(&mut self, message: &str, now: Instant) -> bool {
+        if self
+            .logged
+            .get(message)
+            .is_some_and(|at| now.duration_since(*at) < Self::EVERY)
+        {
+            return false;
+        }
+        if self.logged.len() >= 64 {
+            self.logged
+                .retain(|_, at| now.duration_since(*at) < Self::EVERY);
+        }
+        self.logged.insert(message.to_string(), now);
+        true
+    }
+}
+
+/// librdkafka's log lines, for the pipelines' clients: at debug level, because every trouble
+/// worth a warning also comes as an error, to [`client_error`].
+pub fn client_log(level: RDKafkaLogLevel, facility: &str, message: &str) {
+    tracing::debug!(?level, facility, message, "librdkafka");
+}
+
+/// librdkafka's errors, for the pipelines' clients. A broker going down is reported by every
+/// client (a consumer and one or two producers per pipeline), again at each reconnection
+/// attempt: each kind of error is logged once a minute over all of them
+/// (`event="kafka_client_error"`), with the first one's words.
+pub fn client_error(error: &KafkaError, reason: &str) {
+    static LOGGED: std::sync::LazyLock<ClientErrors> = std::sync::LazyLock::new(Default::default);
+    LOGGED.report(error, reason);
+}
+
+/// The client errors logged lately, by kind.
+#[derive(Default)]
+struct ClientErrors(std::sync::Mutex<LogThrottle>);
+
+impl ClientErrors {
+    fn report(&self, error: &KafkaError, reason: &str) {
+        let kind = client_error_kind(error);
+        let mut logged = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if logged.first_in_a_while(&kind, Instant::now()) {
+            tracing::warn!(
+                event = "kafka_client_error",
+                kind,
+                reason,
+                "Kafka client error (this kind is logged once a minute)"
+            );
+        }
+    }
+}
+
+/// What kind of error `error` is: its code, without the broker and timings of its text.
+fn client_error_kind(error: &KafkaError) -> String {
+    match error.rdkafka_error_code() {
+        Some(code) => format!("{code:?}"),
+        None => error.to_string(),
+    }
+}
 
 impl ClientContext for QuietContext {
     fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
@@ -588,6 +735,117 @@ mod tests {
         // The file may choose for one input, not for several.
         assert_eq!(strategy(0, &config.kafka).as_deref(), Some("roundrobin"));
         assert_eq!(strategy(1, &config.kafka).as_deref(), Some("range"));
+    }
+
+    #[test]
+    fn a_kind_of_client_error_is_logged_once_a_minute_over_every_client() {
+        use rdkafka::types::RDKafkaErrorCode;
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use tracing_subscriber::layer::SubscriberExt;
+        struct Count(Arc<AtomicUsize>);
+        impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Count {
+            fn on_event(
+                &self,
+                event: &tracing::Event<'_>,
+                _: tracing_subscriber::layer::Context<'_, S>,
+            ) {
+                if *event.metadata().level() == tracing::Level::WARN {
+                    self.0.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+        }
+        let warnings = Arc::new(AtomicUsize::new(0));
+        let subscriber = tracing_subscriber::registry().with(Count(warnings.clone()));
+        tracing::subscriber::with_default(subscriber, || {
+            let errors = ClientErrors::default();
+            let down = KafkaError::Global(RDKafkaErrorCode::BrokerTransportFailure);
+            // Two brokers, three clients, two attempts each: one line.
+            for attempt in 0..2 {
+                for broker in 1..=2 {
+                    for _client in 0..3 {
+                        let reason = format!(
+                            "127.0.0.1:{broker}/bootstrap: Connect failed (after {attempt}ms in state CONNECT)"
+                        );
+                        errors.report(&down, &reason);
+                    }
+                }
+            }
+            let all_down = KafkaError::Global(RDKafkaErrorCode::AllBrokersDown);
+            errors.report(&all_down, "2/2 brokers are down");
+            client_log(RDKafkaLogLevel::Error, "FAIL", "Connect failed");
+        });
+        assert_eq!(warnings.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn gen_and_peek_read_the_kafka_tables_of_a_configuration_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sluice.toml");
+        std::fs::write(
+            &path,
+            "[kafka]\n\"bootstrap.servers\" = \"k:9093\"\n\"sasl.username\" = \"me\"\n\
+             [kafka.producer]\n\"linger.ms\" = 7\n[[pipeline]]\nname = \"ignored\"\n",
+        )
+        .unwrap();
+        let args = ClientKafkaArgs {
+            config: Some(path.clone()),
+            kafka: KafkaArgs {
+                bootstrap_servers: None,
+                properties: vec![("sasl.password".into(), "from -X".into())],
+            },
+        };
+        let kafka = args.to_config().unwrap();
+        let get = |k: &str| kafka.common.get(k).map(|v| v.0.as_str());
+        assert_eq!(get("bootstrap.servers"), Some("k:9093"));
+        assert_eq!(get("sasl.username"), Some("me"));
+        assert_eq!(get("sasl.password"), Some("from -X"));
+        assert_eq!(kafka.producer["linger.ms"].0, "7");
+        let missing = ClientKafkaArgs {
+            config: Some(dir.path().join("nope.toml")),
+            ..Default::default()
+        };
+        assert!(
+            missing
+                .to_config()
+                .unwrap_err()
+                .to_string()
+                .contains("nope.toml")
+        );
+    }
+
+    #[test]
+    fn misspelt_properties_and_unsupported_sasl_mechanisms_are_named() {
+        let check = |kafka: &str| {
+            let text = format!(
+                "{kafka}\n[[pipeline]]\nname = \"p\"\ninputs = [\"a\"]\noutputs = [\"b\"]\n"
+            );
+            let config = Config::parse(&text).unwrap();
+            check_properties(&config.kafka, &config.pipeline)
+        };
+        assert_eq!(check("[kafka]\n\"linger.ms\" = 5"), Ok(()));
+        let misspelt = check("[kafka]\n\"bootstrap.server\" = \"k:9092\"").unwrap_err();
+        assert!(misspelt.contains("bootstrap.server"), "{misspelt}");
+        assert!(
+            misspelt.starts_with("[kafka], as pipeline `p`'s consumer gets it"),
+            "{misspelt}"
+        );
+        let producer_only = check("[kafka.producer]\n\"linger.msec\" = 5").unwrap_err();
+        assert!(
+            producer_only.contains("producer gets it") && producer_only.contains("linger.msec"),
+            "{producer_only}"
+        );
+        let gssapi = check(
+            "[kafka]\n\"security.protocol\" = \"SASL_SSL\"\n\"sasl.mechanisms\" = \"GSSAPI\"",
+        )
+        .unwrap_err();
+        assert!(gssapi.contains("GSSAPI"), "{gssapi}");
+        for supported in ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"] {
+            let sasl = format!(
+                "[kafka]\n\"security.protocol\" = \"SASL_SSL\"\n\"sasl.mechanisms\" = \"{supported}\"\n\"sasl.username\" = \"u\"\n\"sasl.password\" = \"p\""
+            );
+            assert_eq!(check(&sasl), Ok(()), "{supported}");
+        }
     }
 
     #[test]

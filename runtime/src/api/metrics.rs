@@ -284,17 +284,13 @@ impl Collector for Snapshot {
         )?;
         for p in pipelines.iter() {
             let m = &p.metrics;
-            let mut cumulative = 0;
-            let mut buckets: Vec<(f64, u64)> = LATENCY_BUCKETS_US
-                .iter()
+            // Each bucket's own count: the encoder makes them cumulative.
+            let bounds =
+                (LATENCY_BUCKETS_US.iter().map(|us| *us as f64 / 1e6)).chain([f64::INFINITY]);
+            let buckets: Vec<(f64, u64)> = bounds
                 .zip(&m.batch_latency_buckets)
-                .map(|(bound, count)| {
-                    cumulative += count.load(Relaxed);
-                    (*bound as f64 / 1e6, cumulative)
-                })
+                .map(|(bound, count)| (bound, count.load(Relaxed)))
                 .collect();
-            cumulative += m.batch_latency_buckets[LATENCY_BUCKETS_US.len()].load(Relaxed);
-            buckets.push((f64::INFINITY, cumulative));
             let sum = m.batch_latency_us_sum.load(Relaxed) as f64 / 1e6;
             let labels: Labels = vec![("pipeline", m.name.clone())];
             histogram

@@ -342,7 +342,8 @@ pub struct DeployRequest {
     /// Its version; the latest when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<u32>,
-    /// Configuration for its `init`; the slot's current configuration when absent.
+    /// Configuration for its `init`. When absent: the slot's current configuration if the slot
+    /// runs this module already (a new version), the module's own defaults (none) otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config: Option<BTreeMap<String, String>>,
 }
@@ -377,6 +378,29 @@ pub enum RecordBytes {
 }
 
 impl RecordBytes {
+    /// The bytes these stand for; an error for hexadecimal that is not.
+    pub fn to_bytes(&self) -> Result<Vec<u8>, String> {
+        match self {
+            RecordBytes::Text(text) => Ok(text.clone().into_bytes()),
+            RecordBytes::Hex { hex } => {
+                let digits = hex.as_bytes();
+                if digits.len() % 2 != 0 {
+                    return Err(format!(
+                        "`{hex}` is not hexadecimal bytes (an odd number of digits)"
+                    ));
+                }
+                (digits.chunks(2))
+                    .map(|pair| {
+                        std::str::from_utf8(pair)
+                            .ok()
+                            .and_then(|p| u8::from_str_radix(p, 16).ok())
+                            .ok_or_else(|| format!("`{hex}` is not hexadecimal bytes"))
+                    })
+                    .collect()
+            }
+        }
+    }
+
     /// `bytes` as the API shows them; `None` when absent.
     pub fn of(bytes: Option<&[u8]>) -> Option<Self> {
         // One rule for bytes as JSON, the engine's.

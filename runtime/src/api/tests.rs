@@ -190,6 +190,28 @@ async fn metrics_use_conventional_names_and_labels() {
 }
 
 #[tokio::test]
+async fn the_batch_duration_histogram_is_consistent() {
+    let f = running();
+    let m: &PipelineMetrics = &f.pipeline.metrics;
+    for us in [300, 300, 5_000, 60_000_000] {
+        m.observe_batch(std::time::Duration::from_micros(us));
+    }
+    let (_, body) = get(&f.state, "/metrics").await;
+    let value = |line: &str| line.rsplit(' ').next().unwrap().parse::<u64>().unwrap();
+    let buckets: Vec<u64> = (body.lines())
+        .filter(|l| l.starts_with("sluice_batch_duration_seconds_bucket"))
+        .map(value)
+        .collect();
+    let count = (body.lines())
+        .find(|l| l.starts_with("sluice_batch_duration_seconds_count"))
+        .map(value);
+    // Cumulative, by bound: 100 µs, 250 µs, 500 µs, 1 ms, 2.5 ms, 5 ms, ... 1 s, +Inf (where
+    // the 60 s batch is), and +Inf is `_count`.
+    assert_eq!(buckets, [0, 0, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 4], "{body}");
+    assert_eq!(count, Some(4), "{body}");
+}
+
+#[tokio::test]
 async fn unknown_routes_are_404() {
     let f = running();
     assert_eq!(get(&f.state, "/nope").await.0, StatusCode::NOT_FOUND);

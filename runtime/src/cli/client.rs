@@ -13,7 +13,10 @@ pub const MODULES_EXAMPLES: &str = "\
 Examples:
   sluice modules list
   sluice modules upload target/wasm32-wasip2/release/tz_normaliser.wasm
-  sluice modules upload my_transform.wasm --name enrich-orders --api http://10.0.0.5:8080 --token \"$SLUICE_TOKEN\"";
+  sluice modules upload my_transform.wasm --name enrich-orders --api http://10.0.0.5:8080 --token \"$SLUICE_API_TOKEN\"
+
+The same variables as `sluice run`'s: SLUICE_API_TOKEN is the token, and without --api the
+runtime is looked for at SLUICE_API_LISTEN (else 127.0.0.1:8080).";
 
 /// Examples shown by `sluice deploy --help`.
 pub const DEPLOY_EXAMPLES: &str = "\
@@ -29,17 +32,33 @@ Every partition switches at its next batch boundary; no record is lost or writte
 /// Where the runtime's API is.
 #[derive(Debug, Args)]
 pub struct ApiArgs {
-    /// The runtime's API address ([api] listen of `sluice run`).
+    /// The runtime's API: a URL, or the address it listens on (`[api] listen` of `sluice
+    /// run`, which is also read from SLUICE_API_LISTEN). Default: SLUICE_API_LISTEN, else
+    /// 127.0.0.1:8080.
     #[arg(
         long,
-        env = "SLUICE_API",
-        default_value = "http://127.0.0.1:8080",
+        env = "SLUICE_API_LISTEN",
+        value_name = "URL|HOST:PORT",
         global = true
     )]
-    pub api: String,
-    /// Bearer token, when the runtime sets api.token.
-    #[arg(long, env = "SLUICE_TOKEN", global = true, hide_env_values = true)]
+    pub api: Option<String>,
+    /// Bearer token, when the runtime sets api.token (the same variable as `sluice run`'s).
+    #[arg(long, env = "SLUICE_API_TOKEN", global = true, hide_env_values = true)]
     pub token: Option<String>,
+}
+
+/// The API's base URL from `--api`: `http://` is added to a bare address, and a listen address
+/// on every interface (0.0.0.0) is reached on loopback.
+fn api_url(api: Option<&str>) -> String {
+    let api = api.unwrap_or("127.0.0.1:8080").trim_end_matches('/');
+    if api.contains("://") {
+        return api.to_string();
+    }
+    let local = api
+        .strip_prefix("0.0.0.0:")
+        .or_else(|| api.strip_prefix("[::]:"))
+        .map(|port| format!("127.0.0.1:{port}"));
+    format!("http://{}", local.as_deref().unwrap_or(api))
 }
 
 /// Arguments of `sluice modules`.
@@ -76,11 +95,16 @@ pub struct DeployArgs {
     /// The transform slot, from 0.
     #[arg(long, default_value_t = 0)]
     slot: usize,
-    /// Configuration for the module's `init`, replacing the slot's; repeatable.
+    /// Configuration for the module's `init`, replacing the slot's; repeatable. Without it, a
+    /// new version of the slot's module keeps the slot's configuration and another module
+    /// starts from its own defaults.
     #[arg(short, long = "config", value_name = "KEY=VALUE", value_parser = super::key_value)]
     config: Vec<(String, String)>,
+    /// Keep the slot's configuration even for another module.
+    #[arg(long, conflicts_with = "config")]
+    keep_config: bool,
     /// Return the slot to what it ran before its last deploy.
-    #[arg(long, conflicts_with_all = ["module", "config"])]
+    #[arg(long, conflicts_with_all = ["module", "config", "keep_config"])]
     rollback: bool,
     #[command(flatten)]
     api: ApiArgs,
@@ -102,7 +126,7 @@ impl Client {
             .into();
         Client {
             agent,
-            base: args.api.trim_end_matches('/').to_string(),
+            base: api_url(args.api.as_deref()),
             token: args.token.clone(),
         }
     }
@@ -174,22 +198,7 @@ pub fn modules(args: ModulesArgs) -> anyhow::Result<i32> {
     match args.command {
         ModulesCommand::List => {
             let answer: ModuleList = client.get("/modules")?;
-            println!(
-                "{:<24} {:>7}  {:<12}  {:>9}  UPLOADED",
-                "MODULE", "VERSION", "SHA256", "BYTES"
-            );
-            for module in &answer.modules {
-                for v in &module.versions {
-                    println!(
-                        "{:<24} {:>7}  {:<12}  {:>9}  {}",
-                        module.name,
-                        v.version,
-                        &v.sha256[..v.sha256.len().min(12)],
-                        v.size,
-                        v.uploaded_at
-                    );
-                }
-            }
+            print!("{}", module_table(&answer));
         }
         ModulesCommand::Upload { file, name } => {
             let Uploaded { name, version: v } = client.upload(&file, name.as_deref())?;
@@ -200,6 +209,43 @@ pub fn modules(args: ModulesArgs) -> anyhow::Result<i32> {
         }
     }
     Ok(0)
+}
+
+/// The module list as a table whose columns are as wide as their longest value.
+fn module_table(list: &ModuleList) -> String {
+    let mut rows = vec![["MODULE", "VERSION", "SHA256", "BYTES", "UPLOADED"].map(String::from)];
+    for module in &list.modules {
+        for v in &module.versions {
+            rows.push([
+                module.name.clone(),
+                v.version.to_string(),
+                v.sha256[..v.sha256.len().min(12)].to_string(),
+                v.size.to_string(),
+                v.uploaded_at.clone(),
+            ]);
+        }
+    }
+    let widths: Vec<usize> = (0..5)
+        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut table = String::new();
+    for row in &rows {
+        let line = format!(
+            "{:<w0$}  {:>w1$}  {:<w2$}  {:>w3$}  {}",
+            row[0],
+            row[1],
+            row[2],
+            row[3],
+            row[4],
+            w0 = widths[0],
+            w1 = widths[1],
+            w2 = widths[2],
+            w3 = widths[3],
+        );
+        table.push_str(line.trim_end());
+        table.push('\n');
+    }
+    table
 }
 
 /// Runs `sluice deploy`.
@@ -229,11 +275,20 @@ pub fn deploy(args: DeployArgs) -> anyhow::Result<i32> {
                 None => (module.to_string(), None),
             }
         };
+        let config = if args.keep_config {
+            let current: Pipeline = client.get(&format!("/pipelines/{}", args.pipeline))?;
+            let slot =
+                (current.slots.into_iter().find(|s| s.index == args.slot)).with_context(|| {
+                    format!("pipeline `{}` has no slot {}", args.pipeline, args.slot)
+                })?;
+            Some(slot.config)
+        } else {
+            (!args.config.is_empty()).then(|| args.config.into_iter().collect())
+        };
         let body = DeployRequest {
             module: name,
             version,
-            // The slot's current configuration unless some is given.
-            config: (!args.config.is_empty()).then(|| args.config.into_iter().collect()),
+            config,
         };
         let body = serde_json::to_vec(&body).expect("a deploy request serialises");
         client.call("PUT", &slot_path, "application/json", Some(&body))?
@@ -245,4 +300,58 @@ pub fn deploy(args: DeployArgs) -> anyhow::Result<i32> {
         .collect();
     println!("{}: {}", args.pipeline, chain.join(" -> "));
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::model::Module;
+    use crate::control::store::ModuleVersion;
+
+    #[test]
+    fn the_api_is_a_url_or_the_address_sluice_run_listens_on() {
+        assert_eq!(api_url(None), "http://127.0.0.1:8080");
+        assert_eq!(api_url(Some("127.0.0.1:9000")), "http://127.0.0.1:9000");
+        assert_eq!(api_url(Some("0.0.0.0:9000")), "http://127.0.0.1:9000");
+        assert_eq!(
+            api_url(Some("https://sluice.internal/")),
+            "https://sluice.internal"
+        );
+    }
+
+    #[test]
+    fn the_module_list_lines_up_whatever_the_names() {
+        let version = |version: u32, size: u64| ModuleVersion {
+            version,
+            sha256: "ab".repeat(32),
+            size,
+            uploaded_at: "2026-12-05T10:00:00Z".into(),
+            exports: Vec::new(),
+        };
+        let list = ModuleList {
+            modules: vec![
+                Module {
+                    name: "a_module_with_a_name_longer_than_twenty_four".into(),
+                    versions: vec![version(1, 222_184)],
+                },
+                Module {
+                    name: "tz".into(),
+                    versions: vec![version(12, 1_198_461)],
+                },
+            ],
+        };
+        let table = module_table(&list);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines.len(), 3, "{table}");
+        // Every column starts at the same place on every line.
+        let starts = |line: &str, field: &str| line.find(field).unwrap();
+        let sha = &"ab".repeat(6);
+        assert_eq!(starts(lines[1], sha), starts(lines[2], sha), "{table}");
+        assert_eq!(starts(lines[0], "SHA256"), starts(lines[1], sha), "{table}");
+        assert_eq!(lines[0].find("UPLOADED"), lines[2].find("2026"), "{table}");
+        assert!(
+            lines[1].contains(" 222184 ") && lines[2].contains("1198461 "),
+            "{table}"
+        );
+    }
 }

@@ -61,6 +61,7 @@ const TOPICS: [(&str, i32); 8] = [
 pub fn run(args: DemoArgs) -> anyhow::Result<i32> {
     anyhow::ensure!(args.rate > 0.0, "--rate must be more than 0");
     let signals = super::run::StopSignals::listen()?;
+    let listener = super::run::bind(args.listen)?;
     let transforms = transforms_dir(args.transforms.as_deref())?;
     let cluster = MockCluster::new(1).context("cannot start the embedded broker")?;
     for (topic, partitions) in TOPICS {
@@ -102,7 +103,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<i32> {
             })
         })
         .collect();
-    let status = super::run::serve(&config, &engine, &state_dir, signals, |address| {
+    let status = super::run::serve(&config, &engine, &state_dir, signals, listener, |address| {
         println!(
             "Sluice demo: an embedded broker, generators for seed 000 (timezones) and seed 004 (orders),"
         );

@@ -29,7 +29,7 @@ Missing topics are created. Ctrl-C stops, waits for the broker's acknowledgement
 pub struct GenArgs {
     /// Where Kafka is (localhost:9092 by default) and how to talk to it.
     #[command(flatten)]
-    pub kafka: crate::kafka::KafkaArgs,
+    pub kafka: crate::kafka::ClientKafkaArgs,
     /// The traffic to generate.
     #[arg(long, value_enum, default_value_t = Scenario::Timezones)]
     pub scenario: Scenario,
@@ -143,7 +143,7 @@ pub fn run(args: GenArgs) -> anyhow::Result<i32> {
         count = ?options.count,
         "generating"
     );
-    let summary = generator::run(&args.kafka.to_config(), &options, &stop)?;
+    let summary = generator::run(&args.kafka.to_config()?, &options, &stop)?;
     let total: u64 = summary.delivered.iter().sum();
     eprintln!(
         "sent {total} records in {:.1} s: {} to {}, {} to {}",

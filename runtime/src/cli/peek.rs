@@ -2,7 +2,7 @@
 //! 003 loads a topic into a dataframe). Partitions are assigned directly: no consumer group, no
 //! commits, nothing left behind on the broker.
 
-use crate::kafka::{KafkaArgs, TopicReader, Watermarks};
+use crate::kafka::{TopicReader, Watermarks};
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use rdkafka::consumer::Consumer;
@@ -36,7 +36,7 @@ pub struct PeekArgs {
     pub topic: String,
     /// Where Kafka is (localhost:9092 by default) and how to talk to it.
     #[command(flatten)]
-    pub kafka: KafkaArgs,
+    pub kafka: crate::kafka::ClientKafkaArgs,
     /// How many records to show.
     #[arg(short = 'n', long = "count", value_name = "N", default_value_t = 20)]
     pub count: usize,
@@ -164,7 +164,7 @@ pub fn read(args: &PeekArgs) -> anyhow::Result<Vec<Peeked>> {
     let topic = args.topic.as_str();
     let timeout = Duration::from_secs(args.timeout.max(1));
     let reader = TopicReader::new(
-        &args.kafka.to_config(),
+        &args.kafka.to_config()?,
         "sluice-peek",
         "sluice-peek",
         topic,

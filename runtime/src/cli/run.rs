@@ -18,11 +18,11 @@ pub const EXAMPLES: &str = "\
 Examples:
   sluice run --config sluice.toml
   sluice run --config sluice.toml --bootstrap-servers kafka-1:9092,kafka-2:9092
-  SLUICE_BOOTSTRAP_SERVERS=127.0.0.1:9092 sluice run -c sluice.toml
+  SLUICE_BOOTSTRAP_SERVERS=127.0.0.1:9092 sluice run -f sluice.toml
   sluice run --config sluice.toml --check      # validate the file and the modules, then exit
   sluice run --config sluice.toml --state-dir /var/lib/sluice
   sluice run --config sluice.toml --guarantee exactly-once     # outputs and offsets in one transaction
-  SLUICE_KAFKA_SASL_PASSWORD=... sluice run -c sluice.toml   # any librdkafka property: SLUICE_KAFKA_<NAME>, `_` for `.`
+  SLUICE_KAFKA_SASL_PASSWORD=... sluice run -f sluice.toml   # any librdkafka property: SLUICE_KAFKA_<NAME>, `_` for `.`
 
 The dashboard and the API are served on [api] listen (default http://127.0.0.1:8080/).
 
@@ -31,8 +31,9 @@ SIGTERM or SIGINT drains in-flight batches, commits, and exits 0.";
 /// Arguments of `sluice run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// The configuration file.
-    #[arg(short, long, value_name = "FILE", default_value = "sluice.toml")]
+    /// The configuration file. (`-c` means a transform's KEY=VALUE in every subcommand, so the
+    /// file is `-f`.)
+    #[arg(short = 'f', long, value_name = "FILE", default_value = "sluice.toml")]
     pub config: PathBuf,
     /// Kafka settings that win over the file's `[kafka]`.
     #[command(flatten)]
@@ -64,7 +65,6 @@ pub struct RunArgs {
 
 /// Runs `sluice run`; returns the exit status.
 pub fn run(args: RunArgs) -> anyhow::Result<i32> {
-    let mut config = Config::load(&args.config)?;
     let overrides = Overrides {
         kafka: args.kafka,
         listen: args.listen,
@@ -73,14 +73,17 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
         guarantee: args.guarantee,
         commit_interval_ms: args.commit_interval_ms,
     };
-    config
-        .apply(overrides)
-        .with_context(|| args.config.display().to_string())?;
+    let config = Config::load(&args.config, overrides)?;
     // Listen for the stop signals before the slow part of start-up (compiling modules), so
     // that one sent during it stops the process gracefully rather than killing it.
     let signals = (!args.check).then(StopSignals::listen).transpose()?;
+    // The port first: one in use fails start-up before anything else is started.
+    let listener = (!args.check).then(|| bind(config.api.listen)).transpose()?;
     let engine = engine_for(&config)?;
     if args.check {
+        crate::kafka::check_properties(&config.kafka, &config.pipeline)
+            .map_err(anyhow::Error::msg)
+            .with_context(|| args.config.display().to_string())?;
         for (index, p) in config.pipeline.iter().enumerate() {
             pipeline::load_stages(&engine, index, p, &pipeline::declared_tables(p))?;
         }
@@ -101,6 +104,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
         &engine,
         &state_dir,
         signals.expect("listening unless --check"),
+        listener.expect("bound unless --check"),
         |address| tracing::info!(%address, "api listening"),
     )
 }
@@ -120,6 +124,14 @@ pub fn member_id(state_dir: &Path) -> anyhow::Result<String> {
     std::fs::write(&path, format!("{id}\n"))
         .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(id)
+}
+
+/// Listens on `address` for the API, so that a port in use is found before anything starts.
+pub fn bind(address: std::net::SocketAddr) -> anyhow::Result<std::net::TcpListener> {
+    let listener = std::net::TcpListener::bind(address)
+        .with_context(|| format!("api.listen: cannot listen on {address}"))?;
+    listener.set_nonblocking(true)?;
+    Ok(listener)
 }
 
 /// The URL of the API listening on `address`, as other members and their users reach it: the
@@ -172,14 +184,15 @@ impl StopSignals {
     }
 }
 
-/// Runs `config`'s pipelines and the API (modules and deployments in `state_dir`) until SIGTERM
-/// or SIGINT, or until every pipeline has stopped; then drains and commits. `announce` is told
-/// the API's address once it listens. Returns the exit status.
+/// Runs `config`'s pipelines and the API (modules and deployments in `state_dir`, served on
+/// `listener`, see [`bind`]) until SIGTERM or SIGINT, or until every pipeline has stopped; then
+/// drains and commits. `announce` is told the API's address once it serves. Returns the exit status.
 pub fn serve(
     config: &Config,
     engine: &Engine,
     state_dir: &Path,
     signals: StopSignals,
+    listener: std::net::TcpListener,
     announce: impl FnOnce(std::net::SocketAddr),
 ) -> anyhow::Result<i32> {
     let StopSignals {
@@ -222,9 +235,7 @@ pub fn serve(
     control.attach(pipelines.iter().map(|p| p.pipeline.clone()).collect());
     let (stop_api, api_stopped) = tokio::sync::oneshot::channel::<()>();
     let api = runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind(config.api.listen)
-            .await
-            .with_context(|| format!("api.listen: cannot listen on {}", config.api.listen))?;
+        let listener = tokio::net::TcpListener::from_std(listener)?;
         let address = listener.local_addr()?;
         control.set_member(Member {
             id: member.clone(),

@@ -16,11 +16,18 @@ Examples:
     | sluice try target/wasm32-wasip2/release/tz_normaliser.wasm
   sluice try tz_normaliser.wasm --config unit=s --config output_field=ts --input logs.jsonl
   sluice try my_transform.wasm --envelope < sample.jsonl
+  echo '{\"key\": \"42\", \"value\": null, \"headers\": [[\"h\", \"v\"]], \"timestamp\": 1700000000000}' \\
+    | sluice try my_transform.wasm --envelope-in --envelope
   sluice try enricher.wasm --table customers=customers.jsonl -c table=customers -c key_field=customer_id < orders.jsonl
 
 Each output value is printed on its own line, in input order. A failed record prints
 `line N: <error>` on stderr. Exit status: 0 if every record succeeded, 1 if any failed,
-2 if the module or its configuration was refused.";
+2 if nothing could be tried (the module, its configuration, a table or the input file).
+
+With --envelope-in each line is a whole record, in the shape --envelope prints: a JSON object
+with any of `topic` (`try` by default), `key`, `value` (null: a tombstone), `headers` (a list of
+[name, value] pairs, or an object) and `timestamp` (ms); bytes are text, or {\"hex\": \"...\"}.
+So one transform's --envelope output can be the next one's input.";
 
 /// Arguments of `sluice try`.
 #[derive(Debug, Args)]
@@ -40,6 +47,10 @@ pub struct TryArgs {
     /// Print each output as a JSON object with its topic, key, headers and value.
     #[arg(long)]
     pub envelope: bool,
+    /// Read each line as a whole record (topic, key, value, headers, timestamp), in the shape
+    /// --envelope prints, rather than as a value.
+    #[arg(long)]
+    pub envelope_in: bool,
     /// Records per call into the transform.
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub batch_size: u32,
@@ -57,6 +68,64 @@ pub struct TryArgs {
 
 /// Exit status when the module or its configuration is refused.
 pub const EXIT_REFUSED: i32 = 2;
+
+/// The topic of records without one.
+const DEFAULT_TOPIC: &str = "try";
+
+/// A record given whole (`--envelope-in`), in the shape `--envelope` prints.
+#[derive(Debug, Default, PartialEq)]
+struct Envelope {
+    topic: Option<String>,
+    key: Option<Vec<u8>>,
+    value: Option<Vec<u8>>,
+    headers: Vec<(String, Option<Vec<u8>>)>,
+    timestamp: Option<i64>,
+}
+
+impl Envelope {
+    fn parse(line: &[u8]) -> Result<Envelope, String> {
+        use crate::api::model::RecordBytes;
+        #[derive(serde::Deserialize)]
+        #[serde(untagged)]
+        enum Headers {
+            Pairs(Vec<(String, Option<RecordBytes>)>),
+            Object(std::collections::BTreeMap<String, Option<RecordBytes>>),
+        }
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Json {
+            #[serde(default)]
+            topic: Option<RecordBytes>,
+            #[serde(default)]
+            key: Option<RecordBytes>,
+            #[serde(default)]
+            value: Option<RecordBytes>,
+            #[serde(default)]
+            headers: Option<Headers>,
+            #[serde(default)]
+            timestamp: Option<i64>,
+        }
+        let json: Json = serde_json::from_slice(line).map_err(|e| e.to_string())?;
+        let bytes = |b: Option<RecordBytes>| b.map(|b| b.to_bytes()).transpose();
+        let headers = match json.headers {
+            None => Vec::new(),
+            Some(Headers::Pairs(pairs)) => pairs,
+            Some(Headers::Object(object)) => object.into_iter().collect(),
+        };
+        let topic = bytes(json.topic)?
+            .map(|t| String::from_utf8(t).map_err(|_| "`topic` is not text".to_string()))
+            .transpose()?;
+        Ok(Envelope {
+            topic,
+            key: bytes(json.key)?,
+            value: bytes(json.value)?,
+            headers: (headers.into_iter())
+                .map(|(name, value)| Ok((name, bytes(value)?)))
+                .collect::<Result<_, String>>()?,
+            timestamp: json.timestamp,
+        })
+    }
+}
 
 /// Runs `sluice try`; returns the process's exit status.
 pub fn run(args: TryArgs) -> anyhow::Result<i32> {
@@ -95,9 +164,14 @@ pub fn run(args: TryArgs) -> anyhow::Result<i32> {
     };
 
     let input: Box<dyn BufRead> = match &args.input {
-        Some(path) => Box::new(std::io::BufReader::new(
-            std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?,
-        )),
+        Some(path) => match std::fs::File::open(path) {
+            Ok(file) => Box::new(std::io::BufReader::new(file)),
+            // Nothing was tried: not the exit status of a record that failed.
+            Err(e) => {
+                eprintln!("error: --input {}: {e}", path.display());
+                return Ok(EXIT_REFUSED);
+            }
+        },
         None => Box::new(std::io::stdin().lock()),
     };
     let stdout = std::io::stdout();
@@ -105,11 +179,16 @@ pub fn run(args: TryArgs) -> anyhow::Result<i32> {
     let max_bytes = args
         .batch_max_bytes
         .map_or(default_batch_max_bytes(args.memory_mb), |b| b as usize);
-    let mut batch = InputBatchBuilder::new("try", 0);
+    let mut batch = InputBatchBuilder::new(DEFAULT_TOPIC, 0);
+    let mut topic = DEFAULT_TOPIC.to_string();
     let mut lines = Vec::new(); // input line number of each record in the batch
     let mut failed = false;
     let mut run = |batch: &mut InputBatchBuilder, lines: &mut Vec<usize>| {
         flush(&mut instance, batch, lines, &mut out, args.envelope)
+    };
+    let fail = |number: usize, message: &str| {
+        eprintln!("line {}: {message}", number + 1);
+        true
     };
     for (number, line) in input.split(b'\n').enumerate() {
         let mut line = line.context("cannot read input")?;
@@ -124,16 +203,37 @@ pub fn run(args: TryArgs) -> anyhow::Result<i32> {
             failed |= run(&mut batch, &mut lines)?;
         }
         if line.len() > max_bytes {
-            failed = true;
-            eprintln!(
-                "line {}: {}: the record is {} bytes, more than a batch may hold (--batch-max-bytes {max_bytes})",
-                number + 1,
-                FailureKind::TooLarge,
-                line.len()
+            failed |= fail(
+                number,
+                &format!(
+                    "{}: the record is {} bytes, more than a batch may hold (--batch-max-bytes {max_bytes})",
+                    FailureKind::TooLarge,
+                    line.len()
+                ),
             );
             continue;
         }
-        batch.push(number as i64, None, None, Some(&line), []);
+        if !args.envelope_in {
+            batch.push(number as i64, None, None, Some(&line), []);
+        } else {
+            let record = match Envelope::parse(&line) {
+                Ok(record) => record,
+                Err(e) => {
+                    failed |= fail(number, &format!("not a record envelope: {e}"));
+                    continue;
+                }
+            };
+            // A batch holds one topic's records.
+            let record_topic = record.topic.as_deref().unwrap_or(DEFAULT_TOPIC);
+            if record_topic != topic {
+                failed |= run(&mut batch, &mut lines)?;
+                topic = record_topic.to_string();
+                batch.reset(&topic, 0);
+            }
+            let headers = (record.headers.iter()).map(|(k, v)| (k.as_str(), v.as_deref()));
+            let (key, value) = (record.key.as_deref(), record.value.as_deref());
+            batch.push(number as i64, record.timestamp, key, value, headers);
+        }
         lines.push(number + 1);
         if batch.len() >= args.batch_size as usize {
             failed |= run(&mut batch, &mut lines)?;
@@ -189,7 +289,39 @@ fn flush(
     }
     out.flush()?;
     let failed = !processed.failures().is_empty();
-    batch.reset("try", 0);
+    let topic = batch.batch().topic.clone();
+    batch.reset(&topic, 0);
     lines.clear();
     Ok(failed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_envelope_is_the_shape_envelope_prints_with_every_field_optional() {
+        let full = br#"{"topic": "orders", "key": "42", "value": {"hex": "ff00"}, "headers": [["h", "v"], ["empty", null]], "timestamp": 1700000000000}"#;
+        assert_eq!(
+            Envelope::parse(full),
+            Ok(Envelope {
+                topic: Some("orders".into()),
+                key: Some(b"42".to_vec()),
+                value: Some(vec![0xff, 0]),
+                headers: vec![("h".into(), Some(b"v".to_vec())), ("empty".into(), None)],
+                timestamp: Some(1_700_000_000_000),
+            })
+        );
+        // A tombstone, headers as an object.
+        let tombstone = br#"{"key": "42", "value": null, "headers": {"a": "1"}}"#;
+        let parsed = Envelope::parse(tombstone).unwrap();
+        assert_eq!(
+            (parsed.value, parsed.headers),
+            (None, vec![("a".into(), Some(b"1".to_vec()))])
+        );
+        assert_eq!(Envelope::parse(b"{}"), Ok(Envelope::default()));
+        let wrong = Envelope::parse(br#"{"vaule": "x"}"#).unwrap_err();
+        assert!(wrong.contains("unknown field `vaule`"), "{wrong}");
+        assert!(Envelope::parse(br#"{"key": {"hex": "zz"}}"#).is_err());
+    }
 }

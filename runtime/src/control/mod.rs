@@ -487,7 +487,14 @@ impl ControlPlane {
         let deployments = self.deployments.lock().unwrap();
         let (shared, mut state) = self.slot(&deployments, pipeline, index)?;
         let slot = &mut state.slots[index];
-        let config = config.unwrap_or_else(|| slot.current.config.clone());
+        // A configuration is the module's: another module starts from its own defaults.
+        let config = config.unwrap_or_else(|| {
+            if slot.current.module == module {
+                slot.current.config.clone()
+            } else {
+                BTreeMap::new()
+            }
+        });
         let next = SlotDeployment {
             module: module.to_string(),
             version,
@@ -749,6 +756,43 @@ mod tests {
         control.roll_back("p", 0).unwrap();
         assert_eq!(pipeline.deployed.current().1[0].version, 1);
         assert!(!control.can_roll_back("p", 0));
+    }
+
+    #[test]
+    fn a_deploy_without_config_keeps_the_slots_for_its_module_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let (control, pipeline) = control_plane(dir.path());
+        let config = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            (pairs.iter())
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let running = || pipeline.deployed.current().1[0].config.clone();
+        control
+            .deploy("p", 0, "test_guest", 1, Some(config(&[("fail_on", "x")])))
+            .unwrap();
+        // A new version of the same module (other bytes: a custom section appended) keeps the
+        // slot's configuration.
+        let mut other = guest_bytes("test_guest");
+        other.extend([0, 5, 4, b't', b'e', b's', b't']);
+        let (v2, _) = control.store.add("test_guest", &other).unwrap();
+        control
+            .deploy("p", 0, "test_guest", v2.version, None)
+            .unwrap();
+        assert_eq!(running(), vec![("fail_on".to_string(), "x".to_string())]);
+        // Another module starts from its own defaults: `fail_on` would be refused by it.
+        control
+            .store
+            .add("tz", &guest_bytes("tz_normaliser"))
+            .unwrap();
+        control.deploy("p", 0, "tz", 1, None).unwrap();
+        assert_eq!(running(), vec![]);
+        // Unless the configuration is given.
+        let refused = control.deploy("p", 0, "test_guest", 1, Some(config(&[("nope", "1")])));
+        assert!(
+            matches!(refused, Err(ControlError::InitFailed { .. })),
+            "{refused:?}"
+        );
     }
 }
 

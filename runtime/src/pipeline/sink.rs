@@ -482,7 +482,15 @@ impl Acks {
 /// Producer context: routes each delivery report to its batch's [`Acks`].
 pub struct AckContext;
 
-impl ClientContext for AckContext {}
+impl ClientContext for AckContext {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, facility: &str, message: &str) {
+        crate::kafka::client_log(level, facility, message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        crate::kafka::client_error(&error, reason);
+    }
+}
 
 impl ProducerContext for AckContext {
     type DeliveryOpaque = Arc<Acks>;

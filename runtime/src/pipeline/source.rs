@@ -11,7 +11,7 @@ use super::sink::TransactionError;
 use super::worker::{Command, PartitionError, Progress, WorkerHandle, WorkerShared};
 use crate::config::{KafkaConfig, PipelineConfig};
 use crate::engine::InputBatchBuilder;
-use crate::kafka::{Role, client_config};
+use crate::kafka::{LogThrottle, Role, client_config};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::message::{Headers, Message};
@@ -524,35 +524,6 @@ fn commit<C: ConsumerContext>(consumer: &BaseConsumer<C>, pipeline: &str) {
     }
 }
 
-/// Repeated errors (an input topic that does not exist yet, a broker down) are logged once a
-/// minute each, even when two of them alternate.
-#[derive(Default)]
-struct LogThrottle {
-    /// When each message was last logged.
-    logged: std::collections::HashMap<String, Instant>,
-}
-
-impl LogThrottle {
-    const EVERY: Duration = Duration::from_secs(60);
-
-    /// Whether `message` was not logged in the last minute; if so, it counts as logged now.
-    fn first_in_a_while(&mut self, message: &str, now: Instant) -> bool {
-        if self
-            .logged
-            .get(message)
-            .is_some_and(|at| now.duration_since(*at) < Self::EVERY)
-        {
-            return false;
-        }
-        if self.logged.len() >= 64 {
-            self.logged
-                .retain(|_, at| now.duration_since(*at) < Self::EVERY);
-        }
-        self.logged.insert(message.to_string(), now);
-        true
-    }
-}
-
 /// The consumer's context: follows rebalances and reads lag from statistics.
 struct RebalanceHandler {
     workers: Arc<WorkerShared>,
@@ -569,6 +540,14 @@ impl RebalanceHandler {
 }
 
 impl ClientContext for RebalanceHandler {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, facility: &str, message: &str) {
+        crate::kafka::client_log(level, facility, message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        crate::kafka::client_error(&error, reason);
+    }
+
     fn stats(&self, statistics: Statistics) {
         let mut lag = self.pipeline().metrics.lag.lock().unwrap();
         for (topic, t) in &statistics.topics {

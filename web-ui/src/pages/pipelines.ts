@@ -204,7 +204,7 @@ class PipelineCard {
       type: "text",
       "data-testid": "deploy-config",
       "aria-label": `config for slot ${slot.index}`,
-      placeholder: "config: keep the slot's",
+      placeholder: "config: the slot's, or a new module's defaults",
       value: draft.config ?? "",
     });
     const chosenModule = draft.module ?? (modules.some((m) => m.name === slot.module) ? slot.module : modules[0]?.name);
