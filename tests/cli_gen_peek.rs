@@ -363,6 +363,7 @@ fn every_new_subcommand_has_help_with_examples() {
         &["peek", "--help"],
         &["transform", "--help"],
         &["transform", "new", "--help"],
+        &["dev", "--help"],
     ] {
         let out = sluice().args(args).output().unwrap();
         assert_success(&out);
@@ -397,7 +398,7 @@ fn transform_new_scaffolds_a_crate_that_tests_builds_and_runs() {
         .unwrap();
     assert_success(&out);
     assert!(
-        text(&out.stdout).contains("cargo build --release --target wasm32-wasip2"),
+        text(&out.stdout).contains("sluice transform build"),
         "{}",
         text(&out.stdout)
     );

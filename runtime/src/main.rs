@@ -1,5 +1,5 @@
 use clap::Parser;
-use sluice::cli::{Cli, Command, client, demo, gen_cmd, peek, run, scaffold, try_cmd};
+use sluice::cli::{Cli, Command, author, client, demo, gen_cmd, peek, run, scaffold, try_cmd};
 use tracing_subscriber::EnvFilter;
 
 fn main() {
@@ -21,6 +21,7 @@ fn main() {
         Command::Gen(args) => gen_cmd::run(args),
         Command::Peek(args) => peek::run(args),
         Command::Transform(args) => scaffold::run(args),
+        Command::Dev(args) => author::dev(args),
         Command::Demo(args) => demo::run(args),
         Command::Modules(args) => client::modules(args),
         Command::Deploy(args) => client::deploy(args),

@@ -192,6 +192,29 @@ impl Client {
     }
 }
 
+/// Uploads `file` as the next version of module `name` and deploys it with `config` into slot
+/// `slot` of `pipeline`; returns the version and the pipeline as it then is.
+pub fn upload_and_deploy(
+    api: &ApiArgs,
+    pipeline: &str,
+    slot: usize,
+    file: &Path,
+    name: &str,
+    config: std::collections::BTreeMap<String, String>,
+) -> anyhow::Result<(u32, Pipeline)> {
+    let client = Client::new(api);
+    let uploaded = client.upload(file, Some(name))?;
+    let body = DeployRequest {
+        module: uploaded.name,
+        version: Some(uploaded.version.version),
+        config: Some(config),
+    };
+    let body = serde_json::to_vec(&body).expect("a deploy request serialises");
+    let path = format!("/pipelines/{pipeline}/transforms/{slot}");
+    let answer = client.call("PUT", &path, "application/json", Some(&body))?;
+    Ok((uploaded.version.version, answer))
+}
+
 /// Runs `sluice modules`.
 pub fn modules(args: ModulesArgs) -> anyhow::Result<i32> {
     let client = Client::new(&args.api);

@@ -1,5 +1,6 @@
 //! The `sluice` command line.
 
+pub mod author;
 pub mod client;
 pub mod demo;
 pub mod gen_cmd;
@@ -46,9 +47,13 @@ pub enum Command {
     /// Deploy a module version into a running pipeline, or roll back (through its HTTP API).
     #[command(after_help = client::DEPLOY_EXAMPLES)]
     Deploy(client::DeployArgs),
-    /// Work on transforms: `sluice transform new NAME` scaffolds a transform crate.
+    /// Work on transforms: scaffold a crate (`new`), build it (`build`), deploy it (`deploy`).
     #[command(after_help = scaffold::EXAMPLES)]
     Transform(scaffold::TransformArgs),
+    /// Build a transform crate, try its sample lines and deploy it into a running pipeline;
+    /// with --watch, again whenever its sources change.
+    #[command(after_help = author::DEV_EXAMPLES)]
+    Dev(author::DevArgs),
 }
 
 /// Parses `KEY=VALUE`.

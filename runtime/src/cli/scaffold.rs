@@ -10,7 +10,10 @@ pub const EXAMPLES: &str = "\
 Examples:
   sluice transform new rename-fields
   sluice transform new my-filter --path ~/code
-  sluice transform new my-filter --sdk-path ~/src/sluice/guest-sdk";
+  sluice transform new my-filter --sdk-path ~/src/sluice/guest-sdk
+  sluice transform build --path rename-fields        # the component, its path and size
+  sluice transform deploy unify --path rename-fields  # build, upload, deploy into slot 0
+  sluice dev unify --path rename-fields --watch      # and again on every save";
 
 /// Examples shown by `sluice transform new --help`.
 pub const NEW_EXAMPLES: &str = "\
@@ -39,6 +42,12 @@ pub enum TransformCommand {
     /// Create a new transform crate.
     #[command(after_help = NEW_EXAMPLES)]
     New(NewArgs),
+    /// Build the crate's component (adding the wasm32-wasip2 target if missing); print its path
+    /// and size.
+    Build(super::author::BuildArgs),
+    /// Build the crate's component, upload it and deploy it into a running pipeline, with the
+    /// configuration of its transform.toml.
+    Deploy(super::author::DeployArgs),
 }
 
 /// Arguments of `sluice transform new`.
@@ -57,6 +66,8 @@ pub struct NewArgs {
 /// Runs `sluice transform ...`; returns the exit status.
 pub fn run(args: TransformArgs) -> anyhow::Result<i32> {
     match args.command {
+        TransformCommand::Build(args) => super::author::build(args),
+        TransformCommand::Deploy(args) => super::author::deploy(args),
         TransformCommand::New(args) => {
             let sdk = match &args.sdk_path {
                 Some(path) => {
@@ -78,10 +89,13 @@ pub fn run(args: TransformArgs) -> anyhow::Result<i32> {
             println!("Created transform `{}` in {}", args.name, dir.display());
             println!();
             println!("  cd {}", dir.display());
-            println!("  cargo test");
-            println!("  cargo build --release --target wasm32-wasip2");
+            println!("  cargo test                  # native unit tests");
+            println!("  sluice transform build      # target/wasm32-wasip2/release/{lib}.wasm");
             println!(
-                "  echo '{{\"msg\": \"hi\"}}' | sluice try target/wasm32-wasip2/release/{lib}.wasm -c rename=msg:message"
+                "  sluice try target/wasm32-wasip2/release/{lib}.wasm --input sample.jsonl -c rename=msg:message"
+            );
+            println!(
+                "  sluice dev PIPELINE --watch # build, try sample.jsonl, deploy; again on save"
             );
             Ok(0)
         }
@@ -202,6 +216,11 @@ strip = "debuginfo"
         ("src/lib.rs", lib_rs),
         ("README.md", readme),
         (".gitignore", "/target\n".to_string()),
+        (
+            super::author::MANIFEST,
+            MANIFEST_TEMPLATE.replace("{{NAME}}", name),
+        ),
+        ("sample.jsonl", SAMPLE.to_string()),
     ]
 }
 
@@ -232,6 +251,22 @@ fn toml_string(s: &str) -> String {
     // TOML basic strings escape like JSON's.
     serde_json::Value::from(s).to_string()
 }
+
+const MANIFEST_TEMPLATE: &str = r#"# What `sluice transform build`, `sluice transform deploy` and `sluice dev` need to know.
+
+# The module name it is uploaded and deployed under.
+name = "{{NAME}}"
+# Lines `sluice dev` runs through it after each build, as `sluice try` would.
+sample = "sample.jsonl"
+
+# The configuration it is tried and deployed with.
+[config]
+rename = "msg:message"
+add = "source:web"
+"#;
+
+const SAMPLE: &str =
+    "{\"id\": 1, \"msg\": \"hi\"}\n{\"id\": 2, \"msg\": \"hello\", \"lang\": \"en\"}\n";
 
 const LIB_TEMPLATE: &str = r##"//! A Sluice transform: renames fields of JSON records and adds constant ones.
 //!

@@ -1,0 +1,360 @@
+//! The transform author's loop: `sluice transform build`, `sluice transform deploy` and
+//! `sluice dev`, driven by the crate's `transform.toml` (written by `sluice transform new`).
+
+use super::client::{ApiArgs, upload_and_deploy};
+use anyhow::Context;
+use clap::Args;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, SystemTime};
+
+/// The manifest's file name, beside the crate's `Cargo.toml`.
+pub const MANIFEST: &str = "transform.toml";
+
+/// What `sluice transform build/deploy` and `sluice dev` know of a transform crate.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// The module name it is uploaded and deployed under; the crate's name by default.
+    pub name: Option<String>,
+    /// A file of sample input lines (relative to the crate) that `sluice dev` runs through the
+    /// transform after each build, as `sluice try` would.
+    pub sample: Option<PathBuf>,
+    /// The configuration it is tried and deployed with.
+    #[serde(default)]
+    pub config: BTreeMap<String, String>,
+}
+
+/// A transform crate: its folder and manifest.
+#[derive(Debug)]
+pub struct Crate {
+    dir: PathBuf,
+    manifest: Manifest,
+    package: String,
+}
+
+impl Crate {
+    /// The crate in `dir`: its `Cargo.toml` must be there; `transform.toml` is optional.
+    pub fn open(dir: &Path) -> anyhow::Result<Crate> {
+        let cargo = dir.join("Cargo.toml");
+        let text = std::fs::read_to_string(&cargo).with_context(|| {
+            format!(
+                "{}: not a transform crate (no Cargo.toml); give its folder with --path",
+                dir.display()
+            )
+        })?;
+        let cargo: toml::Table =
+            toml::from_str(&text).with_context(|| format!("{} is not TOML", cargo.display()))?;
+        let package = (cargo.get("package"))
+            .and_then(|p| p.get("name"))
+            .and_then(|n| n.as_str())
+            .with_context(|| format!("{}: no [package] name", dir.display()))?
+            .to_string();
+        let path = dir.join(MANIFEST);
+        let manifest = match std::fs::read_to_string(&path) {
+            Ok(text) => toml::from_str(&text).with_context(|| path.display().to_string())?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Manifest::default(),
+            Err(e) => return Err(e).with_context(|| path.display().to_string()),
+        };
+        Ok(Crate {
+            dir: dir.to_path_buf(),
+            manifest,
+            package,
+        })
+    }
+
+    /// The module name it is deployed under.
+    pub fn name(&self) -> &str {
+        self.manifest.name.as_deref().unwrap_or(&self.package)
+    }
+
+    /// Builds the component with cargo for `wasm32-wasip2` (adding the target with rustup when
+    /// it is missing); returns the `.wasm` file. Compiler messages go to standard error.
+    pub fn build(&self) -> anyhow::Result<PathBuf> {
+        ensure_target()?;
+        let mut cargo = Command::new(std::env::var_os("CARGO").unwrap_or("cargo".into()));
+        cargo
+            .args(["build", "--release", "--target", TARGET])
+            .arg("--message-format=json-render-diagnostics")
+            .current_dir(&self.dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        let output = cargo
+            .output()
+            .context("cannot run cargo: install Rust with rustup")?;
+        anyhow::ensure!(
+            output.status.success(),
+            "cargo build failed in {} (its messages are above)",
+            self.dir.display()
+        );
+        let artefact = String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .filter(|m| m["reason"] == "compiler-artifact")
+            .filter(|m| {
+                (m["target"]["kind"].as_array()).is_some_and(|k| k.iter().any(|k| k == "cdylib"))
+            })
+            .flat_map(|m| m["filenames"].as_array().cloned().unwrap_or_default())
+            .filter_map(|f| f.as_str().map(PathBuf::from))
+            .find(|f| f.extension().is_some_and(|e| e == "wasm"));
+        artefact.with_context(|| {
+            format!(
+                "cargo built no .wasm component in {}: its Cargo.toml needs crate-type = [\"cdylib\", \"rlib\"] under [lib]",
+                self.dir.display()
+            )
+        })
+    }
+
+    /// The files whose change means a rebuild: sources, manifests and the sample.
+    fn watched(&self) -> Vec<PathBuf> {
+        let mut files = vec![self.dir.join("Cargo.toml"), self.dir.join(MANIFEST)];
+        if let Some(sample) = &self.manifest.sample {
+            files.push(self.dir.join(sample));
+        }
+        let mut dirs = vec![self.dir.join("src")];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else {
+                    files.push(path);
+                }
+            }
+        }
+        files
+    }
+
+    /// When any watched file last changed.
+    fn last_change(&self) -> Option<SystemTime> {
+        (self.watched().iter())
+            .filter_map(|f| f.metadata().and_then(|m| m.modified()).ok())
+            .max()
+    }
+}
+
+const TARGET: &str = "wasm32-wasip2";
+
+/// Adds the `wasm32-wasip2` target when rustc does not have it.
+fn ensure_target() -> anyhow::Result<()> {
+    let libdir = Command::new("rustc")
+        .args(["--print", "target-libdir", "--target", TARGET])
+        .output()
+        .context("cannot run rustc: install Rust with rustup")?;
+    let dir = PathBuf::from(String::from_utf8_lossy(&libdir.stdout).trim());
+    if libdir.status.success() && dir.is_dir() {
+        return Ok(());
+    }
+    eprintln!("adding the {TARGET} target: rustup target add {TARGET}");
+    let added = Command::new("rustup")
+        .args(["target", "add", TARGET])
+        .status()
+        .map_err(|e| anyhow::anyhow!("rustc has no {TARGET} target and rustup cannot add it ({e}): install Rust with rustup"))?;
+    anyhow::ensure!(
+        added.success(),
+        "`rustup target add {TARGET}` failed: the target is needed to build transforms"
+    );
+    Ok(())
+}
+
+/// Arguments of `sluice transform build`.
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// The transform crate's folder.
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    pub path: PathBuf,
+}
+
+/// Arguments of `sluice transform deploy`.
+#[derive(Debug, Args)]
+pub struct DeployArgs {
+    /// The pipeline to deploy into.
+    pub pipeline: String,
+    /// The transform slot, from 0.
+    #[arg(long, default_value_t = 0)]
+    pub slot: usize,
+    /// The transform crate's folder.
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    pub path: PathBuf,
+    #[command(flatten)]
+    pub api: ApiArgs,
+}
+
+/// Arguments of `sluice dev`.
+#[derive(Debug, Args)]
+pub struct DevArgs {
+    /// The pipeline to deploy into.
+    pub pipeline: String,
+    /// The transform slot, from 0.
+    #[arg(long, default_value_t = 0)]
+    pub slot: usize,
+    /// The transform crate's folder.
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    pub path: PathBuf,
+    /// Keep going: rebuild, try and deploy again whenever a source file changes.
+    #[arg(long)]
+    pub watch: bool,
+    #[command(flatten)]
+    pub api: ApiArgs,
+}
+
+/// Examples shown by `sluice dev --help`.
+pub const DEV_EXAMPLES: &str = "\
+Examples:
+  sluice demo &                                  # a runtime with pipelines to deploy into
+  sluice dev unify --path rename-fields --watch  # build, try the sample, deploy; again on save
+
+The crate's transform.toml (written by `sluice transform new`) names the module, the sample
+lines tried after each build and the configuration it is tried and deployed with. A build that
+fails, or a module the runtime refuses, leaves the running version in place.";
+
+/// Runs `sluice transform build`.
+pub fn build(args: BuildArgs) -> anyhow::Result<i32> {
+    let krate = Crate::open(&args.path)?;
+    let wasm = krate.build()?;
+    let size = wasm.metadata().map(|m| m.len()).unwrap_or_default();
+    println!("{}: {} ({size} bytes)", krate.name(), wasm.display());
+    Ok(0)
+}
+
+/// Runs `sluice transform deploy`.
+pub fn deploy(args: DeployArgs) -> anyhow::Result<i32> {
+    let krate = Crate::open(&args.path)?;
+    let wasm = krate.build()?;
+    deploy_built(&krate, &wasm, &args.api, &args.pipeline, args.slot)?;
+    Ok(0)
+}
+
+fn deploy_built(
+    krate: &Crate,
+    wasm: &Path,
+    api: &ApiArgs,
+    pipeline: &str,
+    slot: usize,
+) -> anyhow::Result<()> {
+    let config = krate.manifest.config.clone();
+    let (version, answer) = upload_and_deploy(api, pipeline, slot, wasm, krate.name(), config)?;
+    let chain: Vec<String> = (answer.slots.iter())
+        .map(|s| format!("[{}] {}@{}", s.index, s.module, s.version))
+        .collect();
+    println!(
+        "deployed {} version {version} into {pipeline} slot {slot}: {}",
+        krate.name(),
+        chain.join(" -> ")
+    );
+    Ok(())
+}
+
+/// Runs the sample lines through `wasm` as `sluice try` does, printing what comes out.
+fn try_sample(krate: &Crate, wasm: &Path) -> anyhow::Result<bool> {
+    let Some(sample) = &krate.manifest.sample else {
+        return Ok(true);
+    };
+    let mut command = Command::new(std::env::current_exe()?);
+    command
+        .arg("try")
+        .arg(wasm)
+        .arg("--input")
+        .arg(krate.dir.join(sample));
+    for (key, value) in &krate.manifest.config {
+        command.arg("-c").arg(format!("{key}={value}"));
+    }
+    println!("--- {} through {}:", sample.display(), krate.name());
+    let status = command.status().context("cannot run sluice try")?;
+    Ok(status.success())
+}
+
+/// Runs `sluice dev`.
+pub fn dev(args: DevArgs) -> anyhow::Result<i32> {
+    let mut seen = None;
+    loop {
+        // The manifest is read again each time: it is watched too.
+        let round = Crate::open(&args.path).and_then(|krate| {
+            seen = krate.last_change();
+            let wasm = krate.build()?;
+            if !try_sample(&krate, &wasm)? {
+                eprintln!("some sample lines failed (above); deploying anyway");
+            }
+            deploy_built(&krate, &wasm, &args.api, &args.pipeline, args.slot)
+        });
+        match round {
+            Ok(()) => {}
+            Err(e) if args.watch => {
+                eprintln!(
+                    "error: {e:#}\nwaiting for a change to {}",
+                    args.path.display()
+                )
+            }
+            Err(e) => return Err(e),
+        }
+        if !args.watch {
+            return Ok(0);
+        }
+        // Polled rather than notified: a few files, checked twice a second.
+        loop {
+            std::thread::sleep(Duration::from_millis(500));
+            let now = Crate::open(&args.path).ok().and_then(|k| k.last_change());
+            if now != seen {
+                println!("--- changed: building again");
+                break;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_crate_is_named_by_its_manifest_or_its_package() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(
+            Crate::open(dir.path())
+                .unwrap_err()
+                .to_string()
+                .contains("no Cargo.toml")
+        );
+        std::fs::write(
+            dir.path().join("Cargo.toml"),
+            "[package]\nname = \"rename-fields\"\n",
+        )
+        .unwrap();
+        let krate = Crate::open(dir.path()).unwrap();
+        assert_eq!(
+            (krate.name(), &krate.manifest),
+            ("rename-fields", &Manifest::default())
+        );
+        std::fs::write(
+            dir.path().join(MANIFEST),
+            "name = \"renamer\"\nsample = \"sample.jsonl\"\n[config]\nrename = \"msg:message\"\n",
+        )
+        .unwrap();
+        let krate = Crate::open(dir.path()).unwrap();
+        assert_eq!(krate.name(), "renamer");
+        assert_eq!(krate.manifest.config["rename"], "msg:message");
+        std::fs::write(dir.path().join(MANIFEST), "nmae = \"x\"\n").unwrap();
+        let wrong = format!("{:#}", Crate::open(dir.path()).unwrap_err());
+        assert!(wrong.contains("unknown field `nmae`"), "{wrong}");
+    }
+
+    #[test]
+    fn a_change_to_a_source_or_the_sample_is_seen() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("Cargo.toml"), "[package]\nname = \"x\"\n").unwrap();
+        std::fs::write(dir.path().join(MANIFEST), "sample = \"s.jsonl\"\n").unwrap();
+        std::fs::create_dir_all(dir.path().join("src/deep")).unwrap();
+        std::fs::write(dir.path().join("src/deep/mod.rs"), "").unwrap();
+        std::fs::write(dir.path().join("s.jsonl"), "{}\n").unwrap();
+        let krate = Crate::open(dir.path()).unwrap();
+        let watched = krate.watched();
+        for file in ["Cargo.toml", MANIFEST, "s.jsonl", "src/deep/mod.rs"] {
+            assert!(
+                watched.contains(&dir.path().join(file)),
+                "{file}: {watched:?}"
+            );
+        }
+    }
+}
