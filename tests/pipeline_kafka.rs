@@ -303,7 +303,7 @@ fn poison_records_go_to_the_dead_letter_topic_with_context() {
     assert_eq!(poison.headers["sluice.source.topic"], input);
     assert_eq!(poison.headers["sluice.pipeline"], name);
     assert_eq!(poison.headers["sluice.transform.module"], "test_guest");
-    assert_eq!(poison.headers["sluice.transform.stage"], "0");
+    assert_eq!(poison.headers["sluice.transform.slot"], "0");
     assert_eq!(poison.headers["sluice.transform.version"], "1");
     assert_eq!(poison.headers["sluice.transform.sha256"].len(), 64);
     assert!(

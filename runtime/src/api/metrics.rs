@@ -237,7 +237,7 @@ impl Collector for Snapshot {
             for (stage, spec) in p.deployed.current().1.iter().enumerate() {
                 let labels = vec![
                     ("pipeline", p.metrics.name.clone()),
-                    ("stage", stage.to_string()),
+                    ("slot", stage.to_string()),
                     ("module", spec.name.clone()),
                     ("version", spec.version.to_string()),
                     ("sha256", spec.module.sha256.clone()),

@@ -332,7 +332,7 @@ pub struct PipelineList {
     pub pipelines: Vec<Pipeline>,
 }
 
-/// `PUT /pipelines/{pipeline}/transforms/{index}`.
+/// `PUT /pipelines/{pipeline}/transforms/{slot}`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(as = Deploy)]
@@ -473,7 +473,7 @@ pub struct DeadLetter {
     #[schema(required = true)]
     pub value: Option<RecordBytes>,
     /// `sluice.error.message`, `sluice.error.kind`, `sluice.source.topic/partition/offset`,
-    /// `sluice.transform.stage/module/version/sha256`, and the record's own; a repeated name
+    /// `sluice.transform.slot/module/version/sha256`, and the record's own; a repeated name
     /// keeps its last value.
     pub headers: BTreeMap<String, HeaderValue>,
 }

@@ -178,7 +178,7 @@ async fn metrics_use_conventional_names_and_labels() {
         r#"sluice_batch_duration_seconds_bucket{le="0.0005",pipeline="unify"} 1"#.into(),
         r#"sluice_batch_duration_seconds_count{pipeline="unify"} 1"#.into(),
         format!(
-            r#"sluice_module_info{{pipeline="unify",stage="0",module="test_guest",version="1",sha256="{sha}"}} 1"#
+            r#"sluice_module_info{{pipeline="unify",slot="0",module="test_guest",version="1",sha256="{sha}"}} 1"#
         ),
     ] {
         assert!(
@@ -448,7 +448,7 @@ async fn deploy_roll_back_pause_and_resume() {
             "/api/v1/pipelines/unify/transforms/x",
             json!({"module": "test_guest"}),
             StatusCode::BAD_REQUEST,
-            "the transform index must be a non-negative integer, not `x`",
+            "the transform slot must be a non-negative integer, not `x`",
         ),
         (
             "/api/v1/pipelines/unify/transforms/0",
@@ -698,8 +698,8 @@ async fn dead_letters_without_kafka_are_empty_and_openapi_lists_every_route() {
         "/modules/{name}/versions/{version}/try",
         "/pipelines",
         "/pipelines/{pipeline}",
-        "/pipelines/{pipeline}/transforms/{index}",
-        "/pipelines/{pipeline}/transforms/{index}/rollback",
+        "/pipelines/{pipeline}/transforms/{slot}",
+        "/pipelines/{pipeline}/transforms/{slot}/rollback",
         "/pipelines/{pipeline}/pause",
         "/pipelines/{pipeline}/resume",
         "/pipelines/{pipeline}/dead-letters",

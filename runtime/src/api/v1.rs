@@ -99,9 +99,9 @@ pub(super) fn routes(state: &AppState) -> Router<AppState> {
         .route("/modules/{name}/versions/{version}/try", post(try_module))
         .route("/pipelines", get(list_pipelines))
         .route("/pipelines/{name}", get(pipeline))
-        .route("/pipelines/{name}/transforms/{index}", put(deploy))
+        .route("/pipelines/{name}/transforms/{slot}", put(deploy))
         .route(
-            "/pipelines/{name}/transforms/{index}/rollback",
+            "/pipelines/{name}/transforms/{slot}/rollback",
             post(roll_back),
         )
         .route("/pipelines/{name}/pause", post(pause))
@@ -438,12 +438,12 @@ async fn pipeline(
 
 #[utoipa::path(
     put,
-    path = "/pipelines/{pipeline}/transforms/{index}",
+    path = "/pipelines/{pipeline}/transforms/{slot}",
     summary = "Hot swap: deploy a module version into a slot; every partition switches at its next batch boundary",
     security(("bearer" = [])),
     params(
         ("pipeline" = String, Path, description = "Pipeline name"),
-        ("index" = u32, Path, description = "Transform slot, from 0"),
+        ("slot" = u32, Path, description = "The transform slot: its place in the chain, from 0"),
     ),
     request_body = DeployRequest,
     responses(
@@ -461,7 +461,7 @@ async fn deploy(
     body: Result<Json<DeployRequest>, JsonRejection>,
 ) -> ApiResult<Json<Pipeline>> {
     let request = json_body(body)?;
-    let index: usize = number("the transform index", &index)?;
+    let index: usize = number("the transform slot", &index)?;
     let control = state.control.clone();
     let pipeline = name.clone();
     blocking(move || {
@@ -481,12 +481,12 @@ async fn deploy(
 
 #[utoipa::path(
     post,
-    path = "/pipelines/{pipeline}/transforms/{index}/rollback",
+    path = "/pipelines/{pipeline}/transforms/{slot}/rollback",
     summary = "Return a slot to what ran before its last deploy",
     security(("bearer" = [])),
     params(
         ("pipeline" = String, Path, description = "Pipeline name"),
-        ("index" = u32, Path, description = "Transform slot, from 0"),
+        ("slot" = u32, Path, description = "The transform slot: its place in the chain, from 0"),
     ),
     responses(
         (status = 200, description = "Rolled back", body = Pipeline),
@@ -501,7 +501,7 @@ async fn roll_back(
     State(state): State<AppState>,
     Path((name, index)): Path<(String, String)>,
 ) -> ApiResult<Json<Pipeline>> {
-    let index: usize = number("the transform index", &index)?;
+    let index: usize = number("the transform slot", &index)?;
     let control = state.control.clone();
     let pipeline = name.clone();
     blocking(move || Ok(control.roll_back(&pipeline, index)?)).await?;

@@ -728,7 +728,7 @@ impl Worker {
             );
             if let (Some(stage), Some(version)) = (stage, &version) {
                 context.extend([
-                    ("sluice.transform.stage", stage_index.as_str()),
+                    ("sluice.transform.slot", stage_index.as_str()),
                     ("sluice.transform.module", module),
                     ("sluice.transform.version", version.as_str()),
                     ("sluice.transform.sha256", stage.module.sha256.as_str()),

@@ -143,7 +143,7 @@ function renderTable(records: DeadLetter[]): HTMLElement {
             "td",
             { "data-testid": "dl-transform" },
             hd["sluice.transform.module"] ?? "?",
-            h("div", { class: "muted small" }, h("code", null, hd["sluice.transform.version"] ?? ""), hd["sluice.transform.stage"] !== undefined ? ` · stage ${hd["sluice.transform.stage"]}` : ""),
+            h("div", { class: "muted small" }, h("code", null, hd["sluice.transform.version"] ?? ""), hd["sluice.transform.slot"] !== undefined ? ` · slot ${hd["sluice.transform.slot"]}` : ""),
           ),
           h(
             "td",
