@@ -84,7 +84,7 @@ pub mod __private {
     #[allow(missing_docs, clippy::all)]
     pub mod bindings {
         wit_bindgen::generate!({
-            path: "../wit",
+            path: "wit",
             world: "transformer",
             pub_export_macro: true,
             runtime_path: "::sluice_sdk::__private::wit_bindgen::rt",
@@ -95,7 +95,7 @@ pub mod __private {
     #[allow(missing_docs, clippy::all)]
     pub mod stateful_bindings {
         wit_bindgen::generate!({
-            path: "../wit",
+            path: "wit",
             world: "stateful-parts",
             pub_export_macro: true,
             runtime_path: "::sluice_sdk::__private::wit_bindgen::rt",

@@ -24,9 +24,11 @@ Examples:
   cargo build --release --target wasm32-wasip2
   echo '{\"msg\": \"hi\"}' | sluice try target/wasm32-wasip2/release/rename_fields.wasm -c rename=msg:message
 
-The crate is its own Cargo workspace. Its `sluice-sdk` dependency is a path: to --sdk-path if
-given, else to the SDK of the Sluice sources this binary was built from if they are still
-there; failing both, a version from the registry.";
+The crate is its own Cargo workspace. Its Cargo.toml names the `sluice-sdk` version of this
+Sluice, so the crate can be committed and built anywhere the SDK can be had. To build against a
+local SDK, the crate's .cargo/config.toml (git-ignored, as it names this machine's paths)
+patches it with --sdk-path if given, else with the SDK of the Sluice sources this binary was
+built from if they are still there.";
 
 /// Arguments of `sluice transform`.
 #[derive(Debug, Args)]
@@ -171,18 +173,7 @@ pub fn type_name(name: &str) -> String {
 pub fn files(name: &str, sdk: &Sdk) -> Vec<(&'static str, String)> {
     let ty = type_name(name);
     let lib = name.replace('-', "_");
-    let dependency = match sdk {
-        Sdk::Path(path) => format!(
-            "sluice-sdk = {{ path = {} }}",
-            toml_string(&path.display().to_string())
-        ),
-        Sdk::Version => format!(
-            "# The Sluice sources were not found: point this at your checkout's SDK instead if the\n\
-             # registry does not have it, e.g. sluice-sdk = {{ path = \"../sluice/guest-sdk\" }}\n\
-             sluice-sdk = \"{}\"",
-            env!("CARGO_PKG_VERSION")
-        ),
-    };
+    let dependency = format!("sluice-sdk = \"{}\"", env!("CARGO_PKG_VERSION"));
     let cargo_toml = format!(
         r#"[package]
 name = "{name}"
@@ -211,17 +202,30 @@ strip = "debuginfo"
     let readme = README_TEMPLATE
         .replace("{{NAME}}", name)
         .replace("{{LIB}}", &lib);
-    vec![
+    let mut files = vec![
         ("Cargo.toml", cargo_toml),
         ("src/lib.rs", lib_rs),
         ("README.md", readme),
-        (".gitignore", "/target\n".to_string()),
+        (
+            ".gitignore",
+            "/target\n# Names this machine's copy of sluice-sdk.\n/.cargo/config.toml\n"
+                .to_string(),
+        ),
         (
             super::author::MANIFEST,
             MANIFEST_TEMPLATE.replace("{{NAME}}", name),
         ),
         ("sample.jsonl", SAMPLE.to_string()),
-    ]
+    ];
+    if let Sdk::Path(path) = sdk {
+        let patch = format!(
+            "# Builds against this machine's sluice-sdk rather than the registry's (git-ignored).\n\
+             [patch.crates-io]\nsluice-sdk = {{ path = {} }}\n",
+            toml_string(&path.display().to_string())
+        );
+        files.push((".cargo/config.toml", patch));
+    }
+    files
 }
 
 /// Writes the crate into `dir`, which must not exist or be empty.
@@ -407,7 +411,19 @@ mod tests {
         };
         let cargo = get("Cargo.toml");
         assert!(cargo.contains("name = \"rename-fields\""));
-        assert!(cargo.contains("sluice-sdk = { path = \"/src/sluice/guest-sdk\" }"));
+        // A version, so that the crate builds elsewhere; this machine's path only in a
+        // git-ignored patch.
+        assert!(cargo.contains(&format!("sluice-sdk = \"{}\"", env!("CARGO_PKG_VERSION"))));
+        assert!(!cargo.contains("/src/sluice"));
+        let patch: toml::Table = toml::from_str(&get(".cargo/config.toml")).unwrap();
+        assert_eq!(
+            patch["patch"]["crates-io"]["sluice-sdk"]["path"].as_str(),
+            Some("/src/sluice/guest-sdk")
+        );
+        assert!(get(".gitignore").contains("/.cargo/config.toml"));
+        for file in ["README.md", "src/lib.rs", "transform.toml"] {
+            assert!(!get(file).contains("](http"), "{file} links somewhere");
+        }
         assert!(cargo.contains("\n[workspace]\n"));
         assert!(cargo.contains(r#"crate-type = ["cdylib", "rlib"]"#));
         let manifest: toml::Table = toml::from_str(&cargo).unwrap();
@@ -419,6 +435,30 @@ mod tests {
         let registry = files("x", &Sdk::Version);
         let manifest: toml::Table = toml::from_str(&registry[0].1).unwrap();
         assert!(manifest["dependencies"]["sluice-sdk"].is_str());
+        assert!(!registry.iter().any(|f| f.0 == ".cargo/config.toml"));
+    }
+
+    /// The scaffold names the SDK by this Sluice's version, so the SDK must have that version,
+    /// and build on its own: nothing inherited from the workspace, its WIT inside the crate.
+    #[test]
+    fn the_sdk_is_a_crate_of_its_own_with_this_sluices_version() {
+        let sdk = Path::new(env!("CARGO_MANIFEST_DIR")).join("../guest-sdk");
+        let text = std::fs::read_to_string(sdk.join("Cargo.toml")).unwrap();
+        assert!(
+            !text.contains("workspace = true") && !text.contains(".workspace"),
+            "{text}"
+        );
+        let manifest: toml::Table = toml::from_str(&text).unwrap();
+        let package = &manifest["package"];
+        assert_eq!(package["version"].as_str(), Some(env!("CARGO_PKG_VERSION")));
+        for key in ["description", "license", "edition", "rust-version"] {
+            assert!(package.get(key).is_some(), "sluice-sdk has no {key}");
+        }
+        let wit = Path::new(env!("CARGO_MANIFEST_DIR")).join("../wit/transform.wit");
+        assert_eq!(
+            std::fs::read_to_string(sdk.join("wit/transform.wit")).unwrap(),
+            std::fs::read_to_string(wit).unwrap()
+        );
     }
 
     #[test]
