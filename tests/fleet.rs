@@ -63,6 +63,16 @@ fn produce_ids(topic: &str, range: std::ops::Range<u64>) {
     produce(topic, &values);
 }
 
+/// Each member's id, as its `GET /fleet` says.
+fn ids_of(members: &[(tempfile::TempDir, Sluice)]) -> Vec<String> {
+    (members.iter())
+        .map(|(_, m)| {
+            let fleet = json_of(m.http_get("/api/v1/fleet"), 200);
+            fleet["member"].as_str().unwrap().to_string()
+        })
+        .collect()
+}
+
 /// Whether `member`'s `GET /fleet` shows `live` alive, holding the 12 partitions between them
 /// and running swapper@1, and `missing` as missing.
 fn fleet_view(member: &Sluice, live: &[String], missing: &[String]) -> bool {
@@ -183,14 +193,7 @@ module = "{}"
 
     // Each member's heartbeat says what it runs and which partitions it has; the Fleet view
     // shows them all, through any member's page.
-    let member_ids: Vec<String> = (members.iter())
-        .map(|(_, m)| {
-            json_of(m.http_get("/api/v1/fleet"), 200)["member"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
-        .collect();
+    let member_ids = ids_of(&members);
     let a = &members[0].1;
     a.wait_until("every member's heartbeat", Duration::from_secs(20), || {
         fleet_view(a, &member_ids, &[])
@@ -261,14 +264,7 @@ module = "{}"
         || ids(&consume_values(&output)).len() == 70_000,
     );
     // A and B said they left; C, killed, is listed as missing beside the new members.
-    let new_ids: Vec<String> = (members.iter())
-        .map(|(_, m)| {
-            json_of(m.http_get("/api/v1/fleet"), 200)["member"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
-        .collect();
+    let new_ids = ids_of(&members);
     let a = &members[0].1;
     a.wait_until(
         "the new members live and C missing",

@@ -27,6 +27,7 @@ import { mkdirSync, readFileSync, existsSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
+import { StepFailed, stepper } from "./steps.mjs";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const repo = path.resolve(here, "../..");
@@ -75,26 +76,9 @@ async function screenshot(name) {
   return file;
 }
 
-async function step(name, fn) {
-  const started = Date.now();
-  try {
-    await fn();
-    if (pageErrors.length) throw new Error(`uncaught error in the page: ${pageErrors.join("; ")}`);
-    await screenshot(name);
-    log(`ok   ${name} (${((Date.now() - started) / 1000).toFixed(1)} s)`);
-  } catch (e) {
-    let file = "";
-    try {
-      file = await screenshot(`FAILED-${name}`);
-    } catch {
-      /* the page is gone */
-    }
-    console.error(`dashboard: FAIL ${name}: ${e?.message ?? e}`);
-    if (file) console.error(`dashboard: screenshot of the page: ${file}`);
-    throw new StepFailed();
-  }
-}
-class StepFailed extends Error {}
+const step = stepper("dashboard", screenshot, () => {
+  if (pageErrors.length) throw new Error(`uncaught error in the page: ${pageErrors.join("; ")}`);
+});
 
 /** Polls `check` (which returns a truthy value when satisfied) until it does or the wait ends. */
 async function until(what, check, timeout = opts.timeout) {

@@ -17,6 +17,7 @@ import { mkdirSync, existsSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
+import { StepFailed, stepper } from "./steps.mjs";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const repo = path.resolve(here, "../..");
@@ -53,26 +54,7 @@ async function screenshot(name) {
   return file;
 }
 
-class StepFailed extends Error {}
-
-async function step(name, fn) {
-  const started = Date.now();
-  try {
-    await fn();
-    await screenshot(name);
-    log(`ok   ${name} (${((Date.now() - started) / 1000).toFixed(1)} s)`);
-  } catch (e) {
-    let file = "";
-    try {
-      file = await screenshot(`FAILED-${name}`);
-    } catch {
-      /* the page is gone */
-    }
-    console.error(`fleet: FAIL ${name}: ${e?.message ?? e}`);
-    if (file) console.error(`fleet: screenshot of the page: ${file}`);
-    throw new StepFailed();
-  }
-}
+const step = stepper("fleet", screenshot);
 
 /** Polls `check` until it returns a truthy value; the last reason it gave is in the error. */
 async function until(what, check) {

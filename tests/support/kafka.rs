@@ -225,7 +225,11 @@ impl Sluice {
         let child = sluice()
             .args(["run", "--config"])
             .arg(config)
-            .env("SLUICE_LOG", "info")
+            // SLUICE_TEST_LOG sets a finer filter when a test needs looking into.
+            .env(
+                "SLUICE_LOG",
+                std::env::var("SLUICE_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdout(Stdio::null())
             .stderr(file)
             .spawn()

@@ -290,11 +290,20 @@ impl Assigned {
         let deadline = Instant::now() + timeout;
         drained
             .into_iter()
-            .map(|entry| Drained {
-                stored: entry.worker.stored,
-                progress: entry.worker.drain(deadline),
-                topic: entry.topic,
-                partition: entry.partition,
+            .map(|entry| {
+                let stored = entry.worker.stored;
+                let progress = entry.worker.drain(deadline);
+                if Instant::now() >= deadline {
+                    tracing::warn!(event = "drain_timed_out", topic = %entry.topic, partition = entry.partition,
+                        timeout_ms = timeout.as_millis() as u64,
+                        "a partition's in-flight batches did not finish in time; what they did not write is processed again");
+                }
+                Drained {
+                    stored,
+                    progress,
+                    topic: entry.topic,
+                    partition: entry.partition,
+                }
             })
             .collect()
     }
@@ -581,11 +590,18 @@ impl ConsumerContext for RebalanceHandler {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(list) = rebalance {
             let revoked = pairs(list);
+            let started = Instant::now();
             let mut assigned = self.assigned.lock().unwrap();
             let drained = assigned.drain(self.drain_timeout, |topic, partition| {
                 revoked.iter().any(|(t, p)| t == topic && *p == partition)
             });
+            let drained_after = started.elapsed();
             commit_done(&self.workers, consumer, &mut assigned, &drained);
+            // How long the group waited for this member, and on what.
+            tracing::debug!(pipeline = %self.pipeline().name, partitions = revoked.len(),
+                drain_ms = drained_after.as_millis() as u64,
+                commit_ms = (started.elapsed() - drained_after).as_millis() as u64,
+                "revoked partitions drained and committed");
             let metrics = &self.pipeline().metrics;
             metrics
                 .lag
@@ -762,9 +778,14 @@ impl Source {
         let pipeline = self.pipeline();
         pipeline.metrics.set_status(Status::Stopping);
         tracing::info!(pipeline = %pipeline.name, "draining in-flight batches");
+        let started = Instant::now();
         let mut assigned = self.assigned.lock().unwrap();
         let drained = assigned.drain(self.settings.drain_timeout, |_, _| true);
+        let drained_after = started.elapsed();
         commit_done(&self.workers, &self.consumer, &mut assigned, &drained);
+        tracing::debug!(pipeline = %pipeline.name, drain_ms = drained_after.as_millis() as u64,
+            commit_ms = (started.elapsed() - drained_after).as_millis() as u64,
+            "drained and committed for the stop");
         drop(assigned);
         self.consumer.unsubscribe();
         pipeline.metrics.set_status(Status::Stopped);
