@@ -51,7 +51,7 @@ pub struct Config {
 }
 
 /// A fleet of members sharing modules and deployments through Kafka topics
-/// (`_sluice.<name>.modules`, `_sluice.<name>.deployments`).
+/// (`_sluice.<name>.modules`, `_sluice.<name>.deployments`, `_sluice.<name>.status`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FleetConfig {
@@ -61,6 +61,10 @@ pub struct FleetConfig {
     /// Replication factor of the fleet's topics when they are created; the smaller of 3 and
     /// the number of brokers by default.
     pub replication_factor: Option<i32>,
+    /// The URL at which other members' users reach this member's dashboard and API, as the
+    /// Fleet view links it (behind NAT or a proxy); by default `http://` and `[api] listen`,
+    /// with the host's name for an address on every interface.
+    pub advertised_url: Option<String>,
 }
 
 /// librdkafka properties. Every key other than `consumer` and `producer` is a property.
@@ -540,6 +544,14 @@ impl Config {
             if fleet.replication_factor.is_some_and(|r| r < 1) {
                 return Err(invalid("fleet.replication_factor", "must be at least 1"));
             }
+            if let Some(url) = &fleet.advertised_url
+                && !(url.starts_with("http://") || url.starts_with("https://"))
+            {
+                return Err(invalid(
+                    "fleet.advertised_url",
+                    format!("`{url}` is not an http:// or https:// URL"),
+                ));
+            }
         }
         if !self.api.listen.ip().is_loopback() && self.api.token.as_deref().unwrap_or("").is_empty()
         {
@@ -760,6 +772,33 @@ mod tests {
             }
         }
         assert!(checked >= 5, "{checked} configuration blocks found");
+    }
+
+    #[test]
+    fn a_fleet_is_named_checked_and_optional() {
+        assert!(Config::parse(MINIMAL).unwrap().fleet.is_none());
+        let with = |fleet: &str| format!("[fleet]\n{fleet}\n{MINIMAL}");
+        let fleet = Config::parse(&with("")).unwrap().fleet.unwrap();
+        assert_eq!(
+            (
+                fleet.name.as_str(),
+                fleet.replication_factor,
+                fleet.advertised_url
+            ),
+            ("sluice", None, None)
+        );
+        let url = "advertised_url = \"https://sluice-3.example.internal:8443/\"";
+        let fleet = Config::parse(&with(url)).unwrap().fleet.unwrap();
+        assert_eq!(
+            fleet.advertised_url.as_deref(),
+            Some("https://sluice-3.example.internal:8443/")
+        );
+        assert!(error(&with("name = \"a/b\"")).starts_with("fleet.name `a/b`"));
+        assert!(error(&with("replication_factor = 0")).starts_with("fleet.replication_factor"));
+        assert_eq!(
+            error(&with("advertised_url = \"sluice-3:8080\"")),
+            "fleet.advertised_url: `sluice-3:8080` is not an http:// or https:// URL"
+        );
     }
 
     #[test]

@@ -239,7 +239,9 @@ pub fn serve(
         let address = listener.local_addr()?;
         control.set_member(Member {
             id: member.clone(),
-            address: advertised(address),
+            address: (config.fleet.as_ref())
+                .and_then(|f| f.advertised_url.clone())
+                .unwrap_or_else(|| advertised(address)),
             started_at,
         });
         announce(address);
