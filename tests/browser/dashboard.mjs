@@ -26,8 +26,7 @@
 import { mkdirSync, readFileSync, existsSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { chromium } from "playwright-core";
-import { StepFailed, stepper } from "./steps.mjs";
+import { launchChromium, runTest, stepper } from "./steps.mjs";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const repo = path.resolve(here, "../..");
@@ -110,19 +109,13 @@ async function main() {
   if (!opts.url) throw new Error("no dashboard URL: pass --url http://HOST:PORT/");
   if (!opts.pipeline) throw new Error("no pipeline: pass --pipeline NAME");
   if (!existsSync(opts.wasm)) throw new Error(`${opts.wasm} is missing: build the transforms first with \`make wasm\``);
-  const executablePath = process.env.CHROMIUM ?? "/usr/bin/chromium";
-  if (!existsSync(executablePath)) throw new Error(`${executablePath} is missing: install Debian's chromium with \`bash tests/setup.sh\``);
   mkdirSync(opts.screenshots, { recursive: true });
   const samples = readFileSync(opts.samples, "utf8").split("\n").filter((l) => l.trim()).slice(0, 5);
   const expected = opts.expected ? readFileSync(opts.expected, "utf8").split("\n").filter((l) => l.trim()).slice(0, samples.length) : null;
   const moduleName = path.basename(opts.wasm).replace(/\.wasm$/, "");
   log(`testing ${opts.url} (pipeline ${opts.pipeline}, slot ${opts.slot}, module ${moduleName}), screenshots in ${opts.screenshots}`);
 
-  browser = await chromium.launch({
-    executablePath,
-    headless: !opts.headed,
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"],
-  });
+  browser = await launchChromium(opts.headed);
   const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
   page = await context.newPage();
   page.setDefaultTimeout(opts.timeout);
@@ -287,14 +280,4 @@ async function main() {
   });
 }
 
-let failed = false;
-try {
-  await main();
-  log(`passed; screenshots in ${opts.screenshots}`);
-} catch (e) {
-  failed = true;
-  if (!(e instanceof StepFailed)) console.error(`dashboard: FAIL: ${e?.message ?? e}`);
-} finally {
-  await browser?.close().catch(() => undefined);
-}
-process.exit(failed ? 1 : 0);
+await runTest("dashboard", main, () => browser, opts.screenshots);

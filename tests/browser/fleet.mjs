@@ -13,11 +13,10 @@
 //
 // Exits 1 with the failing step's name and reason, and a screenshot of the page as it was.
 
-import { mkdirSync, existsSync } from "node:fs";
+import { mkdirSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { chromium } from "playwright-core";
-import { StepFailed, stepper } from "./steps.mjs";
+import { launchChromium, runTest, stepper } from "./steps.mjs";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const repo = path.resolve(here, "../..");
@@ -43,7 +42,6 @@ function options() {
 }
 
 const opts = options();
-const log = (...a) => console.log("fleet:", ...a);
 const tag = opts.missing.length ? "fleet-after-kill" : "fleet";
 let page;
 let browser;
@@ -76,13 +74,8 @@ async function until(what, check) {
 const sum = (xs) => xs.reduce((a, b) => a + b, 0);
 
 async function main() {
-  const executablePath = process.env.CHROMIUM ?? "/usr/bin/chromium";
-  if (!existsSync(executablePath)) throw new Error(`${executablePath} is missing: install Debian's chromium with \`bash tests/setup.sh\``);
   mkdirSync(opts.screenshots, { recursive: true });
-  browser = await chromium.launch({
-    executablePath,
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"],
-  });
+  browser = await launchChromium();
   page = await (await browser.newContext({ viewport: { width: 1400, height: 900 } })).newPage();
   page.setDefaultTimeout(opts.timeout);
   const pageErrors = [];
@@ -141,14 +134,4 @@ async function main() {
   });
 }
 
-let failed = false;
-try {
-  await main();
-  log(`passed; screenshots in ${opts.screenshots}`);
-} catch (e) {
-  failed = true;
-  if (!(e instanceof StepFailed)) console.error(`fleet: FAIL: ${e?.message ?? e}`);
-} finally {
-  await browser?.close().catch(() => undefined);
-}
-process.exit(failed ? 1 : 0);
+await runTest("fleet", main, () => browser, opts.screenshots);

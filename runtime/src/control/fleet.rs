@@ -118,7 +118,7 @@ pub struct Members {
 impl Members {
     /// Applies a status record: `None` is a member that left.
     fn apply(&self, key: &str, value: Option<&[u8]>) {
-        let Some(id) = key.strip_prefix("member/") else {
+        let Some(id) = key.strip_prefix(MEMBER_PREFIX) else {
             return;
         };
         let mut latest = self.latest.lock().unwrap_or_else(|e| e.into_inner());
@@ -345,7 +345,7 @@ impl FleetLog {
         if *left {
             return;
         }
-        let key = format!("member/{}", status.id);
+        let key = member_key(&status.id);
         let value = serde_json::to_vec(status).expect("serialises");
         let record = FutureRecord::to(&self.topics[Topic::Status as usize])
             .key(&key)
@@ -365,7 +365,7 @@ impl FleetLog {
     /// Says that member `id` has left, so that others stop listing it at once; no heartbeat
     /// follows.
     pub fn leave(&self, id: &str) {
-        let key = format!("member/{id}");
+        let key = member_key(id);
         let record: FutureRecord<'_, str, [u8]> =
             FutureRecord::to(&self.topics[Topic::Status as usize])
                 .key(key.as_str())
@@ -467,6 +467,14 @@ pub fn chunk_key(sha256: &str, index: usize, count: usize) -> String {
 /// The key of the record making the bytes hashing to `sha256` a version of module `name`.
 pub fn module_key(name: &str, sha256: &str) -> String {
     format!("module/{name}/{sha256}")
+}
+
+/// The prefix of a member's key in the status topic.
+const MEMBER_PREFIX: &str = "member/";
+
+/// The key of member `id`'s heartbeats in the status topic.
+fn member_key(id: &str) -> String {
+    format!("{MEMBER_PREFIX}{id}")
 }
 
 /// The key of pipeline `name`'s deployments.

@@ -201,20 +201,10 @@ impl ModuleStore {
     /// Validates, compiles and stores `bytes` as the next version of `name`. Bytes already
     /// stored under `name` are not stored twice: their version is returned with `false`.
     pub fn add(&self, name: &str, bytes: &[u8]) -> Result<(ModuleVersion, bool), StoreError> {
-        check_name(name)?;
-        if bytes.len() > self.max_bytes {
-            return Err(StoreError::TooLarge {
-                size: bytes.len(),
-                max: self.max_bytes,
-            });
-        }
-        let sha256 = crate::engine::hex_sha256(bytes);
-        if let Some(existing) = self.find(name, |v| v.sha256 == sha256) {
+        let (sha256, exports, existing) = self.check(name, bytes)?;
+        if let Some(existing) = existing {
             return Ok((existing, false));
         }
-        let module = self
-            .compiled(&sha256)
-            .map_or_else(|| self.engine.load(bytes), Ok)?;
         let blob = self.blob(&sha256);
         if !blob.exists() {
             write_atomically(&blob, bytes)?;
@@ -227,10 +217,10 @@ impl ModuleStore {
         }
         let version = ModuleVersion {
             version: versions.last().map_or(1, |v| v.version + 1),
-            sha256: sha256.clone(),
+            sha256,
             size: bytes.len() as u64,
             uploaded_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            exports: module.exports.clone(),
+            exports,
         };
         // Saved first, so that a failed write leaves the index in memory as it is on disk.
         let mut next = Index {
@@ -245,8 +235,6 @@ impl ModuleStore {
             write_atomically(path, &saved)?;
         }
         *index = next;
-        drop(index);
-        self.compiled.lock().unwrap().insert(sha256, module);
         Ok((version, true))
     }
 

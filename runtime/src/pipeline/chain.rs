@@ -430,10 +430,15 @@ mod tests {
     use crate::engine::{InputBatchBuilder, Limits};
 
     fn stage(engine: &Engine, config: &[(&str, &str)]) -> Arc<StageSpec> {
+        guest_stage(engine, "test_guest", config)
+    }
+
+    /// Version 1 of guest `name` with `config`.
+    fn guest_stage(engine: &Engine, name: &str, config: &[(&str, &str)]) -> Arc<StageSpec> {
         Arc::new(StageSpec {
-            name: "test_guest".into(),
+            name: name.into(),
             version: 1,
-            module: engine.load(&guest_bytes("test_guest")).unwrap(),
+            module: engine.load(&guest_bytes(name)).unwrap(),
             config: config
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -513,15 +518,7 @@ mod tests {
     fn outputs_of_timers_are_written_even_when_the_batchs_last_record_fails() {
         let engine = Engine::new(Limits::default()).unwrap();
         let config = [("value", "n"), ("window", "10s"), ("aggregations", "sum")];
-        let windows = Arc::new(StageSpec {
-            name: "windowed_aggregate".into(),
-            version: 1,
-            module: engine.load(&guest_bytes("windowed_aggregate")).unwrap(),
-            config: config
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        });
+        let windows = guest_stage(&engine, "windowed_aggregate", &config);
         let mut chain = chain(&engine, vec![windows]);
         // The second record closes the first one's window; the third is late for it and fails,
         // and the closed window's result, attributed to the batch's last record, still comes.
@@ -553,15 +550,7 @@ mod tests {
             ("window", "10s"),
             ("aggregations", "sum"),
         ];
-        let windows = Arc::new(StageSpec {
-            name: "windowed_aggregate".into(),
-            version: 1,
-            module: engine.load(&guest_bytes("windowed_aggregate")).unwrap(),
-            config: config
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        });
+        let windows = guest_stage(&engine, "windowed_aggregate", &config);
         let rejects_b = stage(&engine, &[("fail_on", r#""key":"b""#)]);
         let mut chain = chain(&engine, vec![windows, rejects_b]);
         let mut input = InputBatchBuilder::new("in", 0);

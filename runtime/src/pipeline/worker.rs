@@ -8,7 +8,7 @@
 use super::Pipeline;
 use super::chain::{Chain, ChainFailure, ChainResult};
 use super::sink::{Acks, Ledger, Sink, SinkBatch};
-use super::state_store::StateStores;
+use super::state_store::{StateStores, TaskWrites};
 use crate::config::OnError;
 use crate::engine::state::{Changes, SharedTask};
 use crate::engine::{
@@ -481,11 +481,8 @@ impl Worker {
         let Some(sink) = self.open_sink(&shared, generation) else {
             return Ok(());
         };
-        if let Some(task) = held.as_mut()
-            && !task.keep_order(sink.slot(), Instant::now() + SLOT_ORDER_WAIT)
-        {
-            tracing::warn!(pipeline = %shared.pipeline.name, topic = %self.topic, partition = self.partition,
-                "the task's writes to the previous transaction are still unacknowledged; going on");
+        if let Some(task) = held.as_mut() {
+            self.keep_task_order(task, sink.slot());
         }
         let acks = Acks::new();
         if !result.failures.is_empty() {
@@ -509,6 +506,15 @@ impl Worker {
         self.next_offset = next_offset;
         self.ledger.push(next_offset, acks);
         Ok(())
+    }
+
+    /// Keeps the task's writes in order across the sink's slots (see
+    /// [`TaskWrites::keep_order`]); a wait that runs out is logged, and the batch goes on.
+    fn keep_task_order(&self, task: &mut TaskWrites, slot: usize) {
+        if !task.keep_order(slot, Instant::now() + SLOT_ORDER_WAIT) {
+            tracing::warn!(pipeline = %self.shared.pipeline.name, topic = %self.topic, partition = self.partition,
+                "the task's writes to the previous transaction are still unacknowledged; going on");
+        }
     }
 
     /// With `idle_timeout_ms`, a stateful task without records for that long: its stream time
@@ -545,10 +551,7 @@ impl Worker {
         let Some(sink) = self.open_sink(&shared, generation) else {
             return Ok(());
         };
-        if !task.keep_order(sink.slot(), Instant::now() + SLOT_ORDER_WAIT) {
-            tracing::warn!(pipeline = %shared.pipeline.name, topic = %self.topic, partition = self.partition,
-                "the task's writes to the previous transaction are still unacknowledged; going on");
-        }
+        self.keep_task_order(&mut task, sink.slot());
         let acks = Acks::new();
         let outputs = self.write_outputs(&sink, &result, &acks);
         self.write_changelog(&sink, &changelog, &acks);

@@ -14,7 +14,7 @@ function slots(m: FleetMember): string[] {
   return m.pipelines.flatMap((p) => p.slots.map((s, i) => `${p.name} ${i}: ${s.module}@${s.version}`));
 }
 
-export function formatDuration(ms: number): string {
+function formatDuration(ms: number): string {
   const s = Math.max(0, Math.floor(ms / 1000));
   if (s < 60) return `${s} s`;
   if (s < 3600) return `${Math.floor(s / 60)} min ${s % 60} s`;
