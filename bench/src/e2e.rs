@@ -101,14 +101,19 @@ fn start_running(
 ) -> Result<Vec<pipeline::RunningPipeline>> {
     // Stateful transforms keep their state in a folder of the process's own.
     let state_dir = std::env::temp_dir().join(format!("sluice-bench-{}", std::process::id()));
-    let pipelines = pipeline::start_all(
+    let definition = &config.pipeline[0];
+    let tables = pipeline::declared_tables(definition);
+    let stages = pipeline::load_stages(engine, 0, definition, &tables)?;
+    let shared = Arc::new(pipeline::Pipeline::new(definition, tables, stages));
+    let pipelines = vec![pipeline::start(
         config,
+        definition,
         engine,
         &state_dir,
         "bench",
+        shared,
         stop.clone(),
-        |i, p, t| Ok(pipeline::load_stages(engine, i, p, t)?),
-    )?;
+    )?];
     let deadline = Instant::now() + Duration::from_secs(60);
     while pipelines[0].pipeline.metrics.status() != pipeline::metrics::Status::Running {
         anyhow::ensure!(

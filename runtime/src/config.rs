@@ -15,9 +15,10 @@
 //! config = { field = "date" }
 //! ```
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use utoipa::ToSchema;
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize)]
@@ -27,7 +28,8 @@ pub struct Config {
     /// and `producer` inside it hold properties for one kind of client only.
     #[serde(default)]
     pub kafka: KafkaConfig,
-    /// The pipelines to run; at least one.
+    /// The pipelines to apply at start (see `sluice run`); none is fine: pipelines can be
+    /// created through the API.
     #[serde(default)]
     pub pipeline: Vec<PipelineConfig>,
     /// Sandbox limits for every transform instance.
@@ -83,7 +85,8 @@ pub struct KafkaConfig {
 
 /// A configuration value that librdkafka or a transform reads as a string: TOML strings,
 /// integers, floats and booleans are accepted.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, ToSchema)]
+#[schema(value_type = String)]
 pub struct Scalar(pub String);
 
 impl<'de> Deserialize<'de> for Scalar {
@@ -93,6 +96,8 @@ impl<'de> Deserialize<'de> for Scalar {
             toml::Value::Integer(i) => Ok(Scalar(i.to_string())),
             toml::Value::Float(f) => Ok(Scalar(f.to_string())),
             toml::Value::Boolean(b) => Ok(Scalar(b.to_string())),
+            // JSON numbers read through `toml::Value` come as one of the above; anything else
+            // (an array, a table) is refused.
             other => Err(serde::de::Error::custom(format!(
                 "expected a string, number or boolean, found {}",
                 other.type_str()
@@ -102,7 +107,7 @@ impl<'de> Deserialize<'de> for Scalar {
 }
 
 /// Where a new consumer group starts reading.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Start {
     /// From the oldest record still on the broker.
@@ -113,7 +118,7 @@ pub enum Start {
 }
 
 /// What to do with a record whose transform fails when the pipeline has no `dead_letter`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum OnError {
     /// Stop the pipeline before committing the record, so that nothing is lost.
@@ -124,7 +129,9 @@ pub enum OnError {
 }
 
 /// What a pipeline promises about its outputs when Sluice or the broker fails.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default, clap::ValueEnum)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, ToSchema, clap::ValueEnum,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Guarantee {
     /// Every input record's outputs are written at least once: after a crash, the records
@@ -147,9 +154,11 @@ impl Guarantee {
     }
 }
 
-/// One pipeline: inputs, a chain of transforms, outputs.
-#[derive(Debug, Clone, Deserialize)]
+/// One pipeline: inputs, a chain of transforms, outputs. The same shape is a `[[pipeline]]` of
+/// `sluice.toml`, the body of `PUT /api/v1/pipelines/{pipeline}`, and what the API shows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = PipelineDefinition)]
 pub struct PipelineConfig {
     /// A unique name, used in logs, metrics and the default consumer group `sluice-<name>`.
     pub name: String,
@@ -202,6 +211,121 @@ pub struct PipelineConfig {
 }
 
 impl PipelineConfig {
+    /// The pipeline's settings without its chain: what changing needs a restart of the
+    /// pipeline (the chain's modules are swapped in place).
+    pub fn settings(&self) -> PipelineConfig {
+        PipelineConfig {
+            transform: Vec::new(),
+            ..self.clone()
+        }
+    }
+
+    /// Checks the pipeline's settings under `limits`; `place` says where it is declared
+    /// (`pipeline[0]`), for messages.
+    pub fn check(&self, place: &str, limits: &LimitsConfig) -> Result<(), ConfigError> {
+        if self.name.is_empty()
+            || !(self.name.chars()).all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            return Err(invalid(
+                format!("{place}.name `{}`", self.name),
+                "use letters, digits, `-`, `_` and `.` only",
+            ));
+        }
+        let at = format!("{place} ({})", self.name);
+        if self.inputs.is_empty() {
+            return Err(invalid(
+                format!("{at}.inputs"),
+                "list at least one topic to consume",
+            ));
+        }
+        if self.outputs.is_empty() {
+            return Err(invalid(
+                format!("{at}.outputs"),
+                "list at least one topic to write to",
+            ));
+        }
+        for topic in self
+            .inputs
+            .iter()
+            .chain(&self.outputs)
+            .chain(&self.dead_letter)
+        {
+            check_topic(topic).map_err(|e| invalid(format!("{at}: topic `{topic}`"), e))?;
+        }
+        if let Some(topic) = (self.outputs.iter())
+            .chain(&self.dead_letter)
+            .find(|t| self.inputs.contains(t))
+        {
+            return Err(invalid(
+                at,
+                format!("`{topic}` is both an input and an output, which would loop forever"),
+            ));
+        }
+        if self.batch_size == 0 || self.batch_size > 100_000 {
+            return Err(invalid(
+                format!("{at}.batch_size"),
+                format!("{} is out of range 1..=100000", self.batch_size),
+            ));
+        }
+        let memory = limits.memory_mb as usize * 1024 * 1024;
+        if let Some(bytes) = self.batch_max_bytes
+            && (bytes < 1024 || bytes > memory / 2)
+        {
+            return Err(invalid(
+                format!("{at}.batch_max_bytes"),
+                format!(
+                    "{bytes} is out of range 1024..={}: a batch and its outputs must fit in half of limits.memory_mb",
+                    memory / 2
+                ),
+            ));
+        }
+        let mut tables = std::collections::HashSet::new();
+        for (t, table) in self.table.iter().enumerate() {
+            if table.name.is_empty() || !tables.insert(&table.name) {
+                return Err(invalid(
+                    format!("{at}.table[{t}].name"),
+                    format!("`{}` is empty or declared twice", table.name),
+                ));
+            }
+            check_topic(&table.topic)
+                .map_err(|e| invalid(format!("{at}.table[{t}].topic `{}`", table.topic), e))?;
+            if table.max_mb == 0 {
+                return Err(invalid(
+                    format!("{at}.table[{t}].max_mb"),
+                    "must be at least 1",
+                ));
+            }
+        }
+        if self.commit_interval_ms == 0 || self.commit_interval_ms > 60_000 {
+            return Err(invalid(
+                format!("{at}.commit_interval_ms"),
+                format!("{} is out of range 1..=60000", self.commit_interval_ms),
+            ));
+        }
+        if self.idle_timeout_ms == Some(0) {
+            return Err(invalid(
+                format!("{at}.idle_timeout_ms"),
+                "must be at least 1 (omit it to keep stream time to event times)",
+            ));
+        }
+        if self.max_records_per_second == Some(0) {
+            return Err(invalid(
+                format!("{at}.max_records_per_second"),
+                "must be at least 1 (omit it for no limit)",
+            ));
+        }
+        for (t, transform) in self.transform.iter().enumerate() {
+            if !transform.is_file() {
+                transform
+                    .stored()
+                    .map_err(|e| invalid(format!("{at}.transform[{t}].module"), e))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl PipelineConfig {
     /// The consumer group: `group_id`, or `sluice-<name>`.
     pub fn group(&self) -> String {
         self.group_id
@@ -223,8 +347,9 @@ pub fn default_batch_max_bytes(memory_mb: u32) -> usize {
 }
 
 /// A lookup table: the latest value per key of a topic.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = TableDefinition)]
 pub struct TableConfig {
     /// The name transforms look it up by.
     pub name: String,
@@ -236,14 +361,49 @@ pub struct TableConfig {
 }
 
 /// One transform of a chain.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = TransformDefinition)]
 pub struct TransformConfig {
-    /// Path of the `.wasm` component, relative to the configuration file.
-    pub module: PathBuf,
+    /// A stored module, `NAME` (its latest version) or `NAME@VERSION`; in a file, also the
+    /// path of a `.wasm` component, relative to the file, which is stored (as the file's name
+    /// without `.wasm`) when the file is applied.
+    pub module: String,
     /// Key/value configuration passed to the transform's `init`.
     #[serde(default)]
     pub config: BTreeMap<String, Scalar>,
+}
+
+impl TransformConfig {
+    /// Whether `module` names a `.wasm` file rather than a stored module.
+    pub fn is_file(&self) -> bool {
+        self.module.ends_with(".wasm") || self.module.contains('/')
+    }
+
+    /// The stored module `module` names: its name and version (`None`: the latest).
+    pub fn stored<'a>(&'a self) -> Result<(&'a str, Option<u32>), String> {
+        let check = |name: &'a str| -> Result<&'a str, String> {
+            if name.is_empty()
+                || !(name.chars()).all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            {
+                return Err(format!(
+                    "`{}` is neither a stored module (NAME or NAME@VERSION) nor a `.wasm` file",
+                    self.module
+                ));
+            }
+            Ok(name)
+        };
+        match self.module.split_once('@') {
+            None => Ok((check(&self.module)?, None)),
+            Some((name, version)) => match version.parse::<u32>() {
+                Ok(v) if v > 0 => Ok((check(name)?, Some(v))),
+                _ => Err(format!(
+                    "`{version}` in `{}` is not a version number (from 1)",
+                    self.module
+                )),
+            },
+        }
+    }
 }
 
 /// The HTTP endpoint.
@@ -388,8 +548,8 @@ impl Config {
         );
         for pipeline in &mut config.pipeline {
             for transform in &mut pipeline.transform {
-                if transform.module.is_relative() {
-                    transform.module = base.join(&transform.module);
+                if transform.is_file() && Path::new(&transform.module).is_relative() {
+                    transform.module = base.join(&transform.module).display().to_string();
                 }
             }
         }
@@ -432,109 +592,13 @@ impl Config {
     }
 
     fn check(&self) -> Result<(), ConfigError> {
-        if self.pipeline.is_empty() {
-            return Err(invalid(
-                "pipeline",
-                "no [[pipeline]] is configured: add at least one",
-            ));
-        }
         let mut names = std::collections::HashSet::new();
         for (i, p) in self.pipeline.iter().enumerate() {
-            let at = format!("pipeline[{i}] ({})", p.name);
-            if p.name.is_empty()
-                || !p
-                    .name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-            {
-                return Err(invalid(
-                    format!("pipeline[{i}].name `{}`", p.name),
-                    "use letters, digits, `-`, `_` and `.` only",
-                ));
-            }
+            p.check(&format!("pipeline[{i}]"), &self.limits)?;
             if !names.insert(&p.name) {
                 return Err(invalid(
-                    format!("{at}.name"),
+                    format!("pipeline[{i}] ({}).name", p.name),
                     format!("another pipeline is already called `{}`", p.name),
-                ));
-            }
-            if p.inputs.is_empty() {
-                return Err(invalid(
-                    format!("{at}.inputs"),
-                    "list at least one topic to consume",
-                ));
-            }
-            if p.outputs.is_empty() {
-                return Err(invalid(
-                    format!("{at}.outputs"),
-                    "list at least one topic to write to",
-                ));
-            }
-            for topic in p.inputs.iter().chain(&p.outputs).chain(&p.dead_letter) {
-                check_topic(topic).map_err(|e| invalid(format!("{at}: topic `{topic}`"), e))?;
-            }
-            if let Some(topic) = p
-                .outputs
-                .iter()
-                .chain(&p.dead_letter)
-                .find(|t| p.inputs.contains(t))
-            {
-                return Err(invalid(
-                    at,
-                    format!("`{topic}` is both an input and an output, which would loop forever"),
-                ));
-            }
-            if p.batch_size == 0 || p.batch_size > 100_000 {
-                return Err(invalid(
-                    format!("{at}.batch_size"),
-                    format!("{} is out of range 1..=100000", p.batch_size),
-                ));
-            }
-            let memory = self.limits.memory_mb as usize * 1024 * 1024;
-            if let Some(bytes) = p.batch_max_bytes
-                && (bytes < 1024 || bytes > memory / 2)
-            {
-                return Err(invalid(
-                    format!("{at}.batch_max_bytes"),
-                    format!(
-                        "{bytes} is out of range 1024..={}: a batch and its outputs must fit in half of limits.memory_mb",
-                        memory / 2
-                    ),
-                ));
-            }
-            let mut tables = std::collections::HashSet::new();
-            for (t, table) in p.table.iter().enumerate() {
-                if table.name.is_empty() || !tables.insert(&table.name) {
-                    return Err(invalid(
-                        format!("{at}.table[{t}].name"),
-                        format!("`{}` is empty or declared twice", table.name),
-                    ));
-                }
-                check_topic(&table.topic)
-                    .map_err(|e| invalid(format!("{at}.table[{t}].topic `{}`", table.topic), e))?;
-                if table.max_mb == 0 {
-                    return Err(invalid(
-                        format!("{at}.table[{t}].max_mb"),
-                        "must be at least 1",
-                    ));
-                }
-            }
-            if p.commit_interval_ms == 0 || p.commit_interval_ms > 60_000 {
-                return Err(invalid(
-                    format!("{at}.commit_interval_ms"),
-                    format!("{} is out of range 1..=60000", p.commit_interval_ms),
-                ));
-            }
-            if p.idle_timeout_ms == Some(0) {
-                return Err(invalid(
-                    format!("{at}.idle_timeout_ms"),
-                    "must be at least 1 (omit it to keep stream time to event times)",
-                ));
-            }
-            if p.max_records_per_second == Some(0) {
-                return Err(invalid(
-                    format!("{at}.max_records_per_second"),
-                    "must be at least 1 (omit it for no limit)",
                 ));
             }
         }
@@ -885,9 +949,20 @@ mod tests {
             error(&bad_topic),
             "pipeline[0] (unify): topic `time zone`: names use letters, digits, `.`, `_` and `-` only"
         );
+        // No pipeline is fine: they can be created through the API.
+        assert!(Config::parse("[kafka]\n").unwrap().pipeline.is_empty());
+        // A transform names a `.wasm` file or a stored module.
+        let with_module = |module: &str| MINIMAL.replace("\"tz.wasm\"", &format!("{module:?}"));
+        for module in ["tz", "tz@2", "lib/tz.wasm"] {
+            Config::parse(&with_module(module)).unwrap();
+        }
         assert_eq!(
-            error("[kafka]\n"),
-            "pipeline: no [[pipeline]] is configured: add at least one"
+            error(&with_module("tz@two")),
+            "pipeline[0] (unify).transform[0].module: `two` in `tz@two` is not a version number (from 1)"
+        );
+        assert_eq!(
+            error(&with_module("t z")),
+            "pipeline[0] (unify).transform[0].module: `t z` is neither a stored module (NAME or NAME@VERSION) nor a `.wasm` file"
         );
         let huge_batch = MINIMAL.replace(
             "name = \"unify\"",

@@ -1,5 +1,7 @@
 use clap::Parser;
-use sluice::cli::{Cli, Command, author, client, demo, gen_cmd, peek, run, scaffold, try_cmd};
+use sluice::cli::{
+    Cli, Command, author, client, demo, gen_cmd, peek, pipelines, run, scaffold, try_cmd,
+};
 use tracing_subscriber::EnvFilter;
 
 fn main() {
@@ -25,6 +27,8 @@ fn main() {
         Command::Demo(args) => demo::run(args),
         Command::Modules(args) => client::modules(args),
         Command::Deploy(args) => client::deploy(args),
+        Command::Pipelines(args) => pipelines::pipelines(args),
+        Command::Apply(args) => pipelines::apply(args),
     };
     match result {
         Ok(code) => std::process::exit(code),

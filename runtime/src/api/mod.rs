@@ -213,7 +213,7 @@ impl From<ControlError> for ApiError {
             ControlError::UnknownPipeline(_) | ControlError::UnknownSlot { .. } => {
                 ApiError::new(StatusCode::NOT_FOUND, e.to_string())
             }
-            ControlError::InitFailed { .. } => {
+            ControlError::InitFailed { .. } | ControlError::Invalid(_) => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string())
             }
             ControlError::NothingToRollBack { .. } => {

@@ -247,25 +247,7 @@ pub struct Slot {
     pub can_rollback: bool,
 }
 
-/// What a pipeline promises about its outputs when Sluice or the broker fails.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "kebab-case")]
-pub enum Guarantee {
-    /// After a crash, the records since the last commit are processed again.
-    AtLeastOnce,
-    /// Outputs, dead letters and offsets are committed in one transaction per commit
-    /// interval: read_committed readers see every input record's outputs once.
-    ExactlyOnce,
-}
-
-impl From<crate::config::Guarantee> for Guarantee {
-    fn from(g: crate::config::Guarantee) -> Self {
-        match g {
-            crate::config::Guarantee::AtLeastOnce => Guarantee::AtLeastOnce,
-            crate::config::Guarantee::ExactlyOnce => Guarantee::ExactlyOnce,
-        }
-    }
-}
+pub use crate::config::Guarantee;
 
 /// An exactly-once pipeline's transactions since the process started.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
@@ -323,6 +305,13 @@ pub struct Pipeline {
     /// With exactly-once: its transactions.
     #[schema(required = true)]
     pub transactions: Option<Transactions>,
+    /// Its definition, as `PUT /pipelines/{pipeline}` takes it (modules as `NAME@VERSION`);
+    /// null only for a pipeline deleted a moment ago.
+    #[schema(required = true)]
+    pub definition: Option<crate::config::PipelineConfig>,
+    /// Its latest change, which is what it runs: who made it, when, and what.
+    #[schema(required = true)]
+    pub last_change: Option<crate::control::Change>,
 }
 
 /// `GET /pipelines`.
@@ -516,6 +505,8 @@ mod tests {
             slots: Vec::new(),
             guarantee: Guarantee::ExactlyOnce,
             transactions: Some(Transactions::default()),
+            definition: None,
+            last_change: None,
         };
         let text = serde_json::to_value(&pipeline).unwrap();
         assert_eq!(

@@ -7,7 +7,6 @@ use crate::engine::tests::guest_bytes;
 use crate::engine::{Engine, Limits};
 use crate::pipeline::Pipeline;
 use crate::pipeline::metrics::PipelineMetrics;
-use crate::tables::{Table, Tables};
 use axum::body::Body;
 use axum::http::Request;
 use serde_json::{Value, json};
@@ -26,23 +25,37 @@ fn guest_path(name: &str) -> String {
     path.to_string_lossy().into_owned()
 }
 
-/// One pipeline `unify` whose only slot runs the test guest, as the configuration file says.
-fn fixture(token: Option<&str>, max_module_bytes: usize) -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let text = format!(
+/// The configuration file of [`fixture`]: one pipeline `unify` whose only slot runs the test
+/// guest, with a lookup table.
+fn fixture_file() -> String {
+    format!(
         "[[pipeline]]\nname = \"unify\"\ninputs = [\"timezone1\"]\noutputs = [\"unified\"]\ndead_letter = \"unified.dlq\"\n\
+         [[pipeline.table]]\nname = \"customers\"\ntopic = \"customers\"\n\
          [[pipeline.transform]]\nmodule = {:?}\n",
         guest_path("test_guest")
-    );
-    let config = Config::parse(&text).unwrap();
+    )
+}
+
+/// A control plane over `dir` that applied `file` and made its pipelines ready (not started:
+/// no Kafka), as `sluice run` does at start.
+fn control_plane(dir: &std::path::Path, file: &str, max_module_bytes: usize) -> Arc<ControlPlane> {
+    let config = Config::parse(file).unwrap();
     let engine = Engine::new(Limits::default()).unwrap();
-    let control = Arc::new(ControlPlane::open(dir.path(), engine, max_module_bytes).unwrap());
-    let table = Arc::new(Table::new("customers", 1 << 20));
+    let control = Arc::new(ControlPlane::open(dir, engine, max_module_bytes).unwrap());
+    control
+        .apply_file(&config.pipeline, "file sluice.toml")
+        .unwrap();
+    control.start_pipelines(None, &[]).unwrap();
+    control
+}
+
+/// [`fixture_file`]'s runtime, its table holding customer 5.
+fn fixture(token: Option<&str>, max_module_bytes: usize) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let control = control_plane(dir.path(), &fixture_file(), max_module_bytes);
+    let pipeline = control.pipeline("unify").unwrap();
+    let table = pipeline.tables.iter().next().unwrap();
     table.apply(b"5", Some(b"fred")).unwrap();
-    let tables = Tables::new([table]);
-    let stages = control.stages_for(0, &config.pipeline[0], &tables).unwrap();
-    let pipeline = Arc::new(Pipeline::new(&config.pipeline[0], tables, stages));
-    control.attach(vec![pipeline.clone()]);
     let state = AppState::new(control, token.map(str::to_string), None);
     Fixture {
         state,
@@ -93,6 +106,10 @@ async fn call(
         request = request.header("authorization", format!("Bearer {token}"));
     }
     let (status, body) = send(state, request.body(body.into()).unwrap()).await;
+    if status == StatusCode::NO_CONTENT {
+        assert_eq!(body, "", "{method} {path}: 204 with a body");
+        return (status, Value::Null);
+    }
     (
         status,
         serde_json::from_str(&body).unwrap_or_else(|e| panic!("{method} {path}: {e}: {body}")),
@@ -553,42 +570,35 @@ async fn deployments_survive_a_restart() {
     )
     .await;
 
-    // A second runtime over the same state directory and configuration file.
-    let text = format!(
-        "[[pipeline]]\nname = \"unify\"\ninputs = [\"a\"]\noutputs = [\"b\"]\n[[pipeline.transform]]\nmodule = {:?}\n",
-        guest_path("test_guest")
-    );
-    let config = Config::parse(&text).unwrap();
-    // What a restarted runtime does: open the state directory, then take the file's pipeline.
-    let restart = |config: &Config| {
-        let engine = Engine::new(Limits::default()).unwrap();
-        let control = ControlPlane::open(f._dir.path(), engine, 64 << 20).unwrap();
-        let stages = control
-            .stages_for(0, &config.pipeline[0], &Tables::default())
-            .unwrap();
-        (control, stages)
+    // A second runtime over the same state directory and configuration file: the deploy and
+    // the pause were the latest changes, and stay.
+    let restart = |file: &str| {
+        let control = control_plane(f._dir.path(), file, 64 << 20);
+        let pipeline = control.pipeline("unify").unwrap();
+        (control, pipeline)
     };
-    let (control, stages) = restart(&config);
-    assert_eq!(
-        (stages[0].name.as_str(), stages[0].version),
-        ("test_guest", 2)
-    );
-    let pipeline = Arc::new(Pipeline::new(
-        &config.pipeline[0],
-        Tables::default(),
-        stages,
-    ));
-    control.attach(vec![pipeline.clone()]);
+    let (control, pipeline) = restart(&fixture_file());
+    let stage = pipeline.deployed.current().1[0].clone();
+    assert_eq!((stage.name.as_str(), stage.version), ("test_guest", 2));
     assert!(pipeline.paused.load(Relaxed));
     assert!(control.can_roll_back("unify", 0));
+    let (_, change) = control.definition("unify").unwrap();
+    assert_eq!(change.unwrap().what, "paused");
     drop(control);
 
     // The file edited since the deploy: the file's latest word wins.
-    let edited = Config::parse(&format!("{text}config = {{ log = \"true\" }}\n")).unwrap();
-    let (_control, stages) = restart(&edited);
+    let edited = format!("{}config = {{ log = \"true\" }}\n", fixture_file());
+    let (control, pipeline) = restart(&edited);
+    let stage = pipeline.deployed.current().1[0].clone();
     assert_eq!(
-        (stages[0].version, stages[0].config.clone()),
+        (stage.version, stage.config.clone()),
         (1, vec![("log".to_string(), "true".to_string())])
+    );
+    let (_, change) = control.definition("unify").unwrap();
+    let change = change.unwrap();
+    assert_eq!(
+        (change.by.as_str(), change.what.as_str()),
+        ("file sluice.toml", "updated")
     );
 }
 
@@ -856,4 +866,156 @@ async fn changes_the_state_directory_cannot_keep_are_refused_and_not_made() {
     )
     .await;
     assert_eq!((status, &p["status"]), (StatusCode::OK, &json!("paused")));
+}
+
+#[tokio::test]
+async fn pipelines_are_created_changed_and_deleted_through_the_api() {
+    let f = fixture(Some("secret"), 64 << 20);
+    let store = &f.state.control.store;
+    store.add("tz", &guest_bytes("tz_normaliser")).unwrap();
+    store.add("pii", &guest_bytes("pii_stripper")).unwrap();
+    let put = |name: &str, body: Value| {
+        let state = f.state.clone();
+        let path = format!("/api/v1/pipelines/{name}");
+        async move {
+            call(
+                &state,
+                "PUT",
+                &path,
+                Body::from(body.to_string()),
+                Some("secret"),
+            )
+            .await
+        }
+    };
+    let definition = json!({
+        "name": "orders", "inputs": ["orders"], "outputs": ["orders.clean"],
+        "dead_letter": "orders.dlq", "batch_size": 500, "guarantee": "exactly-once",
+        "transform": [{"module": "pii"}, {"module": "tz@1", "config": {"field": "at"}}],
+    });
+
+    // Changes need the token.
+    let (status, _) = call(
+        &f.state,
+        "PUT",
+        "/api/v1/pipelines/orders",
+        Body::from(definition.to_string()),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    let (status, body) = put("orders", definition.clone()).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["status"], "starting", "not started: no Kafka here");
+    assert_eq!(body["guarantee"], "exactly-once");
+    assert_eq!(body["definition"]["batch_size"], 500);
+    let modules: Vec<&Value> = (body["definition"]["transform"].as_array().unwrap())
+        .iter()
+        .map(|t| &t["module"])
+        .collect();
+    assert_eq!(
+        modules,
+        [&json!("pii@1"), &json!("tz@1")],
+        "versions resolved"
+    );
+    assert_eq!(body["definition"]["transform"][1]["config"]["field"], "at");
+    assert_eq!(body["last_change"]["by"], "api");
+    assert_eq!(body["last_change"]["what"], "created");
+    let (_, list) = get_json(&f.state, "/api/v1/pipelines").await;
+    let names: Vec<&Value> = (list["pipelines"].as_array().unwrap().iter())
+        .map(|p| &p["name"])
+        .collect();
+    assert_eq!(names, [&json!("unify"), &json!("orders")]);
+
+    // The chain reordered: same settings, as many slots, swapped in place.
+    let before = f.state.control.pipeline("orders").unwrap();
+    let mut reordered = definition.clone();
+    reordered["transform"] =
+        json!([{"module": "tz", "config": {"field": "at"}}, {"module": "pii"}]);
+    let (status, body) = put("orders", reordered).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["slots"][0]["module"], "tz");
+    assert_eq!(body["last_change"]["what"], "updated");
+    let after = f.state.control.pipeline("orders").unwrap();
+    assert!(Arc::ptr_eq(&before, &after), "swapped in place");
+    // A slot removed: the pipeline starts anew.
+    let mut shorter = definition.clone();
+    shorter["transform"] = json!([{"module": "pii"}]);
+    let (status, body) = put("orders", shorter).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["slots"].as_array().unwrap().len(), 1);
+    assert!(!Arc::ptr_eq(
+        &after,
+        &f.state.control.pipeline("orders").unwrap()
+    ));
+
+    // Refused definitions name what is wrong, and change nothing.
+    let refused = [
+        (
+            json!({"batch_size": 0}),
+            "pipeline (orders).batch_size: 0 is out of range 1..=100000",
+        ),
+        (
+            json!({"inputs": ["orders.clean"]}),
+            "`orders.clean` is both an input and an output",
+        ),
+        (
+            json!({"transform": [{"module": "nope"}]}),
+            "pipeline `orders`.transform[0].module: no module is called `nope`",
+        ),
+        (
+            json!({"transform": [{"module": "tz@7"}]}),
+            "module `tz` has no version 7 (it has 1 to 1)",
+        ),
+        (
+            json!({"transform": [{"module": "x.wasm"}]}),
+            "`x.wasm` is a file: store it first",
+        ),
+        (
+            json!({"transform": [{"module": "tz", "config": {"bogus": "1"}}]}),
+            "tz@1 does not start with this configuration",
+        ),
+        (
+            json!({"name": "other"}),
+            "the body names `other` but the path `orders`",
+        ),
+        (json!({"inputs": "orders"}), "inputs"),
+        (json!({"colour": "red"}), "unknown field `colour`"),
+    ];
+    for (change, expected) in refused {
+        let mut body = definition.clone();
+        for (key, value) in change.as_object().unwrap() {
+            body[key] = value.clone();
+        }
+        let (status, answer) = put("orders", body).await;
+        assert_eq!(
+            status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{change}: {answer}"
+        );
+        let message = answer["error"].as_str().unwrap();
+        assert!(message.contains(expected), "{change}: {message}");
+    }
+    let (_, body) = get_json(&f.state, "/api/v1/pipelines/orders").await;
+    assert_eq!(body["definition"]["transform"].as_array().unwrap().len(), 1);
+
+    // Deleted: gone from the list; a second delete finds nothing.
+    let delete = || {
+        call(
+            &f.state,
+            "DELETE",
+            "/api/v1/pipelines/orders",
+            Body::empty(),
+            Some("secret"),
+        )
+    };
+    assert_eq!(delete().await.0, StatusCode::NO_CONTENT);
+    assert_eq!(
+        get(&f.state, "/api/v1/pipelines/orders").await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(delete().await.0, StatusCode::NOT_FOUND);
+    let saved = std::fs::read_to_string(f._dir.path().join("deployments.json")).unwrap();
+    assert!(!saved.contains("\"orders\""), "{saved}");
 }

@@ -43,7 +43,7 @@ type ApiResult<T> = Result<T, ApiError>;
     servers((url = "/api/v1")),
     paths(
         info, openapi, list_modules, upload_module, module_versions, try_module, list_pipelines,
-        pipeline, deploy, roll_back, pause, resume, dead_letters, stats::events, fleet::fleet
+        pipeline, put_pipeline, delete_pipeline, deploy, roll_back, pause, resume, dead_letters, stats::events, fleet::fleet
     ),
     modifiers(&Finish)
 )]
@@ -98,7 +98,10 @@ pub(super) fn routes(state: &AppState) -> Router<AppState> {
         .route("/modules/{name}", get(module_versions))
         .route("/modules/{name}/versions/{version}/try", post(try_module))
         .route("/pipelines", get(list_pipelines))
-        .route("/pipelines/{name}", get(pipeline))
+        .route(
+            "/pipelines/{name}",
+            get(pipeline).put(put_pipeline).delete(delete_pipeline),
+        )
         .route("/pipelines/{name}/transforms/{slot}", put(deploy))
         .route(
             "/pipelines/{name}/transforms/{slot}/rollback",
@@ -370,6 +373,7 @@ fn pipeline_view(state: &AppState, p: &crate::pipeline::Pipeline) -> Pipeline {
             can_rollback: state.control.can_roll_back(&p.name, index),
         })
         .collect();
+    let (definition, last_change) = state.control.definition(&p.name).unzip();
     let m = &p.metrics;
     let error = match m.status() {
         Status::Failed(error) => Some(error),
@@ -395,12 +399,15 @@ fn pipeline_view(state: &AppState, p: &crate::pipeline::Pipeline) -> Pipeline {
         guarantee: p.guarantee.into(),
         transactions: (p.guarantee == crate::config::Guarantee::ExactlyOnce)
             .then(|| super::model::Transactions::read(m)),
+        definition,
+        last_change: last_change.flatten(),
     }
 }
 
 /// The answer of the routes that change a pipeline: the pipeline as it is now.
 fn pipeline_answer(state: &AppState, name: &str) -> ApiResult<Json<Pipeline>> {
-    Ok(Json(pipeline_view(state, state.control.pipeline(name)?)))
+    let pipeline = state.control.pipeline(name)?;
+    Ok(Json(pipeline_view(state, &pipeline)))
 }
 
 #[utoipa::path(
@@ -434,6 +441,70 @@ async fn pipeline(
     Path(name): Path<String>,
 ) -> ApiResult<Json<Pipeline>> {
     pipeline_answer(&state, &name)
+}
+
+#[utoipa::path(
+    put,
+    path = "/pipelines/{pipeline}",
+    summary = "Create or replace a pipeline: its topics, settings and chain, as a `[[pipeline]]` of sluice.toml says them",
+    description = "Modules are stored ones: `NAME` (its latest version) or `NAME@VERSION`. A change of the chain alone (modules, their configuration, slots added, removed or reordered) is swapped in at each partition's next batch boundary when the number of slots stays; other changes drain, commit and start the pipeline anew. A slot that keeps its module keeps its rollback history.",
+    security(("bearer" = [])),
+    params(("pipeline" = String, Path, description = "Pipeline name")),
+    request_body = crate::config::PipelineConfig,
+    responses(
+        (status = 200, description = "Replaced", body = Pipeline),
+        (status = 201, description = "Created", body = Pipeline),
+        (status = 400, description = "Malformed request", body = ErrorBody),
+        (status = 401, description = "Token missing or wrong", body = ErrorBody),
+        (status = 422, description = "The definition cannot run: the error names the field (a setting out of range, a module that is not stored or does not start)", body = ErrorBody),
+        (status = 507, description = "The state directory cannot be written; nothing was changed", body = ErrorBody),
+    ),
+)]
+async fn put_pipeline(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    body: Result<Json<crate::config::PipelineConfig>, JsonRejection>,
+) -> ApiResult<(StatusCode, Json<Pipeline>)> {
+    let definition = json_body(body)?;
+    if definition.name != name {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!(
+                "name: the body names `{}` but the path `{name}`; a pipeline is renamed by creating the new one and deleting the old",
+                definition.name
+            ),
+        ));
+    }
+    let control = state.control.clone();
+    let created = blocking(move || Ok(control.put_pipeline(definition)?)).await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, pipeline_answer(&state, &name)?))
+}
+
+#[utoipa::path(
+    delete,
+    path = "/pipelines/{pipeline}",
+    summary = "Delete a pipeline: it drains, commits and stops; its consumer group keeps its offsets",
+    security(("bearer" = [])),
+    params(("pipeline" = String, Path, description = "Pipeline name")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, description = "Token missing or wrong", body = ErrorBody),
+        (status = 404, description = "No such pipeline", body = ErrorBody),
+        (status = 507, description = "The state directory cannot be written; nothing was changed", body = ErrorBody),
+    ),
+)]
+async fn delete_pipeline(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> ApiResult<StatusCode> {
+    let control = state.control.clone();
+    blocking(move || Ok(control.delete_pipeline(&name)?)).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[utoipa::path(

@@ -111,14 +111,14 @@ pub struct DeployArgs {
 }
 
 /// A runtime's API.
-struct Client {
+pub(super) struct Client {
     agent: ureq::Agent,
     base: String,
     token: Option<String>,
 }
 
 impl Client {
-    fn new(args: &ApiArgs) -> Self {
+    pub(super) fn new(args: &ApiArgs) -> Self {
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(Duration::from_secs(120)))
@@ -132,7 +132,7 @@ impl Client {
     }
 
     /// Sends a request; the answer, or the API's error message.
-    fn call<T: DeserializeOwned>(
+    pub(super) fn call<T: DeserializeOwned>(
         &self,
         method: &str,
         path: &str,
@@ -163,6 +163,8 @@ impl Client {
             let message = serde_json::from_str::<ErrorBody>(&text).map_or(text, |e| e.error);
             anyhow::bail!("{message} ({status})");
         }
+        // No content (a delete) reads as null.
+        let text = if text.is_empty() { "null".into() } else { text };
         serde_json::from_str(&text).with_context(|| {
             format!(
                 "{url} answered {status} with something this sluice does not understand: {text}"
@@ -170,11 +172,11 @@ impl Client {
         })
     }
 
-    fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+    pub(super) fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
         self.call("GET", path, "application/json", None)
     }
 
-    fn upload(&self, file: &Path, name: Option<&str>) -> anyhow::Result<Uploaded> {
+    pub(super) fn upload(&self, file: &Path, name: Option<&str>) -> anyhow::Result<Uploaded> {
         let bytes =
             std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
         let stem = file

@@ -103,24 +103,32 @@ pub fn run(args: DemoArgs) -> anyhow::Result<i32> {
             })
         })
         .collect();
-    let status = super::run::serve(&config, &engine, &state_dir, signals, listener, |address| {
-        println!(
-            "Sluice demo: an embedded broker, generators for seed 000 (timezones) and seed 004 (orders),"
-        );
-        println!(
-            "and two pipelines: timezones -> unified_timestamps, orders -> PII stripper -> enricher -> orders_enriched."
-        );
-        println!();
-        println!("  Dashboard:       http://{address}/");
-        println!(
-            "  Embedded broker: {bootstrap}   (e.g. sluice peek unified_timestamps --bootstrap-servers {bootstrap})"
-        );
-        println!();
-        println!(
-            "The embedded broker is for trying Sluice; production runs `sluice run` against a real Kafka."
-        );
-        println!("Ctrl-C stops the demo.");
-    });
+    let status = super::run::serve(
+        &config,
+        &engine,
+        &state_dir,
+        "demo",
+        signals,
+        listener,
+        |address| {
+            println!(
+                "Sluice demo: an embedded broker, generators for seed 000 (timezones) and seed 004 (orders),"
+            );
+            println!(
+                "and two pipelines: timezones -> unified_timestamps, orders -> PII stripper -> enricher -> orders_enriched."
+            );
+            println!();
+            println!("  Dashboard:       http://{address}/");
+            println!(
+                "  Embedded broker: {bootstrap}   (e.g. sluice peek unified_timestamps --bootstrap-servers {bootstrap})"
+            );
+            println!();
+            println!(
+                "The embedded broker is for trying Sluice; production runs `sluice run` against a real Kafka."
+            );
+            println!("Ctrl-C stops the demo.");
+        },
+    );
     stop.store(true, Ordering::Relaxed);
     for generator in generators {
         let _ = generator.join();

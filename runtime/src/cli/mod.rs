@@ -5,6 +5,7 @@ pub mod client;
 pub mod demo;
 pub mod gen_cmd;
 pub mod peek;
+pub mod pipelines;
 pub mod run;
 pub mod scaffold;
 pub mod try_cmd;
@@ -44,6 +45,14 @@ pub enum Command {
     /// List and upload modules of a running runtime (through its HTTP API).
     #[command(after_help = client::MODULES_EXAMPLES)]
     Modules(client::ModulesArgs),
+    /// List, show, pause, resume and delete the pipelines of a running runtime (through its
+    /// HTTP API).
+    #[command(after_help = pipelines::PIPELINES_EXAMPLES)]
+    Pipelines(pipelines::PipelinesArgs),
+    /// Make a running runtime's pipelines match a file: create, update, delete (through its
+    /// HTTP API); shows the changes first.
+    #[command(after_help = pipelines::APPLY_EXAMPLES)]
+    Apply(pipelines::ApplyArgs),
     /// Deploy a module version into a running pipeline, or roll back (through its HTTP API).
     #[command(after_help = client::DEPLOY_EXAMPLES)]
     Deploy(client::DeployArgs),

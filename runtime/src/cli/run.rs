@@ -2,15 +2,15 @@
 
 use crate::api::AppState;
 use crate::config::{Config, Guarantee, Overrides};
+use crate::control::running::RunSettings;
 use crate::control::{ControlPlane, Member};
 use crate::engine::{Engine, Limits};
 use crate::kafka::KafkaArgs;
-use crate::pipeline::{self, metrics::Status};
+use crate::pipeline;
 use anyhow::Context;
 use clap::Args;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// Examples shown by `sluice run --help`.
@@ -103,6 +103,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
         &config,
         &engine,
         &state_dir,
+        &format!("file {}", args.config.display()),
         signals.expect("listening unless --check"),
         listener.expect("bound unless --check"),
         |address| tracing::info!(%address, "api listening"),
@@ -184,13 +185,15 @@ impl StopSignals {
     }
 }
 
-/// Runs `config`'s pipelines and the API (modules and deployments in `state_dir`, served on
+/// Applies `config`'s pipelines (`source` says where they come from, for their latest change),
+/// then runs the pipelines and the API (modules and deployments in `state_dir`, served on
 /// `listener`, see [`bind`]) until SIGTERM or SIGINT, or until every pipeline has stopped; then
 /// drains and commits. `announce` is told the API's address once it serves. Returns the exit status.
 pub fn serve(
     config: &Config,
     engine: &Engine,
     state_dir: &Path,
+    source: &str,
     signals: StopSignals,
     listener: std::net::TcpListener,
     announce: impl FnOnce(std::net::SocketAddr),
@@ -220,19 +223,16 @@ pub fn serve(
         }
     };
     let member = member_id(state_dir)?;
-    let stop = Arc::new(AtomicBool::new(false));
-    let pipelines = pipeline::start_all(
-        config,
-        engine,
-        state_dir,
-        &member,
-        stop.clone(),
-        |index, p, tables| control.stages_for(index, p, tables),
+    control.apply_file(&config.pipeline, source)?;
+    let first: Vec<String> = config.pipeline.iter().map(|p| p.name.clone()).collect();
+    control.start_pipelines(
+        Some(RunSettings {
+            config: config.clone(),
+            state_dir: state_dir.to_path_buf(),
+            member: member.clone(),
+        }),
+        &first,
     )?;
-    for p in &pipelines {
-        tracing::info!(pipeline = %p.pipeline.name, "pipeline started");
-    }
-    control.attach(pipelines.iter().map(|p| p.pipeline.clone()).collect());
     let (stop_api, api_stopped) = tokio::sync::oneshot::channel::<()>();
     let api = runtime.block_on(async {
         let listener = tokio::net::TcpListener::from_std(listener)?;
@@ -260,7 +260,7 @@ pub fn serve(
             tokio::select! {
                 _ = terminate.recv() => break,
                 _ = interrupt.recv() => break,
-                _ = tick.tick() => if pipelines.iter().all(|p| p.is_finished()) { break },
+                _ = tick.tick() => if control.all_done() { break },
             }
         }
     });
@@ -268,13 +268,13 @@ pub fn serve(
     let _ = runtime.block_on(api);
     control.leave_fleet();
 
-    stop.store(true, Ordering::Relaxed);
+    control.stop_all();
     tracing::info!("stopping: draining in-flight batches and committing");
     // Each pipeline drains within shutdown_timeout_ms itself; the grace only catches a drain
     // that hangs past its own deadline.
     let deadline =
         Instant::now() + Duration::from_millis(config.shutdown_timeout_ms) + Duration::from_secs(5);
-    while !pipelines.iter().all(|p| p.is_finished()) {
+    while !control.all_stopped() {
         if Instant::now() > deadline {
             tracing::error!(
                 "graceful stop took longer than {} ms; exiting without it",
@@ -284,15 +284,11 @@ pub fn serve(
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    let mut failed = false;
-    for p in pipelines {
-        if let Status::Failed(error) = p.pipeline.metrics.status() {
-            tracing::error!(pipeline = %p.pipeline.name, %error, "pipeline failed");
-            failed = true;
-        }
-        p.join();
+    let failed = control.join_all();
+    for (pipeline, error) in &failed {
+        tracing::error!(%pipeline, %error, "pipeline failed");
     }
-    Ok(if failed { 1 } else { 0 })
+    Ok(if failed.is_empty() { 0 } else { 1 })
 }
 
 #[cfg(test)]

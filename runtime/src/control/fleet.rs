@@ -321,16 +321,21 @@ impl FleetLog {
         Ok(())
     }
 
-    /// Writes `value` under `key` to `topic`, then waits until this member has applied it.
-    pub fn publish(&self, topic: Topic, key: &str, value: &[u8]) -> Result<(), FleetError> {
+    /// Writes `value` under `key` to `topic` (`None`: a tombstone, which deletes the key),
+    /// then waits until this member has applied it.
+    pub fn publish(&self, topic: Topic, key: &str, value: Option<&[u8]>) -> Result<(), FleetError> {
         let next = self.write(topic, key, value)? + 1;
         self.wait_applied(topic, next, "did not come back to be applied")
     }
 
-    /// Writes `value` under `key` to `topic`; returns its offset once the broker has it.
-    pub fn write(&self, topic: Topic, key: &str, value: &[u8]) -> Result<i64, FleetError> {
+    /// Writes `value` under `key` to `topic` (`None`: a tombstone); returns its offset once
+    /// the broker has it.
+    pub fn write(&self, topic: Topic, key: &str, value: Option<&[u8]>) -> Result<i64, FleetError> {
         let name = &self.topics[topic as usize];
-        let record = FutureRecord::to(name).key(key).payload(value).partition(0);
+        let mut record: FutureRecord<str, [u8]> = FutureRecord::to(name).key(key).partition(0);
+        if let Some(value) = value {
+            record = record.payload(value);
+        }
         let delivered = futures::executor::block_on(self.producer.send(record, CATCH_UP));
         delivered
             .map(|delivery| delivery.offset)

@@ -1,27 +1,32 @@
-//! The control plane: stored modules, what each pipeline slot runs, and the changes the API
-//! makes to running pipelines (deploy, roll back, pause, resume).
+//! The control plane: stored modules, the pipelines (their settings and what each slot of
+//! their chain runs), and the changes the API makes to them (define, delete, deploy, roll back,
+//! pause, resume).
 //!
-//! Deployments persist in `<state>/deployments.json`, written before a change takes effect (a
-//! change that cannot be written is refused, with memory left as it is on disk), so that after
-//! a restart each pipeline runs what was deployed rather than what the configuration
-//! file names. The file's modules are stored too (under their file name), and decide a slot only
-//! until something is deployed into it.
+//! Pipelines are data. On its own, a member keeps them in `<state>/deployments.json`, written
+//! before a change takes effect (a change that cannot be written is refused, with memory left
+//! as it is on disk); in a fleet, they are records of its deployments topic. What wins is the
+//! latest change, whoever made it: the API, the page, `sluice apply`, or the configuration file
+//! of `sluice run`. The file counts as a change only when it says something other than when it
+//! was last applied, so that a restart with the same file keeps what was changed since through
+//! the API. Each pipeline shows its latest change ([`Change`]).
 
 pub mod fleet;
+pub mod running;
 pub mod store;
 
-use crate::config::PipelineConfig;
+use crate::config::{ConfigError, LimitsConfig, PipelineConfig, Scalar, TransformConfig};
 use crate::engine::{Engine, InstantiateError};
 use crate::pipeline::Pipeline;
 use crate::pipeline::chain::StageSpec;
 use crate::tables::Tables;
 use fleet::{FleetLog, Topic};
+use running::{Entry, Job, RunSettings};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering::Relaxed;
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, mpsc};
 use store::{ModuleStore, ModuleVersion, StoreError};
 
 /// What one transform slot runs.
@@ -43,16 +48,52 @@ struct SlotState {
     /// What ran before, most recent last: what a rollback returns to.
     #[serde(default)]
     history: Vec<SlotDeployment>,
-    /// What the configuration file named for the slot when the runtime last started: a file
-    /// edited since then wins over an earlier deploy.
-    file: SlotDeployment,
 }
+
+/// A pipeline's latest change: who made it, when, and what it was. The API shows it, so that
+/// what wins (the latest change) can be seen.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Change {
+    /// `api` (the API, the page and the CLI's clients of it), or `file <path>` (`sluice run`'s
+    /// configuration file).
+    pub by: String,
+    /// When, RFC 3339.
+    pub at: String,
+    /// What: `created`, `updated`, `deployed tz_normaliser@2 into slot 0`, `paused`...
+    pub what: String,
+}
+
+impl Change {
+    fn now(by: &str, what: impl Into<String>) -> Option<Change> {
+        Some(Change {
+            by: by.to_string(),
+            at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            what: what.into(),
+        })
+    }
+}
+
+/// Who a change made through the API is by.
+pub const BY_API: &str = "api";
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct PipelineState {
     #[serde(default)]
     paused: bool,
     slots: Vec<SlotState>,
+    /// Its settings, `transform` empty (`slots` are its chain). Absent from the deployments of
+    /// Sluice versions before pipelines were data: such a pipeline runs once a file or the API
+    /// defines it.
+    #[serde(default)]
+    settings: Option<PipelineConfig>,
+    /// The pipeline as the configuration file said when it last set it, its `.wasm` files
+    /// as the module versions they were stored as: the file sets it again only once it says
+    /// something else.
+    #[serde(default)]
+    file: Option<PipelineConfig>,
+    /// Its latest change.
+    #[serde(default)]
+    last_change: Option<Change>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -101,6 +142,10 @@ pub enum ControlError {
     /// The fleet's topics could not be written or read.
     #[error(transparent)]
     Fleet(#[from] fleet::FleetError),
+    /// A pipeline definition that cannot run: a setting out of range, a module that is not
+    /// stored or does not start with its configuration.
+    #[error(transparent)]
+    Invalid(#[from] ConfigError),
     /// A rollback with nothing before.
     #[error("slot {index} of pipeline `{pipeline}` has no earlier version to roll back to")]
     NothingToRollBack {
@@ -118,7 +163,15 @@ pub struct ControlPlane {
     engine: Engine,
     deployments: Mutex<Deployments>,
     path: PathBuf,
-    pipelines: OnceLock<Vec<Arc<Pipeline>>>,
+    /// The pipelines this member runs, in the order they were first defined (the file's
+    /// first).
+    running: Mutex<Vec<Arc<Entry>>>,
+    /// Where changes that start or stop pipelines go, once [`Self::start_pipelines`] ran.
+    starter: OnceLock<mpsc::Sender<Job>>,
+    /// Limits the pipelines' settings are checked against.
+    limits: OnceLock<LimitsConfig>,
+    /// Set by [`Self::stop_all`]: nothing starts any more.
+    stopping: AtomicBool,
     /// In a fleet: its topics, where changes go; `None` for a member on its own.
     fleet: OnceLock<Arc<FleetLog>>,
     /// In a fleet: chunks of module bytes read but not yet made a version, by hash.
@@ -180,7 +233,10 @@ impl ControlPlane {
             engine,
             deployments: Mutex::new(deployments),
             path,
-            pipelines: OnceLock::new(),
+            running: Mutex::new(Vec::new()),
+            starter: OnceLock::new(),
+            limits: OnceLock::new(),
+            stopping: AtomicBool::new(false),
             fleet: OnceLock::new(),
             chunks: Mutex::new(HashMap::new()),
             member: OnceLock::new(),
@@ -202,7 +258,10 @@ impl ControlPlane {
             engine,
             deployments: Mutex::new(Deployments::default()),
             path: dir.join("deployments.json"),
-            pipelines: OnceLock::new(),
+            running: Mutex::new(Vec::new()),
+            starter: OnceLock::new(),
+            limits: OnceLock::new(),
+            stopping: AtomicBool::new(false),
             fleet: OnceLock::new(),
             chunks: Mutex::new(HashMap::new()),
             member: OnceLock::new(),
@@ -268,7 +327,7 @@ impl ControlPlane {
             fleet.write(
                 Topic::Modules,
                 &fleet::chunk_key(&sha256, index, chunks.len()),
-                chunk,
+                Some(chunk),
             )?;
         }
         let record = FleetModule {
@@ -277,7 +336,11 @@ impl ControlPlane {
             chunks: chunks.len(),
         };
         let value = serde_json::to_vec(&record).expect("serialises");
-        fleet.publish(Topic::Modules, &fleet::module_key(name, &sha256), &value)?;
+        fleet.publish(
+            Topic::Modules,
+            &fleet::module_key(name, &sha256),
+            Some(&value),
+        )?;
         let versions = self.store.versions(name)?;
         let version = versions.into_iter().find(|v| v.sha256 == sha256);
         Ok((
@@ -292,10 +355,14 @@ impl ControlPlane {
 
     /// Applies one record of the fleet's topics (see [`fleet`]).
     fn apply_fleet_record(&self, topic: Topic, key: &str, value: Option<&[u8]>) {
+        let parts: Vec<&str> = key.split('/').collect();
+        if let (Topic::Deployments, ["pipeline", name], None) = (topic, parts.as_slice(), value) {
+            self.deployments.lock().unwrap().pipelines.remove(*name);
+            return self.apply(name);
+        }
         let Some(value) = value else {
             return;
         };
-        let parts: Vec<&str> = key.split('/').collect();
         match (topic, parts.as_slice()) {
             (Topic::Modules, ["chunk", sha256, index, count]) => {
                 let (Ok(index), Ok(count)) = (index.parse::<usize>(), count.parse::<usize>())
@@ -348,100 +415,294 @@ impl ControlPlane {
                     .lock()
                     .unwrap()
                     .pipelines
-                    .insert(name.to_string(), state.clone());
-                if let Ok(pipeline) = self.pipeline(name) {
-                    self.run(pipeline, &state);
-                }
+                    .insert(name.to_string(), state);
+                self.apply(name);
             }
             _ => fleet_record_refused(key, "an unknown key"),
         }
     }
 
-    /// The stages pipeline `index` starts with: what was deployed into its slots, or the
-    /// configuration file's modules for a pipeline never deployed to (or whose number of
-    /// slots changed in the file). Each is started once to check its `init`.
-    pub fn stages_for(
-        &self,
-        index: usize,
-        pipeline: &PipelineConfig,
-        tables: &Tables,
-    ) -> anyhow::Result<Vec<Arc<StageSpec>>> {
-        let mut from_file = Vec::new();
-        for transform in crate::pipeline::read_transforms(index, pipeline)? {
-            let (stored, _) = self
-                .add_module(&transform.name, &transform.bytes)
-                .map_err(|e| anyhow::anyhow!("{}: {e}", transform.at))?;
-            let config = transform.config.into_iter().collect();
-            from_file.push(SlotDeployment {
-                module: transform.name,
-                version: stored.version,
-                config,
-            });
-        }
-        let deployments = self.deployments.lock().unwrap();
-        let mut state = deployments.of(&pipeline.name);
-        if state.slots.len() != from_file.len() {
-            if !state.slots.is_empty() {
-                tracing::warn!(pipeline = %pipeline.name, deployed = state.slots.len(), file = from_file.len(),
-                    "the configuration file changed the number of transforms: starting from the file's");
-            }
-            state.slots.clear();
-        }
-        // The latest intent wins: a deploy over a file left as it was, or the file if it was
-        // edited since.
-        for (slot, file) in from_file.into_iter().enumerate() {
-            match state.slots.get_mut(slot) {
-                None => state.slots.push(SlotState {
-                    current: file.clone(),
-                    history: Vec::new(),
-                    file,
-                }),
-                Some(s) if s.file == file => {
-                    if s.current != file {
-                        tracing::info!(pipeline = %pipeline.name, slot, module = %s.current.module,
-                            version = s.current.version, "running the deployed version, not the file's");
-                    }
+    /// Applies the pipelines of `sluice run`'s configuration file (`source` names it): each
+    /// one whose definition differs from what the file said when it last set the pipeline is
+    /// defined as the file says; one the file still says the same of keeps its latest change.
+    /// `.wasm` files are stored first, as the file's name without `.wasm`.
+    pub fn apply_file(&self, pipelines: &[PipelineConfig], source: &str) -> anyhow::Result<()> {
+        for (index, pipeline) in pipelines.iter().enumerate() {
+            let at = format!("pipeline[{index}] ({})", pipeline.name);
+            let mut resolved = pipeline.clone();
+            for (t, transform) in resolved.transform.iter_mut().enumerate() {
+                if !transform.is_file() {
+                    continue;
                 }
-                Some(s) => {
-                    tracing::info!(pipeline = %pipeline.name, slot, module = %file.module, version = file.version,
-                        "the configuration file changed this slot since the last deploy: running the file's");
-                    if s.current != file {
-                        let replaced = std::mem::replace(&mut s.current, file.clone());
-                        s.history.push(replaced);
-                    }
-                    s.file = file;
-                }
+                let file = format!("{at}.transform[{t}].module `{}`", transform.module);
+                let bytes = std::fs::read(&transform.module)
+                    .map_err(|e| anyhow::anyhow!("{file}: cannot read it: {e}"))?;
+                let name = (Path::new(&transform.module).file_stem())
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let (stored, _) =
+                    (self.add_module(&name, &bytes)).map_err(|e| anyhow::anyhow!("{file}: {e}"))?;
+                transform.module = format!("{name}@{}", stored.version);
             }
+            let current = self.deployments.lock().unwrap().of(&pipeline.name);
+            if current.settings.is_some() && current.file.as_ref() == Some(&resolved) {
+                if let Some(change) = current.last_change.filter(|c| c.by != source) {
+                    tracing::info!(pipeline = %pipeline.name, by = %change.by, at = %change.at, what = %change.what,
+                        "the file says what it said when it last set this pipeline: its latest change stays");
+                }
+                continue;
+            }
+            self.define(resolved.clone(), source, Some(resolved))
+                .map_err(|e| anyhow::anyhow!("{source}: {e}"))?;
         }
-        let slots: Vec<SlotDeployment> = state.slots.iter().map(|s| s.current.clone()).collect();
-        let unchanged = (deployments.pipelines.get(&pipeline.name))
-            .is_some_and(|s| serde_json::to_value(s).ok() == serde_json::to_value(&state).ok());
-        if !unchanged {
-            self.change(deployments, &pipeline.name, state)?;
-        }
-        slots
-            .iter()
-            .enumerate()
-            .map(|(t, slot)| {
-                self.stage(slot, tables).map_err(|e| {
-                    anyhow::anyhow!("pipeline[{index}] ({}).transform[{t}]: {e}", pipeline.name)
-                })
-            })
-            .collect()
+        Ok(())
     }
 
-    /// Hands over the running pipelines, and pauses those that were paused when the runtime
-    /// last stopped.
-    pub fn attach(&self, pipelines: Vec<Arc<Pipeline>>) {
-        let _ = self.pipelines.set(pipelines);
-        // What was deployed since their stages were chosen (by another member of a fleet), and
-        // whether they were paused when the runtime last stopped.
-        let deployments = self.deployments.lock().unwrap().pipelines.clone();
-        for p in self.pipelines() {
-            if let Some(state) = deployments.get(&p.name) {
-                self.run(p, state);
+    /// Creates or replaces a pipeline (`definition.name`) as `definition` says; every module
+    /// must be stored (`NAME`, its latest version, or `NAME@VERSION`) and start with its
+    /// configuration. A slot that keeps its module keeps its rollback history. Returns whether
+    /// the pipeline is new.
+    pub fn put_pipeline(&self, definition: PipelineConfig) -> Result<bool, ControlError> {
+        self.define(definition, BY_API, None)
+    }
+
+    fn define(
+        &self,
+        definition: PipelineConfig,
+        by: &str,
+        file: Option<PipelineConfig>,
+    ) -> Result<bool, ControlError> {
+        let place = format!("pipeline `{}`", definition.name);
+        definition.check("pipeline", self.limits.get_or_init(LimitsConfig::default))?;
+        self.sync()?;
+        let tables = crate::pipeline::declared_tables(&definition);
+        let mut chain = Vec::new();
+        for (t, transform) in definition.transform.iter().enumerate() {
+            let at = format!("{place}.transform[{t}].module");
+            let slot = self
+                .slot_for(transform)
+                .map_err(|problem| ConfigError::Invalid {
+                    at: at.clone(),
+                    problem,
+                })?;
+            if let Err(error) = self.stage(&slot, &tables) {
+                let problem = match error {
+                    ControlError::InitFailed { error, .. } => format!(
+                        "{}@{} does not start with this configuration: {error}",
+                        slot.module, slot.version
+                    ),
+                    other => other.to_string(),
+                };
+                return Err(ConfigError::Invalid { at, problem }.into());
+            }
+            chain.push(slot);
+        }
+        let deployments = self.deployments.lock().unwrap();
+        let mut state = deployments.of(&definition.name);
+        let created = state.settings.is_none();
+        let slots = (chain.into_iter().enumerate())
+            .map(|(index, next)| match state.slots.get(index) {
+                Some(old) if old.current == next => old.clone(),
+                Some(old) if old.current.module == next.module => SlotState {
+                    history: [old.history.clone(), vec![old.current.clone()]].concat(),
+                    current: next,
+                },
+                _ => SlotState {
+                    current: next,
+                    history: Vec::new(),
+                },
+            })
+            .collect();
+        state.slots = slots;
+        state.settings = Some(definition.settings());
+        if file.is_some() {
+            state.file = file;
+        }
+        state.last_change = Change::now(by, if created { "created" } else { "updated" });
+        self.change(deployments, &definition.name, Some(state))?;
+        Ok(created)
+    }
+
+    /// The slot a transform of a definition names: its module must be stored.
+    fn slot_for(&self, transform: &TransformConfig) -> Result<SlotDeployment, String> {
+        if transform.is_file() {
+            return Err(format!(
+                "`{}` is a file: store it first (`POST /api/v1/modules`, `sluice modules upload`, or `sluice apply`, which does both) and name the module",
+                transform.module
+            ));
+        }
+        let (module, version) = transform.stored()?;
+        let versions = self.store.versions(module).map_err(|e| e.to_string())?;
+        let version = match version {
+            Some(v) if versions.iter().any(|stored| stored.version == v) => v,
+            Some(v) => {
+                return Err(format!(
+                    "module `{module}` has no version {v} (it has 1 to {})",
+                    versions.len()
+                ));
+            }
+            None => versions.last().map_or(0, |v| v.version),
+        };
+        Ok(SlotDeployment {
+            module: module.to_string(),
+            version,
+            config: (transform.config.iter())
+                .map(|(k, v)| (k.clone(), v.0.clone()))
+                .collect(),
+        })
+    }
+
+    /// Deletes pipeline `name`: it drains, commits and stops. Its consumer group keeps its
+    /// offsets, so that a pipeline defined again under the name goes on where it stopped.
+    pub fn delete_pipeline(&self, name: &str) -> Result<(), ControlError> {
+        self.sync()?;
+        let deployments = self.deployments.lock().unwrap();
+        if (deployments.pipelines.get(name)).is_none_or(|s| s.settings.is_none()) {
+            return Err(ControlError::UnknownPipeline(name.to_string()));
+        }
+        self.change(deployments, name, None)
+    }
+
+    /// Pipeline `name` as defined (its chain as stored module versions), and its latest change.
+    pub fn definition(&self, name: &str) -> Option<(PipelineConfig, Option<Change>)> {
+        let deployments = self.deployments.lock().unwrap();
+        let state = deployments.pipelines.get(name)?;
+        let mut definition = state.settings.clone()?;
+        definition.transform = (state.slots.iter())
+            .map(|slot| TransformConfig {
+                module: format!("{}@{}", slot.current.module, slot.current.version),
+                config: (slot.current.config.iter())
+                    .map(|(k, v)| (k.clone(), Scalar(v.clone())))
+                    .collect(),
+            })
+            .collect();
+        Some((definition, state.last_change.clone()))
+    }
+
+    /// Starts running every defined pipeline (`first`'s names first, in that order) and, from
+    /// now on, follows their changes. Without `run` (unit tests), pipelines are made ready to
+    /// show and change but not started.
+    pub fn start_pipelines(
+        &self,
+        run: Option<RunSettings>,
+        first: &[String],
+    ) -> anyhow::Result<()> {
+        if let Some(run) = &run {
+            let _ = self.limits.set(run.config.limits.clone());
+        }
+        let (jobs, receiver) = mpsc::channel();
+        if self.starter.set(jobs).is_err() {
+            anyhow::bail!("the pipelines are started already");
+        }
+        match run {
+            Some(run) => running::start_thread(receiver, run, self.engine.clone())?,
+            None => std::mem::forget(receiver),
+        }
+        let mut names: Vec<String> = (self.deployments.lock().unwrap().pipelines.iter())
+            .filter(|(_, state)| state.settings.is_some())
+            .map(|(name, _)| name.clone())
+            .collect();
+        names.sort_by_key(|name| first.iter().position(|f| f == name).unwrap_or(usize::MAX));
+        for name in names {
+            self.apply(&name);
+        }
+        Ok(())
+    }
+
+    /// Makes what this member runs of pipeline `name` what its deployments say: a chain or a
+    /// pause swapped in place, other settings by stopping it and starting it anew, a new
+    /// pipeline started, a deleted one stopped. Nothing runs before [`Self::start_pipelines`].
+    fn apply(&self, name: &str) {
+        let Some(starter) = self.starter.get() else {
+            return;
+        };
+        if self.stopping.load(Relaxed) {
+            return;
+        }
+        let state = (self.deployments.lock().unwrap().pipelines.get(name))
+            .filter(|s| s.settings.is_some())
+            .cloned();
+        let mut running = self.running.lock().unwrap();
+        let at = running.iter().position(|e| e.pipeline.name == name);
+        let job = match (state, at) {
+            (None, None) => return,
+            (None, Some(at)) => Job::Retire(running.remove(at)),
+            (Some(state), Some(at)) if swappable(&running[at], &state) => {
+                return self.run(&running[at].pipeline, &state);
+            }
+            (Some(state), at) => {
+                let new = Arc::new(self.prepare(&state));
+                let old = match at {
+                    Some(at) => Some(std::mem::replace(&mut running[at], new.clone())),
+                    None => {
+                        running.push(new.clone());
+                        None
+                    }
+                };
+                Job::Replace { old, new }
+            }
+        };
+        drop(running);
+        let _ = starter.send(job);
+    }
+
+    /// A not yet started pipeline as `state` defines it; failed if a slot's module does not
+    /// start.
+    fn prepare(&self, state: &PipelineState) -> Entry {
+        let settings = state.settings.clone().expect("a defined pipeline");
+        let tables = crate::pipeline::declared_tables(&settings);
+        let mut stages = Vec::new();
+        let mut error = None;
+        for (index, slot) in state.slots.iter().enumerate() {
+            match self.stage(&slot.current, &tables) {
+                Ok(stage) => stages.push(stage),
+                Err(e) => {
+                    error = Some(format!("slot {index}: {e}"));
+                    stages.clear();
+                    break;
+                }
             }
         }
+        let pipeline = Arc::new(Pipeline::new(&settings, tables, stages));
+        pipeline.paused.store(state.paused, Relaxed);
+        if let Some(error) = error {
+            tracing::error!(pipeline = %settings.name, %error, event = "pipeline_start_failed", "the pipeline cannot start");
+            pipeline.fail(error);
+        }
+        Entry::new(pipeline, settings)
+    }
+
+    /// Asks every pipeline to drain, commit and stop; none starts after this.
+    pub fn stop_all(&self) {
+        self.stopping.store(true, Relaxed);
+        for entry in self.running.lock().unwrap().iter() {
+            entry.stop();
+        }
+    }
+
+    /// Whether every pipeline's threads have ended (after [`Self::stop_all`]).
+    pub fn all_stopped(&self) -> bool {
+        (self.running.lock().unwrap().iter()).all(|e| e.handle_finished())
+    }
+
+    /// Whether there are pipelines and every one has stopped for good (failed).
+    pub fn all_done(&self) -> bool {
+        let running = self.running.lock().unwrap();
+        !running.is_empty() && running.iter().all(|e| e.is_done())
+    }
+
+    /// Waits for every pipeline's threads; returns the errors of those that failed.
+    pub fn join_all(&self) -> Vec<(String, String)> {
+        let running = self.running.lock().unwrap().clone();
+        let mut failed = Vec::new();
+        for entry in running {
+            entry.join();
+            if let crate::pipeline::metrics::Status::Failed(error) = entry.pipeline.metrics.status()
+            {
+                failed.push((entry.pipeline.name.clone(), error));
+            }
+        }
+        failed
     }
 
     /// The engine that runs the stored modules.
@@ -449,16 +710,18 @@ impl ControlPlane {
         &self.engine
     }
 
-    /// The running pipelines, in configuration order.
-    pub fn pipelines(&self) -> &[Arc<Pipeline>] {
-        self.pipelines.get().map_or(&[], Vec::as_slice)
+    /// The pipelines, in the order they were first defined.
+    pub fn pipelines(&self) -> Vec<Arc<Pipeline>> {
+        (self.running.lock().unwrap().iter())
+            .map(|e| e.pipeline.clone())
+            .collect()
     }
 
-    /// The running pipeline called `name`.
-    pub fn pipeline(&self, name: &str) -> Result<&Arc<Pipeline>, ControlError> {
-        self.pipelines()
-            .iter()
-            .find(|p| p.name == name)
+    /// The pipeline called `name`.
+    pub fn pipeline(&self, name: &str) -> Result<Arc<Pipeline>, ControlError> {
+        (self.running.lock().unwrap().iter())
+            .find(|e| e.pipeline.name == name)
+            .map(|e| e.pipeline.clone())
             .ok_or_else(|| ControlError::UnknownPipeline(name.to_string()))
     }
 
@@ -501,9 +764,13 @@ impl ControlPlane {
             config,
         };
         self.stage(&next, &shared.tables)?;
+        state.last_change = Change::now(
+            BY_API,
+            format!("deployed {module}@{version} into slot {index}"),
+        );
         let previous = std::mem::replace(&mut slot.current, next);
         slot.history.push(previous);
-        self.change(deployments, pipeline, state)
+        self.change(deployments, pipeline, Some(state))
     }
 
     /// Returns slot `index` of `pipeline` to what ran before the last deploy.
@@ -520,8 +787,15 @@ impl ControlPlane {
                 index,
             })?;
         self.stage(&previous, &shared.tables)?;
+        state.last_change = Change::now(
+            BY_API,
+            format!(
+                "rolled slot {index} back to {}@{}",
+                previous.module, previous.version
+            ),
+        );
         slot.current = previous;
-        self.change(deployments, pipeline, state)
+        self.change(deployments, pipeline, Some(state))
     }
 
     /// Pauses (stops consuming, keeps the group membership) or resumes `pipeline`.
@@ -531,7 +805,8 @@ impl ControlPlane {
         let deployments = self.deployments.lock().unwrap();
         let mut state = deployments.of(pipeline);
         state.paused = paused;
-        self.change(deployments, pipeline, state)
+        state.last_change = Change::now(BY_API, if paused { "paused" } else { "resumed" });
+        self.change(deployments, pipeline, Some(state))
     }
 
     /// The running pipeline `pipeline` and a copy of its deployments to change, checked to have
@@ -541,7 +816,7 @@ impl ControlPlane {
         deployments: &Deployments,
         pipeline: &str,
         index: usize,
-    ) -> Result<(&Arc<Pipeline>, PipelineState), ControlError> {
+    ) -> Result<(Arc<Pipeline>, PipelineState), ControlError> {
         let shared = self.pipeline(pipeline)?;
         let state = deployments.of(pipeline);
         if index >= state.slots.len() {
@@ -554,26 +829,25 @@ impl ControlPlane {
         Ok((shared, state))
     }
 
-    /// Makes `state` `pipeline`'s deployments. On its own, this member saves it (refusing the
-    /// change if it cannot) and runs it; in a fleet, it writes it to the fleet's topic and
-    /// every member, this one included, runs it from there.
+    /// Makes `state` `pipeline`'s deployments (`None` deletes the pipeline). On its own, this
+    /// member saves it (refusing the change if it cannot) and runs it; in a fleet, it writes it
+    /// to the fleet's topic and every member, this one included, runs it from there.
     fn change(
         &self,
         mut deployments: MutexGuard<'_, Deployments>,
         pipeline: &str,
-        state: PipelineState,
+        state: Option<PipelineState>,
     ) -> Result<(), ControlError> {
         if let Some(fleet) = self.fleet() {
             drop(deployments);
-            let value = serde_json::to_vec(&state).expect("deployments serialise");
-            fleet.publish(Topic::Deployments, &fleet::pipeline_key(pipeline), &value)?;
+            let value = state.map(|s| serde_json::to_vec(&s).expect("deployments serialise"));
+            let key = fleet::pipeline_key(pipeline);
+            fleet.publish(Topic::Deployments, &key, value.as_deref())?;
             return Ok(());
         }
-        self.commit(&mut deployments, pipeline, state.clone())?;
+        self.commit(&mut deployments, pipeline, state)?;
         drop(deployments);
-        if let Ok(shared) = self.pipeline(pipeline) {
-            self.run(shared, &state);
-        }
+        self.apply(pipeline);
         Ok(())
     }
 
@@ -646,23 +920,34 @@ impl ControlPlane {
         }))
     }
 
-    /// Makes `state` `pipeline`'s deployments: on disk first, then in memory, so that a failed
-    /// write changes neither.
+    /// Makes `state` `pipeline`'s deployments (`None`: deletes them): on disk first, then in
+    /// memory, so that a failed write changes neither.
     fn commit(
         &self,
         deployments: &mut Deployments,
         pipeline: &str,
-        state: PipelineState,
+        state: Option<PipelineState>,
     ) -> Result<(), StoreError> {
         let mut next = Deployments {
             pipelines: deployments.pipelines.clone(),
         };
-        next.pipelines.insert(pipeline.to_string(), state);
+        match state {
+            Some(state) => next.pipelines.insert(pipeline.to_string(), state),
+            None => next.pipelines.remove(pipeline),
+        };
         let bytes = serde_json::to_vec_pretty(&next).expect("deployments serialise");
         store::write_atomically(&self.path, &bytes)?;
         *deployments = next;
         Ok(())
     }
+}
+
+/// Whether `entry` can become what `state` says in place: same settings, as many slots, not
+/// failed (a failed pipeline defined again starts anew).
+fn swappable(entry: &Entry, state: &PipelineState) -> bool {
+    state.settings.as_ref() == Some(&entry.settings)
+        && !entry.pipeline.has_failed()
+        && entry.pipeline.deployed.current().1.len() == state.slots.len()
 }
 
 /// A fleet record this member does not apply, with why.
@@ -692,26 +977,27 @@ mod tests_support {
     use crate::engine::Limits;
     use crate::engine::tests::guest_bytes;
 
-    /// A control plane over `dir` with one pipeline `p` whose only slot runs the test guest.
-    pub fn control_plane(dir: &Path) -> (ControlPlane, Arc<Pipeline>) {
-        let guest = dir.join("test_guest.wasm");
-        std::fs::write(&guest, guest_bytes("test_guest")).unwrap();
+    /// The definition of pipeline `p`, from `a` to `b` through `module`.
+    pub fn definition(module: &str) -> PipelineConfig {
         let text = format!(
             "[[pipeline]]\nname = \"p\"\ninputs = [\"a\"]\noutputs = [\"b\"]\n\
-             [[pipeline.transform]]\nmodule = {guest:?}\n"
+             [[pipeline.transform]]\nmodule = {module:?}\n"
         );
-        let config = Config::parse(&text).unwrap();
+        Config::parse(&text).unwrap().pipeline.remove(0)
+    }
+
+    /// A control plane over `dir` with one pipeline `p` whose only slot runs the test guest,
+    /// ready to change but not started (no Kafka).
+    pub fn control_plane(dir: &Path) -> (ControlPlane, Arc<Pipeline>) {
         let engine = Engine::new(Limits::default()).unwrap();
         let control = ControlPlane::open(&dir.join("state"), engine, 64 << 20).unwrap();
-        let stages = control
-            .stages_for(0, &config.pipeline[0], &Tables::default())
+        control
+            .store
+            .add("test_guest", &guest_bytes("test_guest"))
             .unwrap();
-        let pipeline = Arc::new(Pipeline::new(
-            &config.pipeline[0],
-            Tables::default(),
-            stages,
-        ));
-        control.attach(vec![pipeline.clone()]);
+        control.put_pipeline(definition("test_guest")).unwrap();
+        control.start_pipelines(None, &[]).unwrap();
+        let pipeline = control.pipeline("p").unwrap();
         (control, pipeline)
     }
 }
@@ -835,12 +1121,12 @@ mod fleet_tests {
             config: BTreeMap::new(),
         };
         let state = PipelineState {
-            paused: false,
             slots: vec![SlotState {
-                current: slot.clone(),
+                current: slot,
                 history: Vec::new(),
-                file: slot,
             }],
+            settings: Some(super::tests_support::definition("test_guest").settings()),
+            ..PipelineState::default()
         };
         (
             Topic::Deployments,

@@ -80,10 +80,8 @@ pub enum PipelineError {
         source: InstantiateError,
     },
     /// A lookup table could not be loaded from its topic.
-    #[error("pipeline[{index}] ({pipeline})")]
+    #[error("pipeline `{pipeline}`")]
     Table {
-        /// The pipeline's index in the file.
-        index: usize,
         /// The pipeline.
         pipeline: String,
         /// What went wrong.
@@ -237,24 +235,26 @@ pub struct FileTransform {
     pub config: Vec<(String, String)>,
 }
 
-/// Reads every transform that `pipeline` (number `index` in the file) names.
+/// Reads every `.wasm` file that `pipeline` (number `index` in the file) names; stored modules
+/// are the control plane's to find.
 pub fn read_transforms(
     index: usize,
     pipeline: &PipelineConfig,
 ) -> Result<Vec<FileTransform>, PipelineError> {
     let mut transforms = Vec::new();
     for (t, transform) in pipeline.transform.iter().enumerate() {
+        if !transform.is_file() {
+            continue;
+        }
         let at = format!(
             "pipeline[{index}] ({}).transform[{t}].module `{}`",
-            pipeline.name,
-            transform.module.display()
+            pipeline.name, transform.module
         );
         let bytes = match std::fs::read(&transform.module) {
             Ok(bytes) => bytes,
             Err(source) => return Err(PipelineError::ReadModule { at, source }),
         };
-        let name = transform
-            .module
+        let name = Path::new(&transform.module)
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
@@ -273,8 +273,8 @@ pub fn read_transforms(
     Ok(transforms)
 }
 
-/// Loads every transform of `pipeline` from its file and checks that it starts with its
-/// configuration, so that mistakes surface at start-up with the key that holds them.
+/// Loads every `.wasm` file of `pipeline` and checks that it starts with its configuration, so
+/// that mistakes surface with the key that holds them.
 pub fn load_stages(
     engine: &Engine,
     index: usize,
@@ -306,67 +306,41 @@ pub fn load_stages(
     Ok(stages)
 }
 
-/// Starts every pipeline of `config`, each running the stages `stages_for` chooses for it
-/// (given its index, configuration and tables). `stop` asks them all to drain and stop.
-/// `member` names this process among the group's members, stably across its restarts: the
-/// transactional ids of exactly-once pipelines are made from it. Stateful transforms keep their
-/// state under `state_dir`.
-pub fn start_all(
-    config: &Config,
-    engine: &Engine,
-    state_dir: &Path,
-    member: &str,
-    stop: Arc<AtomicBool>,
-    mut stages_for: impl FnMut(usize, &PipelineConfig, &Tables) -> anyhow::Result<Vec<Arc<StageSpec>>>,
-) -> anyhow::Result<Vec<RunningPipeline>> {
-    let mut pipelines = Vec::new();
-    for (index, pipeline) in config.pipeline.iter().enumerate() {
-        let table_error = |source| PipelineError::Table {
-            index,
-            pipeline: pipeline.name.clone(),
-            source: Box::new(source),
-        };
-        let loaders = pipeline
-            .table
-            .iter()
-            .map(|t| table_loader::TableLoader::start(&config.kafka, t, &pipeline.name))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(table_error)?;
-        let tables = Tables::new(loaders.iter().map(|l| l.table.clone()));
-        let stages = stages_for(index, pipeline, &tables)?;
-        // Tables are read from their beginning before the pipeline processes anything.
-        for loader in &loaders {
-            loader
-                .wait_ready(Duration::from_secs(120))
-                .map_err(table_error)?;
-        }
-        pipelines.push(start(
-            config,
-            pipeline,
-            engine,
-            state_dir,
-            member,
-            stages,
-            tables,
-            loaders,
-            stop.clone(),
-        )?);
-    }
-    Ok(pipelines)
-}
-
-#[allow(clippy::too_many_arguments)]
-fn start(
+/// Starts `shared`, which [`Pipeline::new`] made from `pipeline` with its [`declared_tables`]:
+/// fills its tables from their topics (waiting until they have caught up), then consumes. `stop`
+/// asks it to drain and stop. `member` names this process among the group's members, stably
+/// across its restarts: the transactional ids of exactly-once pipelines are made from it.
+/// Stateful transforms keep their state under `state_dir`.
+pub fn start(
     config: &Config,
     pipeline: &PipelineConfig,
     engine: &Engine,
     state_dir: &Path,
     member: &str,
-    stages: Vec<Arc<StageSpec>>,
-    tables: Tables,
-    loaders: Vec<table_loader::TableLoader>,
+    shared: Arc<Pipeline>,
     stop: Arc<AtomicBool>,
 ) -> Result<RunningPipeline, PipelineError> {
+    let table_error = |source| PipelineError::Table {
+        pipeline: pipeline.name.clone(),
+        source: Box::new(source),
+    };
+    let mut loaders = Vec::new();
+    for declared in &pipeline.table {
+        let table = (shared.tables.iter())
+            .find(|t| t.name == declared.name)
+            .expect("the pipeline holds its declared tables")
+            .clone();
+        loaders.push(
+            table_loader::TableLoader::start(&config.kafka, declared, &pipeline.name, table)
+                .map_err(table_error)?,
+        );
+    }
+    // Tables are read from their beginning before the pipeline processes anything.
+    for loader in &loaders {
+        loader
+            .wait_ready(Duration::from_secs(120))
+            .map_err(table_error)?;
+    }
     let transactional_id =
         (pipeline.guarantee == Guarantee::ExactlyOnce).then(|| transactional_id(pipeline, member));
     let sink = sink::Sink::new(&config.kafka, pipeline, transactional_id.as_deref()).map_err(
@@ -375,8 +349,7 @@ fn start(
             source: Box::new(source),
         },
     )?;
-    let stateful = stages.iter().any(|s| s.module.is_stateful());
-    let shared = Arc::new(Pipeline::new(pipeline, tables, stages));
+    let stateful = (shared.deployed.current().1.iter()).any(|s| s.module.is_stateful());
     let state =
         state_store::StateStores::new(state_dir, &config.kafka, pipeline, shared.metrics.clone());
     if stateful {

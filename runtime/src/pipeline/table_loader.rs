@@ -50,16 +50,13 @@ pub struct TableLoader {
 }
 
 impl TableLoader {
-    /// Starts loading `config`'s topic into a fresh table.
+    /// Starts loading `config`'s topic into `table`, which is empty.
     pub fn start(
         kafka: &KafkaConfig,
         config: &TableConfig,
         pipeline: &str,
+        table: Arc<Table>,
     ) -> Result<TableLoader, TableLoadError> {
-        let table = Arc::new(Table::new(
-            &config.name,
-            config.max_mb as usize * 1024 * 1024,
-        ));
         let group = format!("sluice-{pipeline}-table-{}", config.name);
         let reader = TopicReader::new(
             kafka,
