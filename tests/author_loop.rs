@@ -1,7 +1,7 @@
 //! The transform author's loop, as the README tells a newcomer: scaffold a transform into a
-//! folder outside the repository, build it with `sluice transform build`, deploy it into a
-//! pipeline on a real broker with `sluice dev`, see its outputs, change the source, and see
-//! `sluice dev --watch` swap the new version in.
+//! folder outside the repository, build it with `sluice transform build`, create a pipeline
+//! for it through the API (`sluice apply`) on a runtime started without any, see its outputs
+//! on a real broker, change the source, and see `sluice dev --watch` swap the new version in.
 
 mod support;
 
@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 use support::kafka::{Sluice, consume_values, create_topic, produce, unique, write_config};
-use support::{KillOnDrop, repo, sluice, text, wasm};
+use support::{KillOnDrop, repo, sluice, text};
 
 /// `sluice ARGS...` in `dir`, building into the shared scaffold target folder.
 fn sluice_in(dir: &Path, args: &[&str]) -> Command {
@@ -55,23 +55,50 @@ fn a_scaffolded_transform_is_built_deployed_and_swapped_on_save() {
     assert!(path.ends_with("rename_fields.wasm"), "{line}");
     assert!(std::fs::metadata(&path).unwrap().len() > 0, "{line}");
 
-    // A pipeline running the pass-through guest, records flowing.
+    // A runtime without pipelines; one is created for the transform through its API.
     let (input, output) = (unique("author-in"), unique("author-out"));
     create_topic(&input, 1);
     create_topic(&output, 1);
-    let config = write_config(
-        work.path(),
-        &format!(
-            "[[pipeline]]\nname = \"newcomer\"\ninputs = [\"{input}\"]\noutputs = [\"{output}\"]\nstart = \"earliest\"\n\n\
-             [[pipeline.transform]]\nmodule = {:?}\n",
-            wasm("test_guest")
-        ),
-    );
-    let runtime = Sluice::start(&config);
+    let runtime = Sluice::start(&write_config(work.path(), ""));
     runtime.wait_until("ready", Duration::from_secs(60), || {
         runtime.http_get("/readyz").0 == 200
     });
     let api = format!("http://{}", runtime.api_address());
+    let pipelines = work.path().join("pipelines.toml");
+    std::fs::write(
+        &pipelines,
+        format!(
+            "[[pipeline]]\nname = \"newcomer\"\ninputs = [\"{input}\"]\noutputs = [\"{output}\"]\n\n\
+             [[pipeline.transform]]\nmodule = {path:?}\nconfig = {{ rename = \"msg:message\" }}\n"
+        ),
+    )
+    .unwrap();
+    let apply = |extra: &[&str]| {
+        let mut args = vec!["apply", "-f", pipelines.to_str().unwrap(), "--api", &api];
+        args.extend(extra);
+        let out = sluice_in(work.path(), &args).output().unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    let planned = apply(&["--dry-run"]);
+    assert!(
+        planned.contains("+ newcomer (create)") && planned.contains("nothing changed"),
+        "{planned}"
+    );
+    assert_eq!(runtime.http_get("/api/v1/pipelines/newcomer").0, 404);
+    apply(&[]);
+    assert_eq!(slot(&runtime, "newcomer"), ("rename_fields".into(), 1));
+    produce(&input, &[r#"{"id": 6, "msg": "zeroth"}"#.to_string()]);
+    runtime.wait_until(
+        "the created pipeline's output",
+        Duration::from_secs(60),
+        || {
+            consume_values(&output)
+                .iter()
+                .any(|v| v == r#"{"id":6,"message":"zeroth"}"#)
+        },
+    );
+    assert!(apply(&[]).contains("nothing to do"), "applied twice");
 
     // `sluice dev` once: built, the sample tried, deployed with transform.toml's config.
     let dev = sluice_in(&crate_dir, &["dev", "newcomer", "--api", &api])
@@ -121,6 +148,37 @@ fn a_scaffolded_transform_is_built_deployed_and_swapped_on_save() {
             consume_values(&output)
                 .iter()
                 .any(|v| v == r#"{"id":8,"message":"second","source":"web","edited":true}"#)
+        },
+    );
+
+    // The transform added once more, as a new last slot: the chain grows, records still flow.
+    let added = sluice_in(
+        &crate_dir,
+        &[
+            "transform",
+            "deploy",
+            "newcomer",
+            "--new-slot",
+            "--api",
+            &api,
+        ],
+    )
+    .output()
+    .unwrap();
+    assert!(added.status.success(), "{}", text(&added.stderr));
+    assert!(
+        text(&added.stdout).contains("as slot 1"),
+        "{}",
+        text(&added.stdout)
+    );
+    produce(&input, &[r#"{"id": 9, "msg": "third"}"#.to_string()]);
+    runtime.wait_until(
+        "an output through both slots",
+        Duration::from_secs(60),
+        || {
+            consume_values(&output)
+                .iter()
+                .any(|v| v.contains(r#""id":9,"message":"third""#))
         },
     );
     runtime.signal("TERM");

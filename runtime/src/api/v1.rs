@@ -396,7 +396,7 @@ fn pipeline_view(state: &AppState, p: &crate::pipeline::Pipeline) -> Pipeline {
         outputs: p.outputs.to_vec(),
         dead_letter: p.dead_letter.clone(),
         slots,
-        guarantee: p.guarantee.into(),
+        guarantee: p.guarantee,
         transactions: (p.guarantee == crate::config::Guarantee::ExactlyOnce)
             .then(|| super::model::Transactions::read(m)),
         definition,

@@ -1,7 +1,7 @@
 //! The transform author's loop: `sluice transform build`, `sluice transform deploy` and
 //! `sluice dev`, driven by the crate's `transform.toml` (written by `sluice transform new`).
 
-use super::client::{ApiArgs, upload_and_deploy};
+use super::client::{ApiArgs, upload_and_append, upload_and_deploy};
 use anyhow::Context;
 use clap::Args;
 use serde::Deserialize;
@@ -175,6 +175,9 @@ pub struct DeployArgs {
     /// The transform slot, from 0.
     #[arg(long, default_value_t = 0)]
     pub slot: usize,
+    /// Add the transform as a new last slot of the chain instead.
+    #[arg(long, conflicts_with = "slot")]
+    pub new_slot: bool,
     /// The transform crate's folder.
     #[arg(long, value_name = "DIR", default_value = ".")]
     pub path: PathBuf,
@@ -223,8 +226,29 @@ pub fn build(args: BuildArgs) -> anyhow::Result<i32> {
 pub fn deploy(args: DeployArgs) -> anyhow::Result<i32> {
     let krate = Crate::open(&args.path)?;
     let wasm = krate.build()?;
+    if args.new_slot {
+        let config = krate.manifest.config.clone();
+        let (version, answer) =
+            upload_and_append(&args.api, &args.pipeline, &wasm, krate.name(), config)?;
+        println!(
+            "deployed {} version {version} into {} as slot {}: {}",
+            krate.name(),
+            args.pipeline,
+            answer.slots.len() - 1,
+            chain(&answer)
+        );
+        return Ok(0);
+    }
     deploy_built(&krate, &wasm, &args.api, &args.pipeline, args.slot)?;
     Ok(0)
+}
+
+/// A pipeline's chain, `[0] a@1 -> [1] b@3`.
+fn chain(pipeline: &crate::api::model::Pipeline) -> String {
+    let slots: Vec<String> = (pipeline.slots.iter())
+        .map(|s| format!("[{}] {}@{}", s.index, s.module, s.version))
+        .collect();
+    slots.join(" -> ")
 }
 
 fn deploy_built(
@@ -236,13 +260,10 @@ fn deploy_built(
 ) -> anyhow::Result<()> {
     let config = krate.manifest.config.clone();
     let (version, answer) = upload_and_deploy(api, pipeline, slot, wasm, krate.name(), config)?;
-    let chain: Vec<String> = (answer.slots.iter())
-        .map(|s| format!("[{}] {}@{}", s.index, s.module, s.version))
-        .collect();
     println!(
         "deployed {} version {version} into {pipeline} slot {slot}: {}",
         krate.name(),
-        chain.join(" -> ")
+        chain(&answer)
     );
     Ok(())
 }

@@ -217,6 +217,33 @@ pub fn upload_and_deploy(
     Ok((uploaded.version.version, answer))
 }
 
+/// Uploads `file` as the next version of module `name` and adds it with `config` as a new last
+/// slot of `pipeline`'s chain; returns the version and the pipeline as it then is.
+pub fn upload_and_append(
+    api: &ApiArgs,
+    pipeline: &str,
+    file: &Path,
+    name: &str,
+    config: std::collections::BTreeMap<String, String>,
+) -> anyhow::Result<(u32, Pipeline)> {
+    let client = Client::new(api);
+    let uploaded = client.upload(file, Some(name))?;
+    let current: Pipeline = client.get(&format!("/pipelines/{pipeline}"))?;
+    let mut definition = current
+        .definition
+        .with_context(|| format!("pipeline `{pipeline}` was just deleted"))?;
+    definition.transform.push(crate::config::TransformConfig {
+        module: format!("{}@{}", uploaded.name, uploaded.version.version),
+        config: (config.into_iter())
+            .map(|(k, v)| (k, crate::config::Scalar(v)))
+            .collect(),
+    });
+    let body = serde_json::to_vec(&definition).expect("a definition serialises");
+    let path = format!("/pipelines/{pipeline}");
+    let answer = client.call("PUT", &path, "application/json", Some(&body))?;
+    Ok((uploaded.version.version, answer))
+}
+
 /// Runs `sluice modules`.
 pub fn modules(args: ModulesArgs) -> anyhow::Result<i32> {
     let client = Client::new(&args.api);

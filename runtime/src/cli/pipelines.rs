@@ -97,9 +97,7 @@ pub fn pipelines(args: PipelinesArgs) -> anyhow::Result<i32> {
                 println!(
                     "{}  {}  {} -> [{}] -> {}{change}",
                     p.stats.name,
-                    serde_json::to_value(&p.stats.status)?
-                        .as_str()
-                        .unwrap_or_default(),
+                    status_name(p),
                     p.inputs.join(","),
                     chain.join(" -> "),
                     p.outputs.join(","),
@@ -125,7 +123,7 @@ pub fn pipelines(args: PipelinesArgs) -> anyhow::Result<i32> {
                 "application/json",
                 None,
             )?;
-            println!("{name}: {}", serde_json::to_value(&p.stats.status)?);
+            println!("{name}: {}", status_name(&p));
         }
         PipelinesCommand::Delete { name } => {
             client.call::<()>(
@@ -138,6 +136,14 @@ pub fn pipelines(args: PipelinesArgs) -> anyhow::Result<i32> {
         }
     }
     Ok(0)
+}
+
+/// `p`'s status as the API names it.
+fn status_name(p: &Pipeline) -> String {
+    let name = serde_json::to_value(p.stats.status).ok();
+    (name.as_ref().and_then(|v| v.as_str()))
+        .unwrap_or_default()
+        .to_string()
 }
 
 /// `definition` as a `[[pipeline]]` table.
