@@ -3,7 +3,8 @@
 //! while, and `tests/browser/dashboard.mjs` driving Debian's headless Chromium through the page:
 //! upload the tz normaliser, deploy it, watch the chart move, upload a broken file and see the
 //! API's error, try the module on sample lines, read the dead letters, roll back, pause and
-//! resume; before any of that, a change without the API token is refused and the page says why.
+//! resume; create a pipeline with the form, edit its chain and delete it; before any of that, a
+//! change without the API token is refused and the page says why.
 //! Screenshots land in `target/screenshots/`.
 //!
 //! Needs `bash tests/setup.sh` (chromium), Node.js and npm (`bash web-ui/build.sh` installs them),
@@ -66,9 +67,11 @@ fn keep_producing(topic: String, stop: Arc<AtomicBool>) -> std::thread::JoinHand
 #[test]
 fn dashboard_uploads_deploys_and_shows_live_throughput_in_chromium() {
     let (input, output, dlq) = (unique("dash-in"), unique("dash-out"), unique("dash-dlq"));
+    let form_output = unique("dash-form-out");
     create_topic(&input, 3);
     create_topic(&output, 3);
     create_topic(&dlq, 1);
+    create_topic(&form_output, 1);
     let name = unique("dashboard");
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(
@@ -119,6 +122,10 @@ config = {{}}
                 &name,
                 "--token",
                 TOKEN,
+                "--input",
+                &input,
+                "--form-output",
+                &form_output,
             ])
             .arg("--wasm")
             .arg(wasm("tz_normaliser"))

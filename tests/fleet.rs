@@ -278,6 +278,46 @@ module = "{}"
             "{left} left but is listed: {listed}"
         );
     }
+
+    // A pipeline created through A runs on every member, sharing its partitions; deleted through
+    // C, it stops on every member.
+    let (input2, output2, created) = (unique("fleet-in2"), unique("fleet-out2"), unique("created"));
+    create_topic(&input2, 6);
+    create_topic(&output2, 6);
+    let definition = json!({
+        "name": created, "inputs": [input2], "outputs": [output2],
+        "transform": [{"module": "swapper@1"}],
+    });
+    let path = format!("/api/v1/pipelines/{created}");
+    let answer = members[0]
+        .1
+        .http("PUT", &path, definition.to_string().as_bytes());
+    assert_eq!(json_of(answer, 201)["last_change"]["what"], "created");
+    for (_, m) in &members {
+        m.wait_until(
+            "the created pipeline running on every member",
+            Duration::from_secs(60),
+            || {
+                let (status, body) = m.http_get(&path);
+                status == 200 && body.contains(r#""status":"running""#)
+            },
+        );
+    }
+    produce_ids(&input2, 0..5_000);
+    a.wait_until(
+        "every id through the created pipeline",
+        Duration::from_secs(60),
+        || ids(&consume_values(&output2)).len() == 5_000,
+    );
+    assert_eq!(members[2].1.http("DELETE", &path, b"").0, 204);
+    for (_, m) in &members {
+        m.wait_until(
+            "the deleted pipeline gone from every member",
+            Duration::from_secs(30),
+            || m.http_get(&path).0 == 404,
+        );
+    }
+
     for (_, m) in &members {
         m.signal("TERM");
     }

@@ -9,7 +9,10 @@
 //   5. uploads a broken file through the file input and sees the API's error text on the page;
 //   6. runs Try it on sample lines and sees each record's output (and an error for a bad line);
 //   7. shows the pipeline's dead letters with their error headers;
-//   8. rolls the slot back, pauses and resumes the pipeline.
+//   8. rolls the slot back, pauses and resumes the pipeline;
+//   9. with --input and --form-output: creates a pipeline with the form (a mistake the page
+//      catches, then one the runtime refuses, both shown), sees its records flow, edits its
+//      chain (adds a slot, moves it first), and deletes it.
 //
 // Screenshots of every step go to target/screenshots/ (or --screenshots DIR). Exits 1 with the
 // failing step's name and reason, and a screenshot of the page as it was.
@@ -17,7 +20,8 @@
 //   node tests/browser/dashboard.mjs --url http://127.0.0.1:8080/ --pipeline NAME \
 //        --wasm target/wasm32-wasip2/release/tz_normaliser.wasm [--slot 0] \
 //        [--samples tests/data/seed-000.jsonl] [--expected tests/data/seed-000.expected.jsonl] \
-//        [--token TOKEN] [--screenshots DIR] [--timeout-s 60] [--no-dead-letters]
+//        [--token TOKEN] [--screenshots DIR] [--timeout-s 60] [--no-dead-letters] \
+//        [--input TOPIC --form-output TOPIC]
 //
 // Each option may also come from the environment: SLUICE_DASHBOARD_URL, _PIPELINE, _WASM, ...
 // (SLUICE_DASHBOARD_ and the option's name in capitals, dashes as underscores). CHROMIUM names the
@@ -44,7 +48,7 @@ function options() {
     else throw new Error(`${a} needs a value`);
   }
   const env = (key) => process.env[`SLUICE_DASHBOARD_${key.toUpperCase().replace(/-/g, "_")}`];
-  for (const key of ["url", "pipeline", "wasm", "slot", "samples", "expected", "token", "screenshots", "timeout-s"]) {
+  for (const key of ["url", "pipeline", "wasm", "slot", "samples", "expected", "token", "screenshots", "timeout-s", "input", "form-output"]) {
     if (opts[key] === undefined && env(key) !== undefined) opts[key] = env(key);
   }
   return {
@@ -58,6 +62,8 @@ function options() {
     screenshots: path.resolve(opts.screenshots ?? path.join(repo, "target/screenshots")),
     timeout: Number(opts["timeout-s"] ?? 60) * 1000,
     deadLetters: !opts["no-dead-letters"],
+    input: opts.input ?? null,
+    formOutput: opts["form-output"] ?? null,
     headed: !!opts.headed,
   };
 }
@@ -277,6 +283,81 @@ async function main() {
     await until("the pipeline to be paused", async () => (await text(card().locator('[data-testid="status"]'))) === "paused");
     await card().locator('[data-testid="resume"]').click();
     await until("the pipeline to run again", async () => ["running", "starting"].includes(await text(card().locator('[data-testid="status"]'))));
+  });
+
+  if (opts.input && opts.formOutput) await formSteps(moduleName);
+}
+
+/** Creates, edits and deletes a pipeline with the page's form. */
+async function formSteps(moduleName) {
+  const name = `${opts.pipeline}-form`;
+  const created = () => page.locator(`[data-testid="pipeline-${name}"]`);
+  const form = () => page.locator('[data-testid="pipeline-form"]');
+  const formMessage = async () => text(form().locator('[data-testid="form-message"]'));
+
+  await step("form-create", async () => {
+    await go("#/pipelines");
+    await page.locator('[data-testid="new-pipeline"]').click();
+    await form().waitFor();
+    await form().locator('[data-testid="form-name"]').fill(name);
+    // Caught by the page: no input topic.
+    await form().locator('[data-testid="form-outputs"]').fill(opts.input);
+    await form().locator('[data-testid="form-submit"]').click();
+    await until("the page to say an input is missing", async () => (await formMessage()).includes("Inputs: name at least one topic"));
+    // Refused by the runtime, which names the mistake: the output is also the input.
+    await form().locator('[data-testid="form-inputs"]').fill(opts.input);
+    let response = page.waitForResponse((r) => r.url().endsWith(`/pipelines/${name}`) && r.request().method() === "PUT");
+    await form().locator('[data-testid="form-submit"]').click();
+    let r = await response;
+    if (r.status() !== 422) throw new Error(`a pipeline writing to its own input answered ${r.status()}, expected 422`);
+    const { error } = await r.json();
+    await until("the runtime's refusal on the page", async () => (await formMessage()) === error);
+    log(`     refused: ${error}`);
+    // Right: one slot running the uploaded module, skipping the lines it cannot read.
+    await form().locator('[data-testid="form-outputs"]').fill(opts.formOutput);
+    await form().locator('[data-testid="form-on-error"]').selectOption("skip");
+    await form().locator('[data-testid="form-add-slot"]').click();
+    await form().locator('[data-testid="form-slot-0"] [data-testid="form-slot-module"]').selectOption(moduleName);
+    response = page.waitForResponse((r) => r.url().endsWith(`/pipelines/${name}`) && r.request().method() === "PUT");
+    await form().locator('[data-testid="form-submit"]').click();
+    r = await response;
+    if (r.status() !== 201) throw new Error(`creating ${name} answered ${r.status()}: ${await r.text()}`);
+    await page.locator('[data-testid="form-done"]').waitFor();
+    await created().waitFor();
+    await until(`${name} to write records`, async () => Number(await created().locator('[data-testid="rate-out"]').getAttribute("data-value")) > 0);
+    const change = await text(created().locator('[data-testid="last-change"]'));
+    if (!change.includes("created, by api")) throw new Error(`latest change shows \`${change}\``);
+  });
+
+  await step("form-edit", async () => {
+    await created().locator('[data-testid="edit"]').click();
+    await form().waitFor();
+    const inputs = await form().locator('[data-testid="form-inputs"]').inputValue();
+    if (inputs !== opts.input) throw new Error(`the form shows inputs \`${inputs}\`, expected \`${opts.input}\``);
+    await form().locator('[data-testid="form-add-slot"]').click();
+    await form().locator('[data-testid="form-slot-1"] [data-testid="form-slot-module"]').selectOption("test_guest");
+    await form().locator('[data-testid="form-slot-1"] [data-testid="form-slot-up"]').click();
+    const response = page.waitForResponse((r) => r.url().endsWith(`/pipelines/${name}`) && r.request().method() === "PUT");
+    await form().locator('[data-testid="form-submit"]').click();
+    const r = await response;
+    if (r.status() !== 200) throw new Error(`saving ${name} answered ${r.status()}: ${await r.text()}`);
+    await until("the chain test_guest then the module", async () => {
+      const first = await created().locator('[data-testid="slot-0"]').getAttribute("data-module");
+      const second = await created().locator('[data-testid="slot-1"]').getAttribute("data-module");
+      return first === "test_guest" && second === moduleName;
+    });
+    await until(`${name} to run again`, async () => (await text(created().locator('[data-testid="status"]'))) === "running");
+  });
+
+  await step("form-delete", async () => {
+    page.once("dialog", (dialog) => dialog.accept());
+    const response = page.waitForResponse((r) => r.url().endsWith(`/pipelines/${name}`) && r.request().method() === "DELETE");
+    await created().locator('[data-testid="delete"]').click();
+    const r = await response;
+    if (r.status() !== 204) throw new Error(`deleting ${name} answered ${r.status()}: ${await r.text()}`);
+    await until(`${name} to leave the page`, async () => (await created().count()) === 0);
+    const check = await page.request.get(new URL(`api/v1/pipelines/${name}`, opts.url).toString());
+    if (check.status() !== 404) throw new Error(`GET of the deleted pipeline answered ${check.status()}`);
   });
 }
 

@@ -17,6 +17,8 @@ export type Rates = Schemas["Rates"];
 export type Status = Schemas["Status"];
 export type Slot = Schemas["Slot"];
 export type Pipeline = Schemas["Pipeline"];
+export type PipelineDefinition = Schemas["PipelineDefinition"];
+export type TransformDefinition = Schemas["TransformDefinition"];
 export type RecordBytes = Schemas["RecordBytes"];
 export type TryRequest = Schemas["TryRequest"];
 export type TryOutput = Schemas["TryOutput"];
@@ -122,6 +124,9 @@ export const api = {
     request<TryResponse>("POST", `/modules/${seg(name)}/versions/${version}/try`, jsonBody<TryRequest>({ records, config }), JSON_TYPE),
   pipelines: () => request<Schemas["PipelineList"]>("GET", "/pipelines").then((r) => r.pipelines),
   pipeline: (name: string) => request<Pipeline>("GET", `/pipelines/${seg(name)}`),
+  /** Creates or replaces the pipeline `definition.name`. */
+  putPipeline: (definition: PipelineDefinition) => request<Pipeline>("PUT", `/pipelines/${seg(definition.name)}`, jsonBody(definition), JSON_TYPE),
+  deletePipeline: (name: string) => request<null>("DELETE", `/pipelines/${seg(name)}`),
   deploy: (pipeline: string, index: number, module: string, version: number, config?: Record<string, string>) =>
     request<Pipeline>(
       "PUT",

@@ -1,6 +1,7 @@
-// Pipelines: per pipeline its status, live throughput chart, lag, batch latency, and its
-// transform chain with deploy, rollback, pause and resume. In a fleet, rates, lag and the chart
-// are the fleet's totals, with each member's share below the chart.
+// Pipelines: per pipeline its status, live throughput chart, lag, batch latency, its latest
+// change, and its transform chain with deploy, rollback, pause and resume; a form creates,
+// edits and deletes pipelines. In a fleet, rates, lag and the chart are the fleet's totals,
+// with each member's share below the chart.
 
 import { api, errorText, FleetPipelineStats, Module, Pipeline, PipelineStats, Slot } from "../api";
 import { ThroughputChart } from "../chart";
@@ -8,6 +9,7 @@ import { formatConfig, formatCount, formatMs, formatRate, h, notice, parseConfig
 import { history, onStats } from "../live";
 import { currentModules, moduleOptions, onModules, refreshModules, versionOptions } from "../store";
 import { Page } from "./page";
+import { pipelineForm } from "./pipeline-form";
 
 const POLL_MS = 5000;
 
@@ -33,6 +35,7 @@ class PipelineCard {
   private swapsEl = h("span", { class: "value small", "data-testid": "swaps" });
   private stateEl = h("span", { class: "value small", "data-testid": "state" });
   private pauseButton = h("button", { type: "button", class: "secondary" });
+  private changeEl = h("div", { class: "muted small", "data-testid": "last-change" });
   private slotsBody = h("tbody");
   private messageEl = h("div", { class: "card-message", "data-testid": "message", "aria-live": "polite" });
   private chartEl = h("div", { class: "chart", "data-testid": "chart", "aria-label": "records per second: in, out, failed" });
@@ -42,10 +45,23 @@ class PipelineCard {
   private drafts = new Map<number, Draft>();
   private busy = false;
 
-  constructor(pipeline: Pipeline) {
+  constructor(
+    pipeline: Pipeline,
+    private edit: (p: Pipeline) => void,
+  ) {
     this.pipeline = pipeline;
     const name = pipeline.name;
     this.pauseButton.addEventListener("click", () => this.togglePause());
+    const editButton = h("button", { type: "button", class: "secondary", "data-testid": "edit", onclick: () => this.edit(this.pipeline) }, "Edit");
+    const deleteButton = h("button", { type: "button", class: "secondary danger", "data-testid": "delete" }, "Delete");
+    deleteButton.addEventListener("click", () => {
+      if (!window.confirm(`Delete pipeline ${name}? It drains, commits and stops; its consumer group keeps its offsets.`)) return;
+      this.message("info", "Deleting…");
+      api
+        .deletePipeline(name)
+        .then(() => this.el.remove())
+        .catch((e) => this.message("error", errorText(e)));
+    });
     this.el = h(
       "section",
       { class: "card pipeline", "data-testid": `pipeline-${name}`, "data-pipeline": name },
@@ -57,9 +73,12 @@ class PipelineCard {
         h("span", { class: "spacer" }),
         h("a", { href: `#/dead-letters/${encodeURIComponent(name)}`, class: "button-link", "data-testid": "dead-letters-link" }, "Dead letters"),
         this.pauseButton,
+        editButton,
+        deleteButton,
       ),
       this.errorEl,
       this.flowEl,
+      this.changeEl,
       h(
         "div",
         { class: "stats" },
@@ -105,6 +124,8 @@ class PipelineCard {
       h("span", { class: "muted" }, " · "),
       h("span", { class: "guarantee", title: guaranteeTitle(p) }, p.guarantee),
     );
+    const change = p.last_change;
+    replace(this.changeEl, change ? `latest change: ${change.what}, by ${change.by}, ${new Date(change.at).toLocaleString()}` : null);
     this.showRates(p.fleet?.rates ?? p.rates, p.fleet?.lag ?? p.lag, p.batch_latency_ms);
     this.showFleet(p.fleet);
     this.showCounts(p.totals, p.swaps, p.state);
@@ -308,22 +329,49 @@ function tile(label: string, value: HTMLElement, unit: string, series?: string, 
 export function pipelinesPage(): Page {
   const list = h("div", { class: "pipelines", "data-testid": "pipelines" });
   const status = h("div");
-  const el = h("div", { class: "page" }, h("h1", null, "Pipelines"), status, list);
+  const formArea = h("div");
+  const doneEl = h("div");
+  const newButton = h("button", { type: "button", "data-testid": "new-pipeline" }, "New pipeline");
+  const el = h("div", { class: "page" }, h("div", { class: "page-head" }, h("h1", null, "Pipelines"), h("span", { class: "spacer" }), newButton), status, doneEl, formArea, list);
   const cards = new Map<string, PipelineCard>();
   let destroyed = false;
   let timer = 0;
+
+  /** Opens the form for `p` (null: a new pipeline), with the modules as they are now. */
+  const openForm = (p: Pipeline | null) => {
+    const close = () => replace(formArea);
+    replace(doneEl);
+    void refreshModules()
+      .catch(() => undefined)
+      .then(() => {
+        replace(
+          formArea,
+          pipelineForm(
+            p?.definition ?? null,
+            (saved) => {
+              close();
+              replace(doneEl, notice("ok", `${p ? "Saved" : "Created"} ${saved.name}`, "form-done"));
+              void load();
+            },
+            close,
+          ),
+        );
+        formArea.scrollIntoView({ block: "nearest" });
+      });
+  };
+  newButton.addEventListener("click", () => openForm(null));
 
   const load = async () => {
     try {
       const pipelines = await api.pipelines();
       if (destroyed) return;
-      replace(status, pipelines.length === 0 ? notice("info", "No pipelines: add [[pipeline]] sections to the configuration.") : null);
+      replace(status, pipelines.length === 0 ? notice("info", "No pipelines yet: create one with New pipeline, `sluice apply -f pipelines.toml`, or [[pipeline]] in sluice.toml.") : null);
       const seen = new Set<string>();
       pipelines.forEach((p, i) => {
         seen.add(p.name);
         let card = cards.get(p.name);
         if (!card) {
-          card = new PipelineCard(p);
+          card = new PipelineCard(p, openForm);
           cards.set(p.name, card);
           list.insertBefore(card.el, list.children[i] ?? null);
           card.mount();
