@@ -223,6 +223,7 @@ pub fn serve(
         }
     };
     let member = member_id(state_dir)?;
+    control.set_limits(config.limits.clone());
     control.apply_file(&config.pipeline, source)?;
     let first: Vec<String> = config.pipeline.iter().map(|p| p.name.clone()).collect();
     control.start_pipelines(

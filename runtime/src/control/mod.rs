@@ -579,6 +579,11 @@ impl ControlPlane {
         Some((definition, state.last_change.clone()))
     }
 
+    /// Sets the limits that pipeline definitions are checked against (the defaults until then).
+    pub fn set_limits(&self, limits: LimitsConfig) {
+        let _ = self.limits.set(limits);
+    }
+
     /// Starts running every defined pipeline (`first`'s names first, in that order) and, from
     /// now on, follows their changes. Without `run` (unit tests), pipelines are made ready to
     /// show and change but not started.
@@ -587,15 +592,13 @@ impl ControlPlane {
         run: Option<RunSettings>,
         first: &[String],
     ) -> anyhow::Result<()> {
-        if let Some(run) = &run {
-            let _ = self.limits.set(run.config.limits.clone());
-        }
         let (jobs, receiver) = mpsc::channel();
         if self.starter.set(jobs).is_err() {
             anyhow::bail!("the pipelines are started already");
         }
         match run {
             Some(run) => running::start_thread(receiver, run, self.engine.clone())?,
+            // Nothing starts: the jobs stay in the channel, never carried out.
             None => std::mem::forget(receiver),
         }
         let mut names: Vec<String> = (self.deployments.lock().unwrap().pipelines.iter())
