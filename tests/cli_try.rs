@@ -271,4 +271,32 @@ fn run_check_takes_the_file_as_f_and_names_refused_kafka_properties() {
         "{}",
         text(&out.stderr)
     );
+
+    // What `sluice run` refuses at start, --check refuses with the same words: a state_dir
+    // that is a file, an empty group_id, a module file whose name is not a module name.
+    let refused = |file: String, expected: &str| {
+        std::fs::write(&config, file).unwrap();
+        let out = check("--config");
+        assert_eq!(out.status.code(), Some(1), "{expected}");
+        assert!(
+            text(&out.stderr).contains(expected),
+            "{}",
+            text(&out.stderr)
+        );
+    };
+    std::fs::write(dir.path().join("a-file"), "").unwrap();
+    refused(format!("state_dir = \"a-file\"\n{pipeline}"), "state_dir: ");
+    refused(
+        pipeline.replace("outputs", "group_id = \"\"\noutputs"),
+        "pipeline[0] (p).group_id: is empty",
+    );
+    let odd_name = dir.path().join("odd name.wasm");
+    std::fs::copy(wasm("test_guest"), &odd_name).unwrap();
+    refused(
+        pipeline.replace(
+            &format!("{:?}", wasm("test_guest")),
+            &format!("{odd_name:?}"),
+        ),
+        "module name `odd name`",
+    );
 }

@@ -106,6 +106,11 @@ impl<'de> Deserialize<'de> for Scalar {
     }
 }
 
+/// `pairs` as configuration values.
+pub fn scalars(pairs: impl IntoIterator<Item = (String, String)>) -> BTreeMap<String, Scalar> {
+    pairs.into_iter().map(|(k, v)| (k, Scalar(v))).collect()
+}
+
 /// Where a new consumer group starts reading.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, ToSchema)]
 #[serde(rename_all = "lowercase")]
@@ -252,6 +257,36 @@ impl PipelineConfig {
         {
             check_topic(topic).map_err(|e| invalid(format!("{at}: topic `{topic}`"), e))?;
         }
+        for (field, topics) in [("inputs", &self.inputs), ("outputs", &self.outputs)] {
+            if let Some(twice) = (topics.iter().enumerate()).find(|(i, t)| topics[..*i].contains(t))
+            {
+                return Err(invalid(
+                    format!("{at}.{field}"),
+                    format!("`{}` is listed twice", twice.1),
+                ));
+            }
+        }
+        if let Some(dead_letter) = &self.dead_letter
+            && self.outputs.contains(dead_letter)
+        {
+            return Err(invalid(
+                format!("{at}.dead_letter"),
+                format!(
+                    "`{dead_letter}` is also an output: failed records would be mixed with results"
+                ),
+            ));
+        }
+        if self
+            .group_id
+            .as_deref()
+            .is_some_and(|g| g.trim().is_empty())
+        {
+            return Err(invalid(
+                format!("{at}.group_id"),
+                "is empty: name a consumer group, or leave it out for `sluice-<name>`",
+            ));
+        }
+        in_range(format!("{at}.linger_ms"), self.linger_ms, 0..=60_000)?;
         if let Some(topic) = (self.outputs.iter())
             .chain(&self.dead_letter)
             .find(|t| self.inputs.contains(t))
@@ -289,12 +324,7 @@ impl PipelineConfig {
             }
             check_topic(&table.topic)
                 .map_err(|e| invalid(format!("{at}.table[{t}].topic `{}`", table.topic), e))?;
-            if table.max_mb == 0 {
-                return Err(invalid(
-                    format!("{at}.table[{t}].max_mb"),
-                    "must be at least 1",
-                ));
-            }
+            in_range(format!("{at}.table[{t}].max_mb"), table.max_mb, 1..=4096)?;
         }
         if self.commit_interval_ms == 0 || self.commit_interval_ms > 60_000 {
             return Err(invalid(
@@ -302,11 +332,8 @@ impl PipelineConfig {
                 format!("{} is out of range 1..=60000", self.commit_interval_ms),
             ));
         }
-        if self.idle_timeout_ms == Some(0) {
-            return Err(invalid(
-                format!("{at}.idle_timeout_ms"),
-                "must be at least 1 (omit it to keep stream time to event times)",
-            ));
+        if let Some(idle) = self.idle_timeout_ms {
+            in_range(format!("{at}.idle_timeout_ms"), idle, 1..=86_400_000)?;
         }
         if self.max_records_per_second == Some(0) {
             return Err(invalid(
@@ -418,6 +445,12 @@ pub struct ApiConfig {
     /// Largest module the API accepts for upload, in MiB.
     #[serde(default = "defaults::max_module_mb")]
     pub max_module_mb: u32,
+    /// Host names the API and the dashboard may be reached by, besides IP addresses,
+    /// `localhost`, this machine's name and `[fleet] advertised_url`'s host (behind a proxy, by
+    /// a DNS name). A request naming another host is refused, so that a web page cannot reach
+    /// the API by pointing a name of its own at this machine (DNS rebinding).
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
 }
 
 impl Default for ApiConfig {
@@ -426,6 +459,7 @@ impl Default for ApiConfig {
             listen: defaults::listen(),
             token: None,
             max_module_mb: defaults::max_module_mb(),
+            allowed_hosts: Vec::new(),
         }
     }
 }
@@ -617,8 +651,18 @@ impl Config {
                 ));
             }
         }
-        if !self.api.listen.ip().is_loopback() && self.api.token.as_deref().unwrap_or("").is_empty()
+        if self
+            .api
+            .token
+            .as_deref()
+            .is_some_and(|t| t.trim().is_empty())
         {
+            return Err(invalid(
+                "api.token",
+                "is empty, which would turn authentication off: set a token, or leave it (and SLUICE_API_TOKEN) unset to run without one",
+            ));
+        }
+        if !self.api.listen.ip().is_loopback() && self.api.token.is_none() {
             return Err(invalid(
                 "api.listen",
                 format!(
@@ -627,20 +671,36 @@ impl Config {
                 ),
             ));
         }
-        if self.api.max_module_mb == 0 {
-            return Err(invalid("api.max_module_mb", "must be at least 1"));
-        }
-        if self.limits.memory_mb == 0 || self.limits.cpu_budget_ms == 0 {
-            return Err(invalid(
-                "limits",
-                "memory_mb and cpu_budget_ms must be positive",
-            ));
-        }
-        if self.shutdown_timeout_ms == 0 {
-            return Err(invalid("shutdown_timeout_ms", "must be positive"));
-        }
+        in_range("api.max_module_mb", self.api.max_module_mb, 1..=1024)?;
+        // A wasm32 instance addresses 4 GiB at most.
+        in_range("limits.memory_mb", self.limits.memory_mb, 1..=4096)?;
+        in_range(
+            "limits.cpu_budget_ms",
+            self.limits.cpu_budget_ms,
+            1..=60_000,
+        )?;
+        in_range("shutdown_timeout_ms", self.shutdown_timeout_ms, 1..=600_000)?;
         Ok(())
     }
+}
+
+/// `value` of the setting `at`, refused outside `range` with a message naming both.
+fn in_range<T: PartialOrd + std::fmt::Display>(
+    at: impl Into<String>,
+    value: T,
+    range: std::ops::RangeInclusive<T>,
+) -> Result<(), ConfigError> {
+    if range.contains(&value) {
+        return Ok(());
+    }
+    Err(invalid(
+        at,
+        format!(
+            "{value} is out of range {}..={}",
+            range.start(),
+            range.end()
+        ),
+    ))
 }
 
 impl ConfigError {
@@ -893,6 +953,23 @@ mod tests {
     }
 
     #[test]
+    fn an_empty_token_is_a_mistake_not_authentication_off() {
+        let with_token = MINIMAL.replace("[kafka]", "[api]\ntoken = \"secret\"\n\n[kafka]");
+        let mut config = Config::parse(&with_token).unwrap();
+        // SLUICE_API_TOKEN set but empty wins over the file's token: refused, by name.
+        let empty = Overrides {
+            token: Some(String::new()),
+            ..Default::default()
+        };
+        let error = config.apply(empty).unwrap_err().to_string();
+        assert!(error.starts_with("api.token: is empty"), "{error}");
+        let error = Config::parse(&MINIMAL.replace("[kafka]", "[api]\ntoken = \" \"\n\n[kafka]"))
+            .unwrap_err()
+            .to_string();
+        assert!(error.starts_with("api.token: is empty"), "{error}");
+    }
+
+    #[test]
     fn file_errors_keep_their_cause_and_say_which_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sluice.toml");
@@ -942,8 +1019,48 @@ mod tests {
         let idle = MINIMAL.replace("name = \"unify\"", "name = \"unify\"\nidle_timeout_ms = 0");
         assert_eq!(
             error(&idle),
-            "pipeline[0] (unify).idle_timeout_ms: must be at least 1 (omit it to keep stream time to event times)"
+            "pipeline[0] (unify).idle_timeout_ms: 0 is out of range 1..=86400000"
         );
+        // Values no pipeline could mean, each named with its range.
+        let pipeline_setting =
+            |line: &str| MINIMAL.replace("name = \"unify\"", &format!("name = \"unify\"\n{line}"));
+        let top = |line: &str| format!("{line}\n{MINIMAL}");
+        for (text, expected) in [
+            (
+                pipeline_setting("linger_ms = 9223372036854775807"),
+                "pipeline[0] (unify).linger_ms: 9223372036854775807 is out of range 0..=60000",
+            ),
+            (
+                top("[limits]\nmemory_mb = 4294967295"),
+                "limits.memory_mb: 4294967295 is out of range 1..=4096",
+            ),
+            (
+                top("[limits]\ncpu_budget_ms = 9223372036854775807"),
+                "limits.cpu_budget_ms: 9223372036854775807 is out of range 1..=60000",
+            ),
+            (
+                top("shutdown_timeout_ms = 0"),
+                "shutdown_timeout_ms: 0 is out of range 1..=600000",
+            ),
+            (
+                pipeline_setting("group_id = \" \""),
+                "pipeline[0] (unify).group_id: is empty",
+            ),
+            (
+                MINIMAL.replace("\"timezone2\"]", "\"timezone1\"]"),
+                "pipeline[0] (unify).inputs: `timezone1` is listed twice",
+            ),
+            (
+                MINIMAL.replace(
+                    "dead_letter = \"unified_timestamps.dlq\"",
+                    "dead_letter = \"unified_timestamps\"",
+                ),
+                "pipeline[0] (unify).dead_letter: `unified_timestamps` is also an output",
+            ),
+        ] {
+            let said = error(&text);
+            assert!(said.starts_with(expected), "{said}");
+        }
         let bad_topic = MINIMAL.replace("timezone2", "time zone");
         assert_eq!(
             error(&bad_topic),

@@ -17,12 +17,18 @@ fn agent() -> &'static ureq::Agent {
     })
 }
 
-/// Sends `method url` with `body` as JSON: the status code and the body.
+/// Sends `method url` with `body`, as a module to upload when it starts as one (`\0asm`), as
+/// JSON otherwise: the status code and the body.
 pub fn send(method: &str, url: &str, body: &[u8]) -> (u16, String) {
+    let content_type = if body.starts_with(b"\0asm") {
+        "application/wasm"
+    } else {
+        "application/json"
+    };
     let request = ureq::http::Request::builder()
         .method(method)
         .uri(url)
-        .header("content-type", "application/json")
+        .header("content-type", content_type)
         .body(body.to_vec())
         .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
     let mut response = agent()

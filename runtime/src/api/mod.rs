@@ -27,6 +27,51 @@ use subtle::ConstantTimeEq;
 
 pub use v1::{ApiDoc, openapi_json};
 
+/// Who may use the API, and by which names.
+#[derive(Debug, Clone, Default)]
+pub struct Access {
+    /// Bearer token that routes which change anything require, if set.
+    pub token: Option<String>,
+    /// Host names the API may be reached by, besides IP addresses and `localhost` (see
+    /// `[api] allowed_hosts`).
+    pub allowed_hosts: Vec<String>,
+}
+
+/// How many costly requests may run at once; more are answered 429 with `Retry-After`. Each
+/// holds a core (tries), memory (uploads, read whole to be checked) or a Kafka client (dead
+/// letters), so their number is what bounds what clients can make the sidecar spend.
+#[derive(Debug)]
+struct Gates {
+    tries: Arc<tokio::sync::Semaphore>,
+    uploads: Arc<tokio::sync::Semaphore>,
+    dead_letter_reads: Arc<tokio::sync::Semaphore>,
+}
+
+impl Default for Gates {
+    fn default() -> Self {
+        let gate = |n| Arc::new(tokio::sync::Semaphore::new(n));
+        Gates {
+            tries: gate(2),
+            uploads: gate(2),
+            dead_letter_reads: gate(4),
+        }
+    }
+}
+
+/// A place in `gate`, or 429 saying what is busy.
+fn enter(
+    gate: &Arc<tokio::sync::Semaphore>,
+    what: &str,
+) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+    gate.clone().try_acquire_owned().map_err(|_| {
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!("too many {what} are running already: try again in a second"),
+        )
+        .retry_after(1)
+    })
+}
+
 /// Shared state of the handlers.
 #[derive(Debug, Clone)]
 pub struct AppState {
@@ -34,6 +79,13 @@ pub struct AppState {
     pub control: Arc<ControlPlane>,
     /// Bearer token that routes which change anything require, if set.
     pub token: Option<Arc<str>>,
+    /// Host names it may be reached by besides IP addresses and `localhost`, lowercase.
+    allowed_hosts: Arc<[String]>,
+    /// Bounds on costly requests running at once.
+    gates: Arc<Gates>,
+    /// Becomes true when the server stops: long requests (event streams, tries) end.
+    closing: tokio::sync::watch::Receiver<bool>,
+    close: Arc<tokio::sync::watch::Sender<bool>>,
     /// Kafka client properties, to read dead letters; `None` where there is no Kafka.
     pub kafka: Option<Arc<KafkaConfig>>,
     stats: tokio::sync::watch::Receiver<Arc<model::Stats>>,
@@ -42,16 +94,18 @@ pub struct AppState {
 impl AppState {
     /// State for `control`'s pipelines; starts sampling their rates once a second, so it must
     /// be called inside a Tokio runtime.
-    pub fn new(
-        control: Arc<ControlPlane>,
-        token: Option<String>,
-        kafka: Option<KafkaConfig>,
-    ) -> Self {
+    pub fn new(control: Arc<ControlPlane>, access: Access, kafka: Option<KafkaConfig>) -> Self {
         let stats = stats::start_sampling(control.clone());
-        let token = token.filter(|t| !t.is_empty()).map(Arc::from);
+        let (close, closing) = tokio::sync::watch::channel(false);
         AppState {
+            gates: Arc::new(Gates::default()),
+            closing,
+            close: Arc::new(close),
             control,
-            token,
+            token: access.token.map(Arc::from),
+            allowed_hosts: (access.allowed_hosts.iter())
+                .map(|h| h.to_ascii_lowercase())
+                .collect(),
             kafka: kafka.map(Arc::new),
             stats,
         }
@@ -64,13 +118,114 @@ pub fn app(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics::metrics))
-        .nest("/api/v1", v1::routes(&state))
+        .nest("/api/v1", v1::routes())
         .fallback(ui::serve)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             require_token,
         ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            same_site,
+        ))
+        .layer(axum::middleware::from_fn(json_errors))
         .with_state(state)
+}
+
+/// Makes every error JSON `{"error": "..."}`, including those the router and the extractors
+/// answer themselves in plain text (405, a path that does not decode, a malformed query).
+async fn json_errors(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = (response.headers().get(header::CONTENT_TYPE))
+        .is_some_and(|t| t.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 64 * 1024)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .unwrap_or_default();
+    let error = if text.is_empty() {
+        let reason = status.canonical_reason().unwrap_or("error").to_lowercase();
+        match status {
+            StatusCode::METHOD_NOT_ALLOWED => {
+                format!("{reason}: see /api/v1/openapi.json for each route's methods")
+            }
+            _ => reason,
+        }
+    } else {
+        text
+    };
+    let mut json = (status, axum::Json(model::ErrorBody { error })).into_response();
+    // Keep what the error said beside its body (`Allow`, `Retry-After`).
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            json.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    json
+}
+
+/// Whether `method` only reads.
+fn reads_only(method: &Method) -> bool {
+    [Method::GET, Method::HEAD, Method::OPTIONS].contains(method)
+}
+
+/// Refuses what a web page the user visits could make the browser send: any request naming a
+/// host this runtime does not answer to (a page's own name pointed at this machine: DNS
+/// rebinding), and a change from a page of another origin. Clients that are not browsers send
+/// no `Origin` and are not concerned.
+async fn same_site(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let host = (request.headers().get(header::HOST)).and_then(|v| v.to_str().ok());
+    if let Some(host) = host
+        && !state.answers_to(host)
+    {
+        return ApiError::new(
+            StatusCode::MISDIRECTED_REQUEST,
+            format!(
+                "this runtime is not `{host}`: reach it by an IP address, localhost, or a name in [api] allowed_hosts"
+            ),
+        )
+        .into_response();
+    }
+    if !reads_only(request.method())
+        && let Some(origin) = request.headers().get(header::ORIGIN)
+    {
+        let origin = origin.to_str().unwrap_or_default();
+        let authority = origin.split_once("://").map(|(_, rest)| rest);
+        let same = authority
+            .zip(host)
+            .is_some_and(|(a, h)| a.eq_ignore_ascii_case(h));
+        if !same {
+            return ApiError::new(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "a change sent by another site is refused: the request comes from `{origin}`, not from this dashboard"
+                ),
+            )
+            .into_response();
+        }
+    }
+    next.run(request).await
+}
+
+impl AppState {
+    /// Whether `host` (a `Host` header: a name or address, and maybe a port) names this runtime.
+    fn answers_to(&self, host: &str) -> bool {
+        let name = match host.strip_prefix('[') {
+            // [v6]:port
+            Some(rest) => rest.split(']').next().unwrap_or_default(),
+            None => match host.rsplit_once(':') {
+                Some((name, port)) if port.chars().all(|c| c.is_ascii_digit()) => name,
+                _ => host,
+            },
+        };
+        name.parse::<std::net::IpAddr>().is_ok()
+            || name.eq_ignore_ascii_case("localhost")
+            || self.allowed_hosts.contains(&name.to_ascii_lowercase())
+    }
 }
 
 /// Serves `app` on `listener` until `shutdown` resolves.
@@ -79,8 +234,13 @@ pub async fn serve(
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let close = state.close.clone();
     axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            // Event streams and tries end, so that the graceful stop does not wait on them.
+            let _ = close.send(true);
+        })
         .await
 }
 
@@ -90,14 +250,19 @@ async fn require_token(State(state): State<AppState>, request: Request, next: Ne
     let Some(token) = &state.token else {
         return next.run(request).await;
     };
-    if [Method::GET, Method::HEAD, Method::OPTIONS].contains(request.method()) {
+    if reads_only(request.method()) {
         return next.run(request).await;
     }
     let given = request
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    match given.and_then(|v| v.strip_prefix("Bearer ")) {
+    // The scheme's name is case-insensitive (RFC 9110).
+    let bearer = given
+        .and_then(|v| v.trim().split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim());
+    match bearer {
         // Constant-time, so that timing does not tell how much of a guess was right.
         Some(given) if bool::from(given.as_bytes().ct_eq(token.as_bytes())) => {
             next.run(request).await
@@ -154,6 +319,8 @@ fn status_text(status: &Status) -> String {
 pub struct ApiError {
     status: StatusCode,
     message: String,
+    /// Seconds a client should wait before trying again (429).
+    retry_after: Option<u32>,
 }
 
 impl ApiError {
@@ -162,6 +329,15 @@ impl ApiError {
         ApiError {
             status,
             message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    /// This error, telling the client to try again after `seconds`.
+    pub fn retry_after(self, seconds: u32) -> Self {
+        ApiError {
+            retry_after: Some(seconds),
+            ..self
         }
     }
 
@@ -186,7 +362,14 @@ impl IntoResponse for ApiError {
         } else {
             self.message
         };
-        (self.status, axum::Json(model::ErrorBody { error: message })).into_response()
+        let mut response =
+            (self.status, axum::Json(model::ErrorBody { error: message })).into_response();
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, seconds.into());
+        }
+        response
     }
 }
 

@@ -331,10 +331,11 @@ pub struct DeployRequest {
     /// Its version; the latest when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<u32>,
-    /// Configuration for its `init`. When absent: the slot's current configuration if the slot
-    /// runs this module already (a new version), the module's own defaults (none) otherwise.
+    /// Configuration for its `init` (numbers and booleans are taken as their text, as in the
+    /// file). When absent: the slot's current configuration if the slot runs this module
+    /// already (a new version), the module's own defaults (none) otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub config: Option<BTreeMap<String, String>>,
+    pub config: Option<BTreeMap<String, crate::config::Scalar>>,
 }
 
 /// `POST /modules/{name}/versions/{version}/try`.
@@ -344,9 +345,9 @@ pub struct TryRequest {
     /// Record values: strings as they are, anything else as its JSON text.
     #[schema(max_items = 10000)]
     pub records: Vec<Value>,
-    /// Configuration for the module's `init`.
+    /// Configuration for the module's `init` (numbers and booleans are taken as their text).
     #[serde(default)]
-    pub config: BTreeMap<String, String>,
+    pub config: BTreeMap<String, crate::config::Scalar>,
     /// Run with this pipeline's lookup tables.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pipeline: Option<String>,

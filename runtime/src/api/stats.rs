@@ -163,14 +163,23 @@ pub(super) async fn events(
     let mut receiver = state.stats.clone();
     // The first event goes out at once, with the latest sample.
     receiver.mark_changed();
-    let stream = futures::stream::unfold(receiver, |mut receiver| async move {
-        receiver.changed().await.ok()?;
-        let stats = receiver.borrow_and_update().clone();
-        let event = Event::default()
-            .event("stats")
-            .json_data(&*stats)
-            .unwrap_or_else(|_| Event::default());
-        Some((Ok(event), receiver))
-    });
+    // The stream ends when the server stops, so that a connected dashboard does not hold up
+    // a graceful stop.
+    let closing = state.closing.clone();
+    let stream = futures::stream::unfold(
+        (receiver, closing),
+        |(mut receiver, mut closing)| async move {
+            tokio::select! {
+                changed = receiver.changed() => changed.ok()?,
+                _ = closing.wait_for(|closing| *closing) => return None,
+            }
+            let stats = receiver.borrow_and_update().clone();
+            let event = Event::default()
+                .event("stats")
+                .json_data(&*stats)
+                .unwrap_or_else(|_| Event::default());
+            Some((Ok(event), (receiver, closing)))
+        },
+    );
     Sse::new(stream).keep_alive(KeepAlive::default())
 }

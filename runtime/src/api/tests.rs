@@ -56,7 +56,11 @@ fn fixture(token: Option<&str>, max_module_bytes: usize) -> Fixture {
     let pipeline = control.pipeline("unify").unwrap();
     let table = pipeline.tables.iter().next().unwrap();
     table.apply(b"5", Some(b"fred")).unwrap();
-    let state = AppState::new(control, token.map(str::to_string), None);
+    let access = Access {
+        token: token.map(str::to_string),
+        allowed_hosts: vec!["sluice.internal".into()],
+    };
+    let state = AppState::new(control, access, None);
     Fixture {
         state,
         pipeline,
@@ -286,7 +290,9 @@ async fn uploads_are_validated_stored_and_versioned() {
             .contains("core WebAssembly module, not a component"),
         "{body}"
     );
-    let (status, body) = upload(&f.state, "big", vec![0; (4 << 20) + 10]).await;
+    let mut big = b"\0asm\x0d\0\x01\0".to_vec();
+    big.resize((4 << 20) + 10, 0);
+    let (status, body) = upload(&f.state, "big", big).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
     assert!(
         body["error"]
@@ -1018,4 +1024,261 @@ async fn pipelines_are_created_changed_and_deleted_through_the_api() {
     assert_eq!(delete().await.0, StatusCode::NOT_FOUND);
     let saved = std::fs::read_to_string(f._dir.path().join("deployments.json")).unwrap();
     assert!(!saved.contains("\"orders\""), "{saved}");
+}
+
+#[tokio::test]
+async fn a_web_page_cannot_reach_the_api_by_another_name_or_change_it_from_another_site() {
+    let f = running();
+    let request = |method: &str, path: &str, headers: &[(&str, &str)]| {
+        let mut request = Request::builder().method(method).uri(path);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        request.body(Body::empty()).unwrap()
+    };
+    // DNS rebinding: a page's own name pointed at this machine; reads are refused too, since
+    // they show records.
+    let (status, body) = send(
+        &f.state,
+        request("GET", "/api/v1/pipelines", &[("host", "evil.example:8080")]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::MISDIRECTED_REQUEST, "{body}");
+    assert!(
+        body.contains("this runtime is not `evil.example:8080`"),
+        "{body}"
+    );
+    for host in [
+        "127.0.0.1:8080",
+        "[::1]:8080",
+        "localhost:8080",
+        "SLUICE.internal",
+        "10.1.2.3",
+    ] {
+        let (status, _) = send(
+            &f.state,
+            request("GET", "/api/v1/pipelines", &[("host", host)]),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{host}");
+    }
+    // A change from another origin is refused; from the dashboard's own, or from a client that
+    // is not a browser (no Origin), it is not.
+    let pause = |origin: Option<&'static str>| {
+        let mut headers = vec![("host", "127.0.0.1:8080")];
+        headers.extend(origin.map(|o| ("origin", o)));
+        request("POST", "/api/v1/pipelines/unify/pause", &headers)
+    };
+    for origin in ["http://evil.example", "null", "http://127.0.0.1:9999"] {
+        let (status, body) = send(&f.state, pause(Some(origin))).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{origin}: {body}");
+        assert!(
+            body.contains("a change sent by another site is refused"),
+            "{body}"
+        );
+    }
+    assert!(!f.pipeline.paused.load(Relaxed));
+    assert_eq!(
+        send(&f.state, pause(Some("http://127.0.0.1:8080"))).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(send(&f.state, pause(None)).await.0, StatusCode::OK);
+    // An upload must say it is a module: a form or text/plain (which a page can send anywhere)
+    // is refused.
+    for content_type in [
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x",
+    ] {
+        let upload = Request::post("/api/v1/modules?name=tz")
+            .header("content-type", content_type)
+            .body(Body::from(guest_bytes("tz_normaliser")))
+            .unwrap();
+        let (status, body) = send(&f.state, upload).await;
+        assert_eq!(
+            status,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "{content_type}: {body}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_bearer_scheme_is_case_insensitive() {
+    let f = fixture(Some("secret"), 64 << 20);
+    for header in ["bearer secret", "BEARER secret", "Bearer  secret "] {
+        let request = Request::post("/api/v1/pipelines/unify/pause")
+            .header("authorization", header)
+            .body(Body::empty())
+            .unwrap();
+        assert_eq!(send(&f.state, request).await.0, StatusCode::OK, "{header}");
+    }
+    let request = Request::post("/api/v1/pipelines/unify/pause")
+        .header("authorization", "Basic secret")
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(send(&f.state, request).await.0, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tries_are_bounded_in_number_and_stop_when_their_client_leaves() {
+    let f = running();
+    upload(&f.state, "looper", guest_bytes("test_guest")).await;
+    // Every record spins until its CPU budget (2 s) runs out: 30 of them replayed one at a
+    // time would hold a core for a minute.
+    let spinning = json!({
+        "records": vec!["spin"; 30],
+        "config": {"loop_on": "spin"},
+    })
+    .to_string();
+    let try_request = |body: String| {
+        Request::post("/api/v1/modules/looper/versions/1/try")
+            .header("content-type", "application/json")
+            .body(Body::from(body))
+            .unwrap()
+    };
+    let clients: Vec<_> = (0..2)
+        .map(|_| tokio::spawn(send_owned(f.state.clone(), try_request(spinning.clone()))))
+        .collect();
+    // Two run; a third is told to come back.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while f.state.gates.tries.available_permits() > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the two tries did not start"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let refused = app(f.state.clone())
+        .oneshot(try_request(spinning.clone()))
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(refused.headers()["retry-after"], "1");
+    // Both clients leave: their tries stop after the record they are on.
+    for client in &clients {
+        client.abort();
+    }
+    let left = std::time::Instant::now();
+    let quick = json!({"records": ["a"]}).to_string();
+    loop {
+        let (status, _) = send(&f.state, try_request(quick.clone())).await;
+        if status == StatusCode::OK {
+            break;
+        }
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+        assert!(
+            left.elapsed() < std::time::Duration::from_secs(15),
+            "the abandoned tries still run"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// [`send`] for a spawned task.
+async fn send_owned(state: AppState, request: Request<Body>) -> (StatusCode, String) {
+    send(&state, request).await
+}
+
+#[tokio::test]
+async fn a_connected_dashboard_does_not_hold_up_a_graceful_stop() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let f = running();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(serve(listener, f.state.clone(), async {
+        let _ = stopped.await;
+    }));
+    // A dashboard's live feed: an event stream that never ends by itself.
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let request = format!(
+        "GET /api/v1/events HTTP/1.1\r\nHost: {address}\r\nAccept: text/event-stream\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut first = vec![0; 4096];
+    let n = stream.read(&mut first).await.unwrap();
+    assert!(String::from_utf8_lossy(&first[..n]).contains("200 OK"));
+
+    stop.send(()).unwrap();
+    let finished = tokio::time::timeout(std::time::Duration::from_secs(5), server).await;
+    assert!(finished.is_ok(), "the server waited on the event stream");
+    // The stream was closed, not left hanging.
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        stream.read_to_end(&mut rest),
+    )
+    .await;
+    assert!(read.is_ok(), "the event stream was not closed");
+}
+
+#[tokio::test]
+async fn every_error_is_json_even_the_routers_own() {
+    let f = running();
+    for (method, path, expected) in [
+        ("DELETE", "/api/v1/modules", StatusCode::METHOD_NOT_ALLOWED),
+        ("GET", "/api/v1/pipelines/%FF", StatusCode::BAD_REQUEST),
+        (
+            "GET",
+            "/api/v1/pipelines/unify/dead-letters?limit=x",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "PUT",
+            "/api/v1/pipelines/unify/transforms/0",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ),
+    ] {
+        let request = Request::builder()
+            .method(method)
+            .uri(path)
+            .body(Body::empty())
+            .unwrap();
+        let response = app(f.state.clone()).oneshot(request).await.unwrap();
+        assert_eq!(response.status(), expected, "{method} {path}");
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/json",
+            "{method} {path}"
+        );
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        let body: Value = serde_json::from_slice(&body).unwrap();
+        assert!(
+            !body["error"].as_str().unwrap().is_empty(),
+            "{method} {path}: {body}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn numbers_in_a_deploys_or_a_trys_config_are_taken_as_in_the_file() {
+    let f = running();
+    let records = json!({"records": ["x", "7"], "config": {"fail_on": 7}});
+    let (status, body) = call(
+        &f.state,
+        "POST",
+        "/api/v1/modules/test_guest/versions/1/try",
+        Body::from(records.to_string()),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(
+        body["results"][0]["error"].is_null() && body["results"][1]["error"].is_string(),
+        "{body}"
+    );
+    let deploy = json!({"module": "test_guest", "config": {"fail_on": 7}});
+    let (status, body) = call(
+        &f.state,
+        "PUT",
+        "/api/v1/pipelines/unify/transforms/0",
+        Body::from(deploy.to_string()),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["slots"][0]["config"]["fail_on"], "7");
 }

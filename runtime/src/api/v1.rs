@@ -14,20 +14,32 @@ use crate::pipeline::metrics::Status;
 use crate::tables::Tables;
 use axum::Json;
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, JsonRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{get, post, put};
 use serde::Deserialize;
 use serde_json::Value;
-use std::sync::LazyLock;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::{Arc, LazyLock};
+use std::time::{Duration, Instant};
 use utoipa::OpenApi;
 
 /// Most records one try request may carry.
 const MAX_TRY_RECORDS: usize = 10_000;
+/// The most time a try may take replaying records one at a time after its transform trapped
+/// (each replay may take the CPU budget).
+const TRY_BUDGET: Duration = Duration::from_secs(10);
+
+/// Sets its flag when dropped: a request handler's future is dropped when its client leaves.
+struct SetOnDrop(Arc<AtomicBool>);
+
+impl Drop for SetOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Relaxed);
+    }
+}
 /// Most dead letters one request may ask for.
 const MAX_DEAD_LETTERS: usize = 500;
 
@@ -84,17 +96,11 @@ pub fn openapi_json() -> &'static str {
     &DOCUMENT
 }
 
-pub(super) fn routes(state: &AppState) -> Router<AppState> {
-    // One byte over the cap, so that a module of exactly the cap is accepted and a larger one
-    // gets the store's own message.
-    let upload_limit = DefaultBodyLimit::max(state.control.store.max_bytes() + 1);
+pub(super) fn routes() -> Router<AppState> {
     Router::new()
         .route("/info", get(info))
         .route("/openapi.json", get(openapi))
-        .route(
-            "/modules",
-            get(list_modules).post(upload_module).layer(upload_limit),
-        )
+        .route("/modules", get(list_modules).post(upload_module))
         .route("/modules/{name}", get(module_versions))
         .route("/modules/{name}/versions/{version}/try", post(try_module))
         .route("/pipelines", get(list_pipelines))
@@ -237,7 +243,7 @@ async fn upload_module(
     State(state): State<AppState>,
     query: Result<Query<UploadQuery>, QueryRejection>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: axum::body::Body,
 ) -> ApiResult<(StatusCode, Json<Uploaded>)> {
     let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let name = query
@@ -247,27 +253,21 @@ async fn upload_module(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
-    if content_type.starts_with("multipart/")
-        || content_type.starts_with("application/x-www-form-urlencoded")
-    {
+    // Only the types a web page cannot send cross-site without asking first (a form's are
+    // refused), so that a page the user visits cannot upload.
+    let media_type = content_type.split(';').next().unwrap_or_default().trim();
+    if !["application/wasm", "application/octet-stream"].contains(&media_type) {
         return Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "send the .wasm file's bytes as the request body (Content-Type: application/wasm), not a form",
+            format!(
+                "send the .wasm file's bytes as the request body with Content-Type: application/wasm (not `{content_type}`)"
+            ),
         ));
     }
-    let max = state.control.store.max_bytes();
-    let body = body.map_err(|e| match e.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
-            e.status(),
-            format!("the module is more than the {max} bytes allowed (api.max_module_mb)"),
-        ),
-        _ => ApiError::bad_request(e.body_text()),
-    })?;
-    if body.is_empty() {
-        return Err(ApiError::bad_request(
-            "the request body is empty: send the .wasm file's bytes",
-        ));
-    }
+    crate::control::store::check_name(&name)?;
+    // Read only while few are: each is held whole to be checked.
+    let _place = super::enter(&state.gates.uploads, "uploads")?;
+    let body = read_module(body, state.control.store.max_bytes()).await?;
     let (control, module) = (state.control.clone(), name.clone());
     let (version, new) = blocking(move || Ok(control.add_module(&module, &body)?)).await?;
     tracing::info!(module = %name, version = version.version, sha256 = %version.sha256, new, "module uploaded");
@@ -277,6 +277,38 @@ async fn upload_module(
         StatusCode::OK
     };
     Ok((status, Json(Uploaded { name, version })))
+}
+
+/// Reads an uploaded module, refusing it as soon as its first bytes are not a component's or
+/// it grows past `max` bytes, rather than after reading it all.
+async fn read_module(body: axum::body::Body, max: usize) -> ApiResult<Vec<u8>> {
+    use futures::StreamExt;
+    let mut stream = body.into_data_stream();
+    let mut bytes = Vec::new();
+    let mut checked = false;
+    let refused = |e| ApiError::from(crate::control::store::StoreError::Invalid(e));
+    while let Some(chunk) = stream.next().await {
+        let chunk =
+            chunk.map_err(|e| ApiError::bad_request(format!("cannot read the body: {e}")))?;
+        bytes.extend_from_slice(&chunk);
+        if bytes.len() > max {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the module is more than the {max} bytes allowed (api.max_module_mb)"),
+            ));
+        }
+        if !checked && bytes.len() >= 8 {
+            crate::engine::check_header(&bytes).map_err(refused)?;
+            checked = true;
+        }
+    }
+    if bytes.is_empty() {
+        return Err(ApiError::bad_request(
+            "the request body is empty: send the .wasm file's bytes",
+        ));
+    }
+    crate::engine::check_header(&bytes).map_err(refused)?;
+    Ok(bytes)
 }
 
 #[utoipa::path(
@@ -313,10 +345,21 @@ async fn try_module(
         Some(p) => state.control.pipeline(p)?.tables.clone(),
         None => Tables::default(),
     };
+    // The place is held by the work, which may outlive this request by one record's budget.
+    let place = super::enter(&state.gates.tries, "tries")?;
+    // A try stops replaying records when its client leaves (this future is dropped), when its
+    // time is up, or when the server stops.
+    let left = Arc::new(AtomicBool::new(false));
+    let _leaving = SetOnDrop(left.clone());
+    let deadline = Instant::now() + TRY_BUDGET;
+    let closing = state.closing.clone();
     let control = state.control.clone();
     blocking(move || {
+        let _place = place;
         let (_, module) = control.store.get(&name, version)?;
-        let config: Vec<(String, String)> = request.config.into_iter().collect();
+        let config: Vec<(String, String)> = (request.config.into_iter())
+            .map(|(k, v)| (k, v.0))
+            .collect();
         let init_failed = |e: crate::engine::InstantiateError| {
             ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string())
         };
@@ -324,6 +367,9 @@ async fn try_module(
             .engine()
             .instantiate(&module, &name, &config, &tables)
             .map_err(init_failed)?;
+        instance.stop_replaying_when(move || {
+            left.load(Relaxed) || Instant::now() > deadline || *closing.borrow()
+        });
         let mut batch = InputBatchBuilder::new("try", 0);
         for (i, record) in request.records.iter().enumerate() {
             let text = match record {
@@ -544,7 +590,8 @@ async fn deploy(
                 .last()
                 .map_or(0, |v| v.version),
         };
-        Ok(control.deploy(&pipeline, index, &request.module, version, request.config)?)
+        let config = (request.config).map(|c| c.into_iter().map(|(k, v)| (k, v.0)).collect());
+        Ok(control.deploy(&pipeline, index, &request.module, version, config)?)
     })
     .await?;
     pipeline_answer(&state, &name)
@@ -658,6 +705,8 @@ async fn dead_letters(
             records: Vec::new(),
         }));
     };
+    // Each read makes a Kafka client (threads, connections): a few at a time.
+    let _place = super::enter(&state.gates.dead_letter_reads, "dead-letter reads")?;
     let records = blocking(move || {
         crate::kafka::read_latest(&kafka, &read_topic, limit, Duration::from_secs(5)).map_err(|e| {
             ApiError::new(

@@ -61,6 +61,18 @@ fn api_url(api: Option<&str>) -> String {
     format!("http://{}", local.as_deref().unwrap_or(api))
 }
 
+/// `text` as one segment of a URL's path or a query value: everything but letters, digits and
+/// `-._~` percent-encoded, so that a name holding `#`, `?` or `/` stays one name.
+pub(super) fn seg(text: &str) -> String {
+    use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+    const KEEP: &AsciiSet = &NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'~');
+    utf8_percent_encode(text, KEEP).to_string()
+}
+
 /// Arguments of `sluice modules`.
 #[derive(Debug, Args)]
 pub struct ModulesArgs {
@@ -186,7 +198,7 @@ impl Client {
         let name = name.unwrap_or(&stem);
         self.call(
             "POST",
-            &format!("/modules?name={name}"),
+            &format!("/modules?name={}", seg(name)),
             "application/wasm",
             Some(&bytes),
         )
@@ -209,10 +221,10 @@ pub fn upload_and_deploy(
     let body = DeployRequest {
         module: uploaded.name,
         version: Some(uploaded.version.version),
-        config: Some(config),
+        config: Some(crate::config::scalars(config)),
     };
     let body = serde_json::to_vec(&body).expect("a deploy request serialises");
-    let path = format!("/pipelines/{pipeline}/transforms/{slot}");
+    let path = format!("/pipelines/{}/transforms/{slot}", seg(pipeline));
     let answer = client.call("PUT", &path, "application/json", Some(&body))?;
     Ok((uploaded.version.version, answer))
 }
@@ -228,18 +240,16 @@ pub fn upload_and_append(
 ) -> anyhow::Result<(u32, Pipeline)> {
     let client = Client::new(api);
     let uploaded = client.upload(file, Some(name))?;
-    let current: Pipeline = client.get(&format!("/pipelines/{pipeline}"))?;
+    let current: Pipeline = client.get(&format!("/pipelines/{}", seg(pipeline)))?;
     let mut definition = current
         .definition
         .with_context(|| format!("pipeline `{pipeline}` was just deleted"))?;
     definition.transform.push(crate::config::TransformConfig {
         module: format!("{}@{}", uploaded.name, uploaded.version.version),
-        config: (config.into_iter())
-            .map(|(k, v)| (k, crate::config::Scalar(v)))
-            .collect(),
+        config: crate::config::scalars(config),
     });
     let body = serde_json::to_vec(&definition).expect("a definition serialises");
-    let path = format!("/pipelines/{pipeline}");
+    let path = format!("/pipelines/{}", seg(pipeline));
     let answer = client.call("PUT", &path, "application/json", Some(&body))?;
     Ok((uploaded.version.version, answer))
 }
@@ -303,7 +313,11 @@ fn module_table(list: &ModuleList) -> String {
 /// Runs `sluice deploy`.
 pub fn deploy(args: DeployArgs) -> anyhow::Result<i32> {
     let client = Client::new(&args.api);
-    let slot_path = format!("/pipelines/{}/transforms/{}", args.pipeline, args.slot);
+    let slot_path = format!(
+        "/pipelines/{}/transforms/{}",
+        seg(&args.pipeline),
+        args.slot
+    );
     let pipeline: Pipeline = if args.rollback {
         client.call(
             "POST",
@@ -328,14 +342,14 @@ pub fn deploy(args: DeployArgs) -> anyhow::Result<i32> {
             }
         };
         let config = if args.keep_config {
-            let current: Pipeline = client.get(&format!("/pipelines/{}", args.pipeline))?;
+            let current: Pipeline = client.get(&format!("/pipelines/{}", seg(&args.pipeline)))?;
             let slot =
                 (current.slots.into_iter().find(|s| s.index == args.slot)).with_context(|| {
                     format!("pipeline `{}` has no slot {}", args.pipeline, args.slot)
                 })?;
-            Some(slot.config)
+            Some(crate::config::scalars(slot.config))
         } else {
-            (!args.config.is_empty()).then(|| args.config.into_iter().collect())
+            (!args.config.is_empty()).then(|| crate::config::scalars(args.config))
         };
         let body = DeployRequest {
             module: name,
@@ -359,6 +373,13 @@ mod tests {
     use super::*;
     use crate::api::model::Module;
     use crate::control::store::ModuleVersion;
+
+    #[test]
+    fn names_in_urls_stay_whole() {
+        assert_eq!(seg("x#y"), "x%23y");
+        assert_eq!(seg("a/b?c=d&e"), "a%2Fb%3Fc%3Dd%26e");
+        assert_eq!(seg("tz_normaliser-2.~"), "tz_normaliser-2.~");
+    }
 
     #[test]
     fn the_api_is_a_url_or_the_address_sluice_run_listens_on() {

@@ -5,7 +5,7 @@
 //! the two seed pipelines (timezones; PII-then-enrich) and the dashboard. The mock cluster is for
 //! trying Sluice only: production runs against a real Kafka with `sluice run`.
 
-use crate::config::{Config, Scalar};
+use crate::config::{Config, Overrides, Scalar};
 use crate::generator::{self, Options, Pace, Scenario};
 use anyhow::Context;
 use clap::Args;
@@ -41,6 +41,14 @@ pub struct DemoArgs {
     /// Where uploaded modules and deployments are kept; a fresh temporary folder by default.
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
+    /// Bearer token for changes (uploads, deploys, pipelines), as `sluice run`'s.
+    #[arg(
+        long,
+        env = "SLUICE_API_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
 }
 
 const TRANSFORMS: [&str; 3] = ["tz_normaliser", "pii_stripper", "enricher"];
@@ -70,7 +78,11 @@ pub fn run(args: DemoArgs) -> anyhow::Result<i32> {
             .with_context(|| format!("cannot create topic {topic}"))?;
     }
     let bootstrap = cluster.bootstrap_servers();
-    let config = Config::parse(&config_text(&bootstrap, &transforms, args.listen))?;
+    let mut config = Config::parse(&config_text(&bootstrap, &transforms, args.listen))?;
+    config.apply(Overrides {
+        token: args.token,
+        ..Overrides::default()
+    })?;
     let engine = super::run::engine_for(&config)?;
     let temporary = tempfile::Builder::new()
         .prefix("sluice-demo-")

@@ -1,7 +1,7 @@
 //! `sluice pipelines` and `sluice apply`: pipelines as data, through a running runtime's API
 //! (the same routes as the dashboard's form).
 
-use super::client::{ApiArgs, Client};
+use super::client::{ApiArgs, Client, seg};
 use crate::api::model::{Module, Pipeline, PipelineList};
 use crate::config::{Config, Overrides, PipelineConfig};
 use anyhow::Context;
@@ -105,7 +105,7 @@ pub fn pipelines(args: PipelinesArgs) -> anyhow::Result<i32> {
             }
         }
         PipelinesCommand::Show { name } => {
-            let p: Pipeline = client.get(&format!("/pipelines/{name}"))?;
+            let p: Pipeline = client.get(&format!("/pipelines/{}", seg(&name)))?;
             let definition = p
                 .definition
                 .with_context(|| format!("pipeline `{name}` was just deleted"))?;
@@ -119,7 +119,7 @@ pub fn pipelines(args: PipelinesArgs) -> anyhow::Result<i32> {
             };
             let p: Pipeline = client.call(
                 "POST",
-                &format!("/pipelines/{name}/{verb}"),
+                &format!("/pipelines/{}/{verb}", seg(name)),
                 "application/json",
                 None,
             )?;
@@ -128,7 +128,7 @@ pub fn pipelines(args: PipelinesArgs) -> anyhow::Result<i32> {
         PipelinesCommand::Delete { name } => {
             client.call::<()>(
                 "DELETE",
-                &format!("/pipelines/{name}"),
+                &format!("/pipelines/{}", seg(&name)),
                 "application/json",
                 None,
             )?;
@@ -209,7 +209,7 @@ pub fn apply(args: ApplyArgs) -> anyhow::Result<i32> {
         match step {
             Step::Create(definition) | Step::Update { definition, .. } => {
                 let body = serde_json::to_vec(&definition).expect("a definition serialises");
-                let path = format!("/pipelines/{}", definition.name);
+                let path = format!("/pipelines/{}", seg(&definition.name));
                 let _: Pipeline = client
                     .call("PUT", &path, "application/json", Some(&body))
                     .with_context(|| format!("pipeline `{}` was refused", definition.name))?;
@@ -217,7 +217,7 @@ pub fn apply(args: ApplyArgs) -> anyhow::Result<i32> {
             Step::Delete(name) => {
                 client.call::<()>(
                     "DELETE",
-                    &format!("/pipelines/{name}"),
+                    &format!("/pipelines/{}", seg(&name)),
                     "application/json",
                     None,
                 )?;
@@ -274,7 +274,7 @@ fn versions(
     client: &Client,
     name: &str,
 ) -> anyhow::Result<Vec<crate::control::store::ModuleVersion>> {
-    match client.get::<Module>(&format!("/modules/{name}")) {
+    match client.get::<Module>(&format!("/modules/{}", seg(name))) {
         Ok(module) => Ok(module.versions),
         Err(e) if e.to_string().ends_with("(404 Not Found)") => Ok(Vec::new()),
         Err(e) => Err(e),

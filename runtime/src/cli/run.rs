@@ -80,6 +80,14 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     // The port first: one in use fails start-up before anything else is started.
     let listener = (!args.check).then(|| bind(config.api.listen)).transpose()?;
     let engine = engine_for(&config)?;
+    let state_dir = config.state_dir.clone().context("no state directory")?;
+    if state_dir.exists() && !state_dir.is_dir() {
+        anyhow::bail!(
+            "{}: state_dir: {} is not a directory",
+            args.config.display(),
+            state_dir.display()
+        );
+    }
     if args.check {
         crate::kafka::check_properties(&config.kafka, &config.pipeline)
             .map_err(anyhow::Error::msg)
@@ -98,7 +106,6 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
         return Ok(0);
     }
 
-    let state_dir = config.state_dir.clone().context("no state directory")?;
     serve(
         &config,
         &engine,
@@ -141,10 +148,24 @@ fn advertised(address: std::net::SocketAddr) -> String {
     if !address.ip().is_unspecified() {
         return format!("http://{address}/");
     }
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "localhost".into());
+    let host = hostname().unwrap_or_else(|| "localhost".into());
     format!("http://{host}:{}/", address.port())
+}
+
+/// This machine's name.
+fn hostname() -> Option<String> {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname").ok()?;
+    Some(name.trim().to_string()).filter(|n| !n.is_empty())
+}
+
+/// The host of `url` (`http://HOST:PORT/...`), without its port.
+fn host_of(url: &str) -> Option<String> {
+    let authority = url.split_once("://")?.1.split('/').next()?;
+    let host = match authority.rsplit_once(':') {
+        Some((host, port)) if port.chars().all(|c| c.is_ascii_digit()) => host,
+        _ => authority,
+    };
+    Some(host.trim_matches(['[', ']']).to_string())
 }
 
 /// The engine `config`'s limits ask for.
@@ -238,19 +259,24 @@ pub fn serve(
     let api = runtime.block_on(async {
         let listener = tokio::net::TcpListener::from_std(listener)?;
         let address = listener.local_addr()?;
+        let url = (config.fleet.as_ref())
+            .and_then(|f| f.advertised_url.clone())
+            .unwrap_or_else(|| advertised(address));
+        // The names other members' pages link this one by.
+        let mut allowed_hosts = config.api.allowed_hosts.clone();
+        allowed_hosts.extend(hostname());
+        allowed_hosts.extend(host_of(&url));
         control.set_member(Member {
             id: member.clone(),
-            address: (config.fleet.as_ref())
-                .and_then(|f| f.advertised_url.clone())
-                .unwrap_or_else(|| advertised(address)),
+            address: url,
             started_at,
         });
         announce(address);
-        let state = AppState::new(
-            control.clone(),
-            config.api.token.clone(),
-            Some(config.kafka.clone()),
-        );
+        let access = crate::api::Access {
+            token: config.api.token.clone(),
+            allowed_hosts,
+        };
+        let state = AppState::new(control.clone(), access, Some(config.kafka.clone()));
         anyhow::Ok(tokio::spawn(crate::api::serve(listener, state, async {
             let _ = api_stopped.await;
         })))
@@ -265,8 +291,11 @@ pub fn serve(
             }
         }
     });
+    // Streams and tries end when the server stops; a client that will not let go is not
+    // waited for past a second, nor is work it left behind.
     let _ = stop_api.send(());
-    let _ = runtime.block_on(api);
+    let _ = runtime.block_on(tokio::time::timeout(Duration::from_secs(1), api));
+    runtime.shutdown_timeout(Duration::from_secs(1));
     control.leave_fleet();
 
     control.stop_all();

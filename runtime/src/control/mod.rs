@@ -41,13 +41,28 @@ pub struct SlotDeployment {
     pub config: BTreeMap<String, String>,
 }
 
+/// How many earlier deployments a slot keeps to roll back to: enough for any rollback a person
+/// makes, few enough that the state stays small however often a slot is deployed into.
+const HISTORY: usize = 20;
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct SlotState {
     #[serde(flatten)]
     current: SlotDeployment,
-    /// What ran before, most recent last: what a rollback returns to.
+    /// What ran before, most recent last: what a rollback returns to; the latest [`HISTORY`].
     #[serde(default)]
     history: Vec<SlotDeployment>,
+}
+
+impl SlotState {
+    /// Runs `next`, remembering what ran to roll back to.
+    fn replace(&mut self, next: SlotDeployment) {
+        let previous = std::mem::replace(&mut self.current, next);
+        self.history.push(previous);
+        if self.history.len() > HISTORY {
+            self.history.remove(0);
+        }
+    }
 }
 
 /// A pipeline's latest change: who made it, when, and what it was. The API shows it, so that
@@ -503,10 +518,11 @@ impl ControlPlane {
         let slots = (chain.into_iter().enumerate())
             .map(|(index, next)| match state.slots.get(index) {
                 Some(old) if old.current == next => old.clone(),
-                Some(old) if old.current.module == next.module => SlotState {
-                    history: [old.history.clone(), vec![old.current.clone()]].concat(),
-                    current: next,
-                },
+                Some(old) if old.current.module == next.module => {
+                    let mut slot = old.clone();
+                    slot.replace(next);
+                    slot
+                }
                 _ => SlotState {
                     current: next,
                     history: Vec::new(),
@@ -771,8 +787,7 @@ impl ControlPlane {
             BY_API,
             format!("deployed {module}@{version} into slot {index}"),
         );
-        let previous = std::mem::replace(&mut slot.current, next);
-        slot.history.push(previous);
+        slot.replace(next);
         self.change(deployments, pipeline, Some(state))
     }
 
@@ -1044,6 +1059,22 @@ mod tests {
         assert_eq!(pipeline.deployed.current().1[0].version, 2);
         control.roll_back("p", 0).unwrap();
         assert_eq!(pipeline.deployed.current().1[0].version, 1);
+        assert!(!control.can_roll_back("p", 0));
+    }
+
+    #[test]
+    fn a_slot_remembers_its_latest_deployments_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let (control, _) = control_plane(dir.path());
+        for _ in 0..(HISTORY + 30) {
+            control.deploy("p", 0, "test_guest", 1, None).unwrap();
+        }
+        let saved = std::fs::read_to_string(dir.path().join("state/deployments.json")).unwrap();
+        let state: Deployments = serde_json::from_str(&saved).unwrap();
+        assert_eq!(state.pipelines["p"].slots[0].history.len(), HISTORY);
+        for _ in 0..HISTORY {
+            control.roll_back("p", 0).unwrap();
+        }
         assert!(!control.can_roll_back("p", 0));
     }
 

@@ -315,7 +315,7 @@ impl ModuleStore {
 }
 
 /// Module names appear in URLs, file names of nothing, logs and metric labels.
-fn check_name(name: &str) -> Result<(), StoreError> {
+pub(crate) fn check_name(name: &str) -> Result<(), StoreError> {
     let valid = (1..=64).contains(&name.len())
         && name.starts_with(|c: char| c.is_ascii_alphanumeric())
         && name

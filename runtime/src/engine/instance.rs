@@ -166,6 +166,9 @@ pub struct Instance {
     task: Option<SharedTask>,
     /// A stateful transform's `stateful` export in the current instance.
     stateful: Option<Stateful>,
+    /// Says when replaying a trapped batch one record at a time should stop (a try whose time
+    /// ran out or whose client left); the records not replayed fail.
+    stop_replaying: Option<Box<dyn Fn() -> bool + Send + Sync>>,
 }
 
 /// Timers handed to a stateful transform per `on-timers` call.
@@ -197,6 +200,7 @@ impl Instance {
             restarts: 0,
             task,
             stateful,
+            stop_replaying: None,
         })
     }
 
@@ -237,6 +241,12 @@ impl Instance {
             self.fire_timers(&mut processed.output, inputs as u32 - 1)?;
         }
         Ok(processed)
+    }
+
+    /// Bounds the work of a batch that traps: once `stop` says so, the records not yet
+    /// replayed one at a time fail without running (each replay may take the CPU budget).
+    pub fn stop_replaying_when(&mut self, stop: impl Fn() -> bool + Send + Sync + 'static) {
+        self.stop_replaying = Some(Box::new(stop));
     }
 
     /// A stateful transform's state.
@@ -345,6 +355,14 @@ impl Instance {
             timer_outputs: 0,
         };
         for index in 0..batch.records.len() {
+            if self.stop_replaying.as_ref().is_some_and(|stop| stop()) {
+                merged.failures.push(Failure {
+                    input: index,
+                    kind: FailureKind::CpuBudget,
+                    message: "not run: the work allowed for this call ran out".into(),
+                });
+                continue;
+            }
             match self.call(&batch::single(batch, index)) {
                 Ok(output) => {
                     let one = into_processed(output, 1);

@@ -330,7 +330,8 @@ fn is_stateful_import(import: &str) -> bool {
         .any(|i| import == format!("sluice:transform/{i}@0.1.0"))
 }
 
-fn check_header(bytes: &[u8]) -> Result<(), LoadError> {
+/// Whether `bytes` start as a component does (enough to tell an upload's first chunk).
+pub(crate) fn check_header(bytes: &[u8]) -> Result<(), LoadError> {
     if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
         let start = &bytes[..bytes.len().min(8)];
         return Err(LoadError::NotWasm(

@@ -52,6 +52,15 @@ pub enum PipelineError {
         #[source]
         source: std::io::Error,
     },
+    /// A transform's file name is not a module name (the module is stored under it).
+    #[error("{at}")]
+    ModuleName {
+        /// Where it is declared.
+        at: String,
+        /// What is wrong with the name.
+        #[source]
+        source: crate::control::store::StoreError,
+    },
     /// A transform's file is not a transform Sluice can run.
     #[error("{at}")]
     LoadModule {
@@ -258,6 +267,9 @@ pub fn read_transforms(
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
+        if let Err(source) = crate::control::store::check_name(&name) {
+            return Err(PipelineError::ModuleName { at, source });
+        }
         let config = transform
             .config
             .iter()
