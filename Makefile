@@ -71,3 +71,4 @@ setup-build:
 setup:
 	@bash tests/setup.sh
 	@bash tests/kafka/broker.sh install
+	@bash tests/fuzz/setup.sh

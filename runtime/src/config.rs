@@ -442,6 +442,10 @@ pub struct ApiConfig {
     pub listen: std::net::SocketAddr,
     /// Bearer token required by routes that change anything; required to listen beyond loopback.
     pub token: Option<String>,
+    /// Bearer token required, besides `token`, to read what shows records or settings (dead
+    /// letters, pipelines and their configurations, modules, rates): share it to let someone
+    /// watch without letting them change anything. Needs `token`.
+    pub read_token: Option<String>,
     /// Largest module the API accepts for upload, in MiB.
     #[serde(default = "defaults::max_module_mb")]
     pub max_module_mb: u32,
@@ -458,6 +462,7 @@ impl Default for ApiConfig {
         ApiConfig {
             listen: defaults::listen(),
             token: None,
+            read_token: None,
             max_module_mb: defaults::max_module_mb(),
             allowed_hosts: Vec::new(),
         }
@@ -660,6 +665,23 @@ impl Config {
             return Err(invalid(
                 "api.token",
                 "is empty, which would turn authentication off: set a token, or leave it (and SLUICE_API_TOKEN) unset to run without one",
+            ));
+        }
+        if self
+            .api
+            .read_token
+            .as_deref()
+            .is_some_and(|t| t.trim().is_empty())
+        {
+            return Err(invalid(
+                "api.read_token",
+                "is empty: set a token, or leave it out",
+            ));
+        }
+        if self.api.read_token.is_some() && self.api.token.is_none() {
+            return Err(invalid(
+                "api.read_token",
+                "needs api.token too: otherwise anyone could change what they may not read",
             ));
         }
         if !self.api.listen.ip().is_loopback() && self.api.token.is_none() {
@@ -967,6 +989,14 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(error.starts_with("api.token: is empty"), "{error}");
+        let error =
+            Config::parse(&MINIMAL.replace("[kafka]", "[api]\nread_token = \"r\"\n\n[kafka]"))
+                .unwrap_err()
+                .to_string();
+        assert!(
+            error.starts_with("api.read_token: needs api.token too"),
+            "{error}"
+        );
     }
 
     #[test]
@@ -1101,5 +1131,74 @@ mod tests {
             error(&twice),
             "pipeline[1] (unify).name: another pipeline is already called `unify`"
         );
+    }
+}
+
+/// Property tests of the loader: no file, however broken, makes it panic; one it accepts holds
+/// only values in their documented ranges. Failing cases are kept in `proptest-regressions/`.
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A `[[pipeline]]` with `key = value` set, `value` any TOML scalar text.
+    fn pipeline_with(key: &str, value: &str) -> String {
+        format!(
+            "[[pipeline]]\nname = \"p\"\ninputs = [\"a\"]\noutputs = [\"b\"]\n{key} = {value}\n"
+        )
+    }
+
+    fn any_value() -> impl Strategy<Value = String> {
+        prop_oneof![
+            any::<i64>().prop_map(|n| n.to_string()),
+            any::<u64>().prop_map(|n| n.to_string()),
+            any::<f64>().prop_map(|f| format!("{f:?}")),
+            any::<bool>().prop_map(|b| b.to_string()),
+            ".{0,12}".prop_map(|s| format!("{s:?}")),
+            Just("[]".to_string()),
+            Just("{}".to_string()),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2048))]
+
+        #[test]
+        fn any_text_is_read_or_refused_never_a_panic(text in "(?s).{0,200}") {
+            let _ = Config::parse(&text);
+        }
+
+        #[test]
+        fn accepted_settings_are_in_range(
+            key in prop::sample::select(vec![
+                "batch_size", "linger_ms", "batch_max_bytes", "commit_interval_ms",
+                "idle_timeout_ms", "max_records_per_second", "group_id", "dead_letter",
+                "guarantee", "start", "on_error",
+            ]),
+            value in any_value(),
+        ) {
+            if let Ok(config) = Config::parse(&pipeline_with(key, &value)) {
+                let p = &config.pipeline[0];
+                prop_assert!((1..=100_000).contains(&p.batch_size));
+                prop_assert!(p.linger_ms <= 60_000);
+                prop_assert!((1..=60_000).contains(&p.commit_interval_ms));
+                prop_assert!(p.idle_timeout_ms.is_none_or(|t| (1..=86_400_000).contains(&t)));
+                prop_assert!(p.max_records_per_second != Some(0));
+                prop_assert!(p.group_id.as_deref().is_none_or(|g| !g.trim().is_empty()));
+                prop_assert!(p.dead_letter.as_ref().is_none_or(|d| !p.outputs.contains(d) && !p.inputs.contains(d)));
+            }
+        }
+
+        #[test]
+        fn accepted_limits_are_in_range(
+            key in prop::sample::select(vec!["memory_mb", "cpu_budget_ms"]),
+            value in any_value(),
+        ) {
+            let text = format!("[limits]\n{key} = {value}\n");
+            if let Ok(config) = Config::parse(&text) {
+                prop_assert!((1..=4096).contains(&config.limits.memory_mb));
+                prop_assert!((1..=60_000).contains(&config.limits.cpu_budget_ms));
+            }
+        }
     }
 }

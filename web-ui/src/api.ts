@@ -68,9 +68,12 @@ export function setToken(token: string): void {
 }
 
 let authRequired: boolean | null = null;
+let readAuthRequired = false;
 
-export function setAuthRequired(required: boolean): void {
+/** What the API needs a token for: changes, and (with `api.read_token`) reads too. */
+export function setAuthRequired(required: boolean, reads = false): void {
   authRequired = required;
+  readAuthRequired = reads;
 }
 
 const BASE = "api/v1";
@@ -83,8 +86,10 @@ async function requestWithStatus<T>(method: string, path: string, body?: BodyIni
   const headers: Record<string, string> = { Accept: "application/json" };
   if (contentType) headers["Content-Type"] = contentType;
   const token = getToken();
-  // Mutating routes carry the token when the API requires one (or before we know whether it does).
-  if (method !== "GET" && token && authRequired !== false) headers["Authorization"] = `Bearer ${token}`;
+  // Mutating routes carry the token when the API requires one (or before we know whether it
+  // does); reads too when the API has a read token.
+  const needed = method === "GET" ? readAuthRequired : authRequired !== false;
+  if (token && needed) headers["Authorization"] = `Bearer ${token}`;
   let response: Response;
   try {
     response = await fetch(`${BASE}${path}`, { method, headers, body });
@@ -139,7 +144,11 @@ export const api = {
   resume: (pipeline: string) => request<Pipeline>("POST", `/pipelines/${seg(pipeline)}/resume`),
   deadLetters: (pipeline: string, limit: number) => request<DeadLetters>("GET", `/pipelines/${seg(pipeline)}/dead-letters?limit=${limit}`),
   fleet: () => request<Fleet>("GET", "/fleet"),
-  eventsUrl: `${BASE}/events`,
+  /** The event stream; EventSource sends no headers, so a read token goes in the query. */
+  eventsUrl: () => {
+    const token = getToken();
+    return readAuthRequired && token ? `${BASE}/events?access_token=${seg(token)}` : `${BASE}/events`;
+  },
 };
 
 /** The message to show for a failed call; a 401 says where the token goes. */

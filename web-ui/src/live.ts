@@ -77,9 +77,16 @@ function record(event: StatsEvent): void {
   }
 }
 
+/** Connects again, with the token as it is now. */
+export function reconnect(): void {
+  source?.close();
+  source = null;
+  connect();
+}
+
 export function connect(): void {
   if (source || typeof EventSource === "undefined") return;
-  source = new EventSource(api.eventsUrl);
+  source = new EventSource(api.eventsUrl());
   source.addEventListener("open", () => setConnected(true));
   // EventSource reconnects by itself after an error.
   source.addEventListener("error", () => setConnected(false));

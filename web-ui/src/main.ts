@@ -4,14 +4,14 @@ import "uplot/dist/uPlot.min.css";
 import "./app.css";
 import { errorText, getToken, setToken } from "./api";
 import { h, replace } from "./dom";
-import { connect, onConnection } from "./live";
+import { connect, onConnection, reconnect } from "./live";
 import { deadLettersPage } from "./pages/deadletters";
 import { fleetPage } from "./pages/fleet";
 import { modulesPage } from "./pages/modules";
 import { Page } from "./pages/page";
 import { pipelinesPage } from "./pages/pipelines";
 import { tryPage } from "./pages/try";
-import { loadInfo, parseRoute, Route } from "./store";
+import { info, loadInfo, parseRoute, Route } from "./store";
 
 const PAGES: Record<string, { title: string; make: (route: Route) => Page }> = {
   pipelines: { title: "Pipelines", make: pipelinesPage },
@@ -39,7 +39,11 @@ const token = h("input", {
   value: getToken(),
   "aria-label": "API token, sent with changes when the API requires one",
 });
-token.addEventListener("change", () => setToken(token.value.trim()));
+token.addEventListener("change", () => {
+  setToken(token.value.trim());
+  // A read token opens the live feed too.
+  if (info?.read_auth_required) reconnect();
+});
 token.addEventListener("input", () => setToken(token.value.trim()));
 
 const banner = h("div", { "data-testid": "banner" });
@@ -87,7 +91,11 @@ async function start(): Promise<void> {
     version.textContent = `v${info.version}`;
     authBadge.textContent = info.auth_required ? "auth required" : "open";
     authBadge.className = `badge ${info.auth_required ? "status-paused" : "status-running"}`;
-    authBadge.title = info.auth_required ? "changes need the API token" : "the API needs no token";
+    authBadge.title = info.read_auth_required
+      ? "reads need the read token or the API token; changes need the API token"
+      : info.auth_required
+        ? "changes need the API token"
+        : "the API needs no token";
     token.hidden = !info.auth_required && !getToken();
   } catch (e) {
     replace(banner, h("div", { class: "notice notice-error", role: "alert" }, `Cannot load the API's info: ${errorText(e)}`));

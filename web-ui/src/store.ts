@@ -6,7 +6,7 @@ export let info: Info | null = null;
 
 export async function loadInfo(): Promise<Info> {
   info = await api.info();
-  setAuthRequired(info.auth_required);
+  setAuthRequired(info.auth_required, info.read_auth_required);
   return info;
 }
 

@@ -32,6 +32,9 @@ pub use v1::{ApiDoc, openapi_json};
 pub struct Access {
     /// Bearer token that routes which change anything require, if set.
     pub token: Option<String>,
+    /// Bearer token that reads of records and settings require (the write token works too),
+    /// if set.
+    pub read_token: Option<String>,
     /// Host names the API may be reached by, besides IP addresses and `localhost` (see
     /// `[api] allowed_hosts`).
     pub allowed_hosts: Vec<String>,
@@ -79,6 +82,8 @@ pub struct AppState {
     pub control: Arc<ControlPlane>,
     /// Bearer token that routes which change anything require, if set.
     pub token: Option<Arc<str>>,
+    /// Bearer token that reads of records and settings require, if set (see [`Access`]).
+    pub read_token: Option<Arc<str>>,
     /// Host names it may be reached by besides IP addresses and `localhost`, lowercase.
     allowed_hosts: Arc<[String]>,
     /// Bounds on costly requests running at once.
@@ -103,6 +108,7 @@ impl AppState {
             close: Arc::new(close),
             control,
             token: access.token.map(Arc::from),
+            read_token: access.read_token.map(Arc::from),
             allowed_hosts: (access.allowed_hosts.iter())
                 .map(|h| h.to_ascii_lowercase())
                 .collect(),
@@ -245,31 +251,50 @@ pub async fn serve(
 }
 
 /// Requests that change anything (every method but GET, HEAD and OPTIONS) need the bearer
-/// token when one is configured.
+/// token when one is configured. With a read token too, reads under `/api/v1` that show
+/// records or settings (all but `/info` and `/openapi.json`) need either token; the event
+/// stream, which a browser's `EventSource` opens without headers, also takes it as
+/// `?access_token=` (RFC 6750).
 async fn require_token(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let Some(token) = &state.token else {
-        return next.run(request).await;
+    let reading = reads_only(request.method());
+    let path = request.uri().path();
+    let accepted: Vec<&str> = match (reading, &state.token, &state.read_token) {
+        (false, Some(token), _) => vec![token],
+        (true, Some(token), Some(read))
+            if path.starts_with("/api/v1/")
+                && !["/api/v1/info", "/api/v1/openapi.json"].contains(&path) =>
+        {
+            vec![read, token]
+        }
+        _ => return next.run(request).await,
     };
-    if reads_only(request.method()) {
-        return next.run(request).await;
-    }
-    let given = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
+    let header = (request.headers().get(header::AUTHORIZATION)).and_then(|v| v.to_str().ok());
     // The scheme's name is case-insensitive (RFC 9110).
-    let bearer = given
+    let bearer = header
         .and_then(|v| v.trim().split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token.trim());
-    match bearer {
-        // Constant-time, so that timing does not tell how much of a guess was right.
-        Some(given) if bool::from(given.as_bytes().ct_eq(token.as_bytes())) => {
-            next.run(request).await
-        }
+        .map(|(_, token)| token.trim().to_string());
+    let in_query = (path == "/api/v1/events")
+        .then(|| request.uri().query())
+        .flatten()
+        .and_then(|q| url_query_value(q, "access_token"));
+    // Constant-time, so that timing does not tell how much of a guess was right.
+    let matches =
+        |given: &str| (accepted.iter()).any(|t| bool::from(given.as_bytes().ct_eq(t.as_bytes())));
+    match bearer.or(in_query) {
+        Some(given) if matches(&given) => next.run(request).await,
         Some(_) => ApiError::new(
             StatusCode::UNAUTHORIZED,
-            "the bearer token is not the one configured (api.token)",
+            if reading {
+                "the bearer token is neither api.read_token nor api.token"
+            } else {
+                "the bearer token is not the one configured (api.token)"
+            },
+        )
+        .into_response(),
+        None if reading => ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "this route shows records and settings: send `Authorization: Bearer <api.read_token or api.token>`",
         )
         .into_response(),
         None => ApiError::new(
@@ -278,6 +303,18 @@ async fn require_token(State(state): State<AppState>, request: Request, next: Ne
         )
         .into_response(),
     }
+}
+
+/// The value of `key` in a query string, percent-decoded.
+fn url_query_value(query: &str, key: &str) -> Option<String> {
+    (query.split('&'))
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(k, _)| *k == key)
+        .map(|(_, v)| {
+            percent_encoding::percent_decode_str(v)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
 }
 
 /// Ready when every pipeline is running (connected, partitions assigned); otherwise 503 with

@@ -26,6 +26,8 @@ pub struct Info {
     pub contract: String,
     /// Whether changes need `Authorization: Bearer <api.token>`.
     pub auth_required: bool,
+    /// Whether reads of records and settings need a token too (`api.read_token`).
+    pub read_auth_required: bool,
     /// The largest module an upload may send, in bytes (api.max_module_mb).
     pub max_module_bytes: u64,
 }

@@ -59,6 +59,7 @@ fn fixture(token: Option<&str>, max_module_bytes: usize) -> Fixture {
     let access = Access {
         token: token.map(str::to_string),
         allowed_hosts: vec!["sluice.internal".into()],
+        ..Access::default()
     };
     let state = AppState::new(control, access, None);
     Fixture {
@@ -1281,4 +1282,73 @@ async fn numbers_in_a_deploys_or_a_trys_config_are_taken_as_in_the_file() {
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["slots"][0]["config"]["fail_on"], "7");
+}
+
+#[tokio::test]
+async fn a_read_token_lets_someone_watch_without_changing_anything() {
+    let dir = tempfile::tempdir().unwrap();
+    let control = control_plane(dir.path(), &fixture_file(), 64 << 20);
+    let access = Access {
+        token: Some("write".into()),
+        read_token: Some("read".into()),
+        ..Access::default()
+    };
+    let state = AppState::new(control, access, None);
+    let request = |method: &str, path: &str, token: Option<&str>| {
+        let mut request = Request::builder().method(method).uri(path);
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        request.body(Body::empty()).unwrap()
+    };
+    let status = |method: &'static str, path: &'static str, token: Option<&'static str>| {
+        let state = state.clone();
+        async move { send(&state, request(method, path, token)).await.0 }
+    };
+    // What the page needs to start, and health, stay open.
+    for path in ["/api/v1/info", "/api/v1/openapi.json", "/healthz"] {
+        assert_eq!(status("GET", path, None).await, StatusCode::OK, "{path}");
+    }
+    let (_, info) = get_json(&state, "/api/v1/info").await;
+    assert_eq!(info["read_auth_required"], json!(true));
+    // Records and settings need either token.
+    for path in [
+        "/api/v1/pipelines",
+        "/api/v1/modules",
+        "/api/v1/pipelines/unify/dead-letters",
+    ] {
+        assert_eq!(
+            status("GET", path, None).await,
+            StatusCode::UNAUTHORIZED,
+            "{path}"
+        );
+        assert_eq!(
+            status("GET", path, Some("wrong")).await,
+            StatusCode::UNAUTHORIZED,
+            "{path}"
+        );
+        assert_eq!(
+            status("GET", path, Some("read")).await,
+            StatusCode::OK,
+            "{path}"
+        );
+        assert_eq!(
+            status("GET", path, Some("write")).await,
+            StatusCode::OK,
+            "{path}"
+        );
+    }
+    // The event stream takes it in its query, as a browser's EventSource cannot send headers.
+    let events = Request::get("/api/v1/events?access_token=read")
+        .body(Body::empty())
+        .unwrap();
+    let response = app(state.clone()).oneshot(events).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    // The read token changes nothing.
+    let pause = "/api/v1/pipelines/unify/pause";
+    assert_eq!(
+        status("POST", pause, Some("read")).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(status("POST", pause, Some("write")).await, StatusCode::OK);
 }

@@ -137,6 +137,7 @@ async fn info(State(state): State<AppState>) -> Json<Info> {
         version: env!("CARGO_PKG_VERSION").to_string(),
         contract: crate::engine::CONTRACT.to_string(),
         auth_required: state.token.is_some(),
+        read_auth_required: state.read_token.is_some(),
         max_module_bytes: state.control.store.max_bytes() as u64,
     })
 }
@@ -225,7 +226,10 @@ struct UploadQuery {
         pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
     )),
     request_body(
-        content = WasmBytes, content_type = "application/wasm",
+        content(
+            (WasmBytes = "application/wasm"),
+            (WasmBytes = "application/octet-stream"),
+        ),
         description = "The .wasm component's bytes"
     ),
     responses(
@@ -234,8 +238,9 @@ struct UploadQuery {
         (status = 400, description = "No name, or an empty body", body = ErrorBody),
         (status = 401, description = "Token missing or wrong", body = ErrorBody),
         (status = 413, description = "Larger than api.max_module_mb", body = ErrorBody),
-        (status = 415, description = "Sent as a form instead of raw bytes", body = ErrorBody),
+        (status = 415, description = "Not sent as application/wasm (or application/octet-stream)", body = ErrorBody),
         (status = 422, description = "Not a Sluice transform component, with what is wrong, or a bad name", body = ErrorBody),
+        (status = 429, description = "Too many uploads at once; try again after Retry-After seconds", body = ErrorBody),
         (status = 507, description = "The state directory cannot be written; nothing was stored", body = ErrorBody),
     ),
 )]
@@ -324,9 +329,11 @@ async fn read_module(body: axum::body::Body, max: usize) -> ApiResult<Vec<u8>> {
     responses(
         (status = 200, description = "Outputs and error per record, in order", body = TryResponse),
         (status = 400, description = "Malformed request", body = ErrorBody),
+        (status = 415, description = "The body is not sent as application/json", body = ErrorBody),
         (status = 401, description = "Token missing or wrong", body = ErrorBody),
         (status = 404, description = "No such module, version or pipeline", body = ErrorBody),
         (status = 422, description = "init refused the configuration, or the body is not a TryRequest", body = ErrorBody),
+        (status = 429, description = "Too many tries at once; try again after Retry-After seconds", body = ErrorBody),
     ),
 )]
 async fn try_module(
@@ -501,6 +508,7 @@ async fn pipeline(
         (status = 200, description = "Replaced", body = Pipeline),
         (status = 201, description = "Created", body = Pipeline),
         (status = 400, description = "Malformed request", body = ErrorBody),
+        (status = 415, description = "The body is not sent as application/json", body = ErrorBody),
         (status = 401, description = "Token missing or wrong", body = ErrorBody),
         (status = 422, description = "The definition cannot run: the error names the field (a setting out of range, a module that is not stored or does not start)", body = ErrorBody),
         (status = 507, description = "The state directory cannot be written; nothing was changed", body = ErrorBody),
@@ -566,6 +574,7 @@ async fn delete_pipeline(
     responses(
         (status = 200, description = "Deployed", body = Pipeline),
         (status = 400, description = "Malformed request", body = ErrorBody),
+        (status = 415, description = "The body is not sent as application/json", body = ErrorBody),
         (status = 401, description = "Token missing or wrong", body = ErrorBody),
         (status = 404, description = "No such pipeline, slot, module or version", body = ErrorBody),
         (status = 422, description = "The module did not start with the slot's configuration (the running version stays), or the body is not a Deploy", body = ErrorBody),
@@ -689,6 +698,7 @@ struct DeadLetterQuery {
         (status = 400, description = "Malformed request", body = ErrorBody),
         (status = 404, description = "No such pipeline", body = ErrorBody),
         (status = 502, description = "The topic could not be read", body = ErrorBody),
+        (status = 429, description = "Too many dead-letter reads at once; try again after Retry-After seconds", body = ErrorBody),
     ),
 )]
 async fn dead_letters(

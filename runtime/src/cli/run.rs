@@ -274,6 +274,7 @@ pub fn serve(
         announce(address);
         let access = crate::api::Access {
             token: config.api.token.clone(),
+            read_token: config.api.read_token.clone(),
             allowed_hosts,
         };
         let state = AppState::new(control.clone(), access, Some(config.kafka.clone()));

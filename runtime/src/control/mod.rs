@@ -330,7 +330,9 @@ impl ControlPlane {
         bytes: &[u8],
     ) -> Result<(ModuleVersion, bool), ControlError> {
         let Some(fleet) = self.fleet() else {
-            return Ok(self.store.add(name, bytes)?);
+            let added = self.store.add(name, bytes)?;
+            self.forget_unused_modules();
+            return Ok(added);
         };
         fleet.sync()?;
         let (sha256, exports, existing) = self.store.check(name, bytes)?;
@@ -647,7 +649,9 @@ impl ControlPlane {
             (None, None) => return,
             (None, Some(at)) => Job::Retire(running.remove(at)),
             (Some(state), Some(at)) if swappable(&running[at], &state) => {
-                return self.run(&running[at].pipeline, &state);
+                self.run(&running[at].pipeline, &state);
+                drop(running);
+                return self.forget_unused_modules();
             }
             (Some(state), at) => {
                 let new = Arc::new(self.prepare(&state));
@@ -663,6 +667,30 @@ impl ControlPlane {
         };
         drop(running);
         let _ = starter.send(job);
+        self.forget_unused_modules();
+    }
+
+    /// Keeps compiled in memory only the modules some slot runs or is to run.
+    fn forget_unused_modules(&self) {
+        let mut in_use: std::collections::HashSet<String> = (self.running.lock().unwrap().iter())
+            .flat_map(|e| {
+                let (_, stages) = e.pipeline.deployed.current();
+                stages
+                    .iter()
+                    .map(|s| s.module.sha256.clone())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let deployments = self.deployments.lock().unwrap();
+        for slot in deployments.pipelines.values().flat_map(|p| &p.slots) {
+            if let Ok(versions) = self.store.versions(&slot.current.module)
+                && let Some(v) = versions.iter().find(|v| v.version == slot.current.version)
+            {
+                in_use.insert(v.sha256.clone());
+            }
+        }
+        drop(deployments);
+        self.store.retain_compiled(&in_use);
     }
 
     /// A not yet started pipeline as `state` defines it; failed if a slot's module does not
@@ -1060,6 +1088,31 @@ mod tests {
         control.roll_back("p", 0).unwrap();
         assert_eq!(pipeline.deployed.current().1[0].version, 1);
         assert!(!control.can_roll_back("p", 0));
+    }
+
+    #[test]
+    fn only_the_modules_slots_run_stay_compiled_in_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let (control, _) = control_plane(dir.path());
+        let mut bytes = guest_bytes("test_guest");
+        for n in 0..5u8 {
+            bytes.extend([0, 2, 1, b'x' + n]);
+            control.add_module("test_guest", &bytes).unwrap();
+        }
+        assert_eq!(control.store.versions("test_guest").unwrap().len(), 6);
+        assert_eq!(
+            control.store.compiled_count(),
+            1,
+            "only the running version"
+        );
+        control.deploy("p", 0, "test_guest", 4, None).unwrap();
+        assert_eq!(control.store.compiled_count(), 1);
+        // A version not kept compiled is compiled again when wanted.
+        control.roll_back("p", 0).unwrap();
+        assert_eq!(
+            control.pipeline("p").unwrap().deployed.current().1[0].version,
+            1
+        );
     }
 
     #[test]

@@ -305,6 +305,20 @@ impl ModuleStore {
             .cloned()
     }
 
+    /// Drops the compiled modules whose hash `in_use` does not hold: a version no slot runs is
+    /// compiled again from its bytes when it is wanted, rather than kept in memory for ever.
+    pub fn retain_compiled(&self, in_use: &std::collections::HashSet<String>) {
+        self.compiled
+            .lock()
+            .unwrap()
+            .retain(|sha256, _| in_use.contains(sha256));
+    }
+
+    /// How many compiled modules are held in memory.
+    pub fn compiled_count(&self) -> usize {
+        self.compiled.lock().unwrap().len()
+    }
+
     fn compiled(&self, sha256: &str) -> Option<Module> {
         self.compiled.lock().unwrap().get(sha256).cloned()
     }

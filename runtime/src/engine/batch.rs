@@ -545,3 +545,114 @@ mod tests {
         );
     }
 }
+
+/// Property tests of the contract's batch layout: what a hostile or broken guest returns can
+/// never make the host read out of bounds, and what the host packs reads back the same. The
+/// cases proptest finds failing are kept in `proptest-regressions/` beside this file and
+/// replayed first on every run.
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn any_span(data: usize) -> impl Strategy<Value = Span> {
+        // Mostly near the data, sometimes anywhere: off-by-one and overflow both get tried.
+        let near = (0..=data as u32 + 2, 0..=data as u32 + 2);
+        prop_oneof![
+            4 => near.prop_map(|(start, len)| Span { start, len }),
+            1 => (any::<u32>(), any::<u32>()).prop_map(|(start, len)| Span { start, len }),
+        ]
+    }
+
+    fn any_output_batch() -> impl Strategy<Value = OutputBatch> {
+        prop::collection::vec(any::<u8>(), 0..64).prop_flat_map(|data| {
+            let n = data.len();
+            let header = (any_span(n), prop::option::of(any_span(n)))
+                .prop_map(|(name, value)| Header { name, value });
+            let record = (
+                0..6u32,
+                prop::option::of(any_span(n)),
+                prop::option::of(any_span(n)),
+                prop::option::of(any_span(n)),
+                0..8u32,
+                0..4u32,
+                prop::option::of(any::<i64>()),
+            )
+                .prop_map(
+                    |(input, topic, key, value, first_header, header_count, timestamp)| {
+                        OutputRecord {
+                            input,
+                            topic,
+                            key,
+                            value,
+                            first_header,
+                            header_count,
+                            timestamp,
+                        }
+                    },
+                );
+            let error = (0..6u32, ".{0,8}").prop_map(|(input, message)| {
+                super::super::bindings::sluice::transform::types::RecordError { input, message }
+            });
+            (
+                Just(data),
+                prop::collection::vec(header, 0..6),
+                prop::collection::vec(record, 0..6),
+                prop::collection::vec(error, 0..3),
+            )
+                .prop_map(|(data, headers, records, errors)| OutputBatch {
+                    data,
+                    headers,
+                    records,
+                    errors,
+                })
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4096))]
+
+        #[test]
+        fn whatever_a_guest_returns_is_refused_or_read_in_bounds(out in any_output_batch(), inputs in 0..5usize) {
+            if validate(&out, inputs).is_ok() {
+                for index in 0..out.records.len() {
+                    let o = OutputRef::new(&out, index);
+                    prop_assert!(o.input() < inputs);
+                    let _ = (o.topic(), o.key(), o.value(), o.timestamp());
+                    let _: Vec<_> = o.headers().collect();
+                    let _ = o.to_json();
+                }
+            }
+        }
+
+        #[test]
+        fn packed_records_read_back_the_same(
+            records in prop::collection::vec((
+                any::<i64>(),
+                prop::option::of(any::<i64>()),
+                prop::option::of(prop::collection::vec(any::<u8>(), 0..16)),
+                prop::option::of(prop::collection::vec(any::<u8>(), 0..16)),
+                prop::collection::vec(("[a-z.]{0,6}", prop::option::of(prop::collection::vec(any::<u8>(), 0..6))), 0..3),
+            ), 0..8)
+        ) {
+            let mut builder = InputBatchBuilder::new("topic", 3);
+            for (offset, timestamp, key, value, headers) in &records {
+                builder.push(*offset, *timestamp, key.as_deref(), value.as_deref(),
+                    headers.iter().map(|(k, v)| (k.as_str(), v.as_deref())));
+            }
+            let batch = builder.batch();
+            prop_assert_eq!(batch.records.len(), records.len());
+            for (index, (offset, timestamp, key, value, headers)) in records.iter().enumerate() {
+                for read in [InputRef::new(batch, index), InputRef::new(&single(batch, index), 0)] {
+                    prop_assert_eq!(read.offset(), *offset);
+                    prop_assert_eq!(read.timestamp(), *timestamp);
+                    prop_assert_eq!(read.key(), key.as_deref());
+                    prop_assert_eq!(read.value(), value.as_deref());
+                    let read_headers: Vec<(String, Option<Vec<u8>>)> =
+                        read.headers().map(|(k, v)| (k.to_string(), v.map(<[u8]>::to_vec))).collect();
+                    prop_assert_eq!(&read_headers, headers);
+                }
+            }
+        }
+    }
+}
