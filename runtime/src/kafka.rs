@@ -481,6 +481,14 @@ pub struct TopicReader {
     timeout: Duration,
 }
 
+impl std::fmt::Debug for TopicReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TopicReader")
+            .field("topic", &self.topic)
+            .finish()
+    }
+}
+
 impl TopicReader {
     /// A reader of `topic`; `timeout` bounds each request to the broker.
     pub fn new(
@@ -617,6 +625,15 @@ pub fn read_latest(
     timeout: Duration,
 ) -> Result<Vec<rdkafka::message::OwnedMessage>, ReadError> {
     let reader = TopicReader::new(kafka, "sluice-read-latest", "sluice-api", topic, timeout)?;
+    read_latest_with(&reader, limit, timeout)
+}
+
+/// [`read_latest`] with a reader made once and kept (the API keeps one per topic).
+pub fn read_latest_with(
+    reader: &TopicReader,
+    limit: usize,
+    timeout: Duration,
+) -> Result<Vec<rdkafka::message::OwnedMessage>, ReadError> {
     let watermarks = match reader.watermarks() {
         // Nothing has been written to it yet.
         Err(ReadError::NoTopic { .. }) => return Ok(Vec::new()),

@@ -75,6 +75,13 @@ fn enter(
     })
 }
 
+/// Readers of dead-letter topics, by topic.
+type DeadLetterReaders = Arc<
+    std::sync::Mutex<
+        std::collections::HashMap<String, Arc<std::sync::Mutex<crate::kafka::TopicReader>>>,
+    >,
+>;
+
 /// Shared state of the handlers.
 #[derive(Debug, Clone)]
 pub struct AppState {
@@ -88,6 +95,8 @@ pub struct AppState {
     allowed_hosts: Arc<[String]>,
     /// Bounds on costly requests running at once.
     gates: Arc<Gates>,
+    /// A reader per dead-letter topic, made at its first read and shared by every request.
+    dead_letter_readers: DeadLetterReaders,
     /// Becomes true when the server stops: long requests (event streams, tries) end.
     closing: tokio::sync::watch::Receiver<bool>,
     close: Arc<tokio::sync::watch::Sender<bool>>,
@@ -104,6 +113,7 @@ impl AppState {
         let (close, closing) = tokio::sync::watch::channel(false);
         AppState {
             gates: Arc::new(Gates::default()),
+            dead_letter_readers: Default::default(),
             closing,
             close: Arc::new(close),
             control,

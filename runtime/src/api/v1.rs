@@ -715,15 +715,40 @@ async fn dead_letters(
             records: Vec::new(),
         }));
     };
-    // Each read makes a Kafka client (threads, connections): a few at a time.
-    let _place = super::enter(&state.gates.dead_letter_reads, "dead-letter reads")?;
+    // One reader per topic, made once and shared (a Kafka client is threads and
+    // connections); a few reads at a time, each holding a blocking thread.
+    let place = super::enter(&state.gates.dead_letter_reads, "dead-letter reads")?;
+    let readers = state.dead_letter_readers.clone();
     let records = blocking(move || {
-        crate::kafka::read_latest(&kafka, &read_topic, limit, Duration::from_secs(5)).map_err(|e| {
+        let _place = place;
+        let failed = |e: crate::kafka::ReadError| {
             ApiError::new(
                 StatusCode::BAD_GATEWAY,
                 format!("cannot read `{read_topic}`: {e}"),
             )
-        })
+        };
+        let timeout = Duration::from_secs(5);
+        let reader = {
+            let mut readers = readers.lock().unwrap_or_else(|e| e.into_inner());
+            match readers.get(&read_topic) {
+                Some(reader) => reader.clone(),
+                None => {
+                    let reader = crate::kafka::TopicReader::new(
+                        &kafka,
+                        "sluice-read-latest",
+                        "sluice-api",
+                        &read_topic,
+                        timeout,
+                    )
+                    .map_err(failed)?;
+                    let reader = Arc::new(std::sync::Mutex::new(reader));
+                    readers.insert(read_topic.clone(), reader.clone());
+                    reader
+                }
+            }
+        };
+        let reader = reader.lock().unwrap_or_else(|e| e.into_inner());
+        crate::kafka::read_latest_with(&reader, limit, timeout).map_err(failed)
     })
     .await?;
     use rdkafka::message::{Headers, Message};

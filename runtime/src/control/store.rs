@@ -86,7 +86,7 @@ pub struct ModuleStore {
     engine: Engine,
     max_bytes: usize,
     index: Mutex<Index>,
-    compiled: Mutex<HashMap<String, Module>>,
+    compiled: Mutex<Compiled>,
 }
 
 impl std::fmt::Debug for ModuleStore {
@@ -115,7 +115,7 @@ impl ModuleStore {
             engine,
             max_bytes,
             index: Mutex::new(index),
-            compiled: Mutex::new(HashMap::new()),
+            compiled: Mutex::new(Compiled::default()),
         })
     }
 
@@ -130,7 +130,7 @@ impl ModuleStore {
             engine,
             max_bytes,
             index: Mutex::new(Index::default()),
-            compiled: Mutex::new(HashMap::new()),
+            compiled: Mutex::new(Compiled::default()),
         })
     }
 
@@ -157,7 +157,7 @@ impl ModuleStore {
             .compiled(&sha256)
             .map_or_else(|| self.engine.load(bytes), Ok)?;
         let exports = module.exports.clone();
-        self.compiled.lock().unwrap().insert(sha256.clone(), module);
+        self.compiled.lock().unwrap().insert(&sha256, module);
         Ok((sha256, exports, None))
     }
 
@@ -282,10 +282,7 @@ impl ModuleStore {
             )));
         }
         let module = self.engine.load(&bytes)?;
-        self.compiled
-            .lock()
-            .unwrap()
-            .insert(found.sha256.clone(), module.clone());
+        (self.compiled.lock().unwrap()).insert(&found.sha256, module.clone());
         Ok((found, module))
     }
 
@@ -305,26 +302,61 @@ impl ModuleStore {
             .cloned()
     }
 
-    /// Drops the compiled modules whose hash `in_use` does not hold: a version no slot runs is
-    /// compiled again from its bytes when it is wanted, rather than kept in memory for ever.
+    /// Drops the compiled modules whose hash `in_use` does not hold, but for the
+    /// [`RECENTLY_USED`] used last: a version no slot runs is compiled again from its bytes
+    /// when it is wanted, rather than kept in memory for ever.
     pub fn retain_compiled(&self, in_use: &std::collections::HashSet<String>) {
-        self.compiled
-            .lock()
-            .unwrap()
-            .retain(|sha256, _| in_use.contains(sha256));
+        self.compiled.lock().unwrap().retain(in_use);
     }
 
     /// How many compiled modules are held in memory.
     pub fn compiled_count(&self) -> usize {
-        self.compiled.lock().unwrap().len()
+        self.compiled.lock().unwrap().modules.len()
     }
 
     fn compiled(&self, sha256: &str) -> Option<Module> {
-        self.compiled.lock().unwrap().get(sha256).cloned()
+        self.compiled.lock().unwrap().get(sha256)
     }
 
     fn blob(&self, sha256: &str) -> PathBuf {
         self.blobs.join(format!("{sha256}.wasm"))
+    }
+}
+
+/// How many compiled modules no slot runs stay in memory: the ones used last (just uploaded,
+/// tried, or replaced by a deploy and so what a rollback returns to).
+pub const RECENTLY_USED: usize = 4;
+
+/// Compiled modules by hash, with when each was last used.
+#[derive(Default)]
+struct Compiled {
+    modules: HashMap<String, (Module, u64)>,
+    clock: u64,
+}
+
+impl Compiled {
+    fn get(&mut self, sha256: &str) -> Option<Module> {
+        self.clock += 1;
+        let (module, used) = self.modules.get_mut(sha256)?;
+        *used = self.clock;
+        Some(module.clone())
+    }
+
+    fn insert(&mut self, sha256: &str, module: Module) {
+        self.clock += 1;
+        self.modules
+            .insert(sha256.to_string(), (module, self.clock));
+    }
+
+    fn retain(&mut self, in_use: &std::collections::HashSet<String>) {
+        let mut idle: Vec<(u64, String)> = (self.modules.iter())
+            .filter(|(sha256, _)| !in_use.contains(*sha256))
+            .map(|(sha256, (_, used))| (*used, sha256.clone()))
+            .collect();
+        idle.sort_unstable_by_key(|(used, _)| std::cmp::Reverse(*used));
+        for (_, sha256) in idle.into_iter().skip(RECENTLY_USED) {
+            self.modules.remove(&sha256);
+        }
     }
 }
 
