@@ -148,9 +148,22 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// The longest URI a request may have.
+const MAX_URI_BYTES: usize = 8 * 1024;
+
 /// Makes every error JSON `{"error": "..."}`, including those the router and the extractors
 /// answer themselves in plain text (405, a path that does not decode, a malformed query).
 async fn json_errors(request: Request, next: Next) -> Response {
+    // No route takes a long URI; one past this is refused here, in JSON. (Past what the HTTP
+    // server itself parses, 64 KiB, it answers 414 or 431 without a body.)
+    let length = request.uri().to_string().len();
+    if length > MAX_URI_BYTES {
+        return ApiError::new(
+            StatusCode::URI_TOO_LONG,
+            format!("the URI is {length} bytes long; at most {MAX_URI_BYTES} are taken"),
+        )
+        .into_response();
+    }
     let response = next.run(request).await;
     let status = response.status();
     let is_json = (response.headers().get(header::CONTENT_TYPE))

@@ -1230,6 +1230,11 @@ async fn every_error_is_json_even_the_routers_own() {
             "/api/v1/pipelines/unify/transforms/0",
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
         ),
+        (
+            "GET",
+            &format!("/api/v1/modules/{}", "a".repeat(20_000)),
+            StatusCode::URI_TOO_LONG,
+        ),
     ] {
         let request = Request::builder()
             .method(method)

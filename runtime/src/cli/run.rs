@@ -295,7 +295,7 @@ pub fn serve(
     // Streams and tries end when the server stops; a client that will not let go is not
     // waited for past a second, nor is work it left behind.
     let _ = stop_api.send(());
-    let _ = runtime.block_on(tokio::time::timeout(Duration::from_secs(1), api));
+    let _ = runtime.block_on(async { tokio::time::timeout(Duration::from_secs(1), api).await });
     runtime.shutdown_timeout(Duration::from_secs(1));
     control.leave_fleet();
 
