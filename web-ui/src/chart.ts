@@ -22,7 +22,17 @@ export class ThroughputChart {
       cursor: { drag: { x: false, y: false } },
       legend: { live: true },
       // The last WINDOW_SECONDS at most (30 s at least), so that the chart scrolls rather than stretches.
-      scales: { x: { time: true, range: (_u, min, max) => [max - Math.min(WINDOW_SECONDS, Math.max(30, max - min)), max] }, y: { range: (_u, _min, max) => [0, Math.max(1, max * 1.1)] } },
+      scales: {
+        x: {
+          time: true,
+          range: (_u, min, max) => {
+            // No sample yet (a pipeline just created): the last 30 s up to now.
+            if (min == null || max == null) return [Date.now() / 1000 - 30, Date.now() / 1000];
+            return [max - Math.min(WINDOW_SECONDS, Math.max(30, max - min)), max];
+          },
+        },
+        y: { range: (_u, _min, max) => [0, Math.max(1, (max ?? 0) * 1.1)] },
+      },
       axes: [
         { stroke: "#64748b", grid: { stroke: "#e2e8f0" }, ticks: { stroke: "#e2e8f0" } },
         { stroke: "#64748b", grid: { stroke: "#e2e8f0" }, ticks: { stroke: "#e2e8f0" }, size: 56, values: (_u, vals) => vals.map((v) => formatRate(v)) },

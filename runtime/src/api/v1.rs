@@ -329,6 +329,7 @@ async fn read_module(body: axum::body::Body, max: usize) -> ApiResult<Vec<u8>> {
     responses(
         (status = 200, description = "Outputs and error per record, in order", body = TryResponse),
         (status = 400, description = "Malformed request", body = ErrorBody),
+        (status = 413, description = "The body is larger than 2 MiB", body = ErrorBody),
         (status = 415, description = "The body is not sent as application/json", body = ErrorBody),
         (status = 401, description = "Token missing or wrong", body = ErrorBody),
         (status = 404, description = "No such module, version or pipeline", body = ErrorBody),
@@ -508,6 +509,7 @@ async fn pipeline(
         (status = 200, description = "Replaced", body = Pipeline),
         (status = 201, description = "Created", body = Pipeline),
         (status = 400, description = "Malformed request", body = ErrorBody),
+        (status = 413, description = "The body is larger than 2 MiB", body = ErrorBody),
         (status = 415, description = "The body is not sent as application/json", body = ErrorBody),
         (status = 401, description = "Token missing or wrong", body = ErrorBody),
         (status = 422, description = "The definition cannot run: the error names the field (a setting out of range, a module that is not stored or does not start)", body = ErrorBody),
@@ -574,6 +576,7 @@ async fn delete_pipeline(
     responses(
         (status = 200, description = "Deployed", body = Pipeline),
         (status = 400, description = "Malformed request", body = ErrorBody),
+        (status = 413, description = "The body is larger than 2 MiB", body = ErrorBody),
         (status = 415, description = "The body is not sent as application/json", body = ErrorBody),
         (status = 401, description = "Token missing or wrong", body = ErrorBody),
         (status = 404, description = "No such pipeline, slot, module or version", body = ErrorBody),
