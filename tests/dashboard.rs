@@ -159,3 +159,52 @@ config = {{}}
         ),
     }
 }
+
+/// With `[api] read_token`, the page shows nothing until given a token, lists pipelines and
+/// follows the live feed with the read token, and cannot change anything with it
+/// (`tests/browser/read_token.mjs`).
+#[test]
+fn a_read_token_lets_the_page_watch_but_not_change() {
+    let (input, output) = (unique("read-in"), unique("read-out"));
+    create_topic(&input, 1);
+    create_topic(&output, 1);
+    let name = unique("watched");
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "[[pipeline]]\nname = \"{name}\"\ninputs = [\"{input}\"]\noutputs = [\"{output}\"]\n\n\
+             [[pipeline.transform]]\nmodule = {:?}\n",
+            wasm("test_guest")
+        ),
+    );
+    let with_tokens = std::fs::read_to_string(&config).unwrap().replacen(
+        "listen = \"127.0.0.1:0\"",
+        &format!("listen = \"127.0.0.1:0\"\ntoken = \"{TOKEN}\"\nread_token = \"watch-only\""),
+        1,
+    );
+    std::fs::write(&config, with_tokens).unwrap();
+    let sluice = Sluice::start(&config);
+    let address = sluice.api_address();
+    let mut browser = support::KillOnDrop(
+        Command::new("bash")
+            .arg(repo().join("tests/browser/run.sh"))
+            .arg("read_token.mjs")
+            .args(["--url", &format!("http://{address}/"), "--pipeline", &name])
+            .args(["--read-token", "watch-only"])
+            .stdout(Stdio::inherit())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("bash runs tests/browser/run.sh"),
+    );
+    let result = support::wait_for_exit(&mut browser, BROWSER_TIMEOUT);
+    drop(browser);
+    match result {
+        None => panic!("the browser test took longer than {BROWSER_TIMEOUT:?}"),
+        Some(status) => assert!(
+            status.success(),
+            "the read-token browser test failed ({status}); sluice log:\n{}",
+            sluice.log()
+        ),
+    }
+}
