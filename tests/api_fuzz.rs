@@ -9,7 +9,7 @@ mod support;
 
 use std::process::Command;
 use std::time::Duration;
-use support::kafka::{Sluice, create_topic, unique, write_config};
+use support::kafka::{Sluice, create_topic, unique, write_config_with_api};
 use support::{repo, wasm};
 
 const TOKEN: &str = "fuzz-token";
@@ -27,20 +27,15 @@ fn no_request_makes_the_api_fail_or_answer_other_than_its_document_says() {
     create_topic(&output, 1);
     let pipeline = unique("fuzz");
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(
+    let config = write_config_with_api(
         dir.path(),
+        &format!("token = \"{TOKEN}\""),
         &format!(
             "[[pipeline]]\nname = \"{pipeline}\"\ninputs = [\"{input}\"]\noutputs = [\"{output}\"]\n\n\
              [[pipeline.transform]]\nmodule = {:?}\n",
             wasm("test_guest")
         ),
     );
-    let with_token = std::fs::read_to_string(&config).unwrap().replacen(
-        "listen = \"127.0.0.1:0\"",
-        &format!("listen = \"127.0.0.1:0\"\ntoken = \"{TOKEN}\""),
-        1,
-    );
-    std::fs::write(&config, with_token).unwrap();
     let sluice = Sluice::start(&config);
     sluice.wait_until("ready", Duration::from_secs(60), || {
         sluice.http_get("/readyz").0 == 200

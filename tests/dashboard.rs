@@ -16,7 +16,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-use support::kafka::{Sluice, create_topic, unique, write_config};
+use support::kafka::{Sluice, create_topic, unique, write_config_with_api};
 use support::{data, repo, wasm};
 
 /// How long the browser run may take before it is stopped and the test fails.
@@ -74,8 +74,10 @@ fn dashboard_uploads_deploys_and_shows_live_throughput_in_chromium() {
     create_topic(&form_output, 1);
     let name = unique("dashboard");
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(
+    let config = write_config_with_api(
         dir.path(),
+        // Changes need a token: the page is tested refusing one without it, then sending it.
+        &format!("token = \"{TOKEN}\""),
         &format!(
             r#"
 [[pipeline]]
@@ -93,13 +95,6 @@ config = {{}}
             wasm("test_guest").display()
         ),
     );
-    // Changes need a token: the page is tested refusing one without it, then sending it.
-    let with_token = std::fs::read_to_string(&config).unwrap().replacen(
-        "listen = \"127.0.0.1:0\"",
-        &format!("listen = \"127.0.0.1:0\"\ntoken = \"{TOKEN}\""),
-        1,
-    );
-    std::fs::write(&config, with_token).unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let producer = keep_producing(input.clone(), stop.clone());
     let sluice = Sluice::start(&config);
@@ -170,20 +165,15 @@ fn a_read_token_lets_the_page_watch_but_not_change() {
     create_topic(&output, 1);
     let name = unique("watched");
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(
+    let config = write_config_with_api(
         dir.path(),
+        &format!("token = \"{TOKEN}\"\nread_token = \"watch-only\""),
         &format!(
             "[[pipeline]]\nname = \"{name}\"\ninputs = [\"{input}\"]\noutputs = [\"{output}\"]\n\n\
              [[pipeline.transform]]\nmodule = {:?}\n",
             wasm("test_guest")
         ),
     );
-    let with_tokens = std::fs::read_to_string(&config).unwrap().replacen(
-        "listen = \"127.0.0.1:0\"",
-        &format!("listen = \"127.0.0.1:0\"\ntoken = \"{TOKEN}\"\nread_token = \"watch-only\""),
-        1,
-    );
-    std::fs::write(&config, with_tokens).unwrap();
     let sluice = Sluice::start(&config);
     let address = sluice.api_address();
     let mut browser = support::KillOnDrop(

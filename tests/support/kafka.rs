@@ -305,10 +305,15 @@ impl Drop for Sluice {
 
 /// Writes a configuration file for one pipeline into a fresh temporary folder.
 pub fn write_config(dir: &Path, body: &str) -> PathBuf {
+    write_config_with_api(dir, "", body)
+}
+
+/// [`write_config`] with more `[api]` settings (`token = "..."` lines).
+pub fn write_config_with_api(dir: &Path, api: &str, body: &str) -> PathBuf {
     let path = dir.join("sluice.toml");
     // Port 0: tests run several instances at once; each logs the address it got.
     let text = format!(
-        "[api]\nlisten = \"127.0.0.1:0\"\n\n[kafka]\n\"bootstrap.servers\" = \"{}\"\n\n{body}",
+        "[api]\nlisten = \"127.0.0.1:0\"\n{api}\n[kafka]\n\"bootstrap.servers\" = \"{}\"\n\n{body}",
         bootstrap()
     );
     std::fs::write(&path, text).unwrap();

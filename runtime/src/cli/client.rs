@@ -188,6 +188,33 @@ impl Client {
         self.call("GET", path, "application/json", None)
     }
 
+    /// POSTs with no body (pause, resume, rollback).
+    pub(super) fn post<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+        self.call("POST", path, "application/json", None)
+    }
+
+    /// PUTs `body` as JSON.
+    pub(super) fn put<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &impl serde::Serialize,
+    ) -> anyhow::Result<T> {
+        let body = serde_json::to_vec(body).expect("API request types serialise");
+        self.call("PUT", path, "application/json", Some(&body))
+    }
+
+    pub(super) fn delete(&self, path: &str) -> anyhow::Result<()> {
+        self.call("DELETE", path, "application/json", None)
+    }
+
+    /// Creates or replaces the pipeline `definition` names.
+    pub(super) fn put_pipeline(
+        &self,
+        definition: &crate::config::PipelineConfig,
+    ) -> anyhow::Result<Pipeline> {
+        self.put(&format!("/pipelines/{}", seg(&definition.name)), definition)
+    }
+
     pub(super) fn upload(&self, file: &Path, name: Option<&str>) -> anyhow::Result<Uploaded> {
         let bytes =
             std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
@@ -223,9 +250,8 @@ pub fn upload_and_deploy(
         version: Some(uploaded.version.version),
         config: Some(crate::config::scalars(config)),
     };
-    let body = serde_json::to_vec(&body).expect("a deploy request serialises");
     let path = format!("/pipelines/{}/transforms/{slot}", seg(pipeline));
-    let answer = client.call("PUT", &path, "application/json", Some(&body))?;
+    let answer = client.put(&path, &body)?;
     Ok((uploaded.version.version, answer))
 }
 
@@ -248,9 +274,7 @@ pub fn upload_and_append(
         module: format!("{}@{}", uploaded.name, uploaded.version.version),
         config: crate::config::scalars(config),
     });
-    let body = serde_json::to_vec(&definition).expect("a definition serialises");
-    let path = format!("/pipelines/{}", seg(pipeline));
-    let answer = client.call("PUT", &path, "application/json", Some(&body))?;
+    let answer = client.put_pipeline(&definition)?;
     Ok((uploaded.version.version, answer))
 }
 
@@ -319,12 +343,7 @@ pub fn deploy(args: DeployArgs) -> anyhow::Result<i32> {
         args.slot
     );
     let pipeline: Pipeline = if args.rollback {
-        client.call(
-            "POST",
-            &format!("{slot_path}/rollback"),
-            "application/json",
-            None,
-        )?
+        client.post(&format!("{slot_path}/rollback"))?
     } else {
         let module = args.module.as_deref().unwrap_or_default();
         let (name, version) = if module.ends_with(".wasm") || Path::new(module).is_file() {
@@ -356,8 +375,7 @@ pub fn deploy(args: DeployArgs) -> anyhow::Result<i32> {
             version,
             config,
         };
-        let body = serde_json::to_vec(&body).expect("a deploy request serialises");
-        client.call("PUT", &slot_path, "application/json", Some(&body))?
+        client.put(&slot_path, &body)?
     };
     let chain: Vec<String> = pipeline
         .slots

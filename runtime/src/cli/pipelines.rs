@@ -117,21 +117,11 @@ pub fn pipelines(args: PipelinesArgs) -> anyhow::Result<i32> {
             } else {
                 "resume"
             };
-            let p: Pipeline = client.call(
-                "POST",
-                &format!("/pipelines/{}/{verb}", seg(name)),
-                "application/json",
-                None,
-            )?;
+            let p: Pipeline = client.post(&format!("/pipelines/{}/{verb}", seg(name)))?;
             println!("{name}: {}", status_name(&p));
         }
         PipelinesCommand::Delete { name } => {
-            client.call::<()>(
-                "DELETE",
-                &format!("/pipelines/{}", seg(&name)),
-                "application/json",
-                None,
-            )?;
+            client.delete(&format!("/pipelines/{}", seg(&name)))?;
             println!("{name}: deleted");
         }
     }
@@ -208,19 +198,12 @@ pub fn apply(args: ApplyArgs) -> anyhow::Result<i32> {
     for step in steps {
         match step {
             Step::Create(definition) | Step::Update { definition, .. } => {
-                let body = serde_json::to_vec(&definition).expect("a definition serialises");
-                let path = format!("/pipelines/{}", seg(&definition.name));
-                let _: Pipeline = client
-                    .call("PUT", &path, "application/json", Some(&body))
+                client
+                    .put_pipeline(&definition)
                     .with_context(|| format!("pipeline `{}` was refused", definition.name))?;
             }
             Step::Delete(name) => {
-                client.call::<()>(
-                    "DELETE",
-                    &format!("/pipelines/{}", seg(&name)),
-                    "application/json",
-                    None,
-                )?;
+                client.delete(&format!("/pipelines/{}", seg(&name)))?;
             }
         }
     }

@@ -243,7 +243,11 @@ impl ControlPlane {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Deployments::default(),
             Err(e) => return Err(StoreError::Io(format!("{}: {e}", path.display()))),
         };
-        Ok(ControlPlane {
+        Ok(Self::new(store, engine, deployments, path))
+    }
+
+    fn new(store: ModuleStore, engine: Engine, deployments: Deployments, path: PathBuf) -> Self {
+        ControlPlane {
             store,
             engine,
             deployments: Mutex::new(deployments),
@@ -255,7 +259,7 @@ impl ControlPlane {
             fleet: OnceLock::new(),
             chunks: Mutex::new(HashMap::new()),
             member: OnceLock::new(),
-        })
+        }
     }
 
     /// A member of a fleet: modules and deployments are the fleet's topics' (read to their
@@ -268,19 +272,12 @@ impl ControlPlane {
         fleet: &crate::config::FleetConfig,
     ) -> anyhow::Result<Arc<Self>> {
         let log = FleetLog::connect(kafka, fleet)?;
-        let control = Arc::new(ControlPlane {
-            store: ModuleStore::cache(dir, engine.clone(), max_module_bytes)?,
+        let control = Arc::new(Self::new(
+            ModuleStore::cache(dir, engine.clone(), max_module_bytes)?,
             engine,
-            deployments: Mutex::new(Deployments::default()),
-            path: dir.join("deployments.json"),
-            running: Mutex::new(Vec::new()),
-            starter: OnceLock::new(),
-            limits: OnceLock::new(),
-            stopping: AtomicBool::new(false),
-            fleet: OnceLock::new(),
-            chunks: Mutex::new(HashMap::new()),
-            member: OnceLock::new(),
-        });
+            Deployments::default(),
+            dir.join("deployments.json"),
+        ));
         let _ = control.fleet.set(log.clone());
         let applier = Arc::downgrade(&control);
         log.follow(kafka, move |topic, key, value| {

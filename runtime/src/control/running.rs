@@ -99,9 +99,7 @@ impl Entry {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        if let Some(handle) = self.handle.lock().unwrap().take() {
-            handle.join();
-        }
+        self.join();
     }
 
     /// Whether its threads have ended, or never started.
