@@ -2,6 +2,8 @@
 //! no transform) against the tz pipeline over the same seed-000 records, and latency from
 //! produce to output at half the tz pipeline's peak rate.
 
+use crate::report::Target;
+use crate::selected;
 use anyhow::{Context, Result};
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -18,6 +20,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const PARTITIONS: i32 = 3;
+
+/// How long records are produced at half the tz rate for the latency figures (after a second
+/// of warm-up): long enough that one pause of the broker's JVM does not make the p99.
+const LATENCY_SECONDS: u64 = 10;
+
+/// The exactly-once variant of a pipeline, committing every 100 ms.
+const EXACTLY_ONCE: &str = "guarantee = \"exactly-once\"\ncommit_interval_ms = 100";
 
 fn client(bootstrap: &str) -> ClientConfig {
     let mut c = ClientConfig::new();
@@ -76,21 +85,107 @@ fn count(consumer: &BaseConsumer, topic: &str) -> i64 {
 fn pipeline_config(
     bootstrap: &str,
     name: &str,
-    inputs: [&str; 2],
+    inputs: &[&str],
     output: &str,
     module: Option<&Path>,
     start: &str,
     settings: &str,
 ) -> Result<Config> {
+    let text = pipeline_text(bootstrap, name, inputs, output, module, start, settings);
+    Ok(Config::parse(&text)?)
+}
+
+/// A `sluice.toml` with one pipeline.
+fn pipeline_text(
+    bootstrap: &str,
+    name: &str,
+    inputs: &[&str],
+    output: &str,
+    module: Option<&Path>,
+    start: &str,
+    settings: &str,
+) -> String {
     let transform = module
         .map(|m| format!("[[pipeline.transform]]\nmodule = \"{}\"\n", m.display()))
         .unwrap_or_default();
-    let text = format!(
-        "[kafka]\n\"bootstrap.servers\" = \"{bootstrap}\"\n\n[[pipeline]]\nname = \"{name}\"\ninputs = [\"{}\", \"{}\"]\n\
+    let inputs: Vec<String> = inputs.iter().map(|i| format!("\"{i}\"")).collect();
+    format!(
+        "[kafka]\n\"bootstrap.servers\" = \"{bootstrap}\"\n\n[api]\nlisten = \"127.0.0.1:0\"\n\n[[pipeline]]\nname = \"{name}\"\ninputs = [{}]\n\
          outputs = [\"{output}\"]\nstart = \"{start}\"\n{settings}\n{transform}",
-        inputs[0], inputs[1]
+        inputs.join(", ")
+    )
+}
+
+/// Seconds from starting a `sluice run` process to its first output on the broker: its first
+/// start (a new state directory: the module is compiled, the group has no offsets yet), and its
+/// restart after a graceful stop, with new records waiting (the module was seen before and is
+/// loaded compiled from the state directory; the group resumes from its committed offsets).
+fn startup(bootstrap: &str, module: &Path, id: &str) -> Result<(f64, f64)> {
+    let sluice = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/sluice");
+    let dir = std::env::temp_dir().join(format!("sluice-bench-startup-{id}"));
+    std::fs::create_dir_all(&dir)?;
+    let (input, output) = (format!("startup-in-{id}"), format!("startup-out-{id}"));
+    create_topics(bootstrap, &[&input, &output])?;
+    let text = pipeline_text(
+        bootstrap,
+        &format!("startup-{id}"),
+        &[&input],
+        &output,
+        Some(module),
+        "earliest",
+        "",
     );
-    Ok(Config::parse(&text)?)
+    let file = dir.join("sluice.toml");
+    std::fs::write(&file, text)?;
+    let watcher: BaseConsumer = client(bootstrap).create()?;
+    let producer = producer(bootstrap)?;
+    let mut seconds = Vec::new();
+    for round in 1..=2 {
+        for value in crate::seed_records(1000) {
+            send(&producer, &input, &value);
+        }
+        producer.flush(Duration::from_secs(30))?;
+        let before = count(&watcher, &output);
+        let started = Instant::now();
+        let mut child = std::process::Command::new(&sluice)
+            .args(["run", "-f"])
+            .arg(&file)
+            .env(
+                "SLUICE_LOG",
+                std::env::var("SLUICE_BENCH_STARTUP_LOG").unwrap_or("warn".into()),
+            )
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(dir.join(format!("run-{round}.log")))?)
+            .spawn()
+            .with_context(|| format!("{} (make bench builds it)", sluice.display()))?;
+        let wait_for = |outputs: i64, child: &mut std::process::Child| -> Result<Duration> {
+            loop {
+                if count(&watcher, &output) >= outputs {
+                    return Ok(started.elapsed());
+                }
+                if let Some(status) = child.try_wait()? {
+                    anyhow::bail!("sluice run exited ({status}); see {}", dir.display());
+                }
+                anyhow::ensure!(
+                    started.elapsed() < Duration::from_secs(60),
+                    "no output after 60 s; see {}",
+                    dir.display()
+                );
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        };
+        seconds.push(wait_for(before + 1, &mut child)?.as_secs_f64());
+        wait_for(before + 1000, &mut child)?;
+        // A graceful stop commits the offsets, as on a rolling restart.
+        std::process::Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()?;
+        anyhow::ensure!(child.wait()?.success(), "sluice run did not stop cleanly");
+    }
+    if std::env::var_os("SLUICE_BENCH_STARTUP_LOG").is_none() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    Ok((seconds[0], seconds[1]))
 }
 
 /// Starts `config`'s pipeline and waits until it has its partitions.
@@ -158,12 +253,13 @@ fn throughput(
     Ok(n as f64 / elapsed.as_secs_f64())
 }
 
-/// Feeds the tz pipeline at `rate` records/s for `seconds`; returns latency percentiles in ms
-/// from produce to output (outputs keep their input's timestamp), the number of records and the
-/// rate they were actually produced at.
+/// Feeds the tz pipeline at `rate` records/s for a second of warm-up and then `seconds`;
+/// returns latency percentiles in ms over the records after the warm-up, the number of them and
+/// the rate they were actually produced at. Each record is timed from its produce call until a
+/// reader of the output topic (read_committed, on a thread of its own) has its output: for an
+/// exactly-once pipeline, that includes waiting for the transaction's commit.
 fn latency(
     bootstrap: &str,
-    engine: &Engine,
     module: &Path,
     rate: f64,
     seconds: u64,
@@ -176,67 +272,117 @@ fn latency(
         format!("lat-out-{id}"),
     );
     create_topics(bootstrap, &[&in1, &in2, &out])?;
-    let config = pipeline_config(
+    // Its own `sluice run` process, as in production: the harness's producer, reader and
+    // records stay out of its memory and allocator.
+    let dir = std::env::temp_dir().join(format!("sluice-bench-latency-{id}"));
+    std::fs::create_dir_all(&dir)?;
+    let file = dir.join("sluice.toml");
+    let text = pipeline_text(
         bootstrap,
         &format!("lat-{id}"),
-        [&in1, &in2],
+        &[&in1, &in2],
         &out,
         Some(module),
         "earliest",
         settings,
-    )?;
-    let stop = Arc::new(AtomicBool::new(false));
-    let pipelines = start_running(&config, engine, &stop)?;
-    std::thread::sleep(Duration::from_secs(1));
+    );
+    std::fs::write(&file, text)?;
+    let sluice = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/sluice");
+    let mut process = std::process::Command::new(&sluice)
+        .args(["run", "-f"])
+        .arg(&file)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(dir.join("run.log"))?)
+        .spawn()
+        .with_context(|| format!("{} (make bench builds it)", sluice.display()))?;
 
+    let warm_up = rate as usize;
+    let records = crate::seed_records(warm_up + (rate * seconds as f64) as usize);
     let reader: BaseConsumer = client(bootstrap)
         .set("group.id", format!("lat-reader-{id}"))
         .set("auto.offset.reset", "earliest")
+        .set("isolation.level", "read_committed")
         .create()?;
     reader.subscribe(&[&out])?;
+    let total = records.len();
+    let read = std::thread::spawn(move || {
+        let mut received_ms = vec![None; total];
+        let (mut arrived, deadline) = (0, Instant::now() + Duration::from_secs(600));
+        while arrived < total && Instant::now() < deadline {
+            if let Some(Ok(message)) = reader.poll(Duration::from_millis(100)) {
+                let at = unix_ms();
+                if let Some(slot) = (message.payload().and_then(seed_index))
+                    .and_then(|index| received_ms.get_mut(index))
+                {
+                    *slot = Some(at);
+                    arrived += 1;
+                }
+            }
+        }
+        received_ms
+    });
     let producer = producer(bootstrap)?;
-    let records = crate::seed_records((rate * seconds as f64) as usize);
+    let mut sent_ms = vec![0f64; records.len()];
     let started = Instant::now();
-    let mut latencies = Vec::with_capacity(records.len());
+    let mut measured_from = started;
     for (i, value) in records.iter().enumerate() {
         let due = started + Duration::from_secs_f64(i as f64 / rate);
-        while Instant::now() < due {
-            drain_latencies(&reader, &mut latencies, Duration::ZERO);
-            std::thread::sleep(Duration::from_micros(200));
+        if let Some(ahead) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(ahead);
         }
+        if i == warm_up {
+            measured_from = Instant::now();
+        }
+        sent_ms[i] = unix_ms();
         send(&producer, if i % 2 == 0 { &in1 } else { &in2 }, value);
     }
-    let produced_rate = records.len() as f64 / started.elapsed().as_secs_f64();
+    let measured = records.len() - warm_up;
+    let produced_rate = measured as f64 / measured_from.elapsed().as_secs_f64();
     producer.flush(Duration::from_secs(30))?;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while latencies.len() < records.len() && Instant::now() < deadline {
-        drain_latencies(&reader, &mut latencies, Duration::from_millis(100));
-    }
-    stop.store(true, Ordering::Relaxed);
-    pipelines.into_iter().for_each(|p| p.join());
+    let received_ms = read.join().expect("the reader thread does not panic");
+    process.kill()?;
+    process.wait()?;
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut latencies: Vec<f64> = (warm_up..records.len())
+        .filter_map(|i| Some(received_ms[i]? - sent_ms[i]))
+        .collect();
     anyhow::ensure!(
-        latencies.len() >= records.len(),
-        "only {} of {} outputs arrived",
+        latencies.len() == measured,
+        "only {} of {measured} outputs arrived",
         latencies.len(),
-        records.len()
     );
-    latencies.sort_unstable();
-    let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize] as f64;
+    if std::env::var_os("SLUICE_BENCH_LATENCY_TRACE").is_some() {
+        // Each second's p99 and max, in produce order, to tell warm-up from steady tails.
+        for (i, chunk) in latencies.chunks(rate as usize).enumerate() {
+            let mut chunk = chunk.to_vec();
+            chunk.sort_unstable_by(f64::total_cmp);
+            let p99 = chunk[(chunk.len() - 1) * 99 / 100];
+            eprintln!(
+                "      second {i}: p99 {p99:.0} ms, max {:.0} ms",
+                chunk[chunk.len() - 1]
+            );
+        }
+    }
+    latencies.sort_unstable_by(f64::total_cmp);
+    let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize].round();
     Ok((at(0.50), at(0.99), latencies.len(), produced_rate))
 }
 
-fn drain_latencies(reader: &BaseConsumer, latencies: &mut Vec<i64>, wait: Duration) {
-    let mut wait = wait;
-    while let Some(Ok(message)) = reader.poll(wait) {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_millis() as i64;
-        if let Some(produced) = message.timestamp().to_millis() {
-            latencies.push(now - produced);
-        }
-        wait = Duration::ZERO;
-    }
+fn unix_ms() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+        * 1000.0
+}
+
+/// The index in a seed record's `"message": "INDEX"`.
+fn seed_index(value: &[u8]) -> Option<usize> {
+    let text = std::str::from_utf8(value).ok()?;
+    let rest = &text[text.find("\"message\"")? + 9..];
+    let start = rest.find('"')? + 1;
+    let end = start + rest[start..].find('"')?;
+    rest[start..end].parse().ok()
 }
 
 /// Orders `{"customer_id", "t", "amount"}` over 10,000 customers, a second apart in event time,
@@ -310,17 +456,8 @@ fn restore_seconds_per_million(bootstrap: &str, id: &str, keys: usize) -> Result
         }
     }
     producer.flush(Duration::from_secs(120))?;
-    let config = pipeline_config(
-        bootstrap,
-        &name,
-        [&input, &input],
-        "unused",
-        None,
-        "earliest",
-        "",
-    )?;
-    let mut pipeline = config.pipeline[0].clone();
-    pipeline.inputs.truncate(1);
+    let config = pipeline_config(bootstrap, &name, &[&input], "unused", None, "earliest", "")?;
+    let pipeline = config.pipeline[0].clone();
     let dir = std::env::temp_dir().join(format!("sluice-bench-restore-{id}"));
     let metrics = Arc::new(pipeline::metrics::PipelineMetrics::new(
         &name,
@@ -343,47 +480,34 @@ fn restore_seconds_per_million(bootstrap: &str, id: &str, keys: usize) -> Result
     Ok((elapsed / keys as f64 * 1e6, rss))
 }
 
-/// Runs the end-to-end benchmark; prints figures and returns them as JSON.
-pub fn run(bootstrap: &str, engine: &Engine, n: usize) -> Result<serde_json::Value> {
-    let module = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../target/wasm32-wasip2/release/tz_normaliser.wasm");
-    let module = module
-        .canonicalize()
-        .context("build the transforms first (make wasm)")?;
-    let id = format!(
-        "{}",
-        SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs()
-    );
-    let (tz1, tz2) = (format!("bench-tz1-{id}"), format!("bench-tz2-{id}"));
-    let outputs: Vec<String> = (0..6).map(|i| format!("bench-out{i}-{id}")).collect();
-    let mut topics = vec![tz1.as_str(), tz2.as_str()];
-    topics.extend(outputs.iter().map(String::as_str));
-    create_topics(bootstrap, &topics)?;
-
-    println!(
-        "\n(c) end to end on Apache Kafka: {n} seed-000 records over 2 topics x {PARTITIONS} partitions"
-    );
-    let producer = producer(bootstrap)?;
-    for (i, value) in crate::seed_records(n).iter().enumerate() {
-        send(&producer, if i % 2 == 0 { &tz1 } else { &tz2 }, value);
-    }
-    producer.flush(Duration::from_secs(60))?;
-
+/// The pipe's limit (no transform), the tz pipeline at-least-once and exactly-once, alternated
+/// twice, best of each; returns the tz rates (at-least-once, exactly-once).
+#[allow(clippy::too_many_arguments)]
+fn throughputs(
+    bootstrap: &str,
+    engine: &Engine,
+    n: usize,
+    module: &Path,
+    id: &str,
+    tz1: &str,
+    tz2: &str,
+    outputs: &[String],
+    results: &mut serde_json::Value,
+) -> Result<(f64, f64)> {
     // Alternate the three runs (no transform; tz at-least-once; tz exactly-once), twice each,
     // and keep each one's best.
-    const EXACTLY_ONCE: &str = "guarantee = \"exactly-once\"\ncommit_interval_ms = 100";
     let (mut limit, mut tz_rate, mut exactly_rate) = (0f64, 0f64, 0f64);
     for (round, output) in outputs.iter().enumerate() {
         let name = format!("run{round}-{id}");
         let (transform, settings, best) = match round % 3 {
             0 => (None, "", &mut limit),
-            1 => (Some(module.as_path()), "", &mut tz_rate),
-            _ => (Some(module.as_path()), EXACTLY_ONCE, &mut exactly_rate),
+            1 => (Some(module), "", &mut tz_rate),
+            _ => (Some(module), EXACTLY_ONCE, &mut exactly_rate),
         };
         let config = pipeline_config(
             bootstrap,
             &name,
-            [&tz1, &tz2],
+            &[tz1, tz2],
             output,
             transform,
             "earliest",
@@ -401,7 +525,28 @@ pub fn run(bootstrap: &str, engine: &Engine, n: usize) -> Result<serde_json::Val
         exactly_rate / tz_rate
     );
 
-    // The windowed aggregate over orders of the same count, at-least-once and exactly-once.
+    results["passthrough_records_per_s"] = limit.round().into();
+    results["tz_records_per_s"] = tz_rate.round().into();
+    results["tz_exactly_once_records_per_s"] = exactly_rate.round().into();
+    results["tz_to_passthrough"] = ((tz_rate / limit * 100.0).round() / 100.0).into();
+    results["exactly_once_to_at_least_once"] =
+        ((exactly_rate / tz_rate * 100.0).round() / 100.0).into();
+    Ok((tz_rate, exactly_rate))
+}
+
+/// The windowed aggregate over orders of the same count, at-least-once and exactly-once.
+#[allow(clippy::too_many_arguments)]
+fn windowed(
+    bootstrap: &str,
+    engine: &Engine,
+    n: usize,
+    module: &Path,
+    id: &str,
+    producer: &ThreadedProducer<DefaultProducerContext>,
+    tz_rate: f64,
+    exactly_rate: f64,
+    results: &mut serde_json::Value,
+) -> Result<()> {
     let windowed = module.with_file_name("windowed_aggregate.wasm");
     let (orders1, orders2) = (format!("bench-orders1-{id}"), format!("bench-orders2-{id}"));
     create_topics(bootstrap, &[&orders1, &orders2])?;
@@ -430,7 +575,7 @@ pub fn run(bootstrap: &str, engine: &Engine, n: usize) -> Result<serde_json::Val
         let config = pipeline_config(
             bootstrap,
             &name,
-            [&orders1, &orders2],
+            &[&orders1, &orders2],
             &output,
             None,
             "earliest",
@@ -448,53 +593,140 @@ pub fn run(bootstrap: &str, engine: &Engine, n: usize) -> Result<serde_json::Val
         windowed_rate / tz_rate,
         windowed_eos_rate / exactly_rate
     );
-    // SLUICE_BENCH_RESTORE_KEYS=10000000 checks that memory stays bounded with many keys.
-    let keys = std::env::var("SLUICE_BENCH_RESTORE_KEYS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1_000_000);
-    let rss_before = rss_mb();
-    let (restore, rss_restored) = restore_seconds_per_million(bootstrap, &id, keys)?;
-    println!(
-        "    restore from a changelog: {restore:.2} s per million keys ({keys} keys, 100-byte values); resident memory {rss_before:.0} MB before, {rss_restored:.0} MB with the state open"
-    );
+    results["windowed_records_per_s"] = windowed_rate.round().into();
+    results["windowed_exactly_once_records_per_s"] = windowed_eos_rate.round().into();
+    Ok(())
+}
 
-    let rate = tz_rate / 2.0;
-    let (p50, p99, samples, produced_rate) = latency(bootstrap, engine, &module, rate, 5, &id, "")?;
-    println!(
-        "    latency at {rate:.0} records/s (half the tz peak; produced at {produced_rate:.0}/s): p50 {p50:.0} ms, p99 {p99:.0} ms ({samples} records)"
+/// Runs the end-to-end benchmark; prints figures and returns them as JSON.
+pub fn run(
+    bootstrap: &str,
+    engine: &Engine,
+    n: usize,
+    targets: &mut Vec<Target>,
+) -> Result<serde_json::Value> {
+    let mut results = serde_json::json!({ "records": n });
+    let module = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/wasm32-wasip2/release/tz_normaliser.wasm");
+    let module = module
+        .canonicalize()
+        .context("build the transforms first (make wasm)")?;
+    let id = format!(
+        "{}",
+        SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs()
     );
-    let exactly_id = format!("{id}-eos");
-    let (eos_p50, eos_p99, eos_samples, eos_produced) = latency(
-        bootstrap,
-        engine,
-        &module,
-        rate,
-        5,
-        &exactly_id,
-        EXACTLY_ONCE,
-    )?;
+    let (tz1, tz2) = (format!("bench-tz1-{id}"), format!("bench-tz2-{id}"));
+    let outputs: Vec<String> = (0..6).map(|i| format!("bench-out{i}-{id}")).collect();
+    let mut topics = vec![tz1.as_str(), tz2.as_str()];
+    topics.extend(outputs.iter().map(String::as_str));
+    create_topics(bootstrap, &topics)?;
+
     println!(
-        "    exactly-once latency at {rate:.0} records/s (produced at {eos_produced:.0}/s, read_committed): p50 {eos_p50:.0} ms, p99 {eos_p99:.0} ms ({eos_samples} records); target p99 at most {:.0} ms (2 x at-least-once + commit_interval_ms)",
-        2.0 * p99 + 100.0
+        "\n(c) end to end on Apache Kafka: {n} seed-000 records over 2 topics x {PARTITIONS} partitions"
     );
-    Ok(serde_json::json!({
-        "records": n,
-        "passthrough_records_per_s": limit.round(),
-        "tz_records_per_s": tz_rate.round(),
-        "tz_exactly_once_records_per_s": exactly_rate.round(),
-        "tz_to_passthrough": (tz_rate / limit * 100.0).round() / 100.0,
-        "exactly_once_to_at_least_once": (exactly_rate / tz_rate * 100.0).round() / 100.0,
-        "latency_rate": rate.round(),
-        "latency_produced_rate": produced_rate.round(),
-        "latency_p50_ms": p50,
-        "latency_p99_ms": p99,
-        "exactly_once_latency_p50_ms": eos_p50,
-        "exactly_once_latency_p99_ms": eos_p99,
-        "windowed_records_per_s": windowed_rate.round(),
-        "windowed_exactly_once_records_per_s": windowed_eos_rate.round(),
-        "windowed_to_tz": (windowed_rate / tz_rate * 100.0).round() / 100.0,
-        "windowed_exactly_once_to_tz_exactly_once": (windowed_eos_rate / exactly_rate * 100.0).round() / 100.0,
-        "restore_seconds_per_million_keys": (restore * 100.0).round() / 100.0,
-    }))
+    let producer = producer(bootstrap)?;
+    for (i, value) in crate::seed_records(n).iter().enumerate() {
+        send(&producer, if i % 2 == 0 { &tz1 } else { &tz2 }, value);
+    }
+    producer.flush(Duration::from_secs(60))?;
+    // Without the throughput runs, latency is measured at this rate (`SLUICE_BENCH_TZ_RATE`).
+    let mut tz_rate: f64 = std::env::var("SLUICE_BENCH_TZ_RATE")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(600_000.0);
+    let mut exactly_rate = 0f64;
+    if selected("kafka") {
+        (tz_rate, exactly_rate) = throughputs(
+            bootstrap,
+            engine,
+            n,
+            &module,
+            &id,
+            &tz1,
+            &tz2,
+            &outputs,
+            &mut results,
+        )?;
+    }
+
+    if selected("startup") {
+        let (new, seen) = startup(bootstrap, &module, &id)?;
+        println!(
+            "    start-up to first output: {:.0} ms at the first start (compiles; new group), {:.0} ms at a restart (module seen before)",
+            new * 1000.0,
+            seen * 1000.0
+        );
+        results["startup_new_ms"] = (new * 1000.0).round().into();
+        results["startup_seen_ms"] = (seen * 1000.0).round().into();
+        targets.push(Target::at_most(
+            "start-up to first output, module seen before, ms",
+            seen * 1000.0,
+            100.0,
+        ));
+    }
+    // Latency first, on a broker not yet loaded by the windowed runs' state and changelogs.
+    if selected("latency") {
+        let rate = tz_rate / 2.0;
+        // For tuning experiments: TOML added to the pipeline's table, e.g. `linger_ms = 5`.
+        let extra = std::env::var("SLUICE_BENCH_LATENCY_SETTINGS").unwrap_or_default();
+        let (p50, p99, samples, produced_rate) =
+            latency(bootstrap, &module, rate, LATENCY_SECONDS, &id, &extra)?;
+        println!(
+            "    latency at {rate:.0} records/s (half the tz peak; produced at {produced_rate:.0}/s): p50 {p50:.0} ms, p99 {p99:.0} ms ({samples} records)"
+        );
+        if selected("eos-latency") || std::env::var_os("SLUICE_BENCH_ONLY").is_none() {
+            let exactly_id = format!("{id}-eos");
+            let (eos_p50, eos_p99, eos_samples, eos_produced) = latency(
+                bootstrap,
+                &module,
+                rate,
+                LATENCY_SECONDS,
+                &exactly_id,
+                EXACTLY_ONCE,
+            )?;
+            println!(
+                "    exactly-once latency at {rate:.0} records/s (produced at {eos_produced:.0}/s, read_committed): p50 {eos_p50:.0} ms, p99 {eos_p99:.0} ms ({eos_samples} records); target p99 at most {:.0} ms (2 x at-least-once + commit_interval_ms)",
+                2.0 * p99 + 100.0
+            );
+            results["exactly_once_latency_p50_ms"] = eos_p50.into();
+            results["exactly_once_latency_p99_ms"] = eos_p99.into();
+        }
+        results["latency_rate"] = rate.round().into();
+        results["latency_produced_rate"] = produced_rate.round().into();
+        results["latency_p50_ms"] = p50.into();
+        results["latency_p99_ms"] = p99.into();
+        targets.push(Target::at_most(
+            "p99 produce to output at half the tz rate, ms",
+            p99,
+            50.0,
+        ));
+    }
+    if selected("windowed") {
+        windowed(
+            bootstrap,
+            engine,
+            n,
+            &module,
+            &id,
+            &producer,
+            tz_rate,
+            exactly_rate,
+            &mut results,
+        )?;
+    }
+    if selected("restore") {
+        // SLUICE_BENCH_RESTORE_KEYS=10000000 checks that memory stays bounded with many keys.
+        let keys = std::env::var("SLUICE_BENCH_RESTORE_KEYS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1_000_000);
+        let rss_before = rss_mb();
+        let (restore, rss_restored) = restore_seconds_per_million(bootstrap, &id, keys)?;
+        println!(
+            "    restore from a changelog: {restore:.2} s per million keys ({keys} keys, 100-byte values); resident memory {rss_before:.0} MB before, {rss_restored:.0} MB with the state open"
+        );
+
+        results["restore_seconds_per_million_keys"] = ((restore * 100.0).round() / 100.0).into();
+    }
+    Ok(results)
 }

@@ -9,6 +9,10 @@
 //!
 //! (c) With a broker (`SLUICE_TEST_KAFKA`, as `make bench` provides): end to end on Kafka, see
 //!     [`e2e`].
+//! (d) `sluice demo`'s resident memory once it runs steadily.
+//!
+//! The figures with a target are printed last with met or missed, and kept with all the others
+//! in `bench/results/latest.json` (see [`report`]).
 //!
 //! `sluice-bench fleet` (`make bench-fleet`) measures fleets of 1, 2 and 3 `sluice run`
 //! processes instead: see [`fleet`].
@@ -18,6 +22,7 @@
 
 mod e2e;
 mod fleet;
+mod report;
 
 use anyhow::Result;
 use sluice::engine::{Engine, InputBatchBuilder, Instance, Limits};
@@ -29,9 +34,26 @@ use std::time::{Duration, Instant};
 
 const ROUNDS: usize = 5;
 
+/// Where the transforms built for wasm32-wasip2 are: `SLUICE_WASM_DIR`, or the build's own.
+pub fn wasm_dir() -> PathBuf {
+    std::env::var_os("SLUICE_WASM_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/wasm32-wasip2/release")
+        })
+}
+
+/// Whether the section `name` is to run: all of them unless `SLUICE_BENCH_ONLY` lists some
+/// (comma-separated: boundary, transforms, demo, kafka, startup, windowed, restore, latency,
+/// eos-latency).
+pub fn selected(name: &str) -> bool {
+    std::env::var("SLUICE_BENCH_ONLY")
+        .map(|only| only.split(',').any(|s| s.trim() == name))
+        .unwrap_or(true)
+}
+
 fn wasm(name: &str) -> Result<Vec<u8>> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join(format!("../target/wasm32-wasip2/release/{name}.wasm"));
+    let path = wasm_dir().join(format!("{name}.wasm"));
     std::fs::read(&path).map_err(|e| anyhow::anyhow!("{}: {e} (run `make wasm`)", path.display()))
 }
 
@@ -175,33 +197,8 @@ fn seed_records(n: usize) -> Vec<Vec<u8>> {
         .collect()
 }
 
-fn main() -> Result<()> {
-    // The runtime's own log, e.g. SLUICE_LOG=sluice::pipeline=debug for each commit's phases.
-    let filter = tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
-    if std::env::args().nth(1).as_deref() == Some("fleet") {
-        let bootstrap = std::env::var("SLUICE_TEST_KAFKA").map_err(|_| {
-            anyhow::anyhow!("no broker (SLUICE_TEST_KAFKA): run `make bench-fleet`")
-        })?;
-        let n = std::env::var("SLUICE_BENCH_RECORDS")
-            .ok()
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(2_000_000);
-        let results = fleet::run(&bootstrap, &seed_records(n))?;
-        println!(
-            "\n{}",
-            serde_json::to_string(&serde_json::json!({ "fleet": results }))?
-        );
-        return Ok(());
-    }
-    let engine = Engine::new(Limits::default())?;
-    println!("Sluice engine benchmarks ({} rounds each, median)", ROUNDS);
-
-    // (a) Boundary cost.
+/// (a) The boundary cost of a no-op transform, in ns per record, at batch sizes 1, 64, 1024.
+fn boundary(engine: &Engine) -> Result<serde_json::Value> {
     let noop = engine.load(&wasm("test_guest")?)?;
     let mut instance = engine.instantiate(&noop, "noop", &[], &Default::default())?;
     let records: Vec<Vec<u8>> = (0..100_000)
@@ -227,8 +224,11 @@ fn main() -> Result<()> {
         boundary.insert(format!("batch_{batch_size}_ns_per_record"), ns.into());
     }
 
-    // (b) Each shipped transform, Wasm against native; the tz normaliser also against its bare
-    // per-record function.
+    Ok(boundary.into())
+}
+
+/// (b) Each shipped transform as a Wasm component against the same transform compiled natively.
+fn transforms(engine: &Engine) -> Result<serde_json::Value> {
     let native_fn = tz_normaliser::Normaliser::from_config(&Config::default())
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let run_function = |records: &[Vec<u8>]| -> Result<Duration> {
@@ -249,7 +249,7 @@ fn main() -> Result<()> {
     );
     println!("    (native runs the same SDK batch code: decode, process, encode outputs)");
     let tz = compare::<tz_normaliser::TzNormaliser>(
-        &engine,
+        engine,
         "tz_normaliser",
         &[],
         &Tables::default(),
@@ -259,11 +259,29 @@ fn main() -> Result<()> {
 
     let orders = order_records(200_000);
     let pii = compare::<pii_stripper::PiiStripper>(
-        &engine,
+        engine,
         "pii_stripper",
         &[],
         &Tables::default(),
         &orders,
+        None,
+    )?;
+    // The second stage of `make bench-peers`' chain: the tz normaliser's outputs, no PII.
+    let normalised: Vec<Vec<u8>> = seed
+        .iter()
+        .map(|value| {
+            let mut out = Vec::new();
+            native_fn.normalise_value(value, &mut out).map(|()| out)
+        })
+        .collect::<Result<_, _>>()
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    println!("    (pii_stripper over the tz normaliser's outputs:)");
+    let pii_on_tz = compare::<pii_stripper::PiiStripper>(
+        engine,
+        "pii_stripper",
+        &[],
+        &Tables::default(),
+        &normalised,
         None,
     )?;
 
@@ -288,7 +306,7 @@ fn main() -> Result<()> {
         ("fields", "name:customer_name,age:customer_age"),
     ];
     let enricher = compare::<enricher::Enricher>(
-        &engine,
+        engine,
         "enricher",
         &enrich_config,
         &Tables::new([customers]),
@@ -296,22 +314,151 @@ fn main() -> Result<()> {
         None,
     )?;
 
-    let results = serde_json::json!({
-        "boundary": boundary,
+    Ok(serde_json::json!({
         "tz_normaliser": tz,
         "pii_stripper": pii,
+        "pii_stripper_tz_records": pii_on_tz,
         "enricher": enricher,
-    });
-    let mut results = results;
+    }))
+}
+
+/// Whether a guest that loops forever is cut by the CPU budget (what makes epoch checks worth
+/// their cost), within a few budgets.
+fn looping_guest_is_stopped(engine: &Engine) -> Result<bool> {
+    let looping = engine.load(&wasm("test_guest")?)?;
+    let config = [("loop_on".to_string(), "spin".to_string())];
+    let mut instance = engine.instantiate(&looping, "looping", &config, &Default::default())?;
+    let mut batch = InputBatchBuilder::new("bench", 0);
+    batch.push(0, None, None, Some(b"spin"), []);
+    let started = Instant::now();
+    let processed = instance.process(batch.batch())?;
+    let stopped =
+        processed.failures().len() == 1 && started.elapsed() < engine.limits().cpu_budget * 3;
+    println!(
+        "    a looping guest: {} after {:.2} s (CPU budget {:?})",
+        if stopped { "stopped" } else { "NOT stopped" },
+        started.elapsed().as_secs_f64(),
+        engine.limits().cpu_budget
+    );
+    Ok(stopped)
+}
+
+/// `sluice demo`'s resident memory once running for `SLUICE_BENCH_DEMO_SECONDS` (120 by
+/// default): the highest reading of its last 30 seconds, in MiB, and how much it grew over its
+/// last minute.
+fn demo_rss() -> Result<(f64, f64)> {
+    let seconds: u64 = std::env::var("SLUICE_BENCH_DEMO_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(120);
+    let sluice = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release/sluice");
+    let mut child = std::process::Command::new(&sluice)
+        .args(["demo", "--listen", "127.0.0.1:0", "--transforms"])
+        .arg(wasm_dir())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| anyhow::anyhow!("{}: {e} (make bench builds it)", sluice.display()))?;
+    let status = format!("/proc/{}/status", child.id());
+    let rss_mib = || -> Option<f64> {
+        let text = std::fs::read_to_string(&status).ok()?;
+        let line = text.lines().find(|l| l.starts_with("VmRSS:"))?;
+        Some(line.split_whitespace().nth(1)?.parse::<f64>().ok()? / 1024.0)
+    };
+    let mut readings = Vec::new();
+    for _ in 0..seconds {
+        std::thread::sleep(Duration::from_secs(1));
+        if child.try_wait()?.is_some() {
+            anyhow::bail!("sluice demo exited early");
+        }
+        readings.push(rss_mib().unwrap_or(0.0));
+    }
+    child.kill()?;
+    child.wait()?;
+    let last = |n: usize| &readings[readings.len().saturating_sub(n)..];
+    let steady = last(30).iter().cloned().fold(0.0, f64::max);
+    let minute = last(60);
+    let growth = minute[minute.len() - 1] - minute[0];
+    println!(
+        "\n(d) sluice demo (its default rate), resident memory after {seconds} s: {steady:.0} MiB (the last minute: {growth:+.1} MiB)"
+    );
+    Ok((steady, growth))
+}
+
+fn main() -> Result<()> {
+    // The runtime's own log, e.g. SLUICE_LOG=sluice::pipeline=debug for each commit's phases.
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    if std::env::args().nth(1).as_deref() == Some("fleet") {
+        let bootstrap = std::env::var("SLUICE_TEST_KAFKA").map_err(|_| {
+            anyhow::anyhow!("no broker (SLUICE_TEST_KAFKA): run `make bench-fleet`")
+        })?;
+        let n = std::env::var("SLUICE_BENCH_RECORDS")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(2_000_000);
+        let results = fleet::run(&bootstrap, &seed_records(n))?;
+        println!(
+            "\n{}",
+            serde_json::to_string(&serde_json::json!({ "fleet": results }))?
+        );
+        return Ok(());
+    }
+    let engine = Engine::new(Limits::default())?;
+    println!("Sluice engine benchmarks ({} rounds each, median)", ROUNDS);
+    let mut results = serde_json::json!({});
+    let mut targets = Vec::new();
+
+    // (a) Boundary cost.
+    if selected("boundary") {
+        results["boundary"] = boundary(&engine)?;
+    }
+
+    // (b) Each shipped transform, Wasm against native; the tz normaliser also against its bare
+    // per-record function.
+    if selected("transforms") {
+        let transforms = transforms(&engine)?;
+        targets.push(report::Target::at_least(
+            "tz normaliser Wasm / native (SDK batch path)",
+            transforms["tz_normaliser"]["wasm_to_native"]
+                .as_f64()
+                .unwrap_or(0.0),
+            0.7,
+        ));
+        targets.push(report::Target::holds(
+            "a looping guest is stopped by the CPU budget",
+            looping_guest_is_stopped(&engine)?,
+        ));
+        results["transforms"] = transforms;
+    }
     match std::env::var("SLUICE_TEST_KAFKA") {
         Ok(bootstrap) => {
             let n = std::env::var("SLUICE_BENCH_RECORDS")
                 .ok()
                 .and_then(|n| n.parse().ok())
                 .unwrap_or(1_000_000);
-            results["kafka"] = e2e::run(&bootstrap, &engine, n)?;
+            results["kafka"] = e2e::run(&bootstrap, &engine, n, &mut targets)?;
         }
         Err(_) => println!("\n(c) skipped: no broker (SLUICE_TEST_KAFKA); `make bench` starts one"),
+    }
+    if selected("demo") {
+        let (rss_mib, growth) = demo_rss()?;
+        results["demo"] =
+            serde_json::json!({ "steady_rss_mib": rss_mib, "last_minute_growth_mib": growth });
+        targets.push(report::Target::at_most(
+            "sluice demo steady RSS, MiB",
+            rss_mib,
+            100.0,
+        ));
+    }
+    report::print(&targets);
+    if std::env::var_os("SLUICE_BENCH_ONLY").is_none() {
+        let path = report::save("bench", &results, &targets)?;
+        println!("\n(kept in {})", path.display());
     }
     println!("\n{}", serde_json::to_string(&results)?);
     Ok(())

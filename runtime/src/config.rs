@@ -498,7 +498,7 @@ mod defaults {
         1024
     }
     pub fn linger_ms() -> u64 {
-        20
+        10
     }
     pub fn fleet_name() -> String {
         "sluice".into()

@@ -6,6 +6,9 @@ use tracing_subscriber::EnvFilter;
 
 fn main() {
     let cli = Cli::parse();
+    if matches!(cli.command, Command::Demo(_)) {
+        limit_malloc_arenas();
+    }
     let filter = EnvFilter::try_from_env("SLUICE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     // Colours only for a person at a terminal, never in files or log collectors.
     let logs = tracing_subscriber::fmt()
@@ -36,5 +39,17 @@ fn main() {
             eprintln!("error: {e:#}");
             std::process::exit(1);
         }
+    }
+}
+
+/// glibc gives each thread that allocates an arena of its own, up to 8 per core, and keeps what
+/// each frees for reuse there. With two arenas `sluice demo` (a few hundred records a second)
+/// stays 15 MiB lower; a pipeline under load loses a quarter of its records per second to the
+/// arenas' locks, so `run` keeps glibc's default.
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: called before any thread of the process is started.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
     }
 }

@@ -83,7 +83,6 @@ pub fn run(args: DemoArgs) -> anyhow::Result<i32> {
         token: args.token,
         ..Overrides::default()
     })?;
-    let engine = super::run::engine_for(&config)?;
     let temporary = tempfile::Builder::new()
         .prefix("sluice-demo-")
         .tempdir()
@@ -91,6 +90,8 @@ pub fn run(args: DemoArgs) -> anyhow::Result<i32> {
     let state_dir = args
         .state_dir
         .unwrap_or_else(|| temporary.path().to_path_buf());
+    let engine = super::run::engine_for(&config)?
+        .with_compiled_cache(super::run::compiled_cache_dir(&state_dir));
 
     let stop = Arc::new(AtomicBool::new(false));
     let generators: Vec<_> = [Scenario::Timezones, Scenario::Orders]

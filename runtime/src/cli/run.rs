@@ -79,7 +79,6 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     let signals = (!args.check).then(StopSignals::listen).transpose()?;
     // The port first: one in use fails start-up before anything else is started.
     let listener = (!args.check).then(|| bind(config.api.listen)).transpose()?;
-    let engine = engine_for(&config)?;
     let state_dir = config.state_dir.clone().context("no state directory")?;
     if state_dir.exists() && !state_dir.is_dir() {
         anyhow::bail!(
@@ -88,6 +87,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
             state_dir.display()
         );
     }
+    let engine = engine_for(&config)?.with_compiled_cache(compiled_cache_dir(&state_dir));
     if args.check {
         crate::kafka::check_properties(&config.kafka, &config.pipeline)
             .map_err(anyhow::Error::msg)
@@ -166,6 +166,11 @@ fn host_of(url: &str) -> Option<String> {
         _ => authority,
     };
     Some(host.trim_matches(['[', ']']).to_string())
+}
+
+/// Where a member keeps compiled transforms, so that a restart does not compile them again.
+pub fn compiled_cache_dir(state_dir: &Path) -> PathBuf {
+    state_dir.join("compiled")
 }
 
 /// The engine `config`'s limits ask for.

@@ -17,6 +17,7 @@ use crate::tables::Tables;
 use host::HostState;
 use sha2::{Digest, Sha256};
 use state::SharedTask;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -159,6 +160,8 @@ pub struct Engine {
     engine: wasmtime::Engine,
     linker: Arc<Linker<HostState>>,
     limits: Limits,
+    /// Where compiled components are kept across restarts, if anywhere.
+    compiled_cache: Option<Arc<CompiledCache>>,
     _ticker: Arc<EpochTicker>,
 }
 
@@ -190,8 +193,25 @@ impl Engine {
             engine,
             linker: Arc::new(linker),
             limits,
+            compiled_cache: None,
             _ticker: ticker,
         })
+    }
+
+    /// The same engine, keeping the machine code of every component it compiles in `dir`, so
+    /// that a component seen before (by any process with the same wasmtime and settings) starts
+    /// without compiling. `dir` must be as trusted as the binary: its files are loaded as code.
+    pub fn with_compiled_cache(mut self, dir: PathBuf) -> Self {
+        let key = {
+            use std::hash::{Hash, Hasher};
+            let mut hasher = std::hash::DefaultHasher::new();
+            self.engine
+                .precompile_compatibility_hash()
+                .hash(&mut hasher);
+            format!("{:016x}", hasher.finish())
+        };
+        self.compiled_cache = Some(Arc::new(CompiledCache { dir, key }));
+        self
     }
 
     /// The limits every instance gets.
@@ -202,8 +222,19 @@ impl Engine {
     /// Validates and compiles a transform component.
     pub fn load(&self, bytes: &[u8]) -> Result<Module, LoadError> {
         check_header(bytes)?;
-        let component = Component::new(&self.engine, bytes)
-            .map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
+        let sha256 = hex_sha256(bytes);
+        let cached = (self.compiled_cache.as_ref()).and_then(|c| c.get(&self.engine, &sha256));
+        let component = match cached {
+            Some(component) => component,
+            None => {
+                let component = Component::new(&self.engine, bytes)
+                    .map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
+                if let Some(cache) = &self.compiled_cache {
+                    cache.put(&sha256, &component);
+                }
+                component
+            }
+        };
         let ty = component.component_type();
         if let Some((name, _)) = ty.imports(&self.engine).find(|(name, _)| !is_granted(name)) {
             return Err(LoadError::UnsupportedImport(format!("`{name}`")));
@@ -232,7 +263,7 @@ impl Engine {
             .map_err(|e| LoadError::BadExport(format!("{e:#}")))?;
         Ok(Module {
             pre,
-            sha256: hex_sha256(bytes),
+            sha256,
             size: bytes.len(),
             exports,
             stateful,
@@ -350,6 +381,82 @@ pub(crate) fn hex_sha256(bytes: &[u8]) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+/// Compiled components on disk, one file per component and engine build:
+/// `<sha256 of the component>-<engine compatibility hash>.cwasm`.
+struct CompiledCache {
+    dir: PathBuf,
+    /// Hash of what makes compiled code usable by this engine (wasmtime version, target,
+    /// settings): another build's files are never looked at.
+    key: String,
+}
+
+/// Most compiled files kept; the least recently used go first.
+const COMPILED_CACHE_FILES: usize = 64;
+
+impl CompiledCache {
+    fn path(&self, sha256: &str) -> PathBuf {
+        self.dir.join(format!("{sha256}-{}.cwasm", self.key))
+    }
+
+    /// The component compiled from bytes with hash `sha256`, if a file holds it.
+    fn get(&self, engine: &wasmtime::Engine, sha256: &str) -> Option<Component> {
+        let path = self.path(sha256);
+        if !path.exists() {
+            return None;
+        }
+        // SAFETY: the file was written by `put` from `Component::serialize` of this engine
+        // build (its name carries the compatibility hash, and wasmtime checks it again), and
+        // is replaced only by rename, never changed in place.
+        match unsafe { Component::deserialize_file(engine, &path) } {
+            Ok(component) => {
+                // Its modification time orders the files for pruning.
+                let _ = std::fs::File::open(&path)
+                    .and_then(|f| f.set_modified(std::time::SystemTime::now()));
+                Some(component)
+            }
+            Err(error) => {
+                tracing::warn!(path = %path.display(), error = %format!("{error:#}"), "compiled_cache_unreadable: compiling again");
+                let _ = std::fs::remove_file(&path);
+                None
+            }
+        }
+    }
+
+    /// Keeps `component`'s machine code; a failure only costs a compile next time.
+    fn put(&self, sha256: &str, component: &Component) {
+        let written = (|| -> std::io::Result<()> {
+            let bytes = component.serialize().map_err(std::io::Error::other)?;
+            std::fs::create_dir_all(&self.dir)?;
+            let mut file = tempfile::NamedTempFile::new_in(&self.dir)?;
+            std::io::Write::write_all(&mut file, &bytes)?;
+            file.persist(self.path(sha256)).map_err(|e| e.error)?;
+            prune(&self.dir, COMPILED_CACHE_FILES)
+        })();
+        if let Err(error) = written {
+            tracing::warn!(dir = %self.dir.display(), %error, "compiled_cache_write_failed");
+        }
+    }
+}
+
+/// Removes the least recently used `.cwasm` files of `dir` beyond the `keep` newest.
+fn prune(dir: &Path, keep: usize) -> std::io::Result<()> {
+    let mut files: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(dir)?
+        .filter_map(|entry| {
+            let entry = entry.ok()?;
+            let path = entry.path();
+            (path.extension()? == "cwasm").then_some(())?;
+            Some((entry.metadata().ok()?.modified().ok()?, path))
+        })
+        .collect();
+    if files.len() > keep {
+        files.sort_by_key(|(modified, _)| std::cmp::Reverse(*modified));
+        for (_, path) in files.drain(keep..) {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+    Ok(())
 }
 
 /// Advances the engine's epoch every [`EPOCH_TICK`], so that `set_epoch_deadline` enforces CPU

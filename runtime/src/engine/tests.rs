@@ -311,3 +311,38 @@ fn a_stateful_component_keeps_state_across_batches_and_its_timers_fire_after_the
         )]
     );
 }
+
+#[test]
+fn a_component_seen_before_is_loaded_from_the_compiled_cache_and_a_bad_file_is_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let cached = || engine(Limits::default()).with_compiled_cache(dir.path().to_path_buf());
+    let bytes = guest_bytes("test_guest");
+    let first = cached().load(&bytes).unwrap();
+    let files: Vec<PathBuf> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1, "one compiled file: {files:?}");
+    let name = files[0].file_name().unwrap().to_str().unwrap().to_string();
+    assert!(
+        name.starts_with(&first.sha256) && name.ends_with(".cwasm"),
+        "{name}"
+    );
+
+    // Another engine (as after a restart) loads it from the file and runs it.
+    let run = |engine: &Engine| {
+        let module = engine.load(&bytes).unwrap();
+        let mut instance = engine
+            .instantiate(&module, "test_guest", &[], &Tables::default())
+            .unwrap();
+        let processed = instance.process(batch(&["a", "b"]).batch()).unwrap();
+        assert_eq!(values(&processed), [(0, "a".into()), (1, "b".into())]);
+    };
+    let compiled = std::fs::read(&files[0]).unwrap();
+    run(&cached());
+
+    // A damaged file is not loaded: the component is compiled again and the file rewritten.
+    std::fs::write(&files[0], b"not machine code").unwrap();
+    run(&cached());
+    assert_eq!(std::fs::read(&files[0]).unwrap(), compiled);
+}

@@ -44,7 +44,7 @@ export function pipelineForm(existing: PipelineDefinition | null, done: (p: Pipe
   const start = select("form-start", ["earliest", "latest"], d?.start ?? "earliest");
   const onError = select("form-on-error", ["stop", "skip"], d?.on_error ?? "stop");
   const batchSize = number("form-batch-size", d?.batch_size ?? 1024, 1, 100000);
-  const linger = number("form-linger-ms", d?.linger_ms ?? 20, 0, 60000);
+  const linger = number("form-linger-ms", d?.linger_ms ?? 10, 0, 60000);
   const commitInterval = number("form-commit-interval-ms", d?.commit_interval_ms ?? 100, 1, 60000);
 
   const rows: Row[] = (d?.transform ?? []).map((t) => {
