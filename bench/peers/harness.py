@@ -483,7 +483,9 @@ def run_sluice(label, inputs, output, chain, watcher, n=N, tables=()):
     cmd, env = sluice_command(config)
     # As on any restart, the modules were seen before: `--check` compiles them into the run's
     # state_dir, where the timed run finds them compiled.
-    subprocess.run([*cmd, "--check"], check=True, capture_output=True, cwd=WORK, env={**os.environ, **env})
+    checked = subprocess.run([*cmd, "--check"], capture_output=True, text=True, cwd=WORK, env={**os.environ, **env})
+    if checked.returncode != 0:
+        return {"status": "failed", "reason": f"sluice run --check failed: {checked.stderr.strip()[-500:]}"}
     return run_system(label, cmd, output, n, watcher, env=env)
 
 
