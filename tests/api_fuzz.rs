@@ -9,8 +9,8 @@ mod support;
 
 use std::process::Command;
 use std::time::Duration;
-use support::kafka::{Sluice, create_topic, unique, write_config_with_api};
-use support::{repo, wasm};
+use support::kafka::{Sluice, create_topic, test_guest_pipeline, unique, write_config_with_api};
+use support::repo;
 
 const TOKEN: &str = "fuzz-token";
 
@@ -30,11 +30,7 @@ fn no_request_makes_the_api_fail_or_answer_other_than_its_document_says() {
     let config = write_config_with_api(
         dir.path(),
         &format!("token = \"{TOKEN}\""),
-        &format!(
-            "[[pipeline]]\nname = \"{pipeline}\"\ninputs = [\"{input}\"]\noutputs = [\"{output}\"]\n\n\
-             [[pipeline.transform]]\nmodule = {:?}\n",
-            wasm("test_guest")
-        ),
+        &test_guest_pipeline(&pipeline, &input, &output),
     );
     let sluice = Sluice::start(&config);
     sluice.wait_until("ready", Duration::from_secs(60), || {

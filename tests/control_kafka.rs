@@ -7,7 +7,8 @@ use serde_json::{Value, json};
 use std::collections::HashSet;
 use std::time::Duration;
 use support::kafka::{
-    Sluice, consume_values, count, create_topic, produce, unique, wait_for_count, write_config,
+    Sluice, consume_values, count, create_topic, produce, test_guest_pipeline, unique,
+    wait_for_count, write_config,
 };
 
 /// `bytes` with a custom section appended: the same behaviour, different bytes, so a new
@@ -236,13 +237,7 @@ fn modules_and_deploy_commands_drive_a_running_runtime() {
     create_topic(&input, 1);
     create_topic(&output, 1);
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(
-        dir.path(),
-        &format!(
-            "[[pipeline]]\nname = \"unify\"\ninputs = [\"{input}\"]\noutputs = [\"{output}\"]\n\n[[pipeline.transform]]\nmodule = {:?}\n",
-            support::wasm("test_guest")
-        ),
-    );
+    let config = write_config(dir.path(), &test_guest_pipeline("unify", &input, &output));
     let sluice = Sluice::start(&config);
     wait_ready(&sluice);
     let api = format!("http://{}", sluice.api_address());

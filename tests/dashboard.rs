@@ -16,7 +16,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-use support::kafka::{Sluice, create_topic, unique, write_config_with_api};
+use support::kafka::{Sluice, create_topic, test_guest_pipeline, unique, write_config_with_api};
 use support::{data, repo, wasm};
 
 /// How long the browser run may take before it is stopped and the test fails.
@@ -168,11 +168,7 @@ fn a_read_token_lets_the_page_watch_but_not_change() {
     let config = write_config_with_api(
         dir.path(),
         &format!("token = \"{TOKEN}\"\nread_token = \"watch-only\""),
-        &format!(
-            "[[pipeline]]\nname = \"{name}\"\ninputs = [\"{input}\"]\noutputs = [\"{output}\"]\n\n\
-             [[pipeline.transform]]\nmodule = {:?}\n",
-            wasm("test_guest")
-        ),
+        &test_guest_pipeline(&name, &input, &output),
     );
     let sluice = Sluice::start(&config);
     let address = sluice.api_address();

@@ -82,19 +82,6 @@ fn count(consumer: &BaseConsumer, topic: &str) -> i64 {
         .sum()
 }
 
-fn pipeline_config(
-    bootstrap: &str,
-    name: &str,
-    inputs: &[&str],
-    output: &str,
-    module: Option<&Path>,
-    start: &str,
-    settings: &str,
-) -> Result<Config> {
-    let text = pipeline_text(bootstrap, name, inputs, output, module, start, settings);
-    Ok(Config::parse(&text)?)
-}
-
 /// A `sluice.toml` with one pipeline.
 fn pipeline_text(
     bootstrap: &str,
@@ -457,7 +444,15 @@ fn restore_seconds_per_million(bootstrap: &str, id: &str, keys: usize) -> Result
         }
     }
     producer.flush(Duration::from_secs(120))?;
-    let config = pipeline_config(bootstrap, &name, &[&input], "unused", None, "earliest", "")?;
+    let config = Config::parse(&pipeline_text(
+        bootstrap,
+        &name,
+        &[&input],
+        "unused",
+        None,
+        "earliest",
+        "",
+    ))?;
     let pipeline = config.pipeline[0].clone();
     let dir = std::env::temp_dir().join(format!("sluice-bench-restore-{id}"));
     let metrics = Arc::new(pipeline::metrics::PipelineMetrics::new(
@@ -505,7 +500,7 @@ fn throughputs(
             1 => (Some(module), "", &mut tz_rate),
             _ => (Some(module), EXACTLY_ONCE, &mut exactly_rate),
         };
-        let config = pipeline_config(
+        let config = Config::parse(&pipeline_text(
             bootstrap,
             &name,
             &[tz1, tz2],
@@ -513,7 +508,7 @@ fn throughputs(
             transform,
             "earliest",
             settings,
-        )?;
+        ))?;
         let rate = throughput(bootstrap, engine, &config, output, n as i64)?;
         *best = best.max(rate);
     }
@@ -573,7 +568,7 @@ fn windowed(
         let name = format!("windowed{round}-{id}");
         let output = format!("bench-windowed-out{round}-{id}");
         create_topics(bootstrap, &[&output])?;
-        let config = pipeline_config(
+        let config = Config::parse(&pipeline_text(
             bootstrap,
             &name,
             &[&orders1, &orders2],
@@ -581,7 +576,7 @@ fn windowed(
             None,
             "earliest",
             &format!("{settings}\n{}", windowed_transform(&windowed, n)),
-        )?;
+        ))?;
         let rate = throughput(bootstrap, engine, &config, &output, n as i64)?;
         *best = best.max(rate);
     }
@@ -675,7 +670,7 @@ pub fn run(
         println!(
             "    latency at {rate:.0} records/s (half the tz peak; produced at {produced_rate:.0}/s): p50 {p50:.0} ms, p99 {p99:.0} ms ({samples} records)"
         );
-        if selected("eos-latency") || std::env::var_os("SLUICE_BENCH_ONLY").is_none() {
+        if selected("eos-latency") {
             let exactly_id = format!("{id}-eos");
             let (eos_p50, eos_p99, eos_samples, eos_produced) = latency(
                 bootstrap,

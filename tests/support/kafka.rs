@@ -320,6 +320,15 @@ pub fn write_config_with_api(dir: &Path, api: &str, body: &str) -> PathBuf {
     path
 }
 
+/// A `[[pipeline]]` table: `name` copies `input` to `output` through the test guest.
+pub fn test_guest_pipeline(name: &str, input: &str, output: &str) -> String {
+    format!(
+        "[[pipeline]]\nname = \"{name}\"\ninputs = [\"{input}\"]\noutputs = [\"{output}\"]\n\n\
+         [[pipeline.transform]]\nmodule = {:?}\n",
+        super::wasm("test_guest")
+    )
+}
+
 /// The names of every topic on the broker. Asks for all topics rather than one by name, which
 /// could create it on a broker that creates topics on first use.
 pub fn topics() -> Vec<String> {

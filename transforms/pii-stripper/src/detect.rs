@@ -72,21 +72,12 @@ pub struct Found {
     pub kind: Kind,
 }
 
-/// A character a string must contain for a pattern to be worth running.
-#[derive(Debug, Clone, Copy)]
-enum Needs {
-    At,
-    Digit,
-    Colon,
-}
-
 /// Keeps the candidate `start..end` of a text, possibly shortened (the new end), or refuses it.
 type Check = fn(&[u8], usize, usize) -> Option<usize>;
 
 struct Pattern {
     kind: Kind,
     regex: Regex,
-    needs: Needs,
     check: Check,
     /// After a refused candidate, search again from its second character (`true`: a real match
     /// may start inside it, and matches are short) or after its end.
@@ -119,34 +110,26 @@ impl Detectors {
     pub fn new(enabled: &[Kind]) -> Self {
         // Priority: an email may hold digits that look like a phone number; an IPv6 address may
         // end in an IPv4 one; a card number is longer than the phone numbers inside it.
-        let all: [(Kind, &str, Needs, Check, bool); 7] = [
-            (Kind::Email, EMAIL, Needs::At, check_email, false),
-            (Kind::Ipv6, IPV6, Needs::Colon, check_ipv6, true),
-            (Kind::Card, CARD, Needs::Digit, check_card, true),
-            (Kind::Ssn, SSN, Needs::Digit, check_ssn, true),
+        let all: [(Kind, &str, Check, bool); 7] = [
+            (Kind::Email, EMAIL, check_email, false),
+            (Kind::Ipv6, IPV6, check_ipv6, true),
+            (Kind::Card, CARD, check_card, true),
+            (Kind::Ssn, SSN, check_ssn, true),
             (
                 Kind::Phone,
                 PHONE_INTERNATIONAL,
-                Needs::Digit,
                 check_international_phone,
                 true,
             ),
-            (
-                Kind::Phone,
-                PHONE_NANP,
-                Needs::Digit,
-                check_nanp_phone,
-                true,
-            ),
-            (Kind::Ipv4, IPV4, Needs::Digit, check_ipv4, true),
+            (Kind::Phone, PHONE_NANP, check_nanp_phone, true),
+            (Kind::Ipv4, IPV4, check_ipv4, true),
         ];
         let patterns = all
             .into_iter()
             .filter(|(kind, ..)| enabled.contains(kind))
-            .map(|(kind, pattern, needs, check, retry_inside)| Pattern {
+            .map(|(kind, pattern, check, retry_inside)| Pattern {
                 kind,
                 regex: Regex::new(pattern).expect("the built-in patterns are valid"),
-                needs,
                 check,
                 retry_inside,
             })
@@ -165,30 +148,17 @@ impl Detectors {
     pub fn find(&self, text: &str) -> Vec<Found> {
         let mut found = Vec::new();
         let bytes = text.as_bytes();
-        // Most strings (names, codes, messages) hold none of these: they cost one pass.
-        let (mut at, mut digit, mut colon) = (false, false, false);
-        for &b in bytes {
-            at |= b == b'@';
-            digit |= b.is_ascii_digit();
-            colon |= b == b':';
-        }
-        if !(at || digit || colon) {
+        // Every pattern needs an `@`, a digit or a colon; most strings (names, codes,
+        // messages) hold none and cost this one cheap pass.
+        if !bytes
+            .iter()
+            .any(|&b| b == b'@' || b == b':' || b.is_ascii_digit())
+        {
             return found;
         }
         let matching = self.any.matches(text);
-        if !matching.matched_any() {
-            return found;
-        }
-        for (index, p) in self.patterns.iter().enumerate() {
-            let needed = match p.needs {
-                Needs::At => at,
-                Needs::Digit => digit,
-                Needs::Colon => colon,
-            };
-            // A pattern that matches nowhere in the text has no candidate to check.
-            if !needed || !matching.matched(index) {
-                continue;
-            }
+        // Ascending, so in priority order; a pattern that matches nowhere has no candidate.
+        for p in matching.iter().map(|index| &self.patterns[index]) {
             // Candidates come in order of position, so one cursor into the earlier finds (in
             // order too) tells whether a candidate overlaps one of them.
             let mut earlier = 0;
