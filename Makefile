@@ -1,7 +1,7 @@
 # Sluice: `make test` is what CI runs; `make bench` prints the performance figures.
 CARGO       ?= cargo
 WASM_TARGET := wasm32-wasip2
-GUESTS      := -p tz-normaliser -p pii-stripper -p enricher -p windowed-aggregate -p stream-join -p test-guest
+GUESTS      := -p tz-normaliser -p pii-stripper -p enricher -p windowed-aggregate -p stream-join -p test-guest -p plain-guest
 
 .PHONY: build install ui wasm fmt clippy test bench bench-peers bench-fleet demo toolchain setup setup-build
 

@@ -5,7 +5,9 @@ use crate::{Config, Header, Record, StatefulTransform, Transform, Writer};
 use std::any::Any;
 use std::cell::RefCell;
 
-use crate::wit::types::{InputBatch, OutputBatch, RecordError, Span};
+use crate::columns::{self, bytes, span_at};
+use crate::wit::columnar::{InputColumns, OutputColumns};
+use crate::wit::types::{InputBatch, OutputBatch, RecordError};
 
 thread_local! {
     /// The instance's transform. A component instance is single-threaded and hosts exactly one
@@ -32,37 +34,44 @@ fn with_transform<T: Transform, R>(f: impl FnOnce(&mut T) -> R) -> R {
     })
 }
 
-/// The `process` export: runs the transform over every record of the batch.
+/// The `transform.process` export, for hosts that do not call `columnar`.
 pub fn process<T: Transform>(batch: InputBatch) -> OutputBatch {
+    columns::to_records(process_columns::<T>(columns::from_records(batch)))
+}
+
+/// The `columnar.process` export: runs the transform over every record of the batch.
+pub fn process_columns<T: Transform>(batch: InputColumns) -> OutputColumns {
     with_transform(|transform: &mut T| process_with(transform, &batch))
 }
 
-/// Runs `transform` over every record of `batch`; shared by the export and [`crate::testing`].
-pub(crate) fn process_with<T: Transform>(transform: &mut T, batch: &InputBatch) -> OutputBatch {
+/// Runs `transform` over every record of `batch`; shared by the exports and
+/// [`crate::testing`].
+pub(crate) fn process_with<T: Transform>(transform: &mut T, batch: &InputColumns) -> OutputColumns {
     let data = batch.data.as_slice();
-    let bytes = |span: Span| &data[span.start as usize..(span.start + span.len) as usize];
-    let headers: Vec<Header<'_>> = batch
-        .headers
-        .iter()
+    let headers: Vec<Header<'_>> = (0..batch.headers.len() / 4)
         .map(|h| Header {
-            // The host only passes header names that are UTF-8.
-            name: std::str::from_utf8(bytes(h.name)).unwrap_or_default(),
-            value: h.value.map(bytes),
+            // The host only passes header names that are present and UTF-8.
+            name: span_at(&batch.headers, 2 * h)
+                .and_then(|name| std::str::from_utf8(bytes(data, name)).ok())
+                .unwrap_or_default(),
+            value: span_at(&batch.headers, 2 * h + 1).map(|v| bytes(data, v)),
         })
         .collect();
 
-    let mut out = Writer::with_capacity(data.len() + data.len() / 4, batch.records.len());
+    let inputs = batch.offsets.len();
+    let mut out = Writer::with_capacity(data.len() + data.len() / 4, inputs);
     let mut errors = Vec::new();
-    for (index, r) in batch.records.iter().enumerate() {
-        let first = r.first_header as usize;
+    for index in 0..inputs {
+        let first = batch.header_ranges[2 * index] as usize;
+        let count = batch.header_ranges[2 * index + 1] as usize;
         let record = Record {
             topic: &batch.topic,
             partition: batch.partition,
-            offset: r.offset,
-            timestamp: r.timestamp,
-            key: r.key.map(bytes),
-            value: r.value.map(bytes),
-            headers: &headers[first..first + r.header_count as usize],
+            offset: batch.offsets[index],
+            timestamp: columns::timestamp(batch.timestamps[index]),
+            key: span_at(&batch.keys, index).map(|k| bytes(data, k)),
+            value: span_at(&batch.values, index).map(|v| bytes(data, v)),
+            headers: &headers[first..first + count],
         };
         handle(&mut out, &mut errors, index, record, |out| {
             transform.process(&record, out)
@@ -91,18 +100,15 @@ fn handle<'a>(
     }
 }
 
-fn into_batch(out: Writer<'_>, errors: Vec<RecordError>) -> OutputBatch {
-    OutputBatch {
-        data: out.data,
-        headers: out.headers,
-        records: out.records,
-        errors,
-    }
+fn into_batch(out: Writer<'_>, errors: Vec<RecordError>) -> OutputColumns {
+    OutputColumns { errors, ..out.out }
 }
 
 /// The `on-timers` export: runs the transform's `on_timer` for every timer that fired.
 pub fn on_timers<T: StatefulTransform>(fired: Vec<Timer>) -> OutputBatch {
-    with_transform(|transform: &mut T| on_timers_with(transform, &fired))
+    columns::to_records(with_transform(|transform: &mut T| {
+        on_timers_with(transform, &fired)
+    }))
 }
 
 /// Runs `transform`'s `on_timer` for every timer of `fired`; shared by the export and
@@ -110,7 +116,7 @@ pub fn on_timers<T: StatefulTransform>(fired: Vec<Timer>) -> OutputBatch {
 pub(crate) fn on_timers_with<T: StatefulTransform>(
     transform: &mut T,
     fired: &[Timer],
-) -> OutputBatch {
+) -> OutputColumns {
     let mut out = Writer::with_capacity(256 * fired.len(), fired.len());
     let mut errors = Vec::new();
     for (index, timer) in fired.iter().enumerate() {

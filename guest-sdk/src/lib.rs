@@ -57,6 +57,7 @@
 // Generated code names its runtime by absolute path, which must resolve here too.
 extern crate self as sluice_sdk;
 
+mod columns;
 mod config;
 mod error;
 mod guest;
@@ -78,7 +79,7 @@ pub use writer::{OutputRecord, Writer};
 /// contract (`wit/transform.wit`). May change in any release.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::guest::{init, on_timers, process};
+    pub use crate::guest::{init, on_timers, process, process_columns};
     pub use wit_bindgen;
 
     #[allow(missing_docs, clippy::all)]
@@ -88,6 +89,21 @@ pub mod __private {
             world: "transformer",
             pub_export_macro: true,
             runtime_path: "::sluice_sdk::__private::wit_bindgen::rt",
+        });
+    }
+
+    /// The `columnar` export, which hosts call instead of `transform.process`.
+    #[allow(missing_docs, clippy::all)]
+    pub mod columnar_bindings {
+        wit_bindgen::generate!({
+            path: "wit",
+            world: "columnar-parts",
+            pub_export_macro: true,
+            runtime_path: "::sluice_sdk::__private::wit_bindgen::rt",
+            with: {
+                "sluice:transform/types@0.1.0": crate::__private::bindings::sluice::transform::types,
+            },
+            export_macro_name: "__export_columnar_parts",
         });
     }
 
@@ -108,7 +124,10 @@ pub mod __private {
 }
 
 /// The contract's interfaces, as the bindings name them.
-use __private::bindings::sluice::transform as wit;
+mod wit {
+    pub use crate::__private::bindings::sluice::transform::*;
+    pub use crate::__private::columnar_bindings::exports::sluice::transform::columnar;
+}
 
 /// A stream transform: built once per instance, then called for every record.
 ///
@@ -194,6 +213,18 @@ macro_rules! export {
                 }
             }
             $crate::__private::bindings::export!(SluiceExport with_types_in $crate::__private::bindings);
+            impl $crate::__private::columnar_bindings::exports::sluice::transform::columnar::Guest
+                for SluiceExport
+            {
+                fn process(
+                    batch: $crate::__private::columnar_bindings::exports::sluice::transform::columnar::InputColumns,
+                ) -> $crate::__private::columnar_bindings::exports::sluice::transform::columnar::OutputColumns {
+                    $crate::__private::process_columns::<$transform>(batch)
+                }
+            }
+            $crate::__private::columnar_bindings::__export_columnar_parts!(
+                SluiceExport with_types_in $crate::__private::columnar_bindings
+            );
         };
         // Natively, the type is still checked to be a transform (and counts as used).
         #[cfg(not(target_arch = "wasm32"))]

@@ -14,8 +14,10 @@
 //! assert_eq!(out[0].value.as_deref(), Some(&b"hi"[..]));
 //! ```
 
+use crate::columns::{self, encode, span_at};
 use crate::state::Timer;
-use crate::wit::types::{Header as WireHeader, InputBatch, InputRecord, OutputBatch, Span};
+use crate::wit::columnar::{InputColumns, OutputColumns};
+use crate::wit::types::Span;
 use crate::{Config, Error, Record, StatefulTransform, Transform};
 
 /// Fake tables of this test thread: name, then key to value.
@@ -133,7 +135,7 @@ pub fn process_batch<T: Transform>(
 /// A batch run natively through exactly the code a component runs (the SDK's batch decoding,
 /// the transform, the output encoding): the native reference for benchmarks.
 pub struct NativeBatch {
-    batch: InputBatch,
+    batch: InputColumns,
 }
 
 impl NativeBatch {
@@ -147,69 +149,33 @@ impl NativeBatch {
     /// Runs the transform over the batch; returns how many outputs and errors it produced.
     pub fn run<T: Transform>(&self, transform: &mut T) -> (usize, usize) {
         let output = crate::guest::process_with(transform, &self.batch);
-        (output.records.len(), output.errors.len())
+        (output.inputs.len(), output.errors.len())
     }
 }
 
-fn encode(records: &[Record<'_>]) -> InputBatch {
-    let mut data = Vec::new();
-    let mut push = |bytes: &[u8]| {
-        let span = Span {
-            start: data.len() as u32,
-            len: bytes.len() as u32,
-        };
-        data.extend_from_slice(bytes);
-        span
+fn decode(inputs: usize, batch: OutputColumns) -> Vec<Result<Vec<Output>, Error>> {
+    let bytes = |span: Option<Span>| span.map(|s| columns::bytes(&batch.data, s).to_vec());
+    let text = |span: Option<Span>| {
+        bytes(span).map(|b| String::from_utf8(b).expect("SDK writes UTF-8 names and topics"))
     };
-    let mut headers = Vec::new();
-    let mut wire_records = Vec::new();
-    for r in records {
-        let first_header = headers.len() as u32;
-        for h in r.headers {
-            headers.push(WireHeader {
-                name: push(h.name.as_bytes()),
-                value: h.value.map(&mut push),
-            });
-        }
-        wire_records.push(InputRecord {
-            offset: r.offset,
-            timestamp: r.timestamp,
-            key: r.key.map(&mut push),
-            value: r.value.map(&mut push),
-            first_header,
-            header_count: r.headers.len() as u32,
-        });
-    }
-    let first = records.first().copied().unwrap_or_default();
-    InputBatch {
-        topic: first.topic.to_string(),
-        partition: first.partition,
-        data,
-        headers,
-        records: wire_records,
-    }
-}
-
-fn decode(inputs: usize, batch: OutputBatch) -> Vec<Result<Vec<Output>, Error>> {
-    let bytes =
-        |span: Span| batch.data[span.start as usize..(span.start + span.len) as usize].to_vec();
-    let text = |span: Span| String::from_utf8(bytes(span)).expect("SDK writes UTF-8 names");
     let mut results: Vec<Result<Vec<Output>, Error>> =
         (0..inputs).map(|_| Ok(Vec::new())).collect();
-    for o in &batch.records {
-        let headers =
-            &batch.headers[o.first_header as usize..(o.first_header + o.header_count) as usize];
+    for (o, &input) in batch.inputs.iter().enumerate() {
+        let first = batch.header_ranges[2 * o] as usize;
+        let count = batch.header_ranges[2 * o + 1] as usize;
         let output = Output {
-            topic: o.topic.map(text),
-            key: o.key.map(bytes),
-            value: o.value.map(bytes),
-            headers: headers
-                .iter()
-                .map(|h| (text(h.name), h.value.map(bytes)))
+            topic: text(span_at(&batch.topics, o)),
+            key: bytes(span_at(&batch.keys, o)),
+            value: bytes(span_at(&batch.values, o)),
+            headers: (first..first + count)
+                .map(|h| {
+                    let name = text(span_at(&batch.headers, 2 * h)).expect("headers have names");
+                    (name, bytes(span_at(&batch.headers, 2 * h + 1)))
+                })
                 .collect(),
-            timestamp: o.timestamp,
+            timestamp: columns::timestamp(batch.timestamps[o]),
         };
-        results[o.input as usize]
+        results[input as usize]
             .as_mut()
             .expect("no outputs for a failed record")
             .push(output);

@@ -1,4 +1,6 @@
-use crate::wit::types::{Header as WireHeader, OutputRecord as WireOutput, Span};
+use crate::columns::{self, push_span};
+use crate::wit::columnar::OutputColumns;
+use crate::wit::types::Span;
 use crate::{Error, Header, Record};
 use serde::Serialize;
 
@@ -9,9 +11,7 @@ use serde::Serialize;
 pub struct Writer<'a> {
     input: Record<'a>,
     input_index: u32,
-    pub(crate) data: Vec<u8>,
-    pub(crate) headers: Vec<WireHeader>,
-    pub(crate) records: Vec<WireOutput>,
+    pub(crate) out: OutputColumns,
 }
 
 /// An output record with explicit settings, for [`Writer::write_record`].
@@ -71,9 +71,7 @@ impl<'a> Writer<'a> {
         Writer {
             input: Record::default(),
             input_index: 0,
-            data: Vec::with_capacity(bytes),
-            headers: Vec::new(),
-            records: Vec::with_capacity(records),
+            out: columns::output_with_capacity(bytes, records),
         }
     }
 
@@ -85,13 +83,24 @@ impl<'a> Writer<'a> {
 
     /// How far the writer got, to undo a failed record's outputs with [`Writer::rollback`].
     pub(crate) fn mark(&self) -> (usize, usize, usize) {
-        (self.data.len(), self.headers.len(), self.records.len())
+        let out = &self.out;
+        (out.data.len(), out.headers.len(), out.inputs.len())
     }
 
-    pub(crate) fn rollback(&mut self, (data, headers, records): (usize, usize, usize)) {
-        self.data.truncate(data);
-        self.headers.truncate(headers);
-        self.records.truncate(records);
+    pub(crate) fn rollback(&mut self, (data, headers, outputs): (usize, usize, usize)) {
+        let out = &mut self.out;
+        out.data.truncate(data);
+        out.headers.truncate(headers);
+        out.inputs.truncate(outputs);
+        out.timestamps.truncate(outputs);
+        for column in [
+            &mut out.topics,
+            &mut out.keys,
+            &mut out.values,
+            &mut out.header_ranges,
+        ] {
+            column.truncate(2 * outputs);
+        }
     }
 
     /// Writes `value` to the default output, with the input's key, headers and timestamp.
@@ -123,14 +132,15 @@ impl<'a> Writer<'a> {
         &mut self,
         build: impl FnOnce(&mut Vec<u8>) -> Result<(), Error>,
     ) -> Result<(), Error> {
-        let start = self.data.len();
-        if let Err(e) = build(&mut self.data) {
-            self.data.truncate(start);
+        let data = &mut self.out.data;
+        let start = data.len();
+        if let Err(e) = build(data) {
+            data.truncate(start);
             return Err(e);
         }
         let value = Span {
             start: start as u32,
-            len: (self.data.len() - start) as u32,
+            len: (data.len() - start) as u32,
         };
         self.finish(None, Some(value), None, None, true, &[]);
         Ok(())
@@ -153,18 +163,14 @@ impl<'a> Writer<'a> {
     }
 
     fn push(&mut self, bytes: &[u8]) -> Span {
-        let start = self.data.len() as u32;
-        self.data.extend_from_slice(bytes);
-        Span {
-            start,
-            len: bytes.len() as u32,
-        }
+        columns::push_bytes(&mut self.out.data, bytes)
     }
 
     fn push_header(&mut self, header: &Header<'_>) {
         let name = self.push(header.name.as_bytes());
         let value = header.value.map(|v| self.push(v));
-        self.headers.push(WireHeader { name, value });
+        push_span(&mut self.out.headers, Some(name));
+        push_span(&mut self.out.headers, value);
     }
 
     /// Completes an output; `None` for key or timestamp means "inherit the input's".
@@ -178,7 +184,7 @@ impl<'a> Writer<'a> {
         extra_headers: &[Header<'_>],
     ) {
         let key = key.unwrap_or_else(|| self.input.key.map(|k| self.push(k)));
-        let first_header = self.headers.len() as u32;
+        let first_header = (self.out.headers.len() / 4) as u32;
         if keep_headers {
             for header in self.input.headers {
                 self.push_header(header);
@@ -187,14 +193,16 @@ impl<'a> Writer<'a> {
         for header in extra_headers {
             self.push_header(header);
         }
-        self.records.push(WireOutput {
-            input: self.input_index,
-            topic,
-            key,
-            value,
-            first_header,
-            header_count: self.headers.len() as u32 - first_header,
-            timestamp: timestamp.unwrap_or(self.input.timestamp),
-        });
+        let out = &mut self.out;
+        out.inputs.push(self.input_index);
+        push_span(&mut out.topics, topic);
+        push_span(&mut out.keys, key);
+        push_span(&mut out.values, value);
+        columns::push_timestamp(
+            &mut out.timestamps,
+            timestamp.unwrap_or(self.input.timestamp),
+        );
+        let header_count = (out.headers.len() / 4) as u32 - first_header;
+        out.header_ranges.extend([first_header, header_count]);
     }
 }

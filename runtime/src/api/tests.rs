@@ -261,7 +261,10 @@ async fn uploads_are_validated_stored_and_versioned() {
         ),
         (Some("tz"), Some(1), Some(tz.len() as u64))
     );
-    assert_eq!(body["exports"], json!([crate::engine::EXPORT]));
+    assert_eq!(
+        body["exports"],
+        json!([crate::engine::COLUMNAR_EXPORT, crate::engine::EXPORT])
+    );
     assert_eq!(body["sha256"].as_str().unwrap().len(), 64);
     // The same bytes again: the same version.
     let (status, again) = upload(&f.state, "tz", tz).await;

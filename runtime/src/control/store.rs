@@ -414,7 +414,10 @@ mod tests {
         let store = ModuleStore::open(dir.path(), engine.clone(), 64 << 20).unwrap();
         let (v1, new) = store.add("tz", &guest("tz_normaliser")).unwrap();
         assert_eq!((v1.version, new), (1, true));
-        assert_eq!(v1.exports, vec![crate::engine::EXPORT.to_string()]);
+        assert_eq!(
+            v1.exports,
+            [crate::engine::COLUMNAR_EXPORT, crate::engine::EXPORT]
+        );
         let (again, new) = store.add("tz", &guest("tz_normaliser")).unwrap();
         assert_eq!((again, new), (v1.clone(), false));
         let (v2, _) = store.add("tz", &guest("test_guest")).unwrap();

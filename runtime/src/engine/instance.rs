@@ -1,8 +1,8 @@
 //! One long-lived instance of a transform, rebuilt after a trap.
 
-use super::batch::{self, OutputRef};
+use super::batch::{self, InputBatch, OutputBatch, OutputRef};
 use super::bindings::Transformer;
-use super::bindings::sluice::transform::types::{InputBatch, OutputBatch};
+use super::columnar_bindings::exports::sluice::transform::columnar::Guest as Columnar;
 use super::host::{HostState, MemoryLimitExceeded};
 use super::state::{DueTimer, SharedTask, in_memory_task, lock};
 use super::stateful_bindings::exports::sluice::transform::stateful::{
@@ -107,7 +107,7 @@ pub struct Processed {
 impl Processed {
     /// The outputs, in the order to write them; outputs of failed records are already removed.
     pub fn outputs(&self) -> impl Iterator<Item = OutputRef<'_>> {
-        (0..self.output.records.len()).map(|i| OutputRef::new(&self.output, i))
+        (0..self.output.len()).map(|i| OutputRef::new(&self.output, i))
     }
 
     /// Output `index`, in the order of [`Processed::outputs`].
@@ -128,7 +128,7 @@ impl Processed {
     /// No outputs.
     pub fn empty() -> Self {
         Processed {
-            output: empty_output(),
+            output: OutputBatch::empty(),
             failures: Vec::new(),
             timer_outputs: 0,
         }
@@ -161,6 +161,8 @@ pub struct Instance {
     tables: Tables,
     store: Store<HostState>,
     bindings: Transformer,
+    /// The `columnar` export in the current instance, called instead of `transform.process`.
+    columnar: Option<Columnar>,
     restarts: u64,
     /// A stateful transform's state: it outlives instances discarded after a trap.
     task: Option<SharedTask>,
@@ -187,8 +189,12 @@ impl Instance {
         let task = module
             .is_stateful()
             .then(|| task.unwrap_or_else(in_memory_task));
-        let (store, bindings, stateful) =
-            start(&engine, &module, &label, &config, &tables, task.as_ref())?;
+        let Started {
+            store,
+            bindings,
+            columnar,
+            stateful,
+        } = start(&engine, &module, &label, &config, &tables, task.as_ref())?;
         Ok(Instance {
             engine,
             module,
@@ -197,6 +203,7 @@ impl Instance {
             tables,
             store,
             bindings,
+            columnar,
             restarts: 0,
             task,
             stateful,
@@ -224,7 +231,7 @@ impl Instance {
     /// A stateful transform's timers that the batch made due fire after it: their outputs come
     /// last, as derived from the batch's last record.
     pub fn process(&mut self, batch: &InputBatch) -> Result<Processed, InstantiateError> {
-        let inputs = batch.records.len();
+        let inputs = batch.len();
         let mut processed = match self.call(batch) {
             Ok(output) => into_processed(output, inputs),
             Err(trap) => {
@@ -236,7 +243,7 @@ impl Instance {
                 }
             }
         };
-        processed.timer_outputs = processed.output.records.len();
+        processed.timer_outputs = processed.output.len();
         if inputs > 0 {
             self.fire_timers(&mut processed.output, inputs as u32 - 1)?;
         }
@@ -311,7 +318,7 @@ impl Instance {
             match self.call_on_timers(&fired) {
                 Ok(out) => {
                     lock(&task).commit();
-                    let handled = into_processed(out, fired.len());
+                    let handled = into_processed(batch::from_records(out), fired.len());
                     for failure in handled.failures() {
                         let timer = &fired[failure.input];
                         tracing::warn!(module = %self.label, event = "timer_failed", kind = %failure.kind,
@@ -334,7 +341,10 @@ impl Instance {
         }
     }
 
-    fn call_on_timers(&mut self, fired: &[FiredTimer]) -> Result<OutputBatch, Trap> {
+    fn call_on_timers(
+        &mut self,
+        fired: &[FiredTimer],
+    ) -> Result<super::bindings::sluice::transform::types::OutputBatch, Trap> {
         let stateful = self.stateful.as_ref().expect("a stateful transform");
         self.store
             .set_epoch_deadline(budget_ticks(self.engine.limits().cpu_budget));
@@ -348,13 +358,13 @@ impl Instance {
         first_trap: &Trap,
     ) -> Result<Processed, InstantiateError> {
         tracing::warn!(module = %self.label, kind = %first_trap.kind, error = %first_trap.message,
-            records = batch.records.len(), "transform trapped; replaying the batch one record at a time");
+            records = batch.len(), "transform trapped; replaying the batch one record at a time");
         let mut merged = Processed {
-            output: empty_output(),
+            output: OutputBatch::empty(),
             failures: Vec::new(),
             timer_outputs: 0,
         };
-        for index in 0..batch.records.len() {
+        for index in 0..batch.len() {
             if self.stop_replaying.as_ref().is_some_and(|stop| stop()) {
                 merged.failures.push(Failure {
                     input: index,
@@ -391,15 +401,21 @@ impl Instance {
     fn call(&mut self, batch: &InputBatch) -> Result<OutputBatch, Trap> {
         self.store
             .set_epoch_deadline(budget_ticks(self.engine.limits().cpu_budget));
-        let result = self
-            .bindings
-            .sluice_transform_transform()
-            .call_process(&mut self.store, batch);
+        let result = match &self.columnar {
+            Some(columnar) => columnar.call_process(&mut self.store, batch),
+            None => self
+                .bindings
+                .sluice_transform_transform()
+                .call_process(&mut self.store, &batch::to_records(batch))
+                .map(batch::from_records),
+        };
         if let Some(task) = &self.task {
             let mut task = lock(task);
             if result.is_ok() {
-                for timestamp in batch.records.iter().filter_map(|r| r.timestamp) {
-                    task.observe_timestamp(timestamp);
+                for i in 0..batch.len() {
+                    if let Some(timestamp) = batch::InputRef::new(batch, i).timestamp() {
+                        task.observe_timestamp(timestamp);
+                    }
                 }
                 task.commit();
             } else {
@@ -410,7 +426,7 @@ impl Instance {
     }
 
     fn restart(&mut self) -> Result<(), InstantiateError> {
-        let (store, bindings, stateful) = start(
+        let started = start(
             &self.engine,
             &self.module,
             &self.label,
@@ -418,21 +434,21 @@ impl Instance {
             &self.tables,
             self.task.as_ref(),
         )?;
-        self.store = store;
-        self.bindings = bindings;
-        self.stateful = stateful;
+        self.store = started.store;
+        self.bindings = started.bindings;
+        self.columnar = started.columnar;
+        self.stateful = started.stateful;
         self.restarts += 1;
         Ok(())
     }
 }
 
-fn empty_output() -> OutputBatch {
-    OutputBatch {
-        data: Vec::new(),
-        headers: Vec::new(),
-        records: Vec::new(),
-        errors: Vec::new(),
-    }
+/// A fresh instance, its `init` done.
+struct Started {
+    store: Store<HostState>,
+    bindings: Transformer,
+    columnar: Option<Columnar>,
+    stateful: Option<Stateful>,
 }
 
 /// Creates a store and instance and runs `init`, all under the instance's limits.
@@ -443,7 +459,7 @@ fn start(
     config: &[(String, String)],
     tables: &Tables,
     task: Option<&SharedTask>,
-) -> Result<(Store<HostState>, Transformer, Option<Stateful>), InstantiateError> {
+) -> Result<Started, InstantiateError> {
     let limits = engine.limits();
     let state = HostState::new(
         label.to_string(),
@@ -472,11 +488,24 @@ fn start(
         ),
         None => None,
     };
+    let columnar = match &module.columnar {
+        Some(indices) => Some(
+            indices
+                .load(&mut store, &instance)
+                .map_err(|e| trap(e, &store))?,
+        ),
+        None => None,
+    };
     match bindings
         .sluice_transform_transform()
         .call_init(&mut store, config)
     {
-        Ok(Ok(())) => Ok((store, bindings, stateful)),
+        Ok(Ok(())) => Ok(Started {
+            store,
+            bindings,
+            columnar,
+            stateful,
+        }),
         Ok(Err(message)) => Err(InstantiateError::Init(message)),
         Err(e) => Err(trap(e, &store)),
     }
@@ -547,9 +576,9 @@ fn into_processed(mut output: OutputBatch, inputs: usize) -> Processed {
         // A failed record's outputs are never written.
         let failed: std::collections::HashSet<u32> =
             failures.iter().map(|f| f.input as u32).collect();
-        output.records.retain(|r| !failed.contains(&r.input));
+        output.retain(|_, input| !failed.contains(&input));
     }
-    let timer_outputs = output.records.len();
+    let timer_outputs = output.len();
     Processed {
         output,
         failures,
@@ -559,7 +588,7 @@ fn into_processed(mut output: OutputBatch, inputs: usize) -> Processed {
 
 fn failed_batch(trap: &Trap, inputs: usize) -> Processed {
     Processed {
-        output: empty_output(),
+        output: OutputBatch::empty(),
         timer_outputs: 0,
         failures: (0..inputs)
             .map(|input| Failure {

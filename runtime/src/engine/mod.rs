@@ -45,7 +45,19 @@ pub(crate) mod stateful_bindings {
     });
 }
 
-pub use bindings::sluice::transform::types::{InputBatch, OutputBatch};
+/// Host bindings for the `columnar-parts` world: the `columnar` export that components may
+/// offer beside `transform`.
+pub(crate) mod columnar_bindings {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "columnar-parts",
+        with: {
+            "sluice:transform/types": super::bindings::sluice::transform::types,
+        },
+    });
+}
+
+pub use batch::{InputBatch, OutputBatch};
 
 /// The contract's package and version this runtime implements.
 pub const CONTRACT: &str = "sluice:transform@0.1.0";
@@ -53,6 +65,8 @@ pub const CONTRACT: &str = "sluice:transform@0.1.0";
 pub const EXPORT: &str = "sluice:transform/transform@0.1.0";
 /// The interface a stateful transform exports beside [`EXPORT`].
 pub const STATEFUL_EXPORT: &str = "sluice:transform/stateful@0.1.0";
+/// The interface a transform may export beside [`EXPORT`] to take its batches in columns.
+pub const COLUMNAR_EXPORT: &str = "sluice:transform/columnar@0.1.0";
 
 /// Resource limits applied to every instance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,9 +132,14 @@ pub enum LoadError {
         "the component imports `state` or `timers` but does not export `{STATEFUL_EXPORT}`: build it with sluice-sdk and `sluice_sdk::export_stateful!`"
     )]
     NotStateful,
-    /// The export exists but its functions have other types.
-    #[error("the component's `{EXPORT}` export does not match the contract: {0}")]
-    BadExport(String),
+    /// An export exists but its functions have other types.
+    #[error("the component's `{export}` export does not match the contract: {message}")]
+    BadExport {
+        /// The export, with its version.
+        export: &'static str,
+        /// What does not match.
+        message: String,
+    },
 }
 
 /// A compiled, validated transform, cheap to clone and to instantiate.
@@ -133,12 +152,20 @@ pub struct Module {
     pub size: usize,
     /// Names of the component's exports, e.g. `sluice:transform/transform@0.1.0`.
     pub exports: Vec<String>,
+    /// Where its `columnar` export is, if it has one.
+    pub(crate) columnar:
+        Option<columnar_bindings::exports::sluice::transform::columnar::GuestIndices>,
     /// For a stateful transform: where its `stateful` export is.
     pub(crate) stateful:
         Option<stateful_bindings::exports::sluice::transform::stateful::GuestIndices>,
 }
 
 impl Module {
+    /// Whether it takes its batches in columns (exports `columnar`).
+    pub fn is_columnar(&self) -> bool {
+        self.columnar.is_some()
+    }
+
     /// Whether it is a stateful transform (keeps state, sets timers).
     pub fn is_stateful(&self) -> bool {
         self.stateful.is_some()
@@ -244,12 +271,28 @@ impl Engine {
             .linker
             .instantiate_pre(&component)
             .map_err(|e| LoadError::UnsupportedImport(format!("{e:#}")))?;
+        let bad_export = |export| {
+            move |e: wasmtime::Error| LoadError::BadExport {
+                export,
+                message: format!("{e:#}"),
+            }
+        };
+        let columnar = if exports.iter().any(|e| e == COLUMNAR_EXPORT) {
+            let indices =
+                columnar_bindings::exports::sluice::transform::columnar::GuestIndices::new(
+                    &instance_pre,
+                )
+                .map_err(bad_export(COLUMNAR_EXPORT))?;
+            Some(indices)
+        } else {
+            None
+        };
         let stateful = if exports.iter().any(|e| e == STATEFUL_EXPORT) {
             let indices =
                 stateful_bindings::exports::sluice::transform::stateful::GuestIndices::new(
                     &instance_pre,
                 )
-                .map_err(|e| LoadError::BadExport(format!("{e:#}")))?;
+                .map_err(bad_export(STATEFUL_EXPORT))?;
             Some(indices)
         } else if ty
             .imports(&self.engine)
@@ -259,13 +302,13 @@ impl Engine {
         } else {
             None
         };
-        let pre = bindings::TransformerPre::new(instance_pre)
-            .map_err(|e| LoadError::BadExport(format!("{e:#}")))?;
+        let pre = bindings::TransformerPre::new(instance_pre).map_err(bad_export(EXPORT))?;
         Ok(Module {
             pre,
             sha256,
             size: bytes.len(),
             exports,
+            columnar,
             stateful,
         })
     }

@@ -81,6 +81,51 @@ fn passthrough_keeps_values_keys_headers_and_timestamps() {
 }
 
 #[test]
+fn a_component_without_columnar_gets_and_returns_the_record_layout() {
+    let engine = engine(Limits::default());
+    let plain = engine.load(&guest_bytes("plain_guest")).unwrap();
+    assert!(!plain.is_columnar(), "plain_guest exports `transform` only");
+    let sdk = engine.load(&guest_bytes("test_guest")).unwrap();
+    assert!(sdk.is_columnar(), "sluice-sdk exports `columnar` too");
+    let mut instance = engine
+        .instantiate(&plain, "plain_guest", &[], &Tables::default())
+        .unwrap();
+    let mut b = batch(&["a", "fail", "c"]);
+    b.push(3, None, None, None, []);
+    let p = instance.process(b.batch()).unwrap();
+    let outputs: Vec<_> = p.outputs().collect();
+    assert_eq!(
+        outputs[..2]
+            .iter()
+            .map(|o| (o.input(), o.value()))
+            .collect::<Vec<_>>(),
+        vec![(0, Some(&b"A"[..])), (2, Some(&b"C"[..]))]
+    );
+    assert_eq!(
+        (outputs[1].key(), outputs[1].timestamp()),
+        (Some(&b"k2"[..]), Some(1_002))
+    );
+    assert_eq!(
+        outputs[1].headers().collect::<Vec<_>>(),
+        vec![("h", Some(&b"v"[..]))]
+    );
+    // A null key, value and timestamp stay null through the record layout.
+    assert_eq!(
+        (outputs[2].input(), outputs[2].key(), outputs[2].value()),
+        (3, None, None)
+    );
+    assert_eq!(outputs[2].timestamp(), None);
+    assert_eq!(
+        p.failures(),
+        &[Failure {
+            input: 1,
+            kind: FailureKind::Rejected,
+            message: "the value is `fail`".into()
+        }]
+    );
+}
+
+#[test]
 fn a_rejected_record_fails_alone() {
     let engine = engine(Limits::default());
     let mut instance = test_guest(&engine, &[("fail_on", "bad")]);

@@ -232,7 +232,7 @@ impl Chain {
     /// Runs `batch` through every stage. Each stage's outputs are handed to the next stage as
     /// its input, bytes and all, without copying.
     pub fn run<'a>(&mut self, batch: &'a InputBatch) -> Result<ChainResult<'a>, InstantiateError> {
-        let inputs = batch.records.len();
+        let inputs = batch.len();
         let mut failures = Failures {
             failed: vec![false; inputs],
             list: Vec::new(),
@@ -282,7 +282,7 @@ impl Chain {
                 .map(|(&o, &timer)| timer || !failures.failed[o as usize])
                 .collect();
             next_input = Some(processed.into_input(&batch.topic, batch.partition, |i| {
-                kept[i].then(|| batch.records[origin[i] as usize].offset)
+                kept[i].then(|| batch.offsets[origin[i] as usize])
             }));
             (origin, route, timer) = (
                 kept_only(&origin, &kept),

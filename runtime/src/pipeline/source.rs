@@ -847,14 +847,8 @@ mod tests {
                 std::iter::empty,
                 |c| {
                     ready.push(match c {
-                        Command::Batch(b) => (
-                            "batch",
-                            b.batch().records.iter().map(|r| r.offset).collect(),
-                        ),
-                        Command::TooLarge(b) => (
-                            "too_large",
-                            b.batch().records.iter().map(|r| r.offset).collect(),
-                        ),
+                        Command::Batch(b) => ("batch", b.batch().offsets.clone()),
+                        Command::TooLarge(b) => ("too_large", b.batch().offsets.clone()),
                         Command::Drain { .. } => ("drain", Vec::new()),
                     })
                 },
@@ -880,7 +874,7 @@ mod tests {
         // A record over the limit flushes what is pending, then goes alone, in offset order.
         let oversized = add_all(&mut pending, &limits, &[(7, 10), (8, 101), (9, 10)]);
         assert_eq!(oversized, vec![("batch", vec![7]), ("too_large", vec![8])]);
-        assert_eq!(pending.take().unwrap().batch().records[0].offset, 9);
+        assert_eq!(pending.take().unwrap().batch().offsets[0], 9);
         assert!(pending.take().is_none());
     }
 

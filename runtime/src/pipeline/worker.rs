@@ -441,14 +441,12 @@ impl Worker {
     }
 
     fn handle(&mut self, batch: &InputBatch, generation: u64) -> Result<(), PartitionError> {
-        let Some(last) = batch.records.last() else {
+        let Some(&last) = batch.offsets.last() else {
             return Ok(());
         };
-        let next_offset = last.offset + 1;
+        let next_offset = last + 1;
         let metrics = self.shared.pipeline.metrics.clone();
-        metrics
-            .consumed
-            .add(&batch.topic, batch.records.len() as u64);
+        metrics.consumed.add(&batch.topic, batch.len() as u64);
         // A stateful task's batches run one at a time, whichever input they come from, and its
         // state is restored after an abort only once no batch of the task is running.
         let task_lock = self.shared.state.task_lock(self.partition);
@@ -497,8 +495,8 @@ impl Worker {
         self.write_changelog(&sink, &changelog, &acks);
         self.progress.set_produced(sink.slot(), next_offset);
         drop(sink);
-        tracing::debug!(topic = %self.topic, partition = self.partition, first = batch.records[0].offset,
-            last = last.offset, records = batch.records.len(), outputs, "batch written");
+        tracing::debug!(topic = %self.topic, partition = self.partition, first = batch.offsets[0],
+            last, records = batch.len(), outputs, "batch written");
         acks.seal();
         if let Some(task) = held.as_mut() {
             task.written(acks.clone());
@@ -620,7 +618,7 @@ impl Worker {
 
     /// Fails the one record of `record` as too large for any batch, without running the chain.
     fn too_large(&mut self, record: &InputBatch, generation: u64) -> Result<(), PartitionError> {
-        let Some(only) = record.records.first() else {
+        let Some(&only) = record.offsets.first() else {
             return Ok(());
         };
         let metrics = &self.shared.pipeline.metrics;
@@ -641,11 +639,11 @@ impl Worker {
         };
         let acks = Acks::new();
         self.fail_record(&sink, record, &failure, &acks)?;
-        self.progress.set_produced(sink.slot(), only.offset + 1);
+        self.progress.set_produced(sink.slot(), only + 1);
         drop(sink);
         acks.seal();
-        self.next_offset = only.offset + 1;
-        self.ledger.push(only.offset + 1, acks);
+        self.next_offset = only + 1;
+        self.ledger.push(only + 1, acks);
         Ok(())
     }
 
