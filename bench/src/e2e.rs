@@ -16,7 +16,7 @@ use sluice::engine::Engine;
 use sluice::pipeline;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const PARTITIONS: i32 = 3;
@@ -245,10 +245,11 @@ fn throughput(
 /// returns latency percentiles in ms over the records after the warm-up, the number of them and
 /// the rate they were actually produced at. Each record is timed from its produce call until a
 /// reader of the output topic (read_committed, on a thread of its own) has its output: for an
-/// exactly-once pipeline, that includes waiting for the transaction's commit.
+/// exactly-once pipeline, that includes waiting for the transaction's commit. Without a
+/// `module`, no Sluice runs and the reader reads the input topics: the broker's share.
 fn latency(
     bootstrap: &str,
-    module: &Path,
+    module: Option<&Path>,
     rate: f64,
     seconds: u64,
     id: &str,
@@ -265,24 +266,30 @@ fn latency(
     let dir = std::env::temp_dir().join(format!("sluice-bench-latency-{id}"));
     std::fs::create_dir_all(&dir)?;
     let file = dir.join("sluice.toml");
-    let text = pipeline_text(
-        bootstrap,
-        &format!("lat-{id}"),
-        &[&in1, &in2],
-        &out,
-        Some(module),
-        "earliest",
-        settings,
-    );
-    std::fs::write(&file, text)?;
-    let sluice = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/sluice");
-    let mut process = std::process::Command::new(&sluice)
-        .args(["run", "-f"])
-        .arg(&file)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(dir.join("run.log"))?)
-        .spawn()
-        .with_context(|| format!("{} (make bench builds it)", sluice.display()))?;
+    let process = match module {
+        Some(module) => {
+            let text = pipeline_text(
+                bootstrap,
+                &format!("lat-{id}"),
+                &[&in1, &in2],
+                &out,
+                Some(module),
+                "earliest",
+                settings,
+            );
+            std::fs::write(&file, text)?;
+            let sluice = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/sluice");
+            let process = std::process::Command::new(&sluice)
+                .args(["run", "-f"])
+                .arg(&file)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::fs::File::create(dir.join("run.log"))?)
+                .spawn()
+                .with_context(|| format!("{} (make bench builds it)", sluice.display()))?;
+            Some(process)
+        }
+        None => None,
+    };
 
     let warm_up = rate as usize;
     let records = crate::seed_records(warm_up + (rate * seconds as f64) as usize);
@@ -291,29 +298,48 @@ fn latency(
         .set("auto.offset.reset", "earliest")
         .set("isolation.level", "read_committed")
         .create()?;
-    reader.subscribe(&[&out])?;
+    match module {
+        Some(_) => reader.subscribe(&[&out])?,
+        None => reader.subscribe(&[&in1, &in2])?,
+    }
     let total = records.len();
-    let read = std::thread::spawn(move || {
-        let mut received_ms = vec![None; total];
-        let (mut arrived, deadline) = (0, Instant::now() + Duration::from_secs(600));
-        while arrived < total && Instant::now() < deadline {
-            if let Some(Ok(message)) = reader.poll(Duration::from_millis(100)) {
-                let at = unix_ms();
-                if let Some(slot) = (message.payload().and_then(seed_index))
-                    .and_then(|index| received_ms.get_mut(index))
-                {
-                    *slot = Some(at);
-                    arrived += 1;
+    let arrived = Arc::new(AtomicUsize::new(0));
+    let read = std::thread::spawn({
+        let arrived = arrived.clone();
+        move || {
+            let mut received_ms = vec![None; total];
+            let deadline = Instant::now() + Duration::from_secs(600);
+            while arrived.load(Ordering::Relaxed) < total && Instant::now() < deadline {
+                if let Some(Ok(message)) = reader.poll(Duration::from_millis(100)) {
+                    let at = unix_ms();
+                    if let Some(slot) = (message.payload().and_then(seed_index))
+                        .and_then(|index| received_ms.get_mut(index))
+                    {
+                        *slot = Some(at);
+                        arrived.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
             }
+            received_ms
         }
-        received_ms
     });
     let producer = producer(bootstrap)?;
     let mut sent_ms = vec![0f64; records.len()];
+    // The first record goes alone, and the rate starts once its output has arrived: the
+    // figure is for a running pipeline, not for the backlog of its start-up (measured apart).
+    sent_ms[0] = unix_ms();
+    send(&producer, &in1, &records[0]);
+    let ready_by = Instant::now() + Duration::from_secs(60);
+    while arrived.load(Ordering::Relaxed) == 0 {
+        anyhow::ensure!(
+            Instant::now() < ready_by,
+            "no output within 60 s of starting"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
     let started = Instant::now();
     let mut measured_from = started;
-    for (i, value) in records.iter().enumerate() {
+    for (i, value) in records.iter().enumerate().skip(1) {
         let due = started + Duration::from_secs_f64(i as f64 / rate);
         if let Some(ahead) = due.checked_duration_since(Instant::now()) {
             std::thread::sleep(ahead);
@@ -328,8 +354,10 @@ fn latency(
     let produced_rate = measured as f64 / measured_from.elapsed().as_secs_f64();
     producer.flush(Duration::from_secs(30))?;
     let received_ms = read.join().expect("the reader thread does not panic");
-    process.kill()?;
-    process.wait()?;
+    if let Some(mut process) = process {
+        process.kill()?;
+        process.wait()?;
+    }
     let _ = std::fs::remove_dir_all(&dir);
     let mut latencies: Vec<f64> = (warm_up..records.len())
         .filter_map(|i| Some(received_ms[i]? - sent_ms[i]))
@@ -665,8 +693,17 @@ pub fn run(
         let rate = tz_rate / 2.0;
         // For tuning experiments: TOML added to the pipeline's table, e.g. `linger_ms = 5`.
         let extra = std::env::var("SLUICE_BENCH_LATENCY_SETTINGS").unwrap_or_default();
+        // The broker alone first, at the same rate: its share of the figure below.
+        let broker_id = format!("{id}-broker");
+        let (broker_p50, broker_p99, ..) =
+            latency(bootstrap, None, rate, LATENCY_SECONDS, &broker_id, "")?;
+        println!(
+            "    the broker alone at {rate:.0} records/s (produce to a reader of the input topics): p50 {broker_p50:.0} ms, p99 {broker_p99:.0} ms"
+        );
+        results["broker_latency_p50_ms"] = broker_p50.into();
+        results["broker_latency_p99_ms"] = broker_p99.into();
         let (p50, p99, samples, produced_rate) =
-            latency(bootstrap, &module, rate, LATENCY_SECONDS, &id, &extra)?;
+            latency(bootstrap, Some(&module), rate, LATENCY_SECONDS, &id, &extra)?;
         println!(
             "    latency at {rate:.0} records/s (half the tz peak; produced at {produced_rate:.0}/s): p50 {p50:.0} ms, p99 {p99:.0} ms ({samples} records)"
         );
@@ -674,7 +711,7 @@ pub fn run(
             let exactly_id = format!("{id}-eos");
             let (eos_p50, eos_p99, eos_samples, eos_produced) = latency(
                 bootstrap,
-                &module,
+                Some(&module),
                 rate,
                 LATENCY_SECONDS,
                 &exactly_id,

@@ -5,7 +5,7 @@
 //! (b) Each shipped transform as a Wasm component against the same transform compiled natively,
 //!     run through the same SDK batch code (decode, process, write outputs), records/s and the
 //!     ratio; the tz normaliser also against its bare per-record function, which skips all batch
-//!     framing.
+//!     framing. Then chains of one, two and three shipped transforms in process.
 //!
 //! (c) With a broker (`SLUICE_TEST_KAFKA`, as `make bench` provides): end to end on Kafka, see
 //!     [`e2e`].
@@ -25,7 +25,8 @@ mod fleet;
 mod report;
 
 use anyhow::Result;
-use sluice::engine::{Engine, InputBatchBuilder, Instance, Limits};
+use sluice::engine::{Engine, InputBatchBuilder, Instance, InstantiateError, Limits};
+use sluice::pipeline::chain::{Chain, Deployed, StageSpec};
 use sluice::tables::{Table, Tables};
 use sluice_sdk::{Config, Record, Transform};
 use std::path::PathBuf;
@@ -175,6 +176,88 @@ fn compare<T: Transform>(
         result["wasm_to_native_function"] =
             ((wasm_rate / function_rate * 100.0).round() / 100.0).into();
     }
+    Ok(result)
+}
+
+/// (b) Chains in process, without Kafka: the tz normaliser; then the PII stripper after it; then
+/// the enricher after both (a LEFT JOIN on `message` with a 1000-entry table, as in `make
+/// bench-peers`); each over the same seed records in batches of 1024. What a longer chain costs
+/// in transform work alone, next to `make bench-peers`'s end-to-end figures.
+fn chains(engine: &Engine) -> Result<serde_json::Value> {
+    let table = Arc::new(Table::new("servers", 64 << 20));
+    for i in 0..1000 {
+        let server = format!(r#"{{"host": "host-{i}", "region": "region-{}"}}"#, i % 7);
+        (table.apply(i.to_string().as_bytes(), Some(server.as_bytes())))
+            .map_err(anyhow::Error::msg)?;
+    }
+    let tables = Tables::new([table]);
+    let stage = |name: &str, config: &[(&str, &str)]| -> Result<Arc<StageSpec>> {
+        Ok(Arc::new(StageSpec {
+            name: name.to_string(),
+            version: 0,
+            module: engine.load(&wasm(name)?)?,
+            config: (config.iter())
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }))
+    };
+    let tz = stage("tz_normaliser", &[])?;
+    let pii = stage("pii_stripper", &[])?;
+    let enricher = stage(
+        "enricher",
+        &[
+            ("table", "servers"),
+            ("key_field", "message"),
+            ("fields", "host,region"),
+        ],
+    )?;
+    let records = seed_records(200_000);
+    let run = |chain: &mut Chain, records: &[Vec<u8>]| -> Result<Duration> {
+        let mut batch = InputBatchBuilder::new("in", 0);
+        let started = Instant::now();
+        let mut outputs = 0;
+        for chunk in records.chunks(1024) {
+            batch.reset("in", 0);
+            for (i, value) in chunk.iter().enumerate() {
+                batch.push(i as i64, Some(0), None, Some(value), []);
+            }
+            let result = chain.run(batch.batch())?;
+            anyhow::ensure!(result.failures.is_empty(), "a record failed in the chain");
+            outputs += result.outputs().count();
+        }
+        anyhow::ensure!(outputs == records.len(), "{outputs} outputs");
+        Ok(started.elapsed())
+    };
+    println!("\n    chains in process (no Kafka), batch 1024:");
+    let mut result = serde_json::json!({});
+    let mut rates = Vec::new();
+    for stages in [
+        vec![tz.clone()],
+        vec![tz.clone(), pii.clone()],
+        vec![tz, pii, enricher],
+    ] {
+        let length = stages.len();
+        let mut no_state = |_| Err(InstantiateError::State("no state in this benchmark".into()));
+        let outputs = Arc::new(vec!["out".to_string()]);
+        let mut chain = Chain::new(
+            engine,
+            &Deployed::new(stages),
+            outputs,
+            &tables,
+            &mut no_state,
+        )?;
+        run(&mut chain, &records[..10_000])?; // warm-up
+        let samples = (0..ROUNDS)
+            .map(|_| run(&mut chain, &records).map(|d| records.len() as f64 / d.as_secs_f64()))
+            .collect::<Result<Vec<_>>>()?;
+        let rate = median(samples);
+        println!("    {length} stage(s): {rate:>10.0} records/s");
+        result[length.to_string()] = rate.round().into();
+        rates.push(rate);
+    }
+    let three_to_one = rates[2] / rates[0];
+    println!("    three / one: {three_to_one:.2}");
+    result["three_to_one"] = ((three_to_one * 100.0).round() / 100.0).into();
     Ok(result)
 }
 
@@ -434,6 +517,7 @@ fn main() -> Result<()> {
             looping_guest_is_stopped(&engine)?,
         ));
         results["transforms"] = transforms;
+        results["chains"] = chains(&engine)?;
     }
     match std::env::var("SLUICE_TEST_KAFKA") {
         Ok(bootstrap) => {
