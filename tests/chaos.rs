@@ -565,6 +565,13 @@ fn wait_for(
             for (i, p) in processes.iter().enumerate() {
                 let _ = writeln!(logs, "---- sluice#{i}:\n{}", p.log());
             }
+            // Where the processes still running are waiting, if gdb can say.
+            for (i, p) in processes.iter().enumerate() {
+                let stacks = p.stacks();
+                if !stacks.is_empty() {
+                    let _ = writeln!(logs, "---- sluice#{i}'s threads:\n{stacks}");
+                }
+            }
             panic!(
                 "waited {STEP_WAIT:?} for {what}; {} ids out\n{logs}",
                 tally.distinct

@@ -261,6 +261,30 @@ impl Sluice {
         }
     }
 
+    /// Every thread's stack, when the process still runs and gdb is installed (for a test that
+    /// timed out: where a process that stopped making progress is waiting); empty otherwise.
+    pub fn stacks(&self) -> String {
+        let pid = self.child.id().to_string();
+        if !Path::new("/proc").join(&pid).exists() {
+            return String::new();
+        }
+        let gdb = std::process::Command::new("timeout")
+            .args([
+                "30",
+                "gdb",
+                "-p",
+                &pid,
+                "-batch",
+                "-ex",
+                "thread apply all bt",
+            ])
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .output();
+        gdb.map(|out| String::from_utf8_lossy(&out.stdout).into_owned())
+            .unwrap_or_default()
+    }
+
     /// The log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
