@@ -480,22 +480,14 @@ fn start(
         Err(e) => return Err(trap(e, &store)),
     };
     let bindings = Transformer::new(&mut store, &instance).map_err(|e| trap(e, &store))?;
-    let stateful = match &module.stateful {
-        Some(indices) => Some(
-            indices
-                .load(&mut store, &instance)
-                .map_err(|e| trap(e, &store))?,
-        ),
-        None => None,
-    };
-    let columnar = match &module.columnar {
-        Some(indices) => Some(
-            indices
-                .load(&mut store, &instance)
-                .map_err(|e| trap(e, &store))?,
-        ),
-        None => None,
-    };
+    let stateful = (module.stateful.as_ref())
+        .map(|indices| indices.load(&mut store, &instance))
+        .transpose()
+        .map_err(|e| trap(e, &store))?;
+    let columnar = (module.columnar.as_ref())
+        .map(|indices| indices.load(&mut store, &instance))
+        .transpose()
+        .map_err(|e| trap(e, &store))?;
     match bindings
         .sluice_transform_transform()
         .call_init(&mut store, config)

@@ -277,16 +277,14 @@ impl Engine {
                 message: format!("{e:#}"),
             }
         };
-        let columnar = if exports.iter().any(|e| e == COLUMNAR_EXPORT) {
-            let indices =
+        let columnar = (exports.iter().any(|e| e == COLUMNAR_EXPORT))
+            .then(|| {
                 columnar_bindings::exports::sluice::transform::columnar::GuestIndices::new(
                     &instance_pre,
                 )
-                .map_err(bad_export(COLUMNAR_EXPORT))?;
-            Some(indices)
-        } else {
-            None
-        };
+            })
+            .transpose()
+            .map_err(bad_export(COLUMNAR_EXPORT))?;
         let stateful = if exports.iter().any(|e| e == STATEFUL_EXPORT) {
             let indices =
                 stateful_bindings::exports::sluice::transform::stateful::GuestIndices::new(
