@@ -127,6 +127,9 @@ pub enum LoadError {
     /// It imports something the host does not grant.
     #[error("the component imports {0}, which Sluice does not grant to transforms")]
     UnsupportedImport(String),
+    /// It imports a granted interface with other types than the host's (another version).
+    #[error("an import of the component does not match what Sluice grants: {0}")]
+    MismatchedImport(String),
     /// It keeps state or sets timers but cannot be told that timers fired.
     #[error(
         "the component imports `state` or `timers` but does not export `{STATEFUL_EXPORT}`: build it with sluice-sdk and `sluice_sdk::export_stateful!`"
@@ -270,7 +273,7 @@ impl Engine {
         let instance_pre = self
             .linker
             .instantiate_pre(&component)
-            .map_err(|e| LoadError::UnsupportedImport(format!("{e:#}")))?;
+            .map_err(|e| LoadError::MismatchedImport(format!("{e:#}")))?;
         let bad_export = |export| {
             move |e: wasmtime::Error| LoadError::BadExport {
                 export,
@@ -385,10 +388,22 @@ impl Engine {
     }
 }
 
-/// Whether the host links `import`. WASI is linked in full but sandboxed (see `host`): no
-/// files, sockets, environment or clock.
+/// The WASI 0.2 packages the host links, in full but sandboxed (see `host`): no files, sockets,
+/// environment or clock. Not `wasi:http`.
+const GRANTED_WASI: [&str; 6] = [
+    "wasi:cli/",
+    "wasi:clocks/",
+    "wasi:filesystem/",
+    "wasi:io/",
+    "wasi:random/",
+    "wasi:sockets/",
+];
+
+/// Whether the host links `import`.
 fn is_granted(import: &str) -> bool {
-    import.starts_with("wasi:")
+    GRANTED_WASI
+        .iter()
+        .any(|package| import.starts_with(package))
         || ["log", "tables", "types"]
             .iter()
             .any(|i| import == format!("sluice:transform/{i}@0.1.0"))

@@ -277,6 +277,12 @@ fn loading_names_what_is_wrong() {
         load(&wat::parse_str(greedy).unwrap()),
         "the component imports `evil:net/socket`, which Sluice does not grant to transforms"
     );
+    // WASI, but not a part the host links (a JavaScript component keeps HTTP unless told not to).
+    let http = r#"(component (import "wasi:http/types@0.2.3" (instance)))"#;
+    assert_eq!(
+        load(&wat::parse_str(http).unwrap()),
+        "the component imports `wasi:http/types@0.2.3`, which Sluice does not grant to transforms"
+    );
 
     let mut truncated = guest_bytes("test_guest");
     truncated.truncate(truncated.len() / 2);
