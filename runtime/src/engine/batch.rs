@@ -92,6 +92,16 @@ impl OutputBatch {
         }
     }
 
+    /// The columns with two numbers per output.
+    fn pair_columns(&mut self) -> [&mut Vec<u32>; 4] {
+        [
+            &mut self.topics,
+            &mut self.keys,
+            &mut self.values,
+            &mut self.header_ranges,
+        ]
+    }
+
     /// Keeps only the outputs for which `keep(index, input)` holds; bytes and headers stay
     /// where they are.
     pub(crate) fn retain(&mut self, mut keep: impl FnMut(usize, u32) -> bool) {
@@ -103,12 +113,7 @@ impl OutputBatch {
             if kept != i {
                 self.inputs[kept] = self.inputs[i];
                 self.timestamps[kept] = self.timestamps[i];
-                for column in [
-                    &mut self.topics,
-                    &mut self.keys,
-                    &mut self.values,
-                    &mut self.header_ranges,
-                ] {
+                for column in self.pair_columns() {
                     column.copy_within(2 * i..2 * i + 2, 2 * kept);
                 }
             }
@@ -116,12 +121,7 @@ impl OutputBatch {
         }
         self.inputs.truncate(kept);
         self.timestamps.truncate(kept);
-        for column in [
-            &mut self.topics,
-            &mut self.keys,
-            &mut self.values,
-            &mut self.header_ranges,
-        ] {
+        for column in self.pair_columns() {
             column.truncate(2 * kept);
         }
     }

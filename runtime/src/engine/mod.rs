@@ -10,7 +10,7 @@ mod host;
 mod instance;
 pub mod state;
 
-pub use batch::{InputBatchBuilder, InputRef, OutputRef, bytes_json};
+pub use batch::{InputBatch, InputBatchBuilder, InputRef, OutputBatch, OutputRef, bytes_json};
 pub use instance::{Failure, FailureKind, Instance, InstantiateError, Processed};
 
 use crate::tables::Tables;
@@ -56,8 +56,6 @@ pub(crate) mod columnar_bindings {
         },
     });
 }
-
-pub use batch::{InputBatch, OutputBatch};
 
 /// The contract's package and version this runtime implements.
 pub const CONTRACT: &str = "sluice:transform@0.1.0";
