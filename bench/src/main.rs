@@ -5,7 +5,8 @@
 //! (b) Each shipped transform as a Wasm component against the same transform compiled natively,
 //!     run through the same SDK batch code (decode, process, write outputs), records/s and the
 //!     ratio; the tz normaliser also against its bare per-record function, which skips all batch
-//!     framing. Then chains of one, two and three shipped transforms in process.
+//!     framing. Then chains of one, two and three shipped transforms in process. Then the PII
+//!     stripper's e-mail masking as a component written in Rust, Python and TypeScript.
 //!
 //! (c) With a broker (`SLUICE_TEST_KAFKA`, as `make bench` provides): end to end on Kafka, see
 //!     [`e2e`].
@@ -45,8 +46,8 @@ pub fn wasm_dir() -> PathBuf {
 }
 
 /// Whether the section `name` is to run: all of them unless `SLUICE_BENCH_ONLY` lists some
-/// (comma-separated: boundary, transforms, demo, kafka, startup, windowed, restore, latency,
-/// eos-latency).
+/// (comma-separated: boundary, transforms, polyglot, demo, kafka, startup, windowed, restore,
+/// latency, eos-latency).
 pub fn selected(name: &str) -> bool {
     std::env::var("SLUICE_BENCH_ONLY")
         .map(|only| only.split(',').any(|s| s.trim() == name))
@@ -405,6 +406,85 @@ fn transforms(engine: &Engine) -> Result<serde_json::Value> {
     }))
 }
 
+/// Where `make polyglot` puts the Python and TypeScript components.
+fn polyglot_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/polyglot")
+}
+
+/// (b) The e-mail masking of the PII stripper in Rust, Python and TypeScript, as components
+/// over the same order records: size, compile and instantiate times, records/s and the ratio
+/// to Rust. No target: the figures are there to choose a language by.
+fn polyglot(engine: &Engine) -> Result<serde_json::Value> {
+    const EMAIL_ONLY: &[(&str, &str)] = &[
+        ("phone", "false"),
+        ("card", "false"),
+        ("ssn", "false"),
+        ("ipv4", "false"),
+        ("ipv6", "false"),
+    ];
+    let languages = [
+        ("rust", wasm_dir().join("pii_stripper.wasm"), EMAIL_ONLY),
+        (
+            "python",
+            polyglot_dir().join("email_mask_python.wasm"),
+            &[][..],
+        ),
+        (
+            "typescript",
+            polyglot_dir().join("email_mask_typescript.wasm"),
+            &[][..],
+        ),
+    ];
+    let records = order_records(20_000);
+    println!(
+        "\n(b) e-mail masking as a component in each language, batch 1024, over order records"
+    );
+    let mut results = serde_json::Map::new();
+    let mut rust_rate = None;
+    for (language, path, config) in languages {
+        let bytes = std::fs::read(&path)
+            .map_err(|e| anyhow::anyhow!("{}: {e} (run `make wasm polyglot`)", path.display()))?;
+        let config: Vec<(String, String)> = (config.iter())
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let started = Instant::now();
+        let module = engine.load(&bytes)?;
+        let compile = started.elapsed();
+        let mut instantiate = Vec::new();
+        for _ in 0..3 {
+            let started = Instant::now();
+            engine.instantiate(&module, language, &config, &Default::default())?;
+            instantiate.push(started.elapsed().as_secs_f64() * 1e3);
+        }
+        let instantiate_ms = median(instantiate);
+        let mut instance = engine.instantiate(&module, language, &config, &Default::default())?;
+        run_wasm(&mut instance, &records[..2_000], 1024)?; // warm-up
+        let rates = (0..3)
+            .map(|_| {
+                Ok(records.len() as f64 / run_wasm(&mut instance, &records, 1024)?.as_secs_f64())
+            })
+            .collect::<Result<Vec<f64>>>()?;
+        let rate = median(rates);
+        let to_rust = rate / *rust_rate.get_or_insert(rate);
+        println!(
+            "    {language:<10} {:>6.1} MB, compile {:>6.0} ms, instantiate {instantiate_ms:>6.1} ms, {rate:>9.0} records/s, {to_rust:.3} of Rust",
+            bytes.len() as f64 / 1e6,
+            compile.as_secs_f64() * 1e3,
+        );
+        results.insert(
+            language.to_string(),
+            serde_json::json!({
+                "component_bytes": bytes.len(),
+                "compile_ms": (compile.as_secs_f64() * 1e3).round(),
+                "instantiate_ms": (instantiate_ms * 10.0).round() / 10.0,
+                "records_per_s": rate.round(),
+                "to_rust": (to_rust * 1000.0).round() / 1000.0,
+            }),
+        );
+    }
+    Ok(results.into())
+}
+
 /// Whether a guest that loops forever is cut by the CPU budget (what makes epoch checks worth
 /// their cost), within a few budgets.
 fn looping_guest_is_stopped(engine: &Engine) -> Result<bool> {
@@ -518,6 +598,14 @@ fn main() -> Result<()> {
         ));
         results["transforms"] = transforms;
         results["chains"] = chains(&engine)?;
+    }
+    if selected("polyglot") {
+        // An interpreter inside the component needs more than a Rust transform's 64 MiB default.
+        let roomy = Engine::new(Limits {
+            memory_bytes: 128 << 20,
+            ..Limits::default()
+        })?;
+        results["polyglot"] = polyglot(&roomy)?;
     }
     match std::env::var("SLUICE_TEST_KAFKA") {
         Ok(bootstrap) => {

@@ -1,5 +1,7 @@
 //! The transform author's loop: `sluice transform build`, `sluice transform deploy` and
-//! `sluice dev`, driven by the crate's `transform.toml` (written by `sluice transform new`).
+//! `sluice dev`, driven by the project's `transform.toml` (written by `sluice transform new`).
+//! A Rust transform is a crate built with cargo; a Python or TypeScript one names the command
+//! that builds it in its manifest's `[build]`.
 
 use super::client::{ApiArgs, upload_and_append, upload_and_deploy};
 use anyhow::Context;
@@ -25,40 +27,46 @@ pub struct Manifest {
     /// The configuration it is tried and deployed with.
     #[serde(default)]
     pub config: BTreeMap<String, String>,
+    /// How to build a transform that is not a Rust crate; absent for a crate (built by cargo).
+    pub build: Option<BuildCommand>,
 }
 
-/// A transform crate: its folder and manifest.
+/// The build of a Python or TypeScript transform, as `sluice transform new --lang` writes it.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BuildCommand {
+    /// The command, run with `sh -c` in the project's folder.
+    pub command: String,
+    /// The component it writes, relative to the project's folder.
+    pub output: PathBuf,
+}
+
+/// A transform project: a Rust crate, or a Python or TypeScript project with a `[build]`.
 #[derive(Debug)]
-pub struct Crate {
+pub struct Project {
     dir: PathBuf,
     manifest: Manifest,
+    /// The crate's package name, or the folder's name.
     package: String,
 }
 
-impl Crate {
-    /// The crate in `dir`: its `Cargo.toml` must be there; `transform.toml` is optional.
-    pub fn open(dir: &Path) -> anyhow::Result<Crate> {
-        let cargo = dir.join("Cargo.toml");
-        let text = std::fs::read_to_string(&cargo).with_context(|| {
-            format!(
-                "{}: not a transform crate (no Cargo.toml); give its folder with --path",
-                dir.display()
-            )
-        })?;
-        let cargo: toml::Table =
-            toml::from_str(&text).with_context(|| format!("{} is not TOML", cargo.display()))?;
-        let package = (cargo.get("package"))
-            .and_then(|p| p.get("name"))
-            .and_then(|n| n.as_str())
-            .with_context(|| format!("{}: no [package] name", dir.display()))?
-            .to_string();
+impl Project {
+    /// The project in `dir`: a crate (its `Cargo.toml` there; `transform.toml` optional), or a
+    /// folder whose `transform.toml` says how to build it.
+    pub fn open(dir: &Path) -> anyhow::Result<Project> {
         let path = dir.join(MANIFEST);
-        let manifest = match std::fs::read_to_string(&path) {
+        let manifest: Manifest = match std::fs::read_to_string(&path) {
             Ok(text) => toml::from_str(&text).with_context(|| path.display().to_string())?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Manifest::default(),
             Err(e) => return Err(e).with_context(|| path.display().to_string()),
         };
-        Ok(Crate {
+        let package = if manifest.build.is_some() {
+            let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+            (dir.file_name().map(|n| n.to_string_lossy().into_owned())).unwrap_or_default()
+        } else {
+            crate_name(dir)?
+        };
+        Ok(Project {
             dir: dir.to_path_buf(),
             manifest,
             package,
@@ -70,9 +78,40 @@ impl Crate {
         self.manifest.name.as_deref().unwrap_or(&self.package)
     }
 
-    /// Builds the component with cargo for `wasm32-wasip2` (adding the target with rustup when
-    /// it is missing); returns the `.wasm` file. Compiler messages go to standard error.
+    /// Builds the component, with the manifest's command or else with cargo for
+    /// `wasm32-wasip2` (adding the target with rustup when it is missing); returns the `.wasm`
+    /// file. The build's messages go to standard error.
     pub fn build(&self) -> anyhow::Result<PathBuf> {
+        match &self.manifest.build {
+            Some(build) => self.build_with(build),
+            None => self.build_crate(),
+        }
+    }
+
+    fn build_with(&self, build: &BuildCommand) -> anyhow::Result<PathBuf> {
+        let status = Command::new("sh")
+            .args(["-c", &build.command])
+            .current_dir(&self.dir)
+            .stdout(std::io::stderr())
+            .status()
+            .context("cannot run sh")?;
+        anyhow::ensure!(
+            status.success(),
+            "`{}` failed in {} (its messages are above)",
+            build.command,
+            self.dir.display()
+        );
+        let output = self.dir.join(&build.output);
+        anyhow::ensure!(
+            output.is_file(),
+            "`{}` wrote no {}: check [build] output in {MANIFEST}",
+            build.command,
+            output.display()
+        );
+        Ok(output)
+    }
+
+    fn build_crate(&self) -> anyhow::Result<PathBuf> {
         ensure_target()?;
         let mut cargo = Command::new(std::env::var_os("CARGO").unwrap_or("cargo".into()));
         cargo
@@ -107,19 +146,32 @@ impl Crate {
         })
     }
 
-    /// The files whose change means a rebuild: sources, manifests and the sample.
+    /// The files whose change means a rebuild: sources, manifests and the sample. For a crate,
+    /// `src/` and the manifests; otherwise every file but installed packages, caches and the
+    /// build's output.
     fn watched(&self) -> Vec<PathBuf> {
-        let mut files = vec![self.dir.join("Cargo.toml"), self.dir.join(MANIFEST)];
+        const NOT_SOURCES: &[&str] = &["node_modules", "build", "target", "__pycache__"];
+        let mut files = vec![self.dir.join(MANIFEST)];
         if let Some(sample) = &self.manifest.sample {
             files.push(self.dir.join(sample));
         }
-        let mut dirs = vec![self.dir.join("src")];
+        let mut dirs = match &self.manifest.build {
+            Some(_) => vec![self.dir.clone()],
+            None => {
+                files.push(self.dir.join("Cargo.toml"));
+                vec![self.dir.join("src")]
+            }
+        };
         while let Some(dir) = dirs.pop() {
             for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
                 let path = entry.path();
+                let name = entry.file_name();
+                let name = name.to_string_lossy();
                 if path.is_dir() {
-                    dirs.push(path);
-                } else {
+                    if !name.starts_with('.') && !NOT_SOURCES.contains(&name.as_ref()) {
+                        dirs.push(path);
+                    }
+                } else if !files.contains(&path) {
                     files.push(path);
                 }
             }
@@ -136,6 +188,24 @@ impl Crate {
 }
 
 const TARGET: &str = "wasm32-wasip2";
+
+/// The package name in `dir`'s `Cargo.toml`.
+fn crate_name(dir: &Path) -> anyhow::Result<String> {
+    let cargo = dir.join("Cargo.toml");
+    let text = std::fs::read_to_string(&cargo).with_context(|| {
+        format!(
+            "{}: not a transform project (no Cargo.toml, and no [build] in a {MANIFEST}); give its folder with --path",
+            dir.display()
+        )
+    })?;
+    let cargo: toml::Table =
+        toml::from_str(&text).with_context(|| format!("{} is not TOML", cargo.display()))?;
+    (cargo.get("package"))
+        .and_then(|p| p.get("name"))
+        .and_then(|n| n.as_str())
+        .map(str::to_string)
+        .with_context(|| format!("{}: no [package] name", dir.display()))
+}
 
 /// Adds the `wasm32-wasip2` target when rustc does not have it.
 fn ensure_target() -> anyhow::Result<()> {
@@ -162,7 +232,7 @@ fn ensure_target() -> anyhow::Result<()> {
 /// Arguments of `sluice transform build`.
 #[derive(Debug, Args)]
 pub struct BuildArgs {
-    /// The transform crate's folder.
+    /// The transform project's folder.
     #[arg(long, value_name = "DIR", default_value = ".")]
     pub path: PathBuf,
 }
@@ -178,7 +248,7 @@ pub struct DeployArgs {
     /// Add the transform as a new last slot of the chain instead.
     #[arg(long, conflicts_with = "slot")]
     pub new_slot: bool,
-    /// The transform crate's folder.
+    /// The transform project's folder.
     #[arg(long, value_name = "DIR", default_value = ".")]
     pub path: PathBuf,
     #[command(flatten)]
@@ -193,7 +263,7 @@ pub struct DevArgs {
     /// The transform slot, from 0.
     #[arg(long, default_value_t = 0)]
     pub slot: usize,
-    /// The transform crate's folder.
+    /// The transform project's folder.
     #[arg(long, value_name = "DIR", default_value = ".")]
     pub path: PathBuf,
     /// Keep going: rebuild, try and deploy again whenever a source file changes.
@@ -215,31 +285,31 @@ fails, or a module the runtime refuses, leaves the running version in place.";
 
 /// Runs `sluice transform build`.
 pub fn build(args: BuildArgs) -> anyhow::Result<i32> {
-    let krate = Crate::open(&args.path)?;
-    let wasm = krate.build()?;
+    let project = Project::open(&args.path)?;
+    let wasm = project.build()?;
     let size = wasm.metadata().map(|m| m.len()).unwrap_or_default();
-    println!("{}: {} ({size} bytes)", krate.name(), wasm.display());
+    println!("{}: {} ({size} bytes)", project.name(), wasm.display());
     Ok(0)
 }
 
 /// Runs `sluice transform deploy`.
 pub fn deploy(args: DeployArgs) -> anyhow::Result<i32> {
-    let krate = Crate::open(&args.path)?;
-    let wasm = krate.build()?;
+    let project = Project::open(&args.path)?;
+    let wasm = project.build()?;
     if args.new_slot {
-        let config = krate.manifest.config.clone();
+        let config = project.manifest.config.clone();
         let (version, answer) =
-            upload_and_append(&args.api, &args.pipeline, &wasm, krate.name(), config)?;
+            upload_and_append(&args.api, &args.pipeline, &wasm, project.name(), config)?;
         println!(
             "deployed {} version {version} into {} as slot {}: {}",
-            krate.name(),
+            project.name(),
             args.pipeline,
             answer.slots.len() - 1,
             chain(&answer)
         );
         return Ok(0);
     }
-    deploy_built(&krate, &wasm, &args.api, &args.pipeline, args.slot)?;
+    deploy_built(&project, &wasm, &args.api, &args.pipeline, args.slot)?;
     Ok(0)
 }
 
@@ -252,25 +322,25 @@ fn chain(pipeline: &crate::api::model::Pipeline) -> String {
 }
 
 fn deploy_built(
-    krate: &Crate,
+    project: &Project,
     wasm: &Path,
     api: &ApiArgs,
     pipeline: &str,
     slot: usize,
 ) -> anyhow::Result<()> {
-    let config = krate.manifest.config.clone();
-    let (version, answer) = upload_and_deploy(api, pipeline, slot, wasm, krate.name(), config)?;
+    let config = project.manifest.config.clone();
+    let (version, answer) = upload_and_deploy(api, pipeline, slot, wasm, project.name(), config)?;
     println!(
         "deployed {} version {version} into {pipeline} slot {slot}: {}",
-        krate.name(),
+        project.name(),
         chain(&answer)
     );
     Ok(())
 }
 
 /// Runs the sample lines through `wasm` as `sluice try` does, printing what comes out.
-fn try_sample(krate: &Crate, wasm: &Path) -> anyhow::Result<bool> {
-    let Some(sample) = &krate.manifest.sample else {
+fn try_sample(project: &Project, wasm: &Path) -> anyhow::Result<bool> {
+    let Some(sample) = &project.manifest.sample else {
         return Ok(true);
     };
     let mut command = Command::new(std::env::current_exe()?);
@@ -278,11 +348,11 @@ fn try_sample(krate: &Crate, wasm: &Path) -> anyhow::Result<bool> {
         .arg("try")
         .arg(wasm)
         .arg("--input")
-        .arg(krate.dir.join(sample));
-    for (key, value) in &krate.manifest.config {
+        .arg(project.dir.join(sample));
+    for (key, value) in &project.manifest.config {
         command.arg("-c").arg(format!("{key}={value}"));
     }
-    println!("--- {} through {}:", sample.display(), krate.name());
+    println!("--- {} through {}:", sample.display(), project.name());
     let status = command.status().context("cannot run sluice try")?;
     Ok(status.success())
 }
@@ -292,13 +362,13 @@ pub fn dev(args: DevArgs) -> anyhow::Result<i32> {
     let mut seen = None;
     loop {
         // The manifest is read again each time: it is watched too.
-        let round = Crate::open(&args.path).and_then(|krate| {
-            seen = krate.last_change();
-            let wasm = krate.build()?;
-            if !try_sample(&krate, &wasm)? {
+        let round = Project::open(&args.path).and_then(|project| {
+            seen = project.last_change();
+            let wasm = project.build()?;
+            if !try_sample(&project, &wasm)? {
                 eprintln!("some sample lines failed (above); deploying anyway");
             }
-            deploy_built(&krate, &wasm, &args.api, &args.pipeline, args.slot)
+            deploy_built(&project, &wasm, &args.api, &args.pipeline, args.slot)
         });
         match round {
             Ok(()) => {}
@@ -316,7 +386,7 @@ pub fn dev(args: DevArgs) -> anyhow::Result<i32> {
         // Polled rather than notified: a few files, checked twice a second.
         loop {
             std::thread::sleep(Duration::from_millis(500));
-            let now = Crate::open(&args.path).ok().and_then(|k| k.last_change());
+            let now = Project::open(&args.path).ok().and_then(|k| k.last_change());
             if now != seen {
                 println!("--- changed: building again");
                 break;
@@ -333,7 +403,7 @@ mod tests {
     fn a_crate_is_named_by_its_manifest_or_its_package() {
         let dir = tempfile::tempdir().unwrap();
         assert!(
-            Crate::open(dir.path())
+            Project::open(dir.path())
                 .unwrap_err()
                 .to_string()
                 .contains("no Cargo.toml")
@@ -343,9 +413,9 @@ mod tests {
             "[package]\nname = \"rename-fields\"\n",
         )
         .unwrap();
-        let krate = Crate::open(dir.path()).unwrap();
+        let project = Project::open(dir.path()).unwrap();
         assert_eq!(
-            (krate.name(), &krate.manifest),
+            (project.name(), &project.manifest),
             ("rename-fields", &Manifest::default())
         );
         std::fs::write(
@@ -353,12 +423,61 @@ mod tests {
             "name = \"renamer\"\nsample = \"sample.jsonl\"\n[config]\nrename = \"msg:message\"\n",
         )
         .unwrap();
-        let krate = Crate::open(dir.path()).unwrap();
-        assert_eq!(krate.name(), "renamer");
-        assert_eq!(krate.manifest.config["rename"], "msg:message");
+        let project = Project::open(dir.path()).unwrap();
+        assert_eq!(project.name(), "renamer");
+        assert_eq!(project.manifest.config["rename"], "msg:message");
         std::fs::write(dir.path().join(MANIFEST), "nmae = \"x\"\n").unwrap();
-        let wrong = format!("{:#}", Crate::open(dir.path()).unwrap_err());
+        let wrong = format!("{:#}", Project::open(dir.path()).unwrap_err());
         assert!(wrong.contains("unknown field `nmae`"), "{wrong}");
+    }
+
+    #[test]
+    fn a_project_with_a_build_command_is_built_by_it_and_watched_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let project_dir = dir.path().join("email-mask");
+        std::fs::create_dir_all(project_dir.join("node_modules/x")).unwrap();
+        std::fs::create_dir_all(project_dir.join("src")).unwrap();
+        for file in ["src/mask.ts", "node_modules/x/index.js", "mask.py"] {
+            std::fs::write(project_dir.join(file), "").unwrap();
+        }
+        std::fs::write(
+            project_dir.join(MANIFEST),
+            "[build]\ncommand = \"mkdir -p build && printf built > build/mask.wasm\"\noutput = \"build/mask.wasm\"\n",
+        )
+        .unwrap();
+        let project = Project::open(&project_dir).unwrap();
+        assert_eq!(project.name(), "email-mask", "named by its folder");
+        let wasm = project.build().unwrap();
+        assert_eq!(std::fs::read_to_string(&wasm).unwrap(), "built");
+        let watched = project.watched();
+        for file in ["src/mask.ts", "mask.py", MANIFEST] {
+            assert!(
+                watched.contains(&project_dir.join(file)),
+                "{file}: {watched:?}"
+            );
+        }
+        assert!(
+            !watched
+                .iter()
+                .any(|f| f.starts_with(project_dir.join("node_modules"))
+                    || f.starts_with(project_dir.join("build"))),
+            "{watched:?}"
+        );
+
+        std::fs::write(
+            project_dir.join(MANIFEST),
+            "[build]\ncommand = \"true\"\noutput = \"build/other.wasm\"\n",
+        )
+        .unwrap();
+        let missing = Project::open(&project_dir).unwrap().build().unwrap_err();
+        assert!(missing.to_string().contains("wrote no"), "{missing}");
+        std::fs::write(
+            project_dir.join(MANIFEST),
+            "[build]\ncommand = \"exit 3\"\noutput = \"build/mask.wasm\"\n",
+        )
+        .unwrap();
+        let failed = Project::open(&project_dir).unwrap().build().unwrap_err();
+        assert!(failed.to_string().contains("`exit 3` failed"), "{failed}");
     }
 
     #[test]
@@ -369,8 +488,8 @@ mod tests {
         std::fs::create_dir_all(dir.path().join("src/deep")).unwrap();
         std::fs::write(dir.path().join("src/deep/mod.rs"), "").unwrap();
         std::fs::write(dir.path().join("s.jsonl"), "{}\n").unwrap();
-        let krate = Crate::open(dir.path()).unwrap();
-        let watched = krate.watched();
+        let project = Project::open(dir.path()).unwrap();
+        let watched = project.watched();
         for file in ["Cargo.toml", MANIFEST, "s.jsonl", "src/deep/mod.rs"] {
             assert!(
                 watched.contains(&dir.path().join(file)),

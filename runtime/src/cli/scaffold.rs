@@ -1,5 +1,6 @@
-//! `sluice transform new NAME`: scaffolds a transform crate that uses `sluice-sdk`, builds to a
-//! component with one command and passes its own test out of the box.
+//! `sluice transform new NAME [--lang rust|python|typescript]`: scaffolds a transform project that
+//! uses the language's `sluice-sdk`, builds to a component with one command and passes its own
+//! test out of the box.
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
@@ -11,6 +12,7 @@ Examples:
   sluice transform new rename-fields
   sluice transform new my-filter --path ~/code
   sluice transform new my-filter --sdk-path ~/src/sluice/guest-sdk
+  sluice transform new rename-fields --lang python     # or --lang typescript
   sluice transform build --path rename-fields        # the component, its path and size
   sluice transform deploy unify --path rename-fields  # build, upload, deploy into slot 0
   sluice dev unify --path rename-fields --watch      # and again on every save";
@@ -28,7 +30,12 @@ The crate is its own Cargo workspace. Its Cargo.toml names the `sluice-sdk` vers
 Sluice, so the crate can be committed and built anywhere the SDK can be had. To build against a
 local SDK, the crate's .cargo/config.toml (git-ignored, as it names this machine's paths)
 patches it with --sdk-path if given, else with the SDK of the Sluice sources this binary was
-built from if they are still there.";
+built from if they are still there.
+
+With --lang python or --lang typescript, the project's README says how to install its tools
+(componentize-py, or componentize-js through npm) and the SDK; `sluice transform build` runs
+the build command its transform.toml names. The SDK is the checkout's (guest-sdk/python or
+guest-sdk/typescript) when known, as with Rust.";
 
 /// Arguments of `sluice transform`.
 #[derive(Debug, Args)]
@@ -63,6 +70,20 @@ pub struct NewArgs {
     /// The `guest-sdk` folder of a Sluice checkout, for a path dependency on `sluice-sdk`.
     #[arg(long, value_name = "DIR")]
     pub sdk_path: Option<PathBuf>,
+    /// The language to write the transform in.
+    #[arg(long, value_enum, default_value_t = Lang::Rust)]
+    pub lang: Lang,
+}
+
+/// The languages a transform can be written in, each with its `sluice-sdk`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Lang {
+    /// A crate built with cargo for wasm32-wasip2.
+    Rust,
+    /// A module built with componentize-py.
+    Python,
+    /// A module bundled with esbuild and built with componentize-js.
+    Typescript,
 }
 
 /// Runs `sluice transform ...`; returns the exit status.
@@ -86,16 +107,32 @@ pub fn run(args: TransformArgs) -> anyhow::Result<i32> {
                 None => built_from_sdk().map(Sdk::Path).unwrap_or(Sdk::Version),
             };
             let dir = args.path.join(&args.name);
-            create(&args.name, &dir, &sdk)?;
-            let lib = args.name.replace('-', "_");
+            create(&args.name, args.lang, &dir, &sdk)?;
             println!("Created transform `{}` in {}", args.name, dir.display());
             println!();
             println!("  cd {}", dir.display());
-            println!("  cargo test                  # native unit tests");
-            println!("  sluice transform build      # target/wasm32-wasip2/release/{lib}.wasm");
-            println!(
-                "  sluice try target/wasm32-wasip2/release/{lib}.wasm --input sample.jsonl -c rename=msg:message"
-            );
+            let module = args.name.replace('-', "_");
+            match args.lang {
+                Lang::Rust => {
+                    println!("  cargo test                  # native unit tests");
+                    println!(
+                        "  sluice transform build      # target/wasm32-wasip2/release/{module}.wasm"
+                    );
+                }
+                Lang::Python => {
+                    println!(
+                        "  python3 -m venv .venv && . .venv/bin/activate && pip install -r requirements.txt"
+                    );
+                    println!("  pytest                      # native unit tests");
+                    println!("  sluice transform build      # build/{module}.wasm");
+                }
+                Lang::Typescript => {
+                    println!("  npm install");
+                    println!("  npm test                    # native unit tests");
+                    println!("  sluice transform build      # build/{module}.wasm");
+                }
+            }
+            println!("  sluice try BUILT.wasm --input sample.jsonl -c rename=msg:message");
             println!(
                 "  sluice dev PIPELINE --watch # build, try sample.jsonl, deploy; again on save"
             );
@@ -122,8 +159,9 @@ fn built_from_sdk() -> Option<PathBuf> {
         .flatten()
 }
 
-/// Checks that `name` makes a good crate name.
-pub fn check_name(name: &str) -> anyhow::Result<()> {
+/// Checks that `name` makes a good project name in `lang` (its module name too, with `-` as
+/// `_`).
+pub fn check_name(name: &str, lang: Lang) -> anyhow::Result<()> {
     let mut chars = name.chars();
     let starts_with_letter = chars.next().is_some_and(|c| c.is_ascii_alphabetic());
     if !starts_with_letter
@@ -132,23 +170,73 @@ pub fn check_name(name: &str) -> anyhow::Result<()> {
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
     {
         anyhow::bail!(
-            "`{name}` is not a crate name: use letters, digits, `-` and `_`, starting with a letter"
+            "`{name}` is not a project name: use letters, digits, `-` and `_`, starting with a letter"
         );
     }
-    // Names that clash with the standard library or with the test harness.
-    const RESERVED: &[&str] = &[
-        "std",
-        "core",
-        "alloc",
-        "proc_macro",
-        "test",
-        "self",
-        "crate",
-        "super",
-        "sluice_sdk",
-    ];
-    if RESERVED.contains(&name.replace('-', "_").as_str()) {
-        anyhow::bail!("`{name}` is reserved in Rust; choose another name");
+    // Names that clash with the language, its standard library or the test tools.
+    let reserved: &[&str] = match lang {
+        Lang::Rust => &[
+            "std",
+            "core",
+            "alloc",
+            "proc_macro",
+            "test",
+            "self",
+            "crate",
+            "super",
+            "sluice_sdk",
+        ],
+        Lang::Python => &[
+            "sluice_sdk",
+            "test",
+            "json",
+            "re",
+            "os",
+            "sys",
+            "typing",
+            "string",
+            "types",
+            "time",
+            "random",
+            "pytest",
+            "app",
+            "and",
+            "as",
+            "assert",
+            "async",
+            "await",
+            "break",
+            "class",
+            "continue",
+            "def",
+            "del",
+            "elif",
+            "else",
+            "except",
+            "finally",
+            "for",
+            "from",
+            "global",
+            "if",
+            "import",
+            "in",
+            "is",
+            "lambda",
+            "nonlocal",
+            "not",
+            "or",
+            "pass",
+            "raise",
+            "return",
+            "try",
+            "while",
+            "with",
+            "yield",
+        ],
+        Lang::Typescript => &["sluice_sdk", "node_modules", "test", "build"],
+    };
+    if reserved.contains(&name.replace('-', "_").to_lowercase().as_str()) {
+        anyhow::bail!("`{name}` is reserved in {lang:?}; choose another name");
     }
     Ok(())
 }
@@ -169,8 +257,134 @@ pub fn type_name(name: &str) -> String {
         .collect()
 }
 
-/// The generated files: path relative to the crate's folder, and contents.
-pub fn files(name: &str, sdk: &Sdk) -> Vec<(&'static str, String)> {
+/// The generated files: path relative to the project's folder, and contents.
+pub fn files(name: &str, lang: Lang, sdk: &Sdk) -> Vec<(String, String)> {
+    let module = name.replace('-', "_");
+    let fill = |template: &str| {
+        template
+            .replace("{{NAME}}", name)
+            .replace("{{MODULE}}", &module)
+            .replace("{{TYPE}}", &type_name(name))
+            .replace("{{SDK_VERSION}}", env!("CARGO_PKG_VERSION"))
+    };
+    let owned = |files: &[(&str, &str)]| -> Vec<(String, String)> {
+        (files.iter())
+            .map(|(path, template)| (fill(path), fill(template)))
+            .collect()
+    };
+    let mut files = match lang {
+        Lang::Rust => rust_files(name, sdk)
+            .into_iter()
+            .map(|(path, text)| (path.to_string(), text))
+            .collect(),
+        Lang::Python => owned(PYTHON_FILES),
+        Lang::Typescript => owned(TYPESCRIPT_FILES),
+    };
+    // The SDK: this checkout's when known (in a file that names this machine's paths), else the
+    // registry's, by this Sluice's version.
+    match (lang, sdk) {
+        (Lang::Rust, _) => {}
+        (Lang::Python, Sdk::Path(path)) => files.push((
+            "requirements.txt".into(),
+            fill(PYTHON_REQUIREMENTS).replace(
+                &format!("sluice-sdk=={}", env!("CARGO_PKG_VERSION")),
+                &format!("-e {}", path.join("python").display()),
+            ),
+        )),
+        (Lang::Python, Sdk::Version) => {
+            files.push(("requirements.txt".into(), fill(PYTHON_REQUIREMENTS)))
+        }
+        (Lang::Typescript, Sdk::Path(path)) => {
+            let file = format!("file:{}", path.join("typescript").display());
+            for (path, text) in &mut files {
+                if path == "package.json" {
+                    *text = text.replace(
+                        &format!("\"sluice-sdk\": \"{}\"", env!("CARGO_PKG_VERSION")),
+                        &format!("\"sluice-sdk\": {}", toml_string(&file)),
+                    );
+                }
+            }
+        }
+        (Lang::Typescript, Sdk::Version) => {}
+    }
+    if lang != Lang::Rust {
+        files.push((super::author::MANIFEST.into(), manifest(name, lang)));
+        files.push(("sample.jsonl".into(), SAMPLE.to_string()));
+    }
+    files
+}
+
+/// The Python project's pinned tools and SDK.
+const PYTHON_REQUIREMENTS: &str = "\
+# The tools that build and test the transform (pinned: componentize-py's output depends on its
+# version), and the SDK.
+componentize-py==0.25.1
+pytest==9.0.2
+sluice-sdk=={{SDK_VERSION}}
+";
+
+/// The Python project's files: `{{...}}` is filled in by [`files`].
+const PYTHON_FILES: &[(&str, &str)] = &[
+    (
+        "{{MODULE}}.py",
+        include_str!("scaffold/python/transform.py"),
+    ),
+    (
+        "test_{{MODULE}}.py",
+        include_str!("scaffold/python/test_transform.py"),
+    ),
+    (
+        "pyproject.toml",
+        include_str!("scaffold/python/pyproject.toml"),
+    ),
+    ("README.md", include_str!("scaffold/python/README.md")),
+    (
+        ".gitignore",
+        "/build\n/.venv\n__pycache__/\n.pytest_cache/\n",
+    ),
+];
+
+/// The TypeScript project's files.
+const TYPESCRIPT_FILES: &[(&str, &str)] = &[
+    (
+        "src/{{MODULE}}.ts",
+        include_str!("scaffold/typescript/transform.ts"),
+    ),
+    (
+        "test/{{MODULE}}.test.ts",
+        include_str!("scaffold/typescript/transform.test.ts"),
+    ),
+    (
+        "package.json",
+        include_str!("scaffold/typescript/package.json"),
+    ),
+    (
+        "tsconfig.json",
+        include_str!("scaffold/typescript/tsconfig.json"),
+    ),
+    ("README.md", include_str!("scaffold/typescript/README.md")),
+    (".gitignore", "/build\n/node_modules\n"),
+];
+
+/// `transform.toml` of a Python or TypeScript project: with the command that builds it.
+fn manifest(name: &str, lang: Lang) -> String {
+    let module = name.replace('-', "_");
+    let command = match lang {
+        Lang::Python => format!(
+            "python3 -m sluice_sdk build {module}:{} -o build/{module}.wasm",
+            type_name(name)
+        ),
+        _ => "npm run --silent build".to_string(),
+    };
+    format!(
+        "{}\n# How `sluice transform build` builds the component.\n[build]\ncommand = {}\noutput = \"build/{module}.wasm\"\n",
+        MANIFEST_TEMPLATE.replace("{{NAME}}", name),
+        toml_string(&command)
+    )
+}
+
+/// The Rust crate's files.
+fn rust_files(name: &str, sdk: &Sdk) -> Vec<(&'static str, String)> {
     let ty = type_name(name);
     let lib = name.replace('-', "_");
     let dependency = format!("sluice-sdk = \"{}\"", env!("CARGO_PKG_VERSION"));
@@ -232,9 +446,9 @@ codegen-units = 1
     files
 }
 
-/// Writes the crate into `dir`, which must not exist or be empty.
-pub fn create(name: &str, dir: &Path, sdk: &Sdk) -> anyhow::Result<()> {
-    check_name(name)?;
+/// Writes the project into `dir`, which must not exist or be empty.
+pub fn create(name: &str, lang: Lang, dir: &Path, sdk: &Sdk) -> anyhow::Result<()> {
+    check_name(name, lang)?;
     if dir.exists() {
         let empty = dir
             .read_dir()
@@ -243,7 +457,7 @@ pub fn create(name: &str, dir: &Path, sdk: &Sdk) -> anyhow::Result<()> {
             .is_none();
         anyhow::ensure!(empty, "{} already exists and is not empty", dir.display());
     }
-    for (path, contents) in files(name, sdk) {
+    for (path, contents) in files(name, lang, sdk) {
         let path = dir.join(path);
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)
@@ -389,12 +603,19 @@ mod tests {
 
     #[test]
     fn names_are_checked() {
-        for good in ["rename-fields", "a", "my_transform2"] {
-            check_name(good).unwrap();
+        for lang in [Lang::Rust, Lang::Python, Lang::Typescript] {
+            for good in ["rename-fields", "a", "my_transform2"] {
+                check_name(good, lang).unwrap();
+            }
+            for bad in ["", "2fast", "-x", "with space", "über", "test"] {
+                assert!(check_name(bad, lang).is_err(), "{bad}");
+            }
         }
-        for bad in ["", "2fast", "-x", "with space", "über", "test", "std"] {
-            assert!(check_name(bad).is_err(), "{bad}");
+        assert!(check_name("std", Lang::Rust).is_err());
+        for bad in ["json", "class", "sluice-sdk"] {
+            assert!(check_name(bad, Lang::Python).is_err(), "{bad}");
         }
+        check_name("json", Lang::Rust).unwrap();
         assert_eq!(type_name("rename-fields"), "RenameFields");
         assert_eq!(type_name("my_transform2"), "MyTransform2");
         assert_eq!(type_name("a"), "A");
@@ -404,6 +625,7 @@ mod tests {
     fn files_name_the_crate_and_its_sdk() {
         let generated = files(
             "rename-fields",
+            Lang::Rust,
             &Sdk::Path(PathBuf::from("/src/sluice/guest-sdk")),
         );
         let get = |name: &str| {
@@ -436,7 +658,7 @@ mod tests {
         assert!(get("README.md").contains("cargo build --release --target wasm32-wasip2"));
         assert!(get("README.md").contains("release/rename_fields.wasm"));
 
-        let registry = files("x", &Sdk::Version);
+        let registry = files("x", Lang::Rust, &Sdk::Version);
         let manifest: toml::Table = toml::from_str(&registry[0].1).unwrap();
         assert!(manifest["dependencies"]["sluice-sdk"].is_str());
         assert!(!registry.iter().any(|f| f.0 == ".cargo/config.toml"));
@@ -459,17 +681,85 @@ mod tests {
             assert!(package.get(key).is_some(), "sluice-sdk has no {key}");
         }
         let wit = Path::new(env!("CARGO_MANIFEST_DIR")).join("../wit/transform.wit");
-        assert_eq!(
-            std::fs::read_to_string(sdk.join("wit/transform.wit")).unwrap(),
-            std::fs::read_to_string(wit).unwrap()
-        );
+        let wit = std::fs::read_to_string(wit).unwrap();
+        for copy in [
+            "wit/transform.wit",
+            "python/sluice_sdk/wit/transform.wit",
+            "typescript/wit/transform.wit",
+        ] {
+            assert_eq!(
+                std::fs::read_to_string(sdk.join(copy)).unwrap(),
+                wit,
+                "guest-sdk/{copy} is not the contract's copy"
+            );
+        }
+    }
+
+    /// Python and TypeScript projects: every placeholder filled, the build command in the
+    /// manifest, the checkout's SDK named in the files that name the SDK.
+    #[test]
+    fn python_and_typescript_projects_name_their_build_and_their_sdk() {
+        let sdk = Sdk::Path(PathBuf::from("/src/sluice/guest-sdk"));
+        for (lang, source) in [
+            (Lang::Python, "rename_fields.py"),
+            (Lang::Typescript, "src/rename_fields.ts"),
+        ] {
+            let generated = files("rename-fields", lang, &sdk);
+            let get = |name: &str| {
+                (generated.iter().find(|f| f.0 == name))
+                    .map(|f| f.1.clone())
+                    .unwrap_or_else(|| panic!("{lang:?}: no {name}"))
+            };
+            for (path, text) in &generated {
+                assert!(!text.contains("{{"), "{lang:?} {path}: {text}");
+            }
+            assert!(get(source).contains("RenameFields"), "{lang:?}");
+            let manifest: super::super::author::Manifest =
+                toml::from_str(&get(super::super::author::MANIFEST)).unwrap();
+            let build = manifest.build.expect("a [build]");
+            assert_eq!(build.output, Path::new("build/rename_fields.wasm"));
+            assert_eq!(manifest.config["rename"], "msg:message");
+            match lang {
+                Lang::Python => {
+                    assert!(
+                        build
+                            .command
+                            .contains("sluice_sdk build rename_fields:RenameFields")
+                    );
+                    let requirements = get("requirements.txt");
+                    assert!(requirements.contains("-e /src/sluice/guest-sdk/python"));
+                    assert!(requirements.contains("componentize-py==0.25.1"));
+                }
+                _ => {
+                    let package: serde_json::Value =
+                        serde_json::from_str(&get("package.json")).unwrap();
+                    assert_eq!(
+                        package["devDependencies"]["sluice-sdk"],
+                        "file:/src/sluice/guest-sdk/typescript"
+                    );
+                    assert!(
+                        package["scripts"]["build"]
+                            .as_str()
+                            .unwrap()
+                            .contains("rename_fields")
+                    );
+                }
+            }
+        }
+        let registry = files("x", Lang::Python, &Sdk::Version);
+        let requirements = &registry
+            .iter()
+            .find(|f| f.0 == "requirements.txt")
+            .unwrap()
+            .1;
+        assert!(requirements.contains(&format!("sluice-sdk=={}", env!("CARGO_PKG_VERSION"))));
     }
 
     #[test]
     fn refuses_a_folder_in_use() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("keep.txt"), "mine").unwrap();
-        let error = create("x", dir.path(), &Sdk::Version).unwrap_err();
+        let error = create("x", Lang::Rust, dir.path(), &Sdk::Version).unwrap_err();
         assert!(
             error
                 .to_string()

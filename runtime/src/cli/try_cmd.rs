@@ -27,7 +27,10 @@ Each output value is printed on its own line, in input order. A failed record pr
 With --envelope-in each line is a whole record, in the shape --envelope prints: a JSON object
 with any of `topic` (`try` by default), `key`, `value` (null: a tombstone), `headers` (a list of
 [name, value] pairs, or an object) and `timestamp` (ms); bytes are text, or {\"hex\": \"...\"}.
-So one transform's --envelope output can be the next one's input.";
+So one transform's --envelope output can be the next one's input.
+
+Compiled components are kept in $XDG_CACHE_HOME/sluice/compiled (~/.cache/sluice/compiled), so
+trying the same .wasm again starts at once.";
 
 /// Arguments of `sluice try`.
 #[derive(Debug, Args)]
@@ -127,13 +130,26 @@ impl Envelope {
     }
 }
 
+/// The user's cache folder: `$XDG_CACHE_HOME`, else `~/.cache`.
+fn user_cache_dir() -> Option<PathBuf> {
+    (std::env::var_os("XDG_CACHE_HOME")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from))
+    .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))
+}
+
 /// Runs `sluice try`; returns the process's exit status.
 pub fn run(args: TryArgs) -> anyhow::Result<i32> {
     let limits = Limits {
         memory_bytes: args.memory_mb as usize * 1024 * 1024,
         cpu_budget: Duration::from_millis(args.cpu_budget_ms),
     };
-    let engine = Engine::new(limits)?;
+    let mut engine = Engine::new(limits)?;
+    // Kept between runs, as `sluice run` keeps them: a component with an interpreter inside
+    // (Python, JavaScript) takes seconds to compile.
+    if let Some(dir) = user_cache_dir() {
+        engine = engine.with_compiled_cache(dir.join("sluice/compiled"));
+    }
     let label = args
         .module
         .file_name()

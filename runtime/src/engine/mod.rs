@@ -116,7 +116,8 @@ pub enum LoadError {
     /// A component for some other world.
     #[error(
         "the component does not export `{EXPORT}`, so it is not a Sluice transform (it exports: {exports}); \
-         build it with sluice-sdk and `sluice_sdk::export!`"
+         build it with sluice-sdk: `sluice_sdk::export!` in Rust, `python -m sluice_sdk build` in Python, \
+         `sluice-ts build` in TypeScript"
     )]
     WrongWorld {
         /// What it exports instead, comma-separated.
@@ -265,6 +266,11 @@ impl Engine {
         };
         let ty = component.component_type();
         if let Some((name, _)) = ty.imports(&self.engine).find(|(name, _)| !is_granted(name)) {
+            // A component for another contract version imports that version's interfaces:
+            // its export says which version it targets.
+            if name.starts_with("sluice:transform/") {
+                self.check_exports(&component)?;
+            }
             return Err(LoadError::UnsupportedImport(format!("`{name}`")));
         }
         let exports = self.check_exports(&component)?;

@@ -263,6 +263,19 @@ fn loading_names_what_is_wrong() {
     let err = load(&wat::parse_str(other_version).unwrap());
     assert!(err.starts_with("the component targets sluice:transform/transform@0.2.0, but this runtime implements sluice:transform@0.1.0"), "{err}");
 
+    // Built against the next contract as a whole: its imports are of that version too, and
+    // the version is what is reported, not that they are not granted.
+    let whole_other_version = other_version.replacen(
+        "(core module",
+        r#"(import "sluice:transform/log@0.2.0" (instance)) (core module"#,
+        1,
+    );
+    let err = load(&wat::parse_str(&whole_other_version).unwrap());
+    assert!(
+        err.starts_with("the component targets sluice:transform/transform@0.2.0"),
+        "{err}"
+    );
+
     let wrong_shape = other_version.replace("@0.2.0", "@0.1.0");
     let err = load(&wat::parse_str(&wrong_shape).unwrap());
     assert!(

@@ -212,7 +212,12 @@ impl Normaliser {
                 out.push(b'"');
                 return;
             }
-            OutputFormat::Epoch(Unit::Seconds) => (secs, nanos, 9),
+            // A leap second's nanoseconds run past a billion: its rest is in the next second.
+            OutputFormat::Epoch(Unit::Seconds) => (
+                secs + i64::from(nanos / 1_000_000_000),
+                nanos % 1_000_000_000,
+                9,
+            ),
             OutputFormat::Epoch(Unit::Millis) => (
                 secs * 1_000 + (nanos / 1_000_000) as i64,
                 nanos % 1_000_000,

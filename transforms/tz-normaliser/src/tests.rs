@@ -131,6 +131,17 @@ fn units() {
     assert_eq!(date(&[("unit", "us")], text).unwrap(), "1707145312884548");
 }
 
+/// A leap second is the second after 23:59:59 in every unit (it once panicked in seconds).
+#[test]
+fn a_leap_second_runs_into_the_next_second_in_every_unit() {
+    let text = "2016-12-31 23:59:60.5 +0000";
+    assert_eq!(date(&[("unit", "s")], text).unwrap(), "1483228800.5");
+    assert_eq!(date(&[], text).unwrap(), "1483228800500");
+    assert_eq!(date(&[("unit", "us")], text).unwrap(), "1483228800500000");
+    let before_1970 = "1969-12-31 23:59:60 +0000";
+    assert_eq!(date(&[("unit", "s")], before_1970).unwrap(), "0");
+}
+
 #[test]
 fn local_times_use_the_configured_zone() {
     let paris = [
