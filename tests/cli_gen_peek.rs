@@ -422,7 +422,7 @@ fn transform_new_scaffolds_a_crate_that_tests_builds_and_runs() {
         .output()
         .unwrap();
     assert!(
-        text(&bad.stderr).contains("is not a crate name"),
+        text(&bad.stderr).contains("is not a project name"),
         "{}",
         text(&bad.stderr)
     );
