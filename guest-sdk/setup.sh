@@ -6,7 +6,9 @@
 #                                      and guest-sdk/python on its path (a .pth file, as an
 #                                      editable install would)
 #   guest-sdk/typescript/node_modules  componentize-js (JavaScript to a component), esbuild
-#                                      (TypeScript to one JavaScript module), typescript (tsc)
+#                                      (TypeScript to one JavaScript module), typescript (tsc);
+#                                      and preview2-shim, which componentize-js 0.23.0 imports
+#                                      when it runs but lists only as a dev dependency
 #
 # Prints nothing when all is there; on failure, what went wrong.
 set -euo pipefail
