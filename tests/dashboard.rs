@@ -1,7 +1,8 @@
 //! The web dashboard end to end: `sluice run` on the real broker (`tests/with-kafka.sh`) with a
 //! pipeline whose only slot starts as the pass-through test guest, records streaming in all the
 //! while, and `tests/browser/dashboard.mjs` driving Debian's headless Chromium through the page:
-//! upload the tz normaliser, deploy it, watch the chart move, upload a broken file and see the
+//! upload the tz normaliser (its TypeScript port, which gives the Rust one's outputs: a module in
+//! any language goes through the page alike), deploy it, watch the chart move, upload a broken file and see the
 //! API's error, try the module on sample lines, read the dead letters, roll back, pause and
 //! resume; create a pipeline with the form, edit its chain and delete it; before any of that, a
 //! change without the API token is refused and the page says why.
@@ -17,7 +18,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use support::kafka::{Sluice, create_topic, test_guest_pipeline, unique, write_config_with_api};
-use support::{data, repo, wasm};
+use support::{data, polyglot, repo, wasm};
 
 /// How long the browser run may take before it is stopped and the test fails.
 const BROWSER_TIMEOUT: Duration = Duration::from_secs(300);
@@ -123,7 +124,7 @@ config = {{}}
                 &form_output,
             ])
             .arg("--wasm")
-            .arg(wasm("tz_normaliser"))
+            .arg(polyglot("tz_normaliser_typescript"))
             .arg("--samples")
             .arg(data("seed-000.jsonl"))
             .arg("--expected")

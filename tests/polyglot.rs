@@ -7,22 +7,11 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 use support::kafka::{Sluice, consume_values, create_topic, produce, unique, write_config};
-use support::{repo, sluice, text, try_with_stdin, wasm};
-
-/// A component built by `make polyglot`.
-fn polyglot(name: &str) -> PathBuf {
-    let path = repo().join("target/polyglot").join(format!("{name}.wasm"));
-    assert!(
-        path.exists(),
-        "{} is missing: build it first with `make polyglot`",
-        path.display()
-    );
-    path
-}
+use support::{polyglot, repo, sluice, text, try_with_stdin, wasm};
 
 /// The PII stripper configured to mask e-mail addresses only, as the examples do.
 const EMAIL_ONLY: &[&str] = &[

@@ -3,7 +3,7 @@
 // starts one on the real broker) it:
 //
 //   1. opens the page and finds the pipeline;
-//   2. uploads a transform (tz_normaliser.wasm) by dropping it on the Modules page;
+//   2. uploads a transform (--wasm; tz_normaliser.wasm by default) by dropping it on the Modules page;
 //   3. deploys it into a slot of the pipeline and sees the slot change;
 //   4. watches the live throughput chart move (in-rate above 0, points added);
 //   5. uploads a broken file through the file input and sees the API's error text on the page;

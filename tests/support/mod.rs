@@ -81,6 +81,17 @@ pub fn wasm(name: &str) -> PathBuf {
     path
 }
 
+/// A Python or TypeScript component built by `make polyglot`.
+pub fn polyglot(name: &str) -> PathBuf {
+    let path = repo().join("target/polyglot").join(format!("{name}.wasm"));
+    assert!(
+        path.exists(),
+        "{} is missing: build it first with `make polyglot`",
+        path.display()
+    );
+    path
+}
+
 /// A file under `tests/data`.
 pub fn data(name: &str) -> PathBuf {
     repo().join("tests/data").join(name)
