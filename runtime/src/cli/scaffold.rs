@@ -174,68 +174,17 @@ pub fn check_name(name: &str, lang: Lang) -> anyhow::Result<()> {
         );
     }
     // Names that clash with the language, its standard library or the test tools.
-    let reserved: &[&str] = match lang {
-        Lang::Rust => &[
-            "std",
-            "core",
-            "alloc",
-            "proc_macro",
-            "test",
-            "self",
-            "crate",
-            "super",
-            "sluice_sdk",
-        ],
-        Lang::Python => &[
-            "sluice_sdk",
-            "test",
-            "json",
-            "re",
-            "os",
-            "sys",
-            "typing",
-            "string",
-            "types",
-            "time",
-            "random",
-            "pytest",
-            "app",
-            "and",
-            "as",
-            "assert",
-            "async",
-            "await",
-            "break",
-            "class",
-            "continue",
-            "def",
-            "del",
-            "elif",
-            "else",
-            "except",
-            "finally",
-            "for",
-            "from",
-            "global",
-            "if",
-            "import",
-            "in",
-            "is",
-            "lambda",
-            "nonlocal",
-            "not",
-            "or",
-            "pass",
-            "raise",
-            "return",
-            "try",
-            "while",
-            "with",
-            "yield",
-        ],
-        Lang::Typescript => &["sluice_sdk", "node_modules", "test", "build"],
+    let reserved = match lang {
+        Lang::Rust => "std core alloc proc_macro test self crate super sluice_sdk",
+        Lang::Python => {
+            "sluice_sdk test json re os sys typing string types time random pytest app and as \
+             assert async await break class continue def del elif else except finally for from \
+             global if import in is lambda nonlocal not or pass raise return try while with yield"
+        }
+        Lang::Typescript => "sluice_sdk node_modules test build",
     };
-    if reserved.contains(&name.replace('-', "_").to_lowercase().as_str()) {
+    let module = name.replace('-', "_").to_lowercase();
+    if reserved.split_whitespace().any(|r| r == module) {
         anyhow::bail!("`{name}` is reserved in {lang:?}; choose another name");
     }
     Ok(())
@@ -260,68 +209,42 @@ pub fn type_name(name: &str) -> String {
 /// The generated files: path relative to the project's folder, and contents.
 pub fn files(name: &str, lang: Lang, sdk: &Sdk) -> Vec<(String, String)> {
     let module = name.replace('-', "_");
+    const VERSION: &str = env!("CARGO_PKG_VERSION");
+    // The SDK: this checkout's when known (so the file names this machine's paths), else the
+    // registry's, by this Sluice's version.
+    let (python_sdk, typescript_sdk) = match sdk {
+        Sdk::Path(path) => (
+            format!("-e {}", path.join("python").display()),
+            format!("file:{}", path.join("typescript").display()),
+        ),
+        Sdk::Version => (format!("sluice-sdk=={VERSION}"), VERSION.to_string()),
+    };
+    let typescript_sdk = toml_string(&typescript_sdk); // a JSON string too
     let fill = |template: &str| {
         template
             .replace("{{NAME}}", name)
             .replace("{{MODULE}}", &module)
             .replace("{{TYPE}}", &type_name(name))
-            .replace("{{SDK_VERSION}}", env!("CARGO_PKG_VERSION"))
+            .replace("{{PYTHON_SDK}}", &python_sdk)
+            .replace("\"{{TYPESCRIPT_SDK}}\"", &typescript_sdk)
     };
-    let owned = |files: &[(&str, &str)]| -> Vec<(String, String)> {
+    let filled = |files: &[(&str, &str)]| -> Vec<(String, String)> {
         (files.iter())
             .map(|(path, template)| (fill(path), fill(template)))
+            .chain([
+                (super::author::MANIFEST.into(), manifest(name, lang)),
+                ("sample.jsonl".into(), SAMPLE.to_string()),
+            ])
             .collect()
     };
-    let mut files = match lang {
-        Lang::Rust => rust_files(name, sdk)
-            .into_iter()
+    match lang {
+        Lang::Rust => (rust_files(name, sdk).into_iter())
             .map(|(path, text)| (path.to_string(), text))
             .collect(),
-        Lang::Python => owned(PYTHON_FILES),
-        Lang::Typescript => owned(TYPESCRIPT_FILES),
-    };
-    // The SDK: this checkout's when known (in a file that names this machine's paths), else the
-    // registry's, by this Sluice's version.
-    match (lang, sdk) {
-        (Lang::Rust, _) => {}
-        (Lang::Python, Sdk::Path(path)) => files.push((
-            "requirements.txt".into(),
-            fill(PYTHON_REQUIREMENTS).replace(
-                &format!("sluice-sdk=={}", env!("CARGO_PKG_VERSION")),
-                &format!("-e {}", path.join("python").display()),
-            ),
-        )),
-        (Lang::Python, Sdk::Version) => {
-            files.push(("requirements.txt".into(), fill(PYTHON_REQUIREMENTS)))
-        }
-        (Lang::Typescript, Sdk::Path(path)) => {
-            let file = format!("file:{}", path.join("typescript").display());
-            for (path, text) in &mut files {
-                if path == "package.json" {
-                    *text = text.replace(
-                        &format!("\"sluice-sdk\": \"{}\"", env!("CARGO_PKG_VERSION")),
-                        &format!("\"sluice-sdk\": {}", toml_string(&file)),
-                    );
-                }
-            }
-        }
-        (Lang::Typescript, Sdk::Version) => {}
+        Lang::Python => filled(PYTHON_FILES),
+        Lang::Typescript => filled(TYPESCRIPT_FILES),
     }
-    if lang != Lang::Rust {
-        files.push((super::author::MANIFEST.into(), manifest(name, lang)));
-        files.push(("sample.jsonl".into(), SAMPLE.to_string()));
-    }
-    files
 }
-
-/// The Python project's pinned tools and SDK.
-const PYTHON_REQUIREMENTS: &str = "\
-# The tools that build and test the transform (pinned: componentize-py's output depends on its
-# version), and the SDK.
-componentize-py==0.25.1
-pytest==9.0.2
-sluice-sdk=={{SDK_VERSION}}
-";
 
 /// The Python project's files: `{{...}}` is filled in by [`files`].
 const PYTHON_FILES: &[(&str, &str)] = &[
@@ -336,6 +259,10 @@ const PYTHON_FILES: &[(&str, &str)] = &[
     (
         "pyproject.toml",
         include_str!("scaffold/python/pyproject.toml"),
+    ),
+    (
+        "requirements.txt",
+        include_str!("scaffold/python/requirements.txt"),
     ),
     ("README.md", include_str!("scaffold/python/README.md")),
     (
