@@ -193,8 +193,8 @@ fn python_and_typescript_transforms_run_in_a_pipeline_and_deploy_through_the_api
     runtime.signal("TERM");
 }
 
-/// The venv and node_modules of `make setup-polyglot`, first on the PATH: `python3` is the
-/// venv's, with componentize-py and the SDK.
+/// The PATH with the venv of `make setup-polyglot` first: `python3` is the venv's, with
+/// componentize-py, pytest and the SDK.
 fn tool_path() -> String {
     let venv = repo().join(".cache/polyglot/venv/bin");
     format!(
@@ -227,8 +227,8 @@ fn python_and_typescript_scaffolds_build_and_pass_their_own_tests() {
     let work = tempfile::tempdir().unwrap();
     let sluice_exe = env!("CARGO_BIN_EXE_sluice");
     for (lang, test) in [
-        ("python", ["python3", "-m", "pytest", "-q"]),
-        ("typescript", ["npm", "test", "--silent", ""]),
+        ("python", &["python3", "-m", "pytest", "-q"][..]),
+        ("typescript", &["npm", "test", "--silent"][..]),
     ] {
         let name = format!("rename-{lang}");
         run_in(
@@ -245,7 +245,6 @@ fn python_and_typescript_scaffolds_build_and_pass_their_own_tests() {
                 &["install", "--offline", "--no-audit", "--no-fund"],
             );
         }
-        let test: Vec<&str> = test.iter().copied().filter(|a| !a.is_empty()).collect();
         run_in(&project, test[0], &test[1..]);
         let built = run_in(&project, sluice_exe, &["transform", "build"]);
         let wasm = built

@@ -23,15 +23,15 @@ export function runBatch(transform: Transform, batch: InputBatch): OutputBatch {
   const out = new BatchWriter(data.length + data.length / 4);
   const errors: RecordError[] = [];
   batch.records.forEach((r, index) => {
-    const record = new SluiceRecord({
-      topic: batch.topic,
-      partition: batch.partition,
-      offset: Number(r.offset),
-      timestamp: r.timestamp === undefined ? undefined : Number(r.timestamp),
-      key: bytes(r.key),
-      value: bytes(r.value),
-      headers: headers.slice(r.firstHeader, r.firstHeader + r.headerCount),
-    });
+    const record = new SluiceRecord(
+      batch.topic,
+      batch.partition,
+      Number(r.offset),
+      r.timestamp === undefined ? undefined : Number(r.timestamp),
+      bytes(r.key),
+      bytes(r.value),
+      headers.slice(r.firstHeader, r.firstHeader + r.headerCount),
+    );
     out.begin(index, record);
     const mark = out.mark();
     try {

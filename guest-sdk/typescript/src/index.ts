@@ -34,7 +34,7 @@ export { Config } from "./config.ts";
 export { SluiceError } from "./error.ts";
 export * as json from "./json.ts";
 export * as log from "./log.ts";
-export { SluiceRecord, type Header, type RecordFields } from "./record.ts";
+export { SluiceRecord, type Header } from "./record.ts";
 export * as tables from "./tables.ts";
 export type { Transform, TransformClass } from "./transform.ts";
 export type { Bytes, HeaderInit, OutputRecord, Writer } from "./writer.ts";

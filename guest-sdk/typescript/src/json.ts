@@ -285,32 +285,15 @@ export function forEachField(
   subject = "value",
 ): void {
   const start = expectOpening(text, OPEN_BRACE, "a JSON object", subject);
-  reading(text, subject, () => {
-    let i = skipWhitespace(text, start + 1);
-    if (i >= text.length) fail(eofIn(CLOSE_BRACE), i);
-    if (text.charCodeAt(i) === CLOSE_BRACE) {
-      i++;
-    } else {
-      for (;;) {
-        const [keyEnd, valueStart] = scanMember(text, i);
-        const key = decodeString(text.slice(i, keyEnd), i);
-        const valueEnd = scanValue(text, valueStart);
-        each(key, text.slice(valueStart, valueEnd));
-        i = skipWhitespace(text, valueEnd);
-        if (i >= text.length) fail(eofIn(CLOSE_BRACE), i);
-        const next = text.charCodeAt(i);
-        if (next === CLOSE_BRACE) {
-          i++;
-          break;
-        }
-        if (next !== COMMA) fail("expected `,` or `}`", i);
-        i = skipWhitespace(text, i + 1);
-        if (text.charCodeAt(i) === CLOSE_BRACE) fail("trailing comma", i);
-      }
-    }
-    i = skipWhitespace(text, i);
-    if (i < text.length) fail("trailing characters", i);
-  });
+  reading(text, subject, () =>
+    readMembers(text, start, CLOSE_BRACE, (i) => {
+      const [keyEnd, valueStart] = scanMember(text, i);
+      const key = decodeString(text.slice(i, keyEnd), i);
+      const valueEnd = scanValue(text, valueStart);
+      each(key, text.slice(valueStart, valueEnd));
+      return valueEnd;
+    }),
+  );
 }
 
 /**
@@ -319,30 +302,41 @@ export function forEachField(
  */
 export function forEachElement(text: string, each: (value: string) => void, subject = "value"): void {
   const start = expectOpening(text, OPEN_BRACKET, "a JSON array", subject);
-  reading(text, subject, () => {
-    let i = skipWhitespace(text, start + 1);
-    if (i >= text.length) fail(eofIn(CLOSE_BRACKET), i);
-    if (text.charCodeAt(i) === CLOSE_BRACKET) {
-      i++;
-    } else {
-      for (;;) {
-        const end = scanValue(text, i);
-        each(text.slice(i, end));
-        i = skipWhitespace(text, end);
-        if (i >= text.length) fail(eofIn(CLOSE_BRACKET), i);
-        const next = text.charCodeAt(i);
-        if (next === CLOSE_BRACKET) {
-          i++;
-          break;
-        }
-        if (next !== COMMA) fail("expected `,` or `]`", i);
-        i = skipWhitespace(text, i + 1);
-        if (text.charCodeAt(i) === CLOSE_BRACKET) fail("trailing comma", i);
+  reading(text, subject, () =>
+    readMembers(text, start, CLOSE_BRACKET, (i) => {
+      const end = scanValue(text, i);
+      each(text.slice(i, end));
+      return end;
+    }),
+  );
+}
+
+/**
+ * The pass over the members of the object or array opened at `start`, shared by `forEachField`
+ * and `forEachElement`: `member` reads the member at its index and returns where it ends; the
+ * commas, the closing bracket `close` and the end of the text are checked here.
+ */
+function readMembers(text: string, start: number, close: number, member: (at: number) => number): void {
+  let i = skipWhitespace(text, start + 1);
+  if (i >= text.length) fail(eofIn(close), i);
+  if (text.charCodeAt(i) === close) {
+    i++;
+  } else {
+    for (;;) {
+      i = skipWhitespace(text, member(i));
+      if (i >= text.length) fail(eofIn(close), i);
+      const next = text.charCodeAt(i);
+      if (next === close) {
+        i++;
+        break;
       }
+      if (next !== COMMA) fail(`expected \`,\` or \`${String.fromCharCode(close)}\``, i);
+      i = skipWhitespace(text, i + 1);
+      if (text.charCodeAt(i) === close) fail("trailing comma", i);
     }
-    i = skipWhitespace(text, i);
-    if (i < text.length) fail("trailing characters", i);
-  });
+  }
+  i = skipWhitespace(text, i);
+  if (i < text.length) fail("trailing characters", i);
 }
 
 /**

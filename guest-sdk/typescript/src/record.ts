@@ -10,50 +10,31 @@ export interface Header {
   readonly value: Uint8Array | undefined;
 }
 
-/** What a record is made of. */
-export interface RecordFields {
-  /** The topic it was read from. */
-  readonly topic: string;
-  /** The partition it was read from. */
-  readonly partition: number;
-  /**
-   * Its offset in that partition. A `number`, not a `bigint`: offsets stay far below 2^53 (a
-   * partition taking a million records a second gets there in 285 years), and a number works
-   * with arithmetic and `JSON.stringify`, which refuses bigints.
-   */
-  readonly offset: number;
-  /** Its timestamp, milliseconds since the Unix epoch, when it has one. */
-  readonly timestamp: number | undefined;
-  /** Its key; `undefined` for a null key. */
-  readonly key: Uint8Array | undefined;
-  /** Its value; `undefined` for a null value (a tombstone). */
-  readonly value: Uint8Array | undefined;
-  /** Its headers, in order. */
-  readonly headers: readonly Header[];
-}
-
 /**
  * A record read from Kafka. Its key and value are views into the batch it arrived in, valid
  * while `process` runs: copy out what you keep (`slice()`).
  */
-export class SluiceRecord implements RecordFields {
-  readonly topic: string;
-  readonly partition: number;
-  readonly offset: number;
-  readonly timestamp: number | undefined;
-  readonly key: Uint8Array | undefined;
-  readonly value: Uint8Array | undefined;
-  readonly headers: readonly Header[];
-
-  constructor(fields: RecordFields) {
-    this.topic = fields.topic;
-    this.partition = fields.partition;
-    this.offset = fields.offset;
-    this.timestamp = fields.timestamp;
-    this.key = fields.key;
-    this.value = fields.value;
-    this.headers = fields.headers;
-  }
+export class SluiceRecord {
+  constructor(
+    /** The topic it was read from. */
+    readonly topic: string,
+    /** The partition it was read from. */
+    readonly partition: number,
+    /**
+     * Its offset in that partition. A `number`, not a `bigint`: offsets stay far below 2^53 (a
+     * partition taking a million records a second gets there in 285 years), and a number works
+     * with arithmetic and `JSON.stringify`, which refuses bigints.
+     */
+    readonly offset: number,
+    /** Its timestamp, milliseconds since the Unix epoch, when it has one. */
+    readonly timestamp: number | undefined,
+    /** Its key; `undefined` for a null key. */
+    readonly key: Uint8Array | undefined,
+    /** Its value; `undefined` for a null value (a tombstone). */
+    readonly value: Uint8Array | undefined,
+    /** Its headers, in order. */
+    readonly headers: readonly Header[],
+  ) {}
 
   /** The value as UTF-8 text; throws `record has no value` or `value is not UTF-8: ...`. */
   valueText(): string {
