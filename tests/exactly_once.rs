@@ -260,3 +260,93 @@ guarantee = "exactly-once"
         );
     }
 }
+
+/// A transaction of another producer that holds offsets for Sluice's group keeps the group's
+/// committed offsets from a read_committed member (the broker answers "unstable" until it
+/// ends). Sluice says so after 20 s, by partition, instead of sitting silent, and reads on
+/// once the transaction ends.
+#[test]
+fn a_member_kept_from_its_committed_offsets_by_an_open_transaction_says_so_then_reads_on() {
+    let (input, output) = (unique("eos-wait-in"), unique("eos-wait-out"));
+    create_topic(&input, 1);
+    create_topic(&output, 1);
+    let pipeline = unique("eos-wait");
+    let group = format!("sluice-{pipeline}");
+
+    // The open transaction: it commits the group's offset for the input, and stays open.
+    let holder: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .set("transactional.id", unique("eos-wait-holder"))
+        .set("transaction.timeout.ms", "60000")
+        .create()
+        .unwrap();
+    holder.init_transactions(Duration::from_secs(30)).unwrap();
+    holder.begin_transaction().unwrap();
+    let group_consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .set("group.id", &group)
+        .create()
+        .unwrap();
+    let mut offsets = rdkafka::TopicPartitionList::new();
+    offsets
+        .add_partition_offset(&input, 0, rdkafka::Offset::Offset(0))
+        .unwrap();
+    holder
+        .send_offsets_to_transaction(
+            &offsets,
+            &group_consumer.group_metadata().unwrap(),
+            Duration::from_secs(30),
+        )
+        .unwrap();
+
+    let values: Vec<String> = (0..100).map(|id| format!(r#"{{"id": {id}}}"#)).collect();
+    support::kafka::produce(&input, &values);
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        &format!(
+            r#"[[pipeline]]
+name = "{pipeline}"
+inputs = ["{input}"]
+outputs = ["{output}"]
+guarantee = "exactly-once"
+
+[[pipeline.transform]]
+module = "{}"
+"#,
+            wasm("test_guest").display()
+        ),
+    );
+    let sluice = Sluice::start(&config);
+    sluice.wait_until(
+        "the report of the partition waiting for its committed offset",
+        Duration::from_secs(90),
+        || sluice.log().contains("event=\"committed_offset_wait\""),
+    );
+    let log = sluice.log();
+    let report = log
+        .lines()
+        .find(|l| l.contains("committed_offset_wait"))
+        .unwrap();
+    assert!(
+        report.contains(&format!("topic=\"{input}\" partition=0"))
+            && report.contains("a transaction holding offsets for the group is still open"),
+        "{report}"
+    );
+    assert_eq!(written(&output), 0, "read before its committed offset came");
+
+    // A call that times out is to be called again (librdkafka's advice).
+    let aborting = Instant::now();
+    while let Err(e) = holder.abort_transaction(Duration::from_secs(10)) {
+        assert!(
+            matches!(&e, KafkaError::Transaction(t) if t.is_retriable())
+                && aborting.elapsed() < Duration::from_secs(60),
+            "cannot abort the test's transaction: {e}"
+        );
+    }
+    sluice.wait_until(
+        "every input in the output once the transaction ended",
+        Duration::from_secs(60),
+        || read_ids(&[&output], "read_committed").len() == values.len(),
+    );
+}

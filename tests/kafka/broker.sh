@@ -10,8 +10,10 @@
 #   broker.sh stop [DIR]                  stop it (fine if it is not running); keeps its data
 #   broker.sh resume [DIR]                start a stopped broker again on the same data and port
 #   broker.sh restart [DIR]               stop, then resume (a broker restart, as in production)
+#   broker.sh crash-restart [DIR]         SIGKILL, then resume (a broker crash)
 #   broker.sh topic-create NAME PARTS [DIR]  create a topic unless it exists
 #   broker.sh deny-transactions USER [DIR]   deny USER every transactional id (an ACL)
+#   broker.sh transactions [DIR]          the broker's open and hanging transactions (diagnostics)
 #
 # DIR defaults to <repo>/.cache/kafka/run and is wiped by every start (not by resume). It holds
 # server.properties, data/, broker.log, broker.pid and bootstrap (the address).
@@ -145,9 +147,9 @@ broker_pid() {
 }
 
 stop_dir() {
-	local dir=$1 pid i
+	local dir=$1 signal=${2:-TERM} pid i
 	if pid=$(broker_pid "$dir"); then
-		kill -TERM "$pid" 2>/dev/null || true
+		kill "-$signal" "$pid" 2>/dev/null || true
 		# Controlled shutdown of a single node takes a few seconds.
 		for ((i = 0; i < 200; i++)); do
 			kill -0 "$pid" 2>/dev/null || break
@@ -250,6 +252,9 @@ offsets.topic.num.partitions=1
 transaction.state.log.replication.factor=1
 transaction.state.log.min.isr=1
 transaction.state.log.num.partitions=1
+# A transaction open this long is "hanging" to broker.sh transactions (default 15 min); tests
+# use at most a minute.
+transaction.max.timeout.ms=60000
 share.coordinator.state.topic.replication.factor=1
 share.coordinator.state.topic.min.isr=1
 
@@ -358,6 +363,13 @@ cmd_restart() {
 	cmd_resume "$dir"
 }
 
+cmd_crash_restart() {
+	local dir
+	dir=$(state_dir "${1:-}")
+	stop_dir "$dir" KILL
+	cmd_resume "$dir"
+}
+
 cmd_topic_create() {
 	(($# >= 2)) || die "usage: broker.sh topic-create NAME PARTITIONS [DIR]"
 	local name=$1 parts=$2 dir out
@@ -386,14 +398,34 @@ cmd_deny_transactions() {
 	fi
 }
 
+cmd_transactions() {
+	local dir bootstrap
+	dir=$(state_dir "${1:-}")
+	[[ -f $dir/bootstrap ]] || die "no running broker in $dir (run: broker.sh start)"
+	bootstrap=$(<"$dir/bootstrap")
+	echo "-- transactions:"
+	tool_java org.apache.kafka.tools.TransactionsCommand --bootstrap-server "$bootstrap" \
+		--command-config "$dir/tools.properties" list 2>&1 || true
+	echo "-- hanging (open longer than transaction.max.timeout.ms):"
+	tool_java org.apache.kafka.tools.TransactionsCommand --bootstrap-server "$bootstrap" \
+		--command-config "$dir/tools.properties" find-hanging --broker-id 1 2>&1 || true
+	# find-hanging skips internal topics: offsets committed in a transaction that never ended.
+	echo "-- producers of __consumer_offsets-0 (an open transaction holds the group's offsets):"
+	tool_java org.apache.kafka.tools.TransactionsCommand --bootstrap-server "$bootstrap" \
+		--command-config "$dir/tools.properties" describe-producers --topic __consumer_offsets \
+		--partition 0 2>&1 || true
+}
+
 case ${1:-} in
 install) cmd_install ;;
 start) cmd_start "${2:-}" ;;
 stop) cmd_stop "${2:-}" ;;
 resume) cmd_resume "${2:-}" ;;
 restart) cmd_restart "${2:-}" ;;
+crash-restart) cmd_crash_restart "${2:-}" ;;
 topic-create) shift && cmd_topic_create "$@" ;;
 deny-transactions) shift && cmd_deny_transactions "$@" ;;
+transactions) cmd_transactions "${2:-}" ;;
 *)
 	sed -n '2,/^set -euo/{/^#/s/^# \{0,1\}//p}' "${BASH_SOURCE[0]}" >&2
 	exit 2

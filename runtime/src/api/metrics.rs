@@ -145,6 +145,12 @@ impl Collector for Snapshot {
         )?;
         counter(
             &mut encoder,
+            "committed_offset_waits",
+            "Reports of an assigned partition not read for 20 s because its committed offset has not come.",
+            &per_pipeline(&|m| m.committed_offset_waits.load(Relaxed)),
+        )?;
+        counter(
+            &mut encoder,
             "worker_deaths",
             "Partition workers that died; each stops its pipeline.",
             &per_pipeline(&|m| m.worker_deaths.load(Relaxed)),

@@ -93,6 +93,8 @@ pub struct PipelineMetrics {
     pub transactions_committed: AtomicU64,
     /// Exactly-once: transactions aborted (their records are processed again).
     pub transactions_aborted: AtomicU64,
+    /// Reports of an assigned partition left waiting for the group's committed offset.
+    pub committed_offset_waits: AtomicU64,
     /// Exactly-once: when the last transaction committed, in milliseconds since the Unix
     /// epoch (0 before the first).
     pub last_commit_ms: AtomicU64,
@@ -140,6 +142,7 @@ impl PipelineMetrics {
             worker_deaths: AtomicU64::new(0),
             transactions_committed: AtomicU64::new(0),
             transactions_aborted: AtomicU64::new(0),
+            committed_offset_waits: AtomicU64::new(0),
             last_commit_ms: AtomicU64::new(0),
             last_abort: Mutex::new(None),
             swaps: AtomicU64::new(0),
@@ -182,6 +185,11 @@ impl PipelineMetrics {
     pub fn observe_abort(&self, cause: &str) {
         self.transactions_aborted.fetch_add(1, Relaxed);
         *self.last_abort.lock().unwrap() = Some(cause.to_string());
+    }
+
+    /// Records a report of a partition left waiting for its committed offset.
+    pub fn observe_offset_wait(&self) {
+        self.committed_offset_waits.fetch_add(1, Relaxed);
     }
 
     /// Sets the status, unless the pipeline already failed (the first error is the one to keep).

@@ -68,6 +68,7 @@ pub(super) fn start(
         workers: workers.clone(),
         assigned: assigned.clone(),
         commit_errors: Mutex::default(),
+        offset_waits: Mutex::default(),
         drain_timeout: settings.drain_timeout,
     };
     let client_id = format!("sluice-{}", config.name);
@@ -539,7 +540,53 @@ struct RebalanceHandler {
     assigned: Arc<Mutex<Assigned>>,
     /// At-least-once: failed background commits of stored offsets.
     commit_errors: Mutex<LogThrottle>,
+    /// Assigned partitions not fetching yet, since when: they wait for the group's committed
+    /// offsets.
+    offset_waits: Mutex<OffsetWaits>,
     drain_timeout: Duration,
+}
+
+/// Assigned partitions whose committed offsets the group coordinator has not given yet.
+///
+/// librdkafka retries that silently, and for a read_committed consumer (exactly-once) it is
+/// refused for as long as any transaction holding offsets for the group is open: an
+/// exactly-once producer of another process, or a transaction the broker left hanging. Without
+/// this a member would sit with its partitions assigned, not reading and not saying why.
+#[derive(Default)]
+struct OffsetWaits {
+    since: std::collections::HashMap<(String, i32), Instant>,
+    throttle: LogThrottle,
+}
+
+/// How long an assigned partition may wait for its committed offset before it is reported:
+/// more than Sluice's own transactions may stay open (`transaction.timeout.ms`, 10 s).
+const OFFSET_WAIT_REPORTED_AFTER: Duration = Duration::from_secs(20);
+
+impl OffsetWaits {
+    /// Notes `partition`'s fetch state (librdkafka's statistics, `fetch_state`); returns how long
+    /// it has waited for its committed offset when that is to be reported now.
+    fn observe(
+        &mut self,
+        partition: (&str, i32),
+        fetch_state: &str,
+        now: Instant,
+    ) -> Option<Duration> {
+        // "none" (never fetched) or "stopped" (fetched before a revocation): the assignment
+        // has not started its fetcher, which it does once it has the committed offset.
+        if !matches!(fetch_state, "none" | "stopped") {
+            self.since.remove(&(partition.0.to_string(), partition.1));
+            return None;
+        }
+        let since = *(self.since)
+            .entry((partition.0.to_string(), partition.1))
+            .or_insert(now);
+        let waited = now.duration_since(since);
+        (waited >= OFFSET_WAIT_REPORTED_AFTER
+            && self
+                .throttle
+                .first_in_a_while(&format!("{}/{}", partition.0, partition.1), now))
+        .then_some(waited)
+    }
 }
 
 impl RebalanceHandler {
@@ -558,11 +605,28 @@ impl ClientContext for RebalanceHandler {
     }
 
     fn stats(&self, statistics: Statistics) {
-        let mut lag = self.pipeline().metrics.lag.lock().unwrap();
+        let metrics = &self.pipeline().metrics;
+        let assigned = metrics.assigned.lock().unwrap().clone();
+        let mut lag = metrics.lag.lock().unwrap();
+        let mut waits = self.offset_waits.lock().unwrap();
+        let now = Instant::now();
+        waits.since.retain(|key, _| assigned.contains(key));
         for (topic, t) in &statistics.topics {
             for (partition, p) in &t.partitions {
                 if *partition >= 0 && p.consumer_lag >= 0 {
                     lag.insert((topic.clone(), *partition), p.consumer_lag);
+                }
+                if !assigned.contains(&(topic.clone(), *partition)) {
+                    continue;
+                }
+                if let Some(waited) = waits.observe((topic, *partition), &p.fetch_state, now) {
+                    tracing::warn!(pipeline = %self.pipeline().name, event = "committed_offset_wait",
+                        topic, partition, waited_s = waited.as_secs(),
+                        "the partition is assigned but not read: the group's committed offset for it has not come. \
+                         The group coordinator is unavailable, or (read_committed, exactly-once) a transaction \
+                         holding offsets for the group is still open: another member's, or one the broker left \
+                         open (`kafka-transactions.sh describe-producers --topic __consumer_offsets --partition N`)");
+                    metrics.observe_offset_wait();
                 }
             }
         }
@@ -896,6 +960,27 @@ mod tests {
         .map(|(message, s)| throttle.first_in_a_while(message, at(*s)))
         .collect();
         assert_eq!(logged, vec![true, true, false, false, false, true, true]);
+    }
+
+    #[test]
+    fn a_partition_not_fetching_for_20_s_is_reported_once_a_minute_and_fetching_resets_it() {
+        let mut waits = OffsetWaits::default();
+        let start = Instant::now();
+        let mut observe = |state: &str, s: u64| {
+            waits
+                .observe(("in", 0), state, start + Duration::from_secs(s))
+                .map(|waited| waited.as_secs())
+        };
+        assert_eq!(observe("none", 0), None);
+        assert_eq!(observe("none", 19), None);
+        assert_eq!(observe("none", 20), Some(20));
+        assert_eq!(observe("none", 21), None, "once a minute");
+        assert_eq!(observe("none", 80), Some(80));
+        // Fetching: the wait is over; a later one (after a revocation) counts afresh.
+        assert_eq!(observe("active", 81), None);
+        assert_eq!(observe("stopped", 200), None);
+        assert_eq!(observe("stopped", 219), None);
+        assert_eq!(observe("stopped", 220), Some(20));
     }
 
     #[test]
