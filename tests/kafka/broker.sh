@@ -356,17 +356,11 @@ cmd_resume() {
 	launch "$dir" "$bootstrap" && echo "$bootstrap"
 }
 
+# restart DIR [SIGNAL]: stops with SIGNAL (TERM, or KILL for a crash), then resumes.
 cmd_restart() {
 	local dir
 	dir=$(state_dir "${1:-}")
-	stop_dir "$dir"
-	cmd_resume "$dir"
-}
-
-cmd_crash_restart() {
-	local dir
-	dir=$(state_dir "${1:-}")
-	stop_dir "$dir" KILL
+	stop_dir "$dir" "${2:-TERM}"
 	cmd_resume "$dir"
 }
 
@@ -403,17 +397,17 @@ cmd_transactions() {
 	dir=$(state_dir "${1:-}")
 	[[ -f $dir/bootstrap ]] || die "no running broker in $dir (run: broker.sh start)"
 	bootstrap=$(<"$dir/bootstrap")
+	txn() {
+		tool_java org.apache.kafka.tools.TransactionsCommand --bootstrap-server "$bootstrap" \
+			--command-config "$dir/tools.properties" "$@" 2>&1 || true
+	}
 	echo "-- transactions:"
-	tool_java org.apache.kafka.tools.TransactionsCommand --bootstrap-server "$bootstrap" \
-		--command-config "$dir/tools.properties" list 2>&1 || true
+	txn list
 	echo "-- hanging (open longer than transaction.max.timeout.ms):"
-	tool_java org.apache.kafka.tools.TransactionsCommand --bootstrap-server "$bootstrap" \
-		--command-config "$dir/tools.properties" find-hanging --broker-id 1 2>&1 || true
+	txn find-hanging --broker-id 1
 	# find-hanging skips internal topics: offsets committed in a transaction that never ended.
 	echo "-- producers of __consumer_offsets-0 (an open transaction holds the group's offsets):"
-	tool_java org.apache.kafka.tools.TransactionsCommand --bootstrap-server "$bootstrap" \
-		--command-config "$dir/tools.properties" describe-producers --topic __consumer_offsets \
-		--partition 0 2>&1 || true
+	txn describe-producers --topic __consumer_offsets --partition 0
 }
 
 case ${1:-} in
@@ -422,7 +416,7 @@ start) cmd_start "${2:-}" ;;
 stop) cmd_stop "${2:-}" ;;
 resume) cmd_resume "${2:-}" ;;
 restart) cmd_restart "${2:-}" ;;
-crash-restart) cmd_crash_restart "${2:-}" ;;
+crash-restart) cmd_restart "${2:-}" KILL ;;
 topic-create) shift && cmd_topic_create "$@" ;;
 deny-transactions) shift && cmd_deny_transactions "$@" ;;
 transactions) cmd_transactions "${2:-}" ;;

@@ -573,19 +573,15 @@ impl OffsetWaits {
     ) -> Option<Duration> {
         // "none" (never fetched) or "stopped" (fetched before a revocation): the assignment
         // has not started its fetcher, which it does once it has the committed offset.
+        let key = (partition.0.to_string(), partition.1);
         if !matches!(fetch_state, "none" | "stopped") {
-            self.since.remove(&(partition.0.to_string(), partition.1));
+            self.since.remove(&key);
             return None;
         }
-        let since = *(self.since)
-            .entry((partition.0.to_string(), partition.1))
-            .or_insert(now);
-        let waited = now.duration_since(since);
-        (waited >= OFFSET_WAIT_REPORTED_AFTER
-            && self
-                .throttle
-                .first_in_a_while(&format!("{}/{}", partition.0, partition.1), now))
-        .then_some(waited)
+        let label = format!("{}/{}", key.0, key.1);
+        let waited = now.duration_since(*self.since.entry(key).or_insert(now));
+        (waited >= OFFSET_WAIT_REPORTED_AFTER && self.throttle.first_in_a_while(&label, now))
+            .then_some(waited)
     }
 }
 
