@@ -1,6 +1,16 @@
 #!/usr/bin/env bash
-# A real single-node Apache Kafka broker (KRaft, broker+controller in one JVM)
-# for Sluice's tests, bound to 127.0.0.1 only.
+# A real single-node Apache Kafka cluster for Sluice's tests, bound to 127.0.0.1 only: one KRaft
+# controller JVM and one broker JVM, as production clusters run them.
+#
+# Why two processes: a combined broker+controller killed and started again comes back with its
+# old registration alive for broker.session.timeout.ms, takes back its partitions, then is fenced
+# (every leader -1 for a moment); Kafka 4.3.1's transaction coordinator, sending the markers of a
+# commit that was under way at the crash in that moment, skips the leaderless partitions ("these
+# partitions are likely deleted already and hence can be skipped") and records the commit as
+# complete. The transaction then stays open for good in those partitions: outputs that
+# read_committed readers never get past, and a group's offsets that never become stable. Here a
+# crash-restart kills the broker alone, waits until the controller has fenced it, and only then
+# starts it: it comes back fenced, and takes its partitions once registered anew.
 #
 # Kafka is assembled from Maven Central jars (the apache.org tarballs are not
 # reachable from our machines), cached in <repo>/.cache/kafka/<version>/libs.
@@ -10,13 +20,14 @@
 #   broker.sh stop [DIR]                  stop it (fine if it is not running); keeps its data
 #   broker.sh resume [DIR]                start a stopped broker again on the same data and port
 #   broker.sh restart [DIR]               stop, then resume (a broker restart, as in production)
-#   broker.sh crash-restart [DIR]         SIGKILL, then resume (a broker crash)
+#   broker.sh crash-restart [DIR]         SIGKILL the broker, then resume (a broker crash)
 #   broker.sh topic-create NAME PARTS [DIR]  create a topic unless it exists
 #   broker.sh deny-transactions USER [DIR]   deny USER every transactional id (an ACL)
 #   broker.sh transactions [DIR]          the broker's open and hanging transactions (diagnostics)
 #
 # DIR defaults to <repo>/.cache/kafka/run and is wiped by every start (not by resume). It holds
-# server.properties, data/, broker.log, broker.pid and bootstrap (the address).
+# server.properties, data/, broker.log, broker.pid and bootstrap (the address), and the
+# controller's controller.properties, controller-data/, controller.log and controller.pid.
 #
 # Environment:
 #   SLUICE_BROKER_PORT           broker port (default: 19092, or the next free one)
@@ -105,7 +116,7 @@ port_busy() { (: <>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 # True if a broker state dir under the cache holds port $1 (its broker may be down for a
 # restart, and must get its port back).
 port_reserved() {
-	grep -qsE "127\.0\.0\.1:$1(,|$)" "$CACHE"/*/server.properties
+	grep -qsE "127\.0\.0\.1:$1(,|$)" "$CACHE"/*/server.properties "$CACHE"/*/controller.properties
 }
 
 # First free port >= $1, skipping $2 (the port already picked).
@@ -133,10 +144,10 @@ new_cluster_id() {
 	echo "$id"
 }
 
-# The pid in DIR/broker.pid if it is alive and really our Kafka JVM (pids get
-# reused, and we must never signal somebody else's process).
+# The pid in DIR/NAME.pid (NAME: broker, by default, or controller) if it is alive and really our
+# Kafka JVM (pids get reused, and we must never signal somebody else's process).
 broker_pid() {
-	local pidfile=$1/broker.pid pid
+	local pidfile=$1/${2:-broker}.pid pid
 	[[ -f $pidfile ]] || return 1
 	pid=$(<"$pidfile")
 	[[ $pid =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null || return 1
@@ -146,9 +157,18 @@ broker_pid() {
 	echo "$pid"
 }
 
+# Stops the broker with SIGNAL (TERM: a controlled shutdown, which needs the controller up), then
+# the controller.
 stop_dir() {
-	local dir=$1 signal=${2:-TERM} pid i
-	if pid=$(broker_pid "$dir"); then
+	stop_jvm "$1" broker "${2:-TERM}"
+	stop_jvm "$1" controller TERM
+	rm -f "$1/bootstrap"
+}
+
+# Stops DIR's NAME JVM with SIGNAL, and with SIGKILL if it has not exited 20 s later.
+stop_jvm() {
+	local dir=$1 name=$2 signal=$3 pid i
+	if pid=$(broker_pid "$dir" "$name"); then
 		kill "-$signal" "$pid" 2>/dev/null || true
 		# Controlled shutdown of a single node takes a few seconds.
 		for ((i = 0; i < 200; i++)); do
@@ -163,7 +183,7 @@ stop_dir() {
 			done
 		fi
 	fi
-	rm -f "$dir/broker.pid" "$dir/bootstrap"
+	rm -f "$dir/$name.pid"
 }
 
 # Does the broker answer Kafka requests (not merely accept TCP)?
@@ -191,6 +211,12 @@ secure() {
 # SLUICE_BROKER_SASL_USER: one user on its own listener, with ACLs.
 sasl.enabled.mechanisms=PLAIN
 listener.name.sasl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_$user="$password";
+authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
+super.users=User:ANONYMOUS
+allow.everyone.if.no.acl.found=true
+EOF
+	# The controller checks the ACL requests the broker forwards; the broker is its super user.
+	cat >>"$dir/controller.properties" <<EOF
 authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
 super.users=User:ANONYMOUS
 allow.everyone.if.no.acl.found=true
@@ -226,16 +252,35 @@ cmd_start() {
 	cport=$(free_port_from $((bport + 1)) "$bport")
 	bootstrap=127.0.0.1:$bport
 
-	# Single-node KRaft, as in Kafka's config/server.properties, shrunk for tests.
+	# One KRaft controller and one broker, as in Kafka's config/controller.properties and
+	# config/broker.properties, shrunk for tests.
+	cat >"$dir/controller.properties" <<EOF
+process.roles=controller
+node.id=2
+controller.quorum.bootstrap.servers=127.0.0.1:$cport
+listeners=CONTROLLER://127.0.0.1:$cport
+advertised.listeners=CONTROLLER://127.0.0.1:$cport
+listener.security.protocol.map=CONTROLLER:PLAINTEXT
+controller.listener.names=CONTROLLER
+log.dirs=$dir/controller-data
+# A broker that stops heartbeating is fenced after this long (default 9 s): the wait of every
+# crash-restart.
+broker.session.timeout.ms=6000
+# Topics created without these get them from the controller.
+num.partitions=3
+default.replication.factor=1
+min.insync.replicas=1
+EOF
 	cat >"$dir/server.properties" <<EOF
-process.roles=broker,controller
+process.roles=broker
 node.id=1
 controller.quorum.bootstrap.servers=127.0.0.1:$cport
-listeners=PLAINTEXT://127.0.0.1:$bport,CONTROLLER://127.0.0.1:$cport
-advertised.listeners=PLAINTEXT://127.0.0.1:$bport,CONTROLLER://127.0.0.1:$cport
+listeners=PLAINTEXT://127.0.0.1:$bport
+advertised.listeners=PLAINTEXT://127.0.0.1:$bport
 listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
+broker.heartbeat.interval.ms=1000
 log.dirs=$dir/data
 
 # Topics: tests rely on auto-creation.
@@ -276,12 +321,45 @@ EOF
 
 	cid=$(new_cluster_id)
 	if ! tool_java kafka.tools.StorageTool format --standalone -t "$cid" \
-		-c "$dir/server.properties" >"$dir/format.log" 2>&1; then
+		-c "$dir/controller.properties" >"$dir/format.log" 2>&1 ||
+		! tool_java kafka.tools.StorageTool format -t "$cid" \
+			-c "$dir/server.properties" >>"$dir/format.log" 2>&1; then
 		cat "$dir/format.log" >&2
 		die "formatting $dir/data failed"
 	fi
 
-	launch "$dir" "$bootstrap" && warm_up "$bootstrap" "$dir" && echo "$bootstrap"
+	launch_controller "$dir" && launch "$dir" "$bootstrap" && warm_up "$bootstrap" "$dir" &&
+		echo "$bootstrap"
+}
+
+# The controller's port, from DIR/controller.properties.
+controller_port() {
+	sed -n 's|^listeners=CONTROLLER://127\.0\.0\.1:\([0-9]*\).*|\1|p' "$1/controller.properties"
+}
+
+# Starts DIR's controller JVM unless it runs, and waits (with a deadline) until it listens.
+launch_controller() {
+	local dir=$1 port pid
+	broker_pid "$dir" controller >/dev/null && return 0
+	port=$(controller_port "$dir")
+	port_busy "$port" && die "cannot start the controller: 127.0.0.1:$port is taken by another process"
+	nohup "$JAVA" -Xms64m -Xmx256m -XX:+UseSerialGC -Djava.awt.headless=true \
+		-Dlog4j2.configurationFile="$HERE/log4j2.yaml" -Dsluice.kafka.loglevel=INFO \
+		-Dkafka.logs.dir="$dir" \
+		-cp "$LIBS/*" kafka.Kafka "$dir/controller.properties" \
+		>>"$dir/controller.log" 2>&1 </dev/null &
+	pid=$!
+	echo "$pid" >"$dir/controller.pid"
+	local deadline=$((SECONDS + ${SLUICE_BROKER_START_TIMEOUT:-90}))
+	until port_busy "$port"; do
+		if ! kill -0 "$pid" 2>/dev/null || ((SECONDS >= deadline)); then
+			echo "---- tail of $dir/controller.log" >&2
+			tail -n 60 "$dir/controller.log" >&2 || true
+			stop_jvm "$dir" controller KILL
+			die "the controller did not listen on 127.0.0.1:$port"
+		fi
+		sleep 0.2
+	done
 }
 
 # Starts the broker JVM on DIR's server.properties and data, and waits (with a deadline) until
@@ -348,19 +426,36 @@ cmd_resume() {
 		cat "$dir/bootstrap"
 		return 0
 	fi
+	launch_controller "$dir"
 	# The same address as before, so clients configured with it reconnect.
-	bootstrap=$(sed -n 's|^listeners=PLAINTEXT://\([^,]*\),.*|\1|p' "$dir/server.properties")
+	bootstrap=$(sed -n 's|^listeners=PLAINTEXT://\([^,]*\).*|\1|p' "$dir/server.properties")
 	[[ -n $bootstrap ]] || die "no PLAINTEXT listener in $dir/server.properties"
 	# While it was down, another broker (an overlapping test run) may have taken its port.
 	port_busy "${bootstrap##*:}" && die "cannot resume: $bootstrap is taken by another process"
 	launch "$dir" "$bootstrap" && echo "$bootstrap"
 }
 
-# restart DIR [SIGNAL]: stops with SIGNAL (TERM, or KILL for a crash), then resumes.
+# restart DIR: a controlled shutdown of the broker, then resume.
 cmd_restart() {
 	local dir
 	dir=$(state_dir "${1:-}")
-	stop_dir "$dir" "${2:-TERM}"
+	stop_jvm "$dir" broker TERM
+	cmd_resume "$dir"
+}
+
+# crash-restart DIR: SIGKILL the broker; once the controller has fenced it (its heartbeats
+# stopped for broker.session.timeout.ms), resume. Started before that, it would come back under
+# its old registration (see the top of this file).
+cmd_crash_restart() {
+	local dir fenced deadline
+	dir=$(state_dir "${1:-}")
+	fenced=$(grep -c "Fencing broker 1 at epoch" "$dir/controller.log" || true)
+	stop_jvm "$dir" broker KILL
+	deadline=$((SECONDS + 60))
+	until (($(grep -c "Fencing broker 1 at epoch" "$dir/controller.log" || true) > fenced)); do
+		((SECONDS < deadline)) || die "the controller did not fence the killed broker within 60 s"
+		sleep 0.2
+	done
 	cmd_resume "$dir"
 }
 
@@ -416,7 +511,7 @@ start) cmd_start "${2:-}" ;;
 stop) cmd_stop "${2:-}" ;;
 resume) cmd_resume "${2:-}" ;;
 restart) cmd_restart "${2:-}" ;;
-crash-restart) cmd_restart "${2:-}" KILL ;;
+crash-restart) cmd_crash_restart "${2:-}" ;;
 topic-create) shift && cmd_topic_create "$@" ;;
 deny-transactions) shift && cmd_deny_transactions "$@" ;;
 transactions) cmd_transactions "${2:-}" ;;
