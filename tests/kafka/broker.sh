@@ -146,7 +146,7 @@ new_cluster_id() {
 
 # The pid in DIR/NAME.pid (NAME: broker, by default, or controller) if it is alive and really our
 # Kafka JVM (pids get reused, and we must never signal somebody else's process).
-broker_pid() {
+jvm_pid() {
 	local pidfile=$1/${2:-broker}.pid pid
 	[[ -f $pidfile ]] || return 1
 	pid=$(<"$pidfile")
@@ -168,7 +168,7 @@ stop_dir() {
 # Stops DIR's NAME JVM with SIGNAL, and with SIGKILL if it has not exited 20 s later.
 stop_jvm() {
 	local dir=$1 name=$2 signal=$3 pid i
-	if pid=$(broker_pid "$dir" "$name"); then
+	if pid=$(jvm_pid "$dir" "$name"); then
 		kill "-$signal" "$pid" 2>/dev/null || true
 		# Controlled shutdown of a single node takes a few seconds.
 		for ((i = 0; i < 200; i++)); do
@@ -332,6 +332,22 @@ EOF
 		echo "$bootstrap"
 }
 
+# Starts Kafka on DIR/PROPERTIES with JVM_OPTIONS in the background, logging to DIR/NAME.log;
+# writes DIR/NAME.pid and prints the pid.
+spawn_jvm() {
+	local dir=$1 name=$2 properties=$3
+	shift 3
+	# nohup + stdin from /dev/null + all output to the log: the JVM holds none of our
+	# descriptors, so `addr=$(broker.sh start)` returns at once. Appending keeps the log of the
+	# run before a restart.
+	nohup "$JAVA" "$@" -Djava.awt.headless=true \
+		-Dlog4j2.configurationFile="$HERE/log4j2.yaml" -Dsluice.kafka.loglevel=INFO \
+		-Dkafka.logs.dir="$dir" \
+		-cp "$LIBS/*" kafka.Kafka "$dir/$properties" \
+		>>"$dir/$name.log" 2>&1 </dev/null &
+	echo $! | tee "$dir/$name.pid"
+}
+
 # The controller's port, from DIR/controller.properties.
 controller_port() {
 	sed -n 's|^listeners=CONTROLLER://127\.0\.0\.1:\([0-9]*\).*|\1|p' "$1/controller.properties"
@@ -340,16 +356,10 @@ controller_port() {
 # Starts DIR's controller JVM unless it runs, and waits (with a deadline) until it listens.
 launch_controller() {
 	local dir=$1 port pid
-	broker_pid "$dir" controller >/dev/null && return 0
+	jvm_pid "$dir" controller >/dev/null && return 0
 	port=$(controller_port "$dir")
 	port_busy "$port" && die "cannot start the controller: 127.0.0.1:$port is taken by another process"
-	nohup "$JAVA" -Xms64m -Xmx256m -XX:+UseSerialGC -Djava.awt.headless=true \
-		-Dlog4j2.configurationFile="$HERE/log4j2.yaml" -Dsluice.kafka.loglevel=INFO \
-		-Dkafka.logs.dir="$dir" \
-		-cp "$LIBS/*" kafka.Kafka "$dir/controller.properties" \
-		>>"$dir/controller.log" 2>&1 </dev/null &
-	pid=$!
-	echo "$pid" >"$dir/controller.pid"
+	pid=$(spawn_jvm "$dir" controller controller.properties -Xms64m -Xmx256m -XX:+UseSerialGC)
 	local deadline=$((SECONDS + ${SLUICE_BROKER_START_TIMEOUT:-90}))
 	until port_busy "$port"; do
 		if ! kill -0 "$pid" 2>/dev/null || ((SECONDS >= deadline)); then
@@ -366,18 +376,10 @@ launch_controller() {
 # it serves on BOOTSTRAP; then writes DIR/bootstrap. On failure: the log's tail, and exit.
 launch() {
 	local dir=$1 bootstrap=$2 port=${2##*:}
-	# nohup + stdin from /dev/null + all output to the log: the broker holds
-	# none of our descriptors, so `addr=$(broker.sh start)` returns at once.
-	# Appending keeps the log of the run before a restart.
-	nohup "$JAVA" -Xms256m -Xmx1g -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
-		-XX:InitiatingHeapOccupancyPercent=35 -XX:+ExplicitGCInvokesConcurrent \
-		-Djava.awt.headless=true \
-		-Dlog4j2.configurationFile="$HERE/log4j2.yaml" -Dsluice.kafka.loglevel=INFO \
-		-Dkafka.logs.dir="$dir" \
-		-cp "$LIBS/*" kafka.Kafka "$dir/server.properties" \
-		>>"$dir/broker.log" 2>&1 </dev/null &
-	local pid=$!
-	echo "$pid" >"$dir/broker.pid"
+	local pid
+	pid=$(spawn_jvm "$dir" broker server.properties -Xms256m -Xmx1g -XX:+UseG1GC \
+		-XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35 \
+		-XX:+ExplicitGCInvokesConcurrent)
 
 	local deadline=$((SECONDS + ${SLUICE_BROKER_START_TIMEOUT:-90})) why=""
 	while :; do
@@ -422,7 +424,7 @@ cmd_resume() {
 	dir=$(state_dir "${1:-}")
 	[[ -f $dir/$STATE_MARK && -f $dir/server.properties ]] ||
 		die "no broker state in $dir to resume (run: broker.sh start)"
-	if broker_pid "$dir" >/dev/null; then
+	if jvm_pid "$dir" >/dev/null; then
 		cat "$dir/bootstrap"
 		return 0
 	fi
@@ -449,10 +451,11 @@ cmd_restart() {
 cmd_crash_restart() {
 	local dir fenced deadline
 	dir=$(state_dir "${1:-}")
-	fenced=$(grep -c "Fencing broker 1 at epoch" "$dir/controller.log" || true)
+	fences() { grep -c "Fencing broker 1 at epoch" "$dir/controller.log" || true; }
+	fenced=$(fences)
 	stop_jvm "$dir" broker KILL
 	deadline=$((SECONDS + 60))
-	until (($(grep -c "Fencing broker 1 at epoch" "$dir/controller.log" || true) > fenced)); do
+	until (($(fences) > fenced)); do
 		((SECONDS < deadline)) || die "the controller did not fence the killed broker within 60 s"
 		sleep 0.2
 	done
