@@ -47,7 +47,9 @@ pub struct SourceSettings {
     pub commit_interval: Duration,
 }
 
-/// Subscribes `config`'s consumer to the pipeline's inputs and starts the poll thread, which
+/// Subscribes `config`'s consumer to the pipeline's inputs and starts the poll thread. It polls
+/// once `go` says so (the group is joined meanwhile: librdkafka joins in the background and
+/// holds the assignment for the first poll), and not at all if `go` is dropped unsaid; then it
 /// runs until `stop` is raised or the pipeline fails, then drains and commits.
 pub(super) fn start(
     kafka: &KafkaConfig,
@@ -55,6 +57,7 @@ pub(super) fn start(
     workers: Arc<WorkerShared>,
     settings: SourceSettings,
     stop: Arc<AtomicBool>,
+    go: std::sync::mpsc::Receiver<()>,
 ) -> Result<std::thread::JoinHandle<()>, super::PipelineError> {
     let kafka_error = |source| super::PipelineError::Kafka {
         pipeline: config.name.clone(),
@@ -87,7 +90,11 @@ pub(super) fn start(
     };
     Ok(std::thread::Builder::new()
         .name(format!("sluice-poll-{}", config.name))
-        .spawn(move || source.run())?)
+        .spawn(move || {
+            if go.recv().is_ok() {
+                source.run()
+            }
+        })?)
 }
 
 /// A partition's records waiting for their batch to fill.
@@ -758,9 +765,11 @@ impl Source {
                             break;
                         }
                     };
+                    // Read once: librdkafka parses a record's headers again at every call
+                    // when it has none, and `add` walks them twice.
+                    let parsed = message.headers();
                     let headers = || {
-                        message
-                            .headers()
+                        parsed
                             .into_iter()
                             .flat_map(|h| h.iter())
                             .map(|h| (h.key, h.value))

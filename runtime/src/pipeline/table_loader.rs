@@ -103,7 +103,7 @@ impl TableLoader {
                     seconds: timeout.as_secs(),
                 });
             }
-            std::thread::sleep(Duration::from_millis(20));
+            std::thread::sleep(Duration::from_millis(5));
         }
         Ok(())
     }
@@ -134,6 +134,7 @@ impl Run {
         };
         let mut last_check = Instant::now() - Duration::from_secs(1);
         while !self.stop.load(Relaxed) {
+            let mut at_end = false;
             match self.reader.consumer().poll(Duration::from_millis(100)) {
                 Some(Ok(message)) => {
                     // Records without a key cannot be looked up.
@@ -145,11 +146,14 @@ impl Run {
                     }
                 }
                 // The end of a partition is no error: the table keeps following it.
-                Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => {}
+                Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => at_end = true,
                 Some(Err(error)) => tracing::warn!(table = %name, %error, "table consumer error"),
                 None => {}
             }
-            if !self.ready.load(Relaxed) && last_check.elapsed() >= Duration::from_millis(50) {
+            // Checked at once when a partition ends: the pipeline waits for this to start.
+            if !self.ready.load(Relaxed)
+                && (at_end || last_check.elapsed() >= Duration::from_millis(50))
+            {
                 last_check = Instant::now();
                 if self.caught_up(&ends) {
                     tracing::info!(table = %name, entries = self.table.len(), bytes = self.table.bytes(), "table loaded");

@@ -23,6 +23,11 @@ use std::time::{Duration, Instant};
 /// producer's 10 ms linger: 32 gave 1.3x the records per second on `make bench-peers`.
 const MAX_IN_FLIGHT: usize = 32;
 
+/// Batches handed to a worker and not yet started. The one poll thread waits when a worker's
+/// queue is full, and librdkafka hands it a partition's records in runs of a fetch (hundreds of
+/// KiB), so a short queue idles the other workers while one catches up.
+const QUEUED_BATCHES: usize = 16;
+
 /// Longest a partition waits for its writes to one transaction to be acknowledged before it
 /// writes to the next (see `Worker::open_sink`): the producer's delivery timeout is longer, but
 /// a transaction call gives up after as long.
@@ -252,7 +257,7 @@ impl WorkerHandle {
         generation: Arc<AtomicU64>,
         body: impl FnOnce(Receiver<Envelope>) + Send + 'static,
     ) -> std::io::Result<WorkerHandle> {
-        let (commands, receiver) = std::sync::mpsc::sync_channel(2);
+        let (commands, receiver) = std::sync::mpsc::sync_channel(QUEUED_BATCHES);
         let thread = std::thread::Builder::new()
             .name(name)
             .spawn(move || body(receiver))?;
