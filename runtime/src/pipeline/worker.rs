@@ -15,7 +15,7 @@ use crate::engine::{
     Engine, FailureKind, InputBatch, InputBatchBuilder, InputRef, InstantiateError,
 };
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 use std::time::{Duration, Instant};
 
@@ -25,8 +25,14 @@ const MAX_IN_FLIGHT: usize = 32;
 
 /// Batches handed to a worker and not yet started. The one poll thread waits when a worker's
 /// queue is full, and librdkafka hands it a partition's records in runs of a fetch (hundreds of
-/// KiB), so a short queue idles the other workers while one catches up.
+/// KiB), so a short queue idles the other workers while one catches up (2 left 19% of the
+/// machine idle in `make bench-peers`' chain of three).
 const QUEUED_BATCHES: usize = 16;
+
+/// The most bytes of batches handed to a worker and not yet started, unless a single batch is
+/// larger: what two batches of the default largest size held before, so that queueing more
+/// batches of small records costs no more memory with large ones.
+const QUEUED_BYTES: usize = 16 << 20;
 
 /// Longest a partition waits for its writes to one transaction to be acknowledged before it
 /// writes to the next (see `Worker::open_sink`): the producer's delivery timeout is longer, but
@@ -158,7 +164,32 @@ pub enum Command {
 /// A command with the generation it was sent in.
 pub struct Envelope {
     generation: u64,
+    /// The bytes of its batch, counted in [`WorkerHandle::queued`] until the worker takes it.
+    bytes: usize,
     command: Command,
+}
+
+/// A worker's end of its queue of commands.
+pub struct Commands {
+    receiver: Receiver<Envelope>,
+    queued: Arc<AtomicUsize>,
+}
+
+impl Commands {
+    fn taken(&self, envelope: Envelope) -> Envelope {
+        self.queued.fetch_sub(envelope.bytes, Relaxed);
+        envelope
+    }
+
+    /// The next command, waiting for it.
+    pub fn recv(&self) -> Result<Envelope, std::sync::mpsc::RecvError> {
+        self.receiver.recv().map(|e| self.taken(e))
+    }
+
+    /// The next command, waiting at most `timeout` for it.
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<Envelope, RecvTimeoutError> {
+        self.receiver.recv_timeout(timeout).map(|e| self.taken(e))
+    }
 }
 
 /// The offsets a worker publishes for its partition.
@@ -208,6 +239,8 @@ impl Progress {
 pub struct WorkerHandle {
     /// Where batches go; bounded, so a slow worker slows consumption.
     commands: SyncSender<Envelope>,
+    /// The bytes of the batches in `commands`, at most [`QUEUED_BYTES`] but for one batch.
+    queued: Arc<AtomicUsize>,
     /// What the worker has done.
     progress: Arc<Progress>,
     /// The generation commands are sent in.
@@ -255,14 +288,20 @@ impl WorkerHandle {
         name: String,
         progress: Arc<Progress>,
         generation: Arc<AtomicU64>,
-        body: impl FnOnce(Receiver<Envelope>) + Send + 'static,
+        body: impl FnOnce(Commands) + Send + 'static,
     ) -> std::io::Result<WorkerHandle> {
         let (commands, receiver) = std::sync::mpsc::sync_channel(QUEUED_BATCHES);
+        let queued = Arc::new(AtomicUsize::new(0));
+        let receiver = Commands {
+            receiver,
+            queued: queued.clone(),
+        };
         let thread = std::thread::Builder::new()
             .name(name)
             .spawn(move || body(receiver))?;
         Ok(WorkerHandle {
             commands,
+            queued,
             progress,
             generation,
             stored: -1,
@@ -274,11 +313,26 @@ impl WorkerHandle {
     /// Hands `command` over, waiting while the worker is busy; a worker that is gone is noted
     /// (see [`WorkerHandle::death`]).
     pub fn send(&mut self, command: Command) {
+        let bytes = match &command {
+            Command::Batch(batch) | Command::TooLarge(batch) => batch.bytes(),
+            Command::Drain { .. } => 0,
+        };
+        // A batch that would take the queue past its bytes waits for the worker to take the
+        // ones before it, unless the worker is gone.
+        while bytes > 0 && !self.lost && !self.thread.as_ref().is_some_and(|t| t.is_finished()) {
+            let queued = self.queued.load(Relaxed);
+            if queued == 0 || queued + bytes <= QUEUED_BYTES {
+                break;
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        self.queued.fetch_add(bytes, Relaxed);
         let generation = self.generation.load(Relaxed);
         if self
             .commands
             .send(Envelope {
                 generation,
+                bytes,
                 command,
             })
             .is_err()
@@ -357,7 +411,7 @@ struct Worker {
 }
 
 impl Worker {
-    fn run(mut self, commands: Receiver<Envelope>) {
+    fn run(mut self, commands: Commands) {
         loop {
             let received = commands.recv_timeout(Duration::from_millis(20));
             // Batches sent before an aborted transaction are read again from the committed
@@ -367,6 +421,7 @@ impl Worker {
                 Ok(Envelope {
                     generation,
                     command: Command::Batch(batch),
+                    ..
                 }) if !self.halted && current(generation) => {
                     if let Err(error) = self.handle(batch.batch(), generation) {
                         self.halt(error);
@@ -380,6 +435,7 @@ impl Worker {
                 Ok(Envelope {
                     generation,
                     command: Command::TooLarge(record),
+                    ..
                 }) if !self.halted && current(generation) => {
                     if let Err(error) = self.too_large(record.batch(), generation) {
                         self.halt(error);
@@ -805,6 +861,48 @@ mod tests {
         let progress = handle.drain(Instant::now() + Duration::from_secs(30));
         assert_eq!(progress.committable(), 41);
         assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn batches_wait_while_the_queue_holds_its_bytes_unless_it_is_empty() {
+        let batch_of = |bytes: usize| {
+            let mut batch = InputBatchBuilder::new("t", 0);
+            batch.push(0, None, None, Some(&vec![b'x'; bytes]), []);
+            Command::Batch(batch)
+        };
+        let (open, gate) = std::sync::mpsc::channel::<()>();
+        let generation = Arc::new(AtomicU64::new(0));
+        let mut handle = WorkerHandle::start("t".into(), Progress::new(), generation, move |c| {
+            let _ = gate.recv();
+            while c.recv().is_ok() {}
+        })
+        .unwrap();
+        let queued = handle.queued.clone();
+        // Alone, a batch larger than the bound goes in; the next one waits for the worker.
+        handle.send(batch_of(QUEUED_BYTES + 1));
+        let (sent, second) = std::sync::mpsc::channel();
+        let sender = std::thread::spawn(move || {
+            handle.send(batch_of(1));
+            sent.send(()).unwrap();
+            handle
+        });
+        let watched = Instant::now();
+        while watched.elapsed() < Duration::from_millis(200) {
+            assert!(second.try_recv().is_err(), "sent past the queue's bytes");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(queued.load(Relaxed) > QUEUED_BYTES);
+        open.send(()).unwrap();
+        second
+            .recv_timeout(Duration::from_secs(10))
+            .expect("sent once the worker took the first batch");
+        let handle = sender.join().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while queued.load(Relaxed) != 0 {
+            assert!(Instant::now() < deadline, "the worker took every batch");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        handle.drain(Instant::now() + Duration::from_secs(10));
     }
 
     #[test]
