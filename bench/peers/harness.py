@@ -36,6 +36,7 @@ results go to its work folder under .cache/bench-peers, not to bench/peers/resul
   BENCH_PEERS_JAVA_OPTS        JVM options for Kafka Streams (e.g. a flight recording)
 """
 
+import array
 import datetime as dt
 import json
 import os
@@ -545,7 +546,9 @@ def run_plain(label, inputs, output, watcher):
 def latency(label, start_cmd, rate, seconds, watcher):
     """Starts a system on fresh topics, feeds it `rate` records/s for `seconds`, and measures
     each record from its produce call to its output's append on the broker (the output topic
-    uses LogAppendTime, so the broker stamps it)."""
+    uses LogAppendTime, so the broker stamps it). The records come from `sluice gen`, whose
+    producer (Rust, librdkafka) stamps each with the time of its produce call: a Python producer
+    took a core of the two at these rates, and its backlog was most of the figure."""
     tz1, tz2, out = f"lat-{label}-tz1-{RUN_ID}", f"lat-{label}-tz2-{RUN_ID}", f"lat-{label}-out-{RUN_ID}"
     create_topics([tz1, tz2])
     create_topics([out], config={"message.timestamp.type": "LogAppendTime"})
@@ -559,11 +562,9 @@ def latency(label, start_cmd, rate, seconds, watcher):
     producer = new_producer()
     warm = 1000
     total = int(rate * seconds)
-    sent_at = [0.0] * (warm + total)
     try:
         # Warm up until outputs flow, so start-up is not counted.
         for i in range(warm):
-            sent_at[i] = time.time() * 1000
             # Spread over every partition, so that no task waits on an empty one.
             send(producer, tz1 if i % 2 == 0 else tz2, seed_record(i), partition=(i // 2) % PARTITIONS)
         producer.flush(30)
@@ -574,49 +575,64 @@ def latency(label, start_cmd, rate, seconds, watcher):
             if time.monotonic() > deadline:
                 return {"status": "failed", "reason": "no output within 120 s of warm-up"}
             time.sleep(0.05)
+        # The timed records are numbered from 0 again: they are told from the warm-up by their
+        # produce time, and the numbers the warm-up used are left out.
+        timed_from_ms = time.time() * 1000
         started = time.monotonic()
-        i = warm
-        while i < warm + total:
-            due = warm + int((time.monotonic() - started) * rate)
-            due = min(due, warm + total)
-            while i < due:
-                sent_at[i] = time.time() * 1000
-                send(producer, tz1 if i % 2 == 0 else tz2, seed_record(i))
-                i += 1
-            producer.poll(0)
-            time.sleep(0.001)
+        gen = subprocess.run([str(SLUICE), "gen", "--bootstrap-servers", BOOTSTRAP, "--topics", f"{tz1},{tz2}",
+                              "--rate", str(rate), "--count", str(total)], capture_output=True, text=True,
+                             stdin=subprocess.DEVNULL, timeout=seconds + 120)
         produce_seconds = time.monotonic() - started
-        producer.flush(30)
+        if gen.returncode != 0:
+            return {"status": "failed", "reason": f"sluice gen failed: {gen.stderr.strip()[-500:]}"}
         deadline = time.monotonic() + 120
         while watcher.count(out) < warm + total and time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.05)
     finally:
         stop_process(proc)
-    reader = Consumer({"bootstrap.servers": BOOTSTRAP, "group.id": f"lat-reader-{label}-{RUN_ID}",
-                       "auto.offset.reset": "earliest", "enable.auto.commit": False})
-    reader.subscribe([out])
-    samples, idle = [], 0
     message_re = re.compile(rb'"message"\s*:\s*"(\d+)"')
-    while idle < 20:
-        batch = reader.consume(10000, 0.5)
-        if not batch:
-            idle += 1
-            continue
+
+    def read(topics, each):
+        reader = Consumer({"bootstrap.servers": BOOTSTRAP, "group.id": f"lat-reader-{label}-{topics[0]}-{RUN_ID}",
+                           "auto.offset.reset": "earliest", "enable.auto.commit": False})
+        reader.subscribe(topics)
         idle = 0
-        for m in batch:
-            if m.error():
+        while idle < 20:
+            batch = reader.consume(10000, 0.5)
+            if not batch:
+                idle += 1
                 continue
-            found = message_re.search(m.value())
-            if not found:
-                continue
-            i = int(found.group(1))
-            if i >= warm:
-                samples.append(m.timestamp()[1] - sent_at[i])
-        if len(samples) >= total:
-            break
-    reader.close()
-    if len(samples) < total * 0.99:
-        return {"status": "failed", "reason": f"only {len(samples)} of {total} outputs arrived",
+            idle = 0
+            for m in batch:
+                found = None if m.error() else message_re.search(m.value())
+                if found:
+                    each(int(found.group(1)), m.timestamp()[1])
+        reader.close()
+
+    sent_at = array.array("d", [0.0]) * total
+
+    def produced(i, ms):
+        if ms >= timed_from_ms and i < total:
+            sent_at[i] = ms
+
+    samples, by_second = [], {}
+
+    def appended(i, ms):
+        if warm <= i < total and sent_at[i]:
+            samples.append(ms - sent_at[i])
+            by_second.setdefault(int((sent_at[i] - timed_from_ms) // 1000), []).append(ms - sent_at[i])
+
+    read([tz1, tz2], produced)
+    read([out], appended)
+    # Where in the run the slow ones were, into the run's folder.
+    with open(WORK / f"{label}-latency-by-second.tsv", "w") as f:
+        f.write("second\trecords\tp50_ms\tp99_ms\tmax_ms\n")
+        for second, values in sorted(by_second.items()):
+            values.sort()
+            q = lambda x: values[int((len(values) - 1) * x)]
+            f.write(f"{second}\t{len(values)}\t{q(0.5):.0f}\t{q(0.99):.0f}\t{values[-1]:.0f}\n")
+    if len(samples) < (total - warm) * 0.99:
+        return {"status": "failed", "reason": f"only {len(samples)} of {total - warm} outputs arrived",
                 "rate": round(rate)}
     samples.sort()
     at = lambda q: round(samples[int((len(samples) - 1) * q)], 1)
@@ -1108,9 +1124,9 @@ def main():
         "time of the process tree from start to the last output (less sensitive than records/s to other load on a "
         "shared machine); broker CPU s: the broker's over the same time; machine busy: the share of all cores' time "
         "not idle over the same time (the broker, the harness and anything else on the machine included).",
-        "Latency: a fresh pipeline per system, 1000 warm-up records, then records produced at the given rate "
-        "for 10 s; each is timed from its produce call to its output's append on the broker (LogAppendTime); "
-        "this includes the harness producer's 5 ms linger.",
+        "Latency: a fresh pipeline per system, 1000 warm-up records, then records produced by `sluice gen` "
+        "(librdkafka, 5 ms linger) at the given rate for 10 s; each is timed from its produce call (its "
+        "CreateTime) to its output's append on the broker (LogAppendTime), the producer's linger included.",
         f"Chain of 3: the enricher joins on `message` with a {TABLE_ENTRIES}-entry table (a LEFT JOIN: most "
         "records find no entry and get nulls).",
         "Windowed aggregation: best of two runs each (Sluice and Kafka Streams alternating), at-least-once, a result "

@@ -23,6 +23,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::{ClientContext, Message};
 use std::collections::VecDeque;
+use std::fmt::Write;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
@@ -114,6 +115,48 @@ pub struct Generator {
     next_order: u64,
     /// Records owed before anything else (an order waiting for its new customer).
     pending: VecDeque<GeneratedRecord>,
+    /// The timezone scenario's dates in New York and in Paris.
+    log_dates: [LogDates; 2],
+}
+
+/// Seed 000's dates in one zone, formatted as [`format_log_date`] does, but the date, time and
+/// offset only once a second: formatting each whole date took a core at 400,000 records a
+/// second, as much as the pipeline `sluice gen` was loading.
+#[derive(Debug, Clone)]
+struct LogDates {
+    zone: chrono_tz::Tz,
+    /// The second the text below is for.
+    second: i64,
+    /// `2024-02-05 10:01:52`.
+    head: String,
+    /// ` -0500`.
+    offset: String,
+}
+
+impl LogDates {
+    fn new(zone: chrono_tz::Tz) -> Self {
+        LogDates {
+            zone,
+            second: i64::MIN,
+            head: String::new(),
+            offset: String::new(),
+        }
+    }
+
+    /// Appends the date of `micros` since the epoch to `out`.
+    fn write(&mut self, micros: i64, out: &mut String) {
+        let second = micros.div_euclid(1_000_000);
+        if second != self.second {
+            let at = DateTime::from_timestamp(second, 0)
+                .unwrap_or_default()
+                .with_timezone(&self.zone);
+            self.head = at.format("%Y-%m-%d %H:%M:%S").to_string();
+            self.offset = at.format(" %z").to_string();
+            self.second = second;
+        }
+        let fraction = micros.rem_euclid(1_000_000);
+        let _ = write!(out, "{}.{fraction:06}{}", self.head, self.offset);
+    }
 }
 
 /// A customer of the orders scenario.
@@ -176,6 +219,10 @@ impl Generator {
             next_customer: SEED_CUSTOMERS.iter().map(|c| c.0).max().unwrap_or(0) + 1,
             next_order: 1000,
             pending: VecDeque::new(),
+            log_dates: [
+                LogDates::new(chrono_tz::America::New_York),
+                LogDates::new(chrono_tz::Europe::Paris),
+            ],
         }
     }
 
@@ -204,21 +251,17 @@ impl Generator {
         let new_york = self.rng.below(2) == 0;
         // Seed 000 logs microseconds; derive them from the clock's milliseconds plus noise.
         let micros = event_time_ms * 1000 + self.rng.below(1000) as i64;
-        let date = if new_york {
-            format_log_date(&chrono_tz::America::New_York, micros)
-        } else {
-            format_log_date(&chrono_tz::Europe::Paris, micros)
-        };
-        let message = self.logs.to_string();
+        let topic = if new_york { 0 } else { 1 };
+        // Neither the date nor the number has anything to escape.
+        let mut value = String::with_capacity(72);
+        value.push_str(r#"{"date": ""#);
+        self.log_dates[topic].write(micros, &mut value);
+        let _ = write!(value, r#"", "message": "{}"}}"#, self.logs);
         self.logs += 1;
         GeneratedRecord {
-            topic: if new_york { 0 } else { 1 },
+            topic,
             key: None,
-            value: format!(
-                r#"{{"date": {}, "message": {}}}"#,
-                json_string(&date),
-                json_string(&message)
-            ),
+            value,
             event_time_ms,
         }
     }
@@ -431,12 +474,12 @@ impl ClientContext for Deliveries {
 }
 
 impl ProducerContext for Deliveries {
-    type DeliveryOpaque = Box<usize>;
+    type DeliveryOpaque = usize;
 
-    fn delivery(&self, result: &DeliveryResult<'_>, topic: Box<usize>) {
+    fn delivery(&self, result: &DeliveryResult<'_>, topic: usize) {
         match result {
             Ok(_) => {
-                self.delivered[*topic].fetch_add(1, Relaxed);
+                self.delivered[topic].fetch_add(1, Relaxed);
             }
             Err((error, message)) => {
                 self.failed.fetch_add(1, Relaxed);
@@ -474,6 +517,10 @@ pub fn run(kafka: &KafkaConfig, options: &Options, stop: &AtomicBool) -> anyhow:
             break;
         }
         sent += 1;
+        // Delivery reports and progress now and then: each costs a reading of the clock.
+        if !sent.is_multiple_of(64) {
+            continue;
+        }
         producer.poll(Duration::ZERO);
         if last_progress.elapsed() >= Duration::from_secs(10) {
             last_progress = Instant::now();
@@ -524,9 +571,12 @@ fn wait_until(producer: &BaseProducer<Deliveries>, due: Instant, stop: &AtomicBo
             return true;
         }
         // Serve delivery reports, then sleep: polling with a timeout under a millisecond would
-        // spin (librdkafka counts in whole milliseconds). Short naps notice a stop within 100 ms.
+        // spin (librdkafka counts in whole milliseconds). Naps of at least a millisecond (the
+        // records due meanwhile then go together, as the producer's linger would send them):
+        // one per record at 400,000 a second cost more than the records. Short enough to
+        // notice a stop within 100 ms.
         producer.poll(Duration::ZERO);
-        std::thread::sleep((due - now).min(Duration::from_millis(100)));
+        std::thread::sleep((due - now).clamp(Duration::from_millis(1), Duration::from_millis(100)));
     }
 }
 
@@ -539,8 +589,7 @@ fn send(
     stop: &AtomicBool,
 ) -> anyhow::Result<bool> {
     let topic = &topics[record.topic];
-    let mut base =
-        BaseRecord::with_opaque_to(topic, Box::new(record.topic)).payload(record.value.as_str());
+    let mut base = BaseRecord::with_opaque_to(topic, record.topic).payload(record.value.as_str());
     if let Some(key) = &record.key {
         base = base.key(key.as_str());
     }
@@ -646,6 +695,31 @@ mod tests {
 
     fn parse(value: &str) -> serde_json::Value {
         serde_json::from_str(value).unwrap_or_else(|e| panic!("{e}: {value}"))
+    }
+
+    #[test]
+    fn log_dates_written_once_a_second_read_as_formatted_whole() {
+        let zones = [chrono_tz::America::New_York, chrono_tz::Europe::Paris];
+        for zone in zones {
+            let mut dates = LogDates::new(zone);
+            // Across New York's and Paris's spring and autumn changes, within and across seconds,
+            // and before the epoch.
+            let starts = [
+                1_710_053_998,
+                1_711_846_798,
+                1_729_990_798,
+                1_730_613_598,
+                -2,
+            ];
+            for start in starts {
+                for step in 0..4_000i64 {
+                    let micros = start * 1_000_000 + step * 999_983 / 4;
+                    let mut out = String::new();
+                    dates.write(micros, &mut out);
+                    assert_eq!(out, format_log_date(&zone, micros), "{zone} at {micros}");
+                }
+            }
+        }
     }
 
     #[test]
