@@ -389,7 +389,7 @@ pub fn start(
     let (go, wait) = std::sync::mpsc::channel();
     let thread = source::start(&config.kafka, pipeline, workers, settings, stop, wait)?;
     // Tables are read from their beginning before the pipeline processes anything, while its
-    // consumer joins the group (`make bench-peers`: start-up 0.2 s shorter with a table).
+    // consumer joins the group (`make bench-peers`: start-up 0.1-0.2 s shorter with a table).
     for loader in &loaders {
         loader
             .wait_ready(Duration::from_secs(120))
