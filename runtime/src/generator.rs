@@ -16,7 +16,7 @@
 use crate::config::KafkaConfig;
 use crate::kafka::{QuietContext, Role, bootstrap, client_config};
 use anyhow::Context;
-use chrono::{DateTime, TimeZone};
+use chrono::DateTime;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -119,9 +119,10 @@ pub struct Generator {
     log_dates: [LogDates; 2],
 }
 
-/// Seed 000's dates in one zone, formatted as [`format_log_date`] does, but the date, time and
-/// offset only once a second: formatting each whole date took a core at 400,000 records a
-/// second, as much as the pipeline `sluice gen` was loading.
+/// Seed 000's dates in one zone, `2024-02-05 10:01:52.884548 -0500` with the offset in force
+/// there at that instant. The date, time and offset are formatted once a second: formatting each
+/// whole date took a core at 400,000 records a second, as much as the pipeline `sluice gen` was
+/// loading.
 #[derive(Debug, Clone)]
 struct LogDates {
     zone: chrono_tz::Tz,
@@ -355,19 +356,6 @@ impl Generator {
             event_time_ms,
         }
     }
-}
-
-/// Seed 000's date format, `2024-02-05 10:01:52.884548 -0500`, in `zone` at `micros` since the
-/// epoch: the offset is the one in force there at that instant.
-pub fn format_log_date<Z: TimeZone>(zone: &Z, micros: i64) -> String
-where
-    Z::Offset: std::fmt::Display,
-{
-    DateTime::from_timestamp_micros(micros)
-        .unwrap_or_default()
-        .with_timezone(zone)
-        .format("%Y-%m-%d %H:%M:%S%.6f %z")
-        .to_string()
 }
 
 fn json_string(s: &str) -> String {
@@ -697,6 +685,21 @@ mod tests {
         serde_json::from_str(value).unwrap_or_else(|e| panic!("{e}: {value}"))
     }
 
+    /// A whole seed-000 date formatted by chrono at once: what [`LogDates`] must write.
+    fn formatted_whole(zone: &chrono_tz::Tz, micros: i64) -> String {
+        DateTime::from_timestamp_micros(micros)
+            .unwrap_or_default()
+            .with_timezone(zone)
+            .format("%Y-%m-%d %H:%M:%S%.6f %z")
+            .to_string()
+    }
+
+    fn format_log_date(zone: &chrono_tz::Tz, micros: i64) -> String {
+        let mut out = String::new();
+        LogDates::new(*zone).write(micros, &mut out);
+        out
+    }
+
     #[test]
     fn log_dates_written_once_a_second_read_as_formatted_whole() {
         let zones = [chrono_tz::America::New_York, chrono_tz::Europe::Paris];
@@ -716,7 +719,7 @@ mod tests {
                     let micros = start * 1_000_000 + step * 999_983 / 4;
                     let mut out = String::new();
                     dates.write(micros, &mut out);
-                    assert_eq!(out, format_log_date(&zone, micros), "{zone} at {micros}");
+                    assert_eq!(out, formatted_whole(&zone, micros), "{zone} at {micros}");
                 }
             }
         }

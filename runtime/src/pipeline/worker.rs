@@ -164,9 +164,17 @@ pub enum Command {
 /// A command with the generation it was sent in.
 pub struct Envelope {
     generation: u64,
-    /// The bytes of its batch, counted in [`WorkerHandle::queued`] until the worker takes it.
-    bytes: usize,
     command: Command,
+}
+
+impl Command {
+    /// The bytes of its batch: what it holds of the worker's queue until the worker takes it.
+    fn bytes(&self) -> usize {
+        match self {
+            Command::Batch(batch) | Command::TooLarge(batch) => batch.bytes(),
+            Command::Drain { .. } => 0,
+        }
+    }
 }
 
 /// A worker's end of its queue of commands.
@@ -177,7 +185,7 @@ pub struct Commands {
 
 impl Commands {
     fn taken(&self, envelope: Envelope) -> Envelope {
-        self.queued.fetch_sub(envelope.bytes, Relaxed);
+        self.queued.fetch_sub(envelope.command.bytes(), Relaxed);
         envelope
     }
 
@@ -313,10 +321,7 @@ impl WorkerHandle {
     /// Hands `command` over, waiting while the worker is busy; a worker that is gone is noted
     /// (see [`WorkerHandle::death`]).
     pub fn send(&mut self, command: Command) {
-        let bytes = match &command {
-            Command::Batch(batch) | Command::TooLarge(batch) => batch.bytes(),
-            Command::Drain { .. } => 0,
-        };
+        let bytes = command.bytes();
         // A batch that would take the queue past its bytes waits for the worker to take the
         // ones before it, unless the worker is gone.
         while bytes > 0 && !self.lost && !self.thread.as_ref().is_some_and(|t| t.is_finished()) {
@@ -332,7 +337,6 @@ impl WorkerHandle {
             .commands
             .send(Envelope {
                 generation,
-                bytes,
                 command,
             })
             .is_err()
@@ -421,7 +425,6 @@ impl Worker {
                 Ok(Envelope {
                     generation,
                     command: Command::Batch(batch),
-                    ..
                 }) if !self.halted && current(generation) => {
                     if let Err(error) = self.handle(batch.batch(), generation) {
                         self.halt(error);
@@ -435,7 +438,6 @@ impl Worker {
                 Ok(Envelope {
                     generation,
                     command: Command::TooLarge(record),
-                    ..
                 }) if !self.halted && current(generation) => {
                     if let Err(error) = self.too_large(record.batch(), generation) {
                         self.halt(error);
