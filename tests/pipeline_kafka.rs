@@ -132,6 +132,36 @@ config = {{ field = "date" }}
     assert!(status.success(), "exit {status:?}; log:\n{}", sluice.log());
 }
 
+/// Once the consumer has handed over every record it has fetched, a batch goes to its idle
+/// worker without waiting out `linger_ms`: at half load latency is not spent waiting for
+/// records that are not there yet.
+#[test]
+fn a_batch_goes_to_an_idle_worker_without_waiting_its_linger() {
+    let (input, out) = (unique("linger-in"), unique("linger-out"));
+    create_topic(&input, 1);
+    create_topic(&out, 1);
+    let dir = temp_dir();
+    // A linger far longer than the wait below, and batches far larger than the input.
+    let extra = "linger_ms = 60000\nbatch_size = 100000";
+    let pipeline = guest_pipeline(&unique("linger"), &input, &[&out], extra, "");
+    let mut sluice = Sluice::start(&write_config(dir.path(), &pipeline));
+    produce(&input, &numbered(5));
+    let output = consume_at_least(&out, 5, Duration::from_secs(20));
+    assert_eq!(
+        ids(&output, "id").into_iter().collect::<HashSet<_>>(),
+        (0..5).collect(),
+        "log:\n{}",
+        sluice.log()
+    );
+    sluice.signal("TERM");
+    let status = sluice.wait(Duration::from_secs(30));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "log:\n{}",
+        sluice.log()
+    );
+}
+
 /// A pipeline of the test guest: copies JSON records `{"id": n, ...}`, with extra guest config.
 fn guest_pipeline(
     name: &str,

@@ -184,7 +184,9 @@ pub struct PipelineConfig {
     /// Most records per call into a transform.
     #[serde(default = "defaults::batch_size")]
     pub batch_size: usize,
-    /// Longest a record waits for its batch to fill, in milliseconds.
+    /// Longest a record waits for its batch to fill, in milliseconds. A batch does not wait
+    /// once the consumer has handed over everything it has fetched and the partition's worker
+    /// has taken every batch before it.
     #[serde(default = "defaults::linger_ms")]
     pub linger_ms: u64,
     /// Most bytes (keys, values and headers) per call into a transform; an eighth of

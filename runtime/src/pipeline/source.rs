@@ -266,6 +266,22 @@ impl Assigned {
         self.oldest_pending = self.entries.iter().filter_map(|e| e.pending.first_at).min();
     }
 
+    /// Hands each pending batch to its worker if that worker has taken every batch before it.
+    /// Called when the consumer has nothing more fetched: no record is about to join the batch,
+    /// the worker is ready for it, and waiting out the linger would only add latency. Under load
+    /// the consumer always has records ready and batches fill as before.
+    fn flush_to_waiting_workers(&mut self) {
+        if self.oldest_pending.is_none() {
+            return;
+        }
+        for entry in &mut self.entries {
+            if entry.pending.first_at.is_some() && entry.worker.has_taken_all() {
+                entry.flush();
+            }
+        }
+        self.oldest_pending = self.entries.iter().filter_map(|e| e.pending.first_at).min();
+    }
+
     /// Stores newly committable offsets with the consumer.
     fn store_offsets<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) {
         for entry in &mut self.entries {
@@ -744,7 +760,11 @@ impl Source {
             if want_paused != paused && self.pause(want_paused) {
                 paused = want_paused;
             }
-            let polled = self.consumer.poll(poll_timeout);
+            let mut polled = self.consumer.poll(Duration::ZERO);
+            if polled.is_none() {
+                self.assigned.lock().unwrap().flush_to_waiting_workers();
+                polled = self.consumer.poll(poll_timeout);
+            }
             if let (Some(limiter), Some(Ok(_))) = (&mut limiter, &polled) {
                 limiter.take();
             }

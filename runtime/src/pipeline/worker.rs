@@ -345,6 +345,11 @@ impl WorkerHandle {
         }
     }
 
+    /// Whether the worker has taken every batch sent to it (it may still be running the last).
+    pub fn has_taken_all(&self) -> bool {
+        self.queued.load(Relaxed) == 0
+    }
+
     /// See [`Progress::committable`].
     pub fn committable(&self) -> i64 {
         self.progress.committable()
@@ -880,8 +885,10 @@ mod tests {
         })
         .unwrap();
         let queued = handle.queued.clone();
+        assert!(handle.has_taken_all(), "nothing sent yet");
         // Alone, a batch larger than the bound goes in; the next one waits for the worker.
         handle.send(batch_of(QUEUED_BYTES + 1));
+        assert!(!handle.has_taken_all(), "the worker is held at its gate");
         let (sent, second) = std::sync::mpsc::channel();
         let sender = std::thread::spawn(move || {
             handle.send(batch_of(1));
@@ -900,7 +907,7 @@ mod tests {
             .expect("sent once the worker took the first batch");
         let handle = sender.join().unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
-        while queued.load(Relaxed) != 0 {
+        while !handle.has_taken_all() {
             assert!(Instant::now() < deadline, "the worker took every batch");
             std::thread::sleep(Duration::from_millis(5));
         }
