@@ -492,19 +492,35 @@ pub fn run(kafka: &KafkaConfig, options: &Options, stop: &AtomicBool) -> anyhow:
         .with_context(|| format!("cannot reach Kafka at {}", bootstrap(kafka)))?;
     create_missing_topics(kafka, options)?;
 
-    let started = Instant::now();
+    let mut started = Instant::now();
     let mut generator = Generator::new(options.scenario, options.seed, options.late_fraction);
     let mut sent = 0u64;
     let mut last_progress = Instant::now();
+    let mut topic_ready = [false; 2];
     while options.count.is_none_or(|count| sent < count) && !stop.load(Relaxed) {
         if !wait_until(&producer, started + options.pace.due(sent), stop) {
             break;
         }
         let record = generator.next_record(now_ms());
+        let topic = record.topic;
         if !send(&producer, &options.topics, record, stop)? {
             break;
         }
         sent += 1;
+        // A topic's first record is delivered before the pace goes on: until the producer
+        // knows the topic's partitions, records queue up behind it and then go in one burst,
+        // and the traffic would not be at the rate asked for.
+        if !topic_ready[topic] {
+            topic_ready[topic] = true;
+            producer.flush(Duration::from_secs(35)).with_context(|| {
+                format!(
+                    "the first record to `{}` was not acknowledged",
+                    options.topics[topic]
+                )
+            })?;
+            let now = Instant::now();
+            started = now.checked_sub(options.pace.due(sent)).unwrap_or(now);
+        }
         // Delivery reports and progress now and then: each costs a reading of the clock.
         if !sent.is_multiple_of(64) {
             continue;
