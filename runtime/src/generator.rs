@@ -478,6 +478,10 @@ impl ProducerContext for Deliveries {
     }
 }
 
+/// How long a flush waits: whatever is queued is delivered or times out (message.timeout.ms,
+/// 30 s) within this.
+const DELIVERY_WAIT: Duration = Duration::from_secs(35);
+
 /// Sends `options`' traffic to the Kafka `kafka` names until `options.count` records are sent
 /// or `stop` is raised; then waits for the broker to acknowledge them. Topics that do not exist
 /// are created first (the customers table compacted).
@@ -512,7 +516,7 @@ pub fn run(kafka: &KafkaConfig, options: &Options, stop: &AtomicBool) -> anyhow:
         // and the traffic would not be at the rate asked for.
         if !topic_ready[topic] {
             topic_ready[topic] = true;
-            producer.flush(Duration::from_secs(35)).with_context(|| {
+            producer.flush(DELIVERY_WAIT).with_context(|| {
                 format!(
                     "the first record to `{}` was not acknowledged",
                     options.topics[topic]
@@ -537,8 +541,7 @@ pub fn run(kafka: &KafkaConfig, options: &Options, stop: &AtomicBool) -> anyhow:
             tracing::info!(sent, delivered, "generating");
         }
     }
-    // Whatever is queued is delivered or times out (message.timeout.ms) within this.
-    let flushed = producer.flush(Duration::from_secs(35));
+    let flushed = producer.flush(DELIVERY_WAIT);
     let deliveries = producer.context();
     let summary = Summary {
         delivered: [
@@ -560,7 +563,12 @@ pub fn run(kafka: &KafkaConfig, options: &Options, stop: &AtomicBool) -> anyhow:
             summary.failed
         );
     }
-    flushed.context("records still unacknowledged after 35 s")?;
+    flushed.with_context(|| {
+        format!(
+            "records still unacknowledged after {} s",
+            DELIVERY_WAIT.as_secs()
+        )
+    })?;
     Ok(summary)
 }
 

@@ -254,16 +254,9 @@ impl Assigned {
         {
             return;
         }
-        for entry in &mut self.entries {
-            if entry
-                .pending
-                .first_at
-                .is_some_and(|t| now.duration_since(t) >= linger)
-            {
-                entry.flush();
-            }
-        }
-        self.oldest_pending = self.entries.iter().filter_map(|e| e.pending.first_at).min();
+        self.flush_pending(|entry| {
+            (entry.pending.first_at).is_some_and(|t| now.duration_since(t) >= linger)
+        });
     }
 
     /// Hands each pending batch to its worker if that worker has taken every batch before it.
@@ -271,11 +264,15 @@ impl Assigned {
     /// the worker is ready for it, and waiting out the linger would only add latency. Under load
     /// the consumer always has records ready and batches fill as before.
     fn flush_to_waiting_workers(&mut self) {
-        if self.oldest_pending.is_none() {
-            return;
+        if self.oldest_pending.is_some() {
+            self.flush_pending(|entry| entry.worker.has_taken_all());
         }
+    }
+
+    /// Flushes the pending batches of the partitions `due` selects.
+    fn flush_pending(&mut self, due: impl Fn(&AssignedPartition) -> bool) {
         for entry in &mut self.entries {
-            if entry.pending.first_at.is_some() && entry.worker.has_taken_all() {
+            if entry.pending.first_at.is_some() && due(entry) {
                 entry.flush();
             }
         }

@@ -346,6 +346,7 @@ impl WorkerHandle {
     }
 
     /// Whether the worker has taken every batch sent to it (it may still be running the last).
+    /// A batch is seen by its bytes, so one of records without keys, values or headers is not.
     pub fn has_taken_all(&self) -> bool {
         self.queued.load(Relaxed) == 0
     }
