@@ -241,9 +241,19 @@ fn throughput(
     Ok(n as f64 / elapsed.as_secs_f64())
 }
 
-/// Feeds the tz pipeline at `rate` records/s for a second of warm-up and then `seconds`;
-/// returns latency percentiles in ms over the records after the warm-up, the number of them and
-/// the rate they were actually produced at. Each record is timed from its produce call until a
+/// What `latency` measured over the records after its warm-up.
+struct Latency {
+    p50_ms: f64,
+    p99_ms: f64,
+    records: usize,
+    /// The rate they were actually produced at, records/s.
+    produced_rate: f64,
+    /// Its seconds beside the broker's GC pauses (see `broker_gc_line`), if the broker has a log.
+    broker_gc: Option<String>,
+}
+
+/// Feeds the tz pipeline at `rate` records/s for a second of warm-up and then `seconds`, and
+/// measures the latency of the records after the warm-up. Each record is timed from its produce call until a
 /// reader of the output topic (read_committed, on a thread of its own) has its output: for an
 /// exactly-once pipeline, that includes waiting for the transaction's commit. Without a
 /// `module`, no Sluice runs and the reader reads the input topics: the broker's share.
@@ -254,7 +264,7 @@ fn latency(
     seconds: u64,
     id: &str,
     settings: &str,
-) -> Result<(f64, f64, usize, f64)> {
+) -> Result<Latency> {
     let (in1, in2, out) = (
         format!("lat-tz1-{id}"),
         format!("lat-tz2-{id}"),
@@ -367,21 +377,94 @@ fn latency(
         "only {} of {measured} outputs arrived",
         latencies.len(),
     );
-    if std::env::var_os("SLUICE_BENCH_LATENCY_TRACE").is_some() {
-        // Each second's p99 and max, in produce order, to tell warm-up from steady tails.
-        for (i, chunk) in latencies.chunks(rate as usize).enumerate() {
+    let broker_gc = broker_gc_line(&latencies, &sent_ms[warm_up..], rate as usize);
+    latencies.sort_unstable_by(f64::total_cmp);
+    let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize].round();
+    Ok(Latency {
+        p50_ms: at(0.50),
+        p99_ms: at(0.99),
+        records: latencies.len(),
+        produced_rate,
+        broker_gc,
+    })
+}
+
+fn print_broker_gc(latency: &Latency) {
+    if let Some(line) = &latency.broker_gc {
+        println!("      {line}");
+    }
+}
+
+/// Lines each measured second up with the broker's GC pauses: the median p99 of the seconds with
+/// one against that of the others (None without the broker's gc.log). With
+/// `SLUICE_BENCH_LATENCY_TRACE` set, prints every second's p99 and max too, to tell warm-up from
+/// steady tails.
+fn broker_gc_line(latencies: &[f64], sent_ms: &[f64], per_second: usize) -> Option<String> {
+    let pauses = broker_gc_pauses();
+    let seconds: Vec<(f64, f64, f64)> = (latencies.chunks_exact(per_second).enumerate())
+        .map(|(i, chunk)| {
             let mut chunk = chunk.to_vec();
             chunk.sort_unstable_by(f64::total_cmp);
-            let p99 = chunk[(chunk.len() - 1) * 99 / 100];
+            let from = sent_ms[i * per_second];
+            // The longest pause that overlapped this second (a line is logged as a pause ends).
+            let pause = (pauses.iter())
+                .filter(|(end, length)| *end > from && end - length < from + 1000.0)
+                .map(|(_, length)| *length)
+                .fold(0.0, f64::max);
+            (
+                chunk[(chunk.len() - 1) * 99 / 100],
+                chunk[chunk.len() - 1],
+                pause,
+            )
+        })
+        .collect();
+    if std::env::var_os("SLUICE_BENCH_LATENCY_TRACE").is_some() {
+        for (i, (p99, max, pause)) in seconds.iter().enumerate() {
             eprintln!(
-                "      second {i}: p99 {p99:.0} ms, max {:.0} ms",
-                chunk[chunk.len() - 1]
+                "      second {i}: p99 {p99:.0} ms, max {max:.0} ms, broker GC pause {pause:.0} ms"
             );
         }
     }
-    latencies.sort_unstable_by(f64::total_cmp);
-    let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize].round();
-    Ok((at(0.50), at(0.99), latencies.len(), produced_rate))
+    if pauses.is_empty() {
+        return None;
+    }
+    let median_p99 = |with_pause: bool| {
+        let mut p99s: Vec<f64> = (seconds.iter())
+            .filter(|s| (s.2 > 0.0) == with_pause)
+            .map(|s| s.0)
+            .collect();
+        p99s.sort_unstable_by(f64::total_cmp);
+        p99s.get(p99s.len() / 2)
+            .map_or("-".into(), |p99| format!("{p99:.0} ms"))
+    };
+    Some(format!(
+        "broker GC pauses in {} of {} seconds (longest {:.0} ms): median p99 of those seconds {}, of the others {}",
+        seconds.iter().filter(|s| s.2 > 0.0).count(),
+        seconds.len(),
+        seconds.iter().map(|s| s.2).fold(0.0, f64::max),
+        median_p99(true),
+        median_p99(false),
+    ))
+}
+
+/// The broker's GC pauses, each as (ms since the epoch when it ended, its length in ms), from the
+/// gc.log that tests/kafka/broker.sh has the broker's JVM write; empty without one.
+fn broker_gc_pauses() -> Vec<(f64, f64)> {
+    let Some(dir) = std::env::var_os("SLUICE_BROKER_DIR") else {
+        return Vec::new();
+    };
+    gc_pauses(&std::fs::read_to_string(Path::new(&dir).join("gc.log")).unwrap_or_default())
+}
+
+/// The pauses in a JVM's `-Xlog:gc` output with the `utctime,timemillis` decorations.
+fn gc_pauses(log: &str) -> Vec<(f64, f64)> {
+    (log.lines().filter(|line| line.contains(" Pause ")))
+        .filter_map(|line| {
+            let end = line.split("][").nth(1)?.split("ms]").next()?.parse().ok()?;
+            let length = line.rsplit(' ').next()?.strip_suffix("ms")?.parse().ok()?;
+            Some((end, length))
+        })
+        .collect()
 }
 
 fn unix_ms() -> f64 {
@@ -695,21 +778,24 @@ pub fn run(
         let extra = std::env::var("SLUICE_BENCH_LATENCY_SETTINGS").unwrap_or_default();
         // The broker alone first, at the same rate: its share of the figure below.
         let broker_id = format!("{id}-broker");
-        let (broker_p50, broker_p99, ..) =
-            latency(bootstrap, None, rate, LATENCY_SECONDS, &broker_id, "")?;
+        let broker = latency(bootstrap, None, rate, LATENCY_SECONDS, &broker_id, "")?;
         println!(
-            "    the broker alone at {rate:.0} records/s (produce to a reader of the input topics): p50 {broker_p50:.0} ms, p99 {broker_p99:.0} ms"
+            "    the broker alone at {rate:.0} records/s (produce to a reader of the input topics): p50 {:.0} ms, p99 {:.0} ms",
+            broker.p50_ms, broker.p99_ms,
         );
-        results["broker_latency_p50_ms"] = broker_p50.into();
-        results["broker_latency_p99_ms"] = broker_p99.into();
-        let (p50, p99, samples, produced_rate) =
-            latency(bootstrap, Some(&module), rate, LATENCY_SECONDS, &id, &extra)?;
+        print_broker_gc(&broker);
+        results["broker_latency_p50_ms"] = broker.p50_ms.into();
+        results["broker_latency_p99_ms"] = broker.p99_ms.into();
+        let at_least_once = latency(bootstrap, Some(&module), rate, LATENCY_SECONDS, &id, &extra)?;
+        let p99 = at_least_once.p99_ms;
         println!(
-            "    latency at {rate:.0} records/s (half the tz peak; produced at {produced_rate:.0}/s): p50 {p50:.0} ms, p99 {p99:.0} ms ({samples} records)"
+            "    latency at {rate:.0} records/s (half the tz peak; produced at {:.0}/s): p50 {:.0} ms, p99 {p99:.0} ms ({} records)",
+            at_least_once.produced_rate, at_least_once.p50_ms, at_least_once.records,
         );
+        print_broker_gc(&at_least_once);
         if selected("eos-latency") {
             let exactly_id = format!("{id}-eos");
-            let (eos_p50, eos_p99, eos_samples, eos_produced) = latency(
+            let exactly_once = latency(
                 bootstrap,
                 Some(&module),
                 rate,
@@ -718,15 +804,20 @@ pub fn run(
                 EXACTLY_ONCE,
             )?;
             println!(
-                "    exactly-once latency at {rate:.0} records/s (produced at {eos_produced:.0}/s, read_committed): p50 {eos_p50:.0} ms, p99 {eos_p99:.0} ms ({eos_samples} records); target p99 at most {:.0} ms (2 x at-least-once + commit_interval_ms)",
+                "    exactly-once latency at {rate:.0} records/s (produced at {:.0}/s, read_committed): p50 {:.0} ms, p99 {:.0} ms ({} records); target p99 at most {:.0} ms (2 x at-least-once + commit_interval_ms)",
+                exactly_once.produced_rate,
+                exactly_once.p50_ms,
+                exactly_once.p99_ms,
+                exactly_once.records,
                 2.0 * p99 + 100.0
             );
-            results["exactly_once_latency_p50_ms"] = eos_p50.into();
-            results["exactly_once_latency_p99_ms"] = eos_p99.into();
+            print_broker_gc(&exactly_once);
+            results["exactly_once_latency_p50_ms"] = exactly_once.p50_ms.into();
+            results["exactly_once_latency_p99_ms"] = exactly_once.p99_ms.into();
         }
         results["latency_rate"] = rate.round().into();
-        results["latency_produced_rate"] = produced_rate.round().into();
-        results["latency_p50_ms"] = p50.into();
+        results["latency_produced_rate"] = at_least_once.produced_rate.round().into();
+        results["latency_p50_ms"] = at_least_once.p50_ms.into();
         results["latency_p99_ms"] = p99.into();
         targets.push(Target::at_most(
             "p99 produce to output at half the tz rate, ms",
@@ -762,4 +853,19 @@ pub fn run(
         results["restore_seconds_per_million_keys"] = ((restore * 100.0).round() / 100.0).into();
     }
     Ok(results)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn gc_pauses_are_read_from_the_brokers_gc_log() {
+        let log = "[2026-12-06T18:32:11.279+0000][1796581931279ms] Using G1\n\
+            [2026-12-06T18:32:11.563+0000][1796581931563ms] GC(0) Pause Young (Normal) (G1 Evacuation Pause) 13M->4M(258M) 6.630ms\n\
+            [2026-12-06T18:32:12.001+0000][1796581932001ms] GC(1) Pause Remark 40M->40M(258M) 1.250ms\n\
+            [2026-12-06T18:32:12.002+0000][1796581932002ms] GC(1) Concurrent Mark Cycle 30.117ms\n";
+        assert_eq!(
+            super::gc_pauses(log),
+            [(1796581931563.0, 6.63), (1796581932001.0, 1.25)]
+        );
+    }
 }

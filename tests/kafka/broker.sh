@@ -26,7 +26,8 @@
 #   broker.sh transactions [DIR]          the broker's open and hanging transactions (diagnostics)
 #
 # DIR defaults to <repo>/.cache/kafka/run and is wiped by every start (not by resume). It holds
-# server.properties, data/, broker.log, broker.pid and bootstrap (the address), and the
+# server.properties, data/, broker.log, gc.log (the broker JVM's pauses, which `make bench` lines
+# up with its latency), broker.pid and bootstrap (the address), and the
 # controller's controller.properties, controller-data/, controller.log and controller.pid.
 #
 # Environment:
@@ -36,6 +37,10 @@
 #                                for that user, written to DIR/sasl-bootstrap, and ACL checks
 #                                (everything is allowed until an ACL says otherwise; the
 #                                PLAINTEXT listener's anonymous user may do anything)
+#   SLUICE_BROKER_JVM_OPTIONS    the broker JVM's heap and collector options, instead of the tests'
+#                                small heap (for benchmark experiments)
+#   SLUICE_BROKER_PROPERTIES     lines added to the broker's server.properties (a key given again
+#                                there wins), e.g. log.segment.bytes=1073741824
 #   JAVA                        java binary (default: java on PATH)
 set -euo pipefail
 
@@ -48,6 +53,9 @@ KAFKA_HOME=$CACHE/$KAFKA_VERSION
 LIBS=$KAFKA_HOME/libs
 DEFAULT_DIR=$CACHE/run
 JAVA=${JAVA:-java}
+# The broker's heap and collector for tests: small, as their data is.
+TEST_BROKER_JVM_OPTIONS="-Xms256m -Xmx1g -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
+-XX:InitiatingHeapOccupancyPercent=35 -XX:+ExplicitGCInvokesConcurrent"
 # Marks a directory as ours, so `start` never wipes anything else.
 STATE_MARK=.sluice-kafka-state
 
@@ -311,6 +319,7 @@ num.network.threads=2
 num.io.threads=4
 log.segment.bytes=16777216
 log.cleaner.dedupe.buffer.size=16777216
+${SLUICE_BROKER_PROPERTIES:-}
 EOF
 	[[ -n ${SLUICE_BROKER_SASL_USER:-} ]] && secure "$dir" "$bport" "$cport"
 	# For TopicCommand: fail fast instead of the admin client's 60 s default.
@@ -377,9 +386,9 @@ launch_controller() {
 launch() {
 	local dir=$1 bootstrap=$2 port=${2##*:}
 	local pid
-	pid=$(spawn_jvm "$dir" broker server.properties -Xms256m -Xmx1g -XX:+UseG1GC \
-		-XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35 \
-		-XX:+ExplicitGCInvokesConcurrent)
+	# shellcheck disable=SC2086 # the options are words
+	pid=$(spawn_jvm "$dir" broker server.properties ${SLUICE_BROKER_JVM_OPTIONS:-$TEST_BROKER_JVM_OPTIONS} \
+		-Xlog:gc:file="$dir/gc.log":utctime,timemillis)
 
 	local deadline=$((SECONDS + ${SLUICE_BROKER_START_TIMEOUT:-90})) why=""
 	while :; do
