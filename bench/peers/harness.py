@@ -629,21 +629,45 @@ def latency(label, start_cmd, rate, seconds, watcher):
 
     read([tz1, tz2], produced)
     read([out], appended)
-    # Where in the run the slow ones were, into the run's folder.
+    # Where in the run the slow ones were, beside the broker's GC pauses, into the run's folder.
+    pauses = broker_gc_pauses()
+    p99s = {True: [], False: []}
     with open(WORK / f"{label}-latency-by-second.tsv", "w") as f:
-        f.write("second\trecords\tp50_ms\tp99_ms\tmax_ms\n")
+        f.write("second\trecords\tp50_ms\tp99_ms\tmax_ms\tbroker_gc_pause_ms\n")
         for second, values in sorted(by_second.items()):
             values.sort()
             q = lambda x: values[int((len(values) - 1) * x)]
-            f.write(f"{second}\t{len(values)}\t{q(0.5):.0f}\t{q(0.99):.0f}\t{values[-1]:.0f}\n")
+            start = timed_from_ms + second * 1000
+            pause = max((length for end, length in pauses if end > start and end - length < start + 1000),
+                        default=0.0)
+            if 0 <= second < seconds:
+                p99s[pause > 0].append(q(0.99))
+            f.write(f"{second}\t{len(values)}\t{q(0.5):.0f}\t{q(0.99):.0f}\t{values[-1]:.0f}\t{pause:.0f}\n")
     expected = sum(1 for ms in sent_at[warm:] if ms >= timed_from_ms)
     if len(samples) < expected * 0.99:
         return {"status": "failed", "reason": f"only {len(samples)} of {expected} outputs arrived",
                 "rate": round(rate)}
     samples.sort()
     at = lambda q: round(samples[int((len(samples) - 1) * q)], 1)
+    median = lambda xs: round(sorted(xs)[len(xs) // 2]) if xs else None
     return {"status": "ok", "rate": round(rate), "achieved_produce_rate": round(total / produce_seconds),
-            "records": len(samples), "p50_ms": at(0.5), "p99_ms": at(0.99), "max_ms": at(1.0)}
+            "records": len(samples), "p50_ms": at(0.5), "p99_ms": at(0.99), "max_ms": at(1.0),
+            "seconds_with_broker_gc_pause": len(p99s[True]),
+            "p99_median_of_seconds_with_broker_gc_pause_ms": median(p99s[True]),
+            "p99_median_of_other_seconds_ms": median(p99s[False])}
+
+
+def broker_gc_pauses():
+    """The broker JVM's pauses as (end, in ms since the epoch; length in ms), from the gc.log that
+    tests/kafka/broker.sh has it write; none without one."""
+    try:
+        with open(os.path.join(os.environ["SLUICE_BROKER_DIR"], "gc.log")) as f:
+            text = f.read()
+    except (KeyError, OSError):
+        return []
+    # [2026-12-06T18:32:11.563+0000][1796581931563ms] GC(0) Pause Young (Normal) (G1 Evacuation Pause) 13M->4M(258M) 6.630ms
+    found = (re.match(r"\[[^]]*\]\[(\d+)ms\] .* Pause .* ([\d.]+)ms$", line) for line in text.splitlines())
+    return [(float(m.group(1)), float(m.group(2))) for m in found if m]
 
 
 # ---------------------------------------------------------------- environment
@@ -1037,7 +1061,10 @@ def main():
             res["latency"][key] = r
             if r["status"] == "ok":
                 log(f"  latency {key:<20} at {r['rate']:,}/s (produced at {r['achieved_produce_rate']:,}/s): "
-                    f"p50 {r['p50_ms']:.0f} ms, p99 {r['p99_ms']:.0f} ms, max {r['max_ms']:.0f} ms")
+                    f"p50 {r['p50_ms']:.0f} ms, p99 {r['p99_ms']:.0f} ms, max {r['max_ms']:.0f} ms; "
+                    f"broker GC pauses in {r['seconds_with_broker_gc_pause']} of {seconds} seconds, median p99 "
+                    f"of those {r['p99_median_of_seconds_with_broker_gc_pause_ms']} ms, "
+                    f"of the others {r['p99_median_of_other_seconds_ms']} ms")
             else:
                 log(f"  latency {key:<20} FAILED: {r['reason']}")
 
