@@ -253,10 +253,10 @@ struct Latency {
 }
 
 /// Feeds the tz pipeline at `rate` records/s for a second of warm-up and then `seconds`, and
-/// measures the latency of the records after the warm-up. Each record is timed from its produce call until a
-/// reader of the output topic (read_committed, on a thread of its own) has its output: for an
-/// exactly-once pipeline, that includes waiting for the transaction's commit. Without a
-/// `module`, no Sluice runs and the reader reads the input topics: the broker's share.
+/// measures the latency of the records after the warm-up. Each record is timed from its produce
+/// call until a reader of the output topic (read_committed, on a thread of its own) has its
+/// output: for an exactly-once pipeline, that includes waiting for the transaction's commit.
+/// Without a `module`, no Sluice runs and the reader reads the input topics: the broker's share.
 fn latency(
     bootstrap: &str,
     module: Option<&Path>,
