@@ -400,8 +400,15 @@ fn print_broker_gc(latency: &Latency) {
 /// `SLUICE_BENCH_LATENCY_TRACE` set, prints every second's p99 and max too, to tell warm-up from
 /// steady tails.
 fn broker_gc_line(latencies: &[f64], sent_ms: &[f64], per_second: usize) -> Option<String> {
+    /// One measured second: its p99 and max, and the longest broker pause that overlapped it
+    /// (0 without one).
+    struct Second {
+        p99: f64,
+        max: f64,
+        pause: f64,
+    }
     let pauses = broker_gc_pauses();
-    let seconds: Vec<(f64, f64, f64)> = (latencies.chunks_exact(per_second).enumerate())
+    let seconds: Vec<Second> = (latencies.chunks_exact(per_second).enumerate())
         .map(|(i, chunk)| {
             let mut chunk = chunk.to_vec();
             chunk.sort_unstable_by(f64::total_cmp);
@@ -411,15 +418,15 @@ fn broker_gc_line(latencies: &[f64], sent_ms: &[f64], per_second: usize) -> Opti
                 .filter(|(end, length)| *end > from && end - length < from + 1000.0)
                 .map(|(_, length)| *length)
                 .fold(0.0, f64::max);
-            (
-                chunk[(chunk.len() - 1) * 99 / 100],
-                chunk[chunk.len() - 1],
+            Second {
+                p99: chunk[(chunk.len() - 1) * 99 / 100],
+                max: chunk[chunk.len() - 1],
                 pause,
-            )
+            }
         })
         .collect();
     if std::env::var_os("SLUICE_BENCH_LATENCY_TRACE").is_some() {
-        for (i, (p99, max, pause)) in seconds.iter().enumerate() {
+        for (i, Second { p99, max, pause }) in seconds.iter().enumerate() {
             eprintln!(
                 "      second {i}: p99 {p99:.0} ms, max {max:.0} ms, broker GC pause {pause:.0} ms"
             );
@@ -430,8 +437,8 @@ fn broker_gc_line(latencies: &[f64], sent_ms: &[f64], per_second: usize) -> Opti
     }
     let median_p99 = |with_pause: bool| {
         let mut p99s: Vec<f64> = (seconds.iter())
-            .filter(|s| (s.2 > 0.0) == with_pause)
-            .map(|s| s.0)
+            .filter(|s| (s.pause > 0.0) == with_pause)
+            .map(|s| s.p99)
             .collect();
         p99s.sort_unstable_by(f64::total_cmp);
         p99s.get(p99s.len() / 2)
@@ -439,9 +446,9 @@ fn broker_gc_line(latencies: &[f64], sent_ms: &[f64], per_second: usize) -> Opti
     };
     Some(format!(
         "broker GC pauses in {} of {} seconds (longest {:.0} ms): median p99 of those seconds {}, of the others {}",
-        seconds.iter().filter(|s| s.2 > 0.0).count(),
+        seconds.iter().filter(|s| s.pause > 0.0).count(),
         seconds.len(),
-        seconds.iter().map(|s| s.2).fold(0.0, f64::max),
+        seconds.iter().map(|s| s.pause).fold(0.0, f64::max),
         median_p99(true),
         median_p99(false),
     ))
